@@ -1,0 +1,45 @@
+# Two commands for everyone: `make run` (the course's main job) and `make test`.
+# Both create .venv on first use and install the pinned dependencies.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test release export lab lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), \
+	  f"this course needs Python 3.11, found {sys.version.split()[0]} at {sys.executable}: set PYTHON=/path/to/python3.11"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip==25.3"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	touch $(STAMP)
+
+# The main job. Until Milestone 06 exists: build and release every module,
+# export the reference library, autograde the reference solution and the
+# untouched release of every module, and print the score table.
+run: $(STAMP)
+	$(BIN)/tito release
+	$(BIN)/tito export --reference
+	$(BIN)/tito selfcheck
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+release: $(STAMP)
+	$(BIN)/tito release
+
+export: $(STAMP)
+	$(BIN)/tito export --reference
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab
+
+# Re-pin every package after changing the top-level pins in pyproject.toml.
+lock: $(STAMP)
+	(printf '# Every installed package, pinned (pip freeze of a working .venv on Python 3.11).\n'; \
+	 printf '# Used as `pip install -c constraints.txt -e .`; regenerate with `make lock`.\n'; \
+	 $(BIN)/python -m pip freeze --exclude-editable) > constraints.txt
+
+clean:
+	rm -rf $(VENV) autograded/*/ submitted feedback gradebook.db source/*/*.ipynb

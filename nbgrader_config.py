@@ -1,0 +1,29 @@
+"""nbgrader course configuration: source/ -> release/ -> submitted/ -> autograded/.
+
+Run nbgrader (or `tito`) from the repository root; that is the course root.
+"""
+c = get_config()  # noqa: F821 (provided by nbgrader)
+
+c.CourseDirectory.course_id = "tinytorch-optimization"
+
+# source/NN_name/ holds the jupytext .py with the solutions: never release it.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py"]
+
+# The gradebook is nbgrader's default: <course root>/gradebook.db (git-ignored).
+
+# A cell that runs longer than this is stopped and graded as an error.
+c.Execute.timeout = 120
+# A kernel that dies or stops answering (os._exit, swallowed KeyboardInterrupt)
+# must cost that cell its points, not abort the whole notebook without feedback.
+c.Execute.raise_on_iopub_timeout = False
+c.Execute.iopub_timeout = 10
+
+# Test cells a student deleted come back from the source before grading.
+c.OverwriteCells.add_missing_cells = True
+
+# nbgrader scores a test cell with any stderr output as 0. Warnings (numpy
+# RuntimeWarning, DeprecationWarning, ...) go to stderr: drop them before
+# scoring so a warning cannot zero a correct answer. Failing tests raise,
+# which is an "error" output, so they still score 0.
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = r"Warning"

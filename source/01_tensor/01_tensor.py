@@ -1,0 +1,677 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Module 01: Tensor
+#
+# Every number a neural network touches lives in a tensor: the weights, the
+# activations, the gradients, the quantized INT8 copy you will build in
+# Module 15. This module builds `Tensor`, a thin wrapper around a numpy array
+# that the rest of the course uses. It is thin on purpose: the interesting
+# questions are systems questions.
+#
+# - **Bytes.** A 1000 x 1000 float32 matrix holds 4,000,000 bytes; the same
+#   matrix in int8 holds 1,000,000. Quantization (Module 15) is only real if
+#   the int8 tensor stays int8, so `Tensor` must keep the dtype it is given.
+# - **Shapes.** Most bugs in ML code are shape bugs. Broadcasting silently
+#   stretches arrays; when it cannot, the error should name both shapes.
+# - **Cost.** `(n, k) @ (k, m)` costs `2 * n * k * m` floating-point
+#   operations. You will measure how many of them per second this machine
+#   actually does.
+#
+# | task | what you build | points |
+# |---|---|---|
+# | 01.1 | `Tensor`: wrap an array, keep its dtype, report shape and bytes | 4 |
+# | 01.2 | `broadcast_shape`: numpy's broadcasting rule, by hand | 4 |
+# | 01.3 | `elementwise`: `+ - * /` with broadcasting and clear errors | 4 |
+# | 01.4 | `matmul`: `@` with an inner-dimension check | 4 |
+# | 01.5 | `reduce`: `sum`, `mean`, `max` over an axis | 4 |
+# | 01.6 | `reshape` and `transpose` | 4 |
+#
+# Work through the cells in order. Each task is a function with a
+# `raise NotImplementedError()` for you to replace; the cell after it tests it.
+# When all tests pass, run `tito module export 01` to put your `Tensor` into
+# `tinytorch_lib/tensor.py`, where the later modules import it.
+
+# %% tags=["export"]
+import numpy as np
+
+# %% [markdown]
+# ## 1. Data, dtype and bytes
+#
+# A numpy array is a block of memory plus a description of it: a **dtype**
+# (how many bytes one element takes and how to read them) and a **shape**.
+#
+# | dtype | bytes per element | typical use |
+# |---|---|---|
+# | float64 | 8 | numpy's default; too big for deep learning |
+# | float32 | 4 | training and inference default |
+# | float16 | 2 | mixed-precision training, GPU inference |
+# | int8 | 1 | quantized inference (Module 15) |
+#
+# `nbytes = size * itemsize`: a `(3, 4)` float32 tensor has 12 elements of 4
+# bytes, 48 bytes in all.
+#
+# Python lists of floats become float64 in numpy. Deep-learning code almost
+# never wants that, so our rule is:
+#
+# 1. if `dtype` is given, use it;
+# 2. else if `data` is already an array (or a `Tensor`), keep its dtype;
+# 3. else (lists, Python numbers) let numpy infer, and turn float64 into float32.
+#
+# ### Task 01.1: the `Tensor` class
+#
+# Implement `__init__` (store the array in `self.data` following the rule above)
+# and the properties `shape`, `dtype` and `nbytes`. Everything else in the class
+# is given: the operators call the functions you write in Tasks 01.3-01.6.
+
+# %% nbgrader={"grade": false, "grade_id": "tensor_class", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+class Tensor:
+    """An n-dimensional array with a fixed dtype.
+
+    data: array-like, numpy array or Tensor -> self.data: np.ndarray
+    """
+
+    def __init__(self, data, dtype=None):
+        # Task 01.1: store the data as an np.ndarray in self.data (dtype rule above)
+        ### BEGIN SOLUTION
+        if isinstance(data, Tensor):
+            data = data.data
+        if dtype is not None:
+            self.data = np.asarray(data, dtype=dtype)
+        elif isinstance(data, np.ndarray):
+            self.data = data
+        else:
+            self.data = np.asarray(data)
+            if self.data.dtype == np.float64:
+                self.data = self.data.astype(np.float32)
+        ### END SOLUTION
+
+    @property
+    def shape(self) -> tuple:
+        # Task 01.1: the shape as a tuple of ints
+        ### BEGIN SOLUTION
+        return tuple(self.data.shape)
+        ### END SOLUTION
+
+    @property
+    def dtype(self) -> np.dtype:
+        # Task 01.1: the numpy dtype of the stored array
+        ### BEGIN SOLUTION
+        return self.data.dtype
+        ### END SOLUTION
+
+    @property
+    def nbytes(self) -> int:
+        # Task 01.1: bytes actually stored (size * bytes per element)
+        ### BEGIN SOLUTION
+        return int(self.data.nbytes)
+        ### END SOLUTION
+
+    # ---- given: small helpers ----
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self):
+        return self.data.item()
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> "Tensor":
+        return Tensor(self.data[index])
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.data.tolist()}, shape={self.shape}, dtype={self.dtype})"
+
+    # ---- given: operators, built on the task functions below ----
+    def __add__(self, other):
+        return elementwise(np.add, "add", self, other)
+
+    def __radd__(self, other):
+        return elementwise(np.add, "add", other, self)
+
+    def __sub__(self, other):
+        return elementwise(np.subtract, "sub", self, other)
+
+    def __rsub__(self, other):
+        return elementwise(np.subtract, "sub", other, self)
+
+    def __mul__(self, other):
+        return elementwise(np.multiply, "mul", self, other)
+
+    def __rmul__(self, other):
+        return elementwise(np.multiply, "mul", other, self)
+
+    def __truediv__(self, other):
+        return elementwise(np.true_divide, "div", self, other)
+
+    def __rtruediv__(self, other):
+        return elementwise(np.true_divide, "div", other, self)
+
+    def __neg__(self):
+        return Tensor(-self.data)
+
+    def __matmul__(self, other):
+        return matmul(self, other)
+
+    def sum(self, axis=None, keepdims=False):
+        return reduce(self, "sum", axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return reduce(self, "mean", axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return reduce(self, "max", axis, keepdims)
+
+    def reshape(self, *shape):
+        return reshape(self, *shape)
+
+    def transpose(self, *axes):
+        return transpose(self, *axes)
+
+    @property
+    def T(self):
+        return transpose(self)
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_01_1_tensor", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 01.1
+t = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+assert isinstance(t.data, np.ndarray), f"self.data should be an np.ndarray, got {type(t.data).__name__}"
+assert t.shape == (2, 3), f"shape: expected (2, 3), got {t.shape}"
+assert t.dtype == np.float32, f"a list of Python floats should become float32, got {t.dtype}"
+assert t.nbytes == 24, f"nbytes of a (2, 3) float32 tensor: expected 6 * 4 = 24, got {t.nbytes}"
+
+q = Tensor(np.array([1, -2, 127], dtype=np.int8))
+assert q.dtype == np.int8, f"an int8 array must stay int8 (Module 15 depends on it), got {q.dtype}"
+assert q.nbytes == 3, f"nbytes of 3 int8 values: expected 3, got {q.nbytes}"
+
+h = Tensor([1, 2, 3], dtype=np.float16)
+assert h.dtype == np.float16 and h.nbytes == 6, f"dtype=float16: expected float16 and 6 bytes, got {h.dtype}, {h.nbytes}"
+print("Task 01.1 visible tests passed")
+### BEGIN HIDDEN TESTS
+d = Tensor(np.zeros((4, 5), dtype=np.float64))
+assert d.dtype == np.float64 and d.nbytes == 160, "an existing float64 array keeps float64 (rule 2)"
+assert Tensor(q).dtype == np.int8, "Tensor(Tensor) keeps the dtype"
+assert Tensor(3.5).shape == () and Tensor(3.5).dtype == np.float32, "a Python float is a 0-d float32 tensor"
+assert Tensor([[1, 2]]).dtype.kind == "i", "a list of ints stays an integer dtype"
+big = Tensor(np.ones((7, 11, 3), dtype=np.int16))
+assert big.shape == (7, 11, 3) and big.nbytes == 7 * 11 * 3 * 2
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 2. Broadcasting
+#
+# `x + b` with `x: (batch, features)` and a bias `b: (features,)` works because
+# numpy **broadcasts**: it lines the shapes up from the right and, dimension by
+# dimension, the sizes must be equal or one of them must be 1 (a missing
+# dimension counts as 1). The result takes the larger size.
+#
+# ```
+# x      (32, 10)        a   (8, 1, 5)        p  (3, 4)
+# b          (10,)       b      (6, 1)        q  (4, 3)
+# x + b  (32, 10)        a+b (8, 6, 5)        p+q  error: 4 vs 3
+# ```
+#
+# A size-1 dimension is not copied: numpy reads the same element again
+# (its stride is 0). Broadcasting a bias over a batch costs no memory.
+#
+# ### Task 01.2: `broadcast_shape`
+#
+# Return the broadcast shape of two shapes, or raise `ValueError` naming both
+# shapes when they are incompatible. Implement the rule yourself; do not call
+# `np.broadcast_shapes`.
+
+# %% nbgrader={"grade": false, "grade_id": "broadcast_shape", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+def broadcast_shape(shape_a: tuple, shape_b: tuple) -> tuple:
+    """(8, 1, 5), (6, 1) -> (8, 6, 5); raises ValueError when incompatible."""
+    # Task 01.2: align from the right; sizes must match or one must be 1
+    ### BEGIN SOLUTION
+    a, b = tuple(shape_a), tuple(shape_b)
+    n = max(len(a), len(b))
+    a = (1,) * (n - len(a)) + a
+    b = (1,) * (n - len(b)) + b
+    out = []
+    for da, db in zip(a, b):
+        if da != db and da != 1 and db != 1:
+            raise ValueError(f"shapes {tuple(shape_a)} and {tuple(shape_b)} cannot broadcast: {da} vs {db}")
+        out.append(max(da, db) if da != 0 and db != 0 else 0)
+    return tuple(out)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_01_2_broadcast", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 01.2
+for a, b, want in [((32, 10), (10,), (32, 10)), ((8, 1, 5), (6, 1), (8, 6, 5)), ((), (3,), (3,))]:
+    got = broadcast_shape(a, b)
+    assert got == want, f"broadcast_shape({a}, {b}): expected {want}, got {got}"
+try:
+    broadcast_shape((3, 4), (4, 3))
+except ValueError as e:
+    assert "(3, 4)" in str(e) and "(4, 3)" in str(e), f"the error should name both shapes, got: {e}"
+else:
+    raise AssertionError("broadcast_shape((3, 4), (4, 3)) should raise ValueError")
+print("Task 01.2 visible tests passed")
+### BEGIN HIDDEN TESTS
+rng = np.random.default_rng(0)
+for _ in range(200):
+    a = tuple(int(x) for x in rng.integers(1, 4, size=rng.integers(0, 4)))
+    b = tuple(int(x) for x in rng.integers(1, 4, size=rng.integers(0, 4)))
+    try:
+        want = np.broadcast_shapes(a, b)
+    except ValueError:
+        want = None
+    if want is None:
+        try:
+            broadcast_shape(a, b)
+        except ValueError:
+            continue
+        raise AssertionError(f"broadcast_shape({a}, {b}) should raise")
+    assert broadcast_shape(a, b) == want, f"broadcast_shape({a}, {b}) != {want}"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 3. Elementwise operations
+#
+# `+ - * /` apply one scalar operation per output element. The given class
+# routes them all through one function, `elementwise(op, name, a, b)`, where
+# `op` is a numpy ufunc such as `np.add`. Either side may be a Python number
+# (`2 * t`). numpy 2 treats a Python number as a "weak" scalar that adopts the
+# array's dtype, so `int8 tensor + 3` stays int8; a 0-d int64 *array* would
+# not be weak and would promote the result to int64.
+#
+# ### Task 01.3: `elementwise`
+#
+# Take the arrays of both sides (a Python number stays a Python number, so
+# numpy keeps the tensor's dtype), check the shapes with your
+# `broadcast_shape` (its `ValueError` should say which operation failed,
+# e.g. `add: shapes (3, 4) and (4, 3) cannot broadcast: 4 vs 3`), then
+# return a `Tensor` of `op(x, y)`.
+
+# %% nbgrader={"grade": false, "grade_id": "elementwise", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+def elementwise(op, name: str, a, b) -> Tensor:
+    """op(a, b) with broadcasting; a, b: Tensor or number -> Tensor of the broadcast shape."""
+    # Task 01.3: check shapes with broadcast_shape, then apply op to the arrays
+    ### BEGIN SOLUTION
+    def operand(v):
+        if isinstance(v, Tensor):
+            return v.data
+        if isinstance(v, (bool, int, float)):
+            return v  # a Python number stays "weak": int8 tensor + 3 stays int8
+        return Tensor(v).data
+
+    x, y = operand(a), operand(b)
+    try:
+        broadcast_shape(np.shape(x), np.shape(y))
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+    return Tensor(op(x, y))
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_01_3_elementwise", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 01.3
+x = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+bias = Tensor([10.0, 20.0, 30.0])
+got = (x + bias).data
+assert np.allclose(got, [[11, 22, 33], [14, 25, 36]]), f"(2, 3) + (3,): got {got}"
+assert np.allclose((x * 2).data, [[2, 4, 6], [8, 10, 12]]), "Tensor * number"
+assert np.allclose((1 - x).data, [[0, -1, -2], [-3, -4, -5]]), "number - Tensor (reflected)"
+assert np.allclose((x / Tensor([[2.0], [4.0]])).data, [[0.5, 1, 1.5], [1, 1.25, 1.5]]), "(2, 3) / (2, 1)"
+try:
+    Tensor(np.zeros((3, 4))) + Tensor(np.zeros((4, 3)))
+except ValueError as e:
+    assert "(3, 4)" in str(e) and "(4, 3)" in str(e), f"the error should name both shapes, got: {e}"
+else:
+    raise AssertionError("(3, 4) + (4, 3) should raise ValueError")
+print("Task 01.3 visible tests passed")
+### BEGIN HIDDEN TESTS
+q = Tensor(np.array([1, 2, 3], dtype=np.int8))
+assert (q + 1).dtype == np.int8, f"int8 + Python int should stay int8, got {(q + 1).dtype}"
+assert (q * q).dtype == np.int8
+r = Tensor(np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+s = Tensor(np.arange(4, dtype=np.float32))
+assert np.array_equal((r - s).data, r.data - s.data) and (r - s).shape == (2, 3, 4)
+try:
+    r * Tensor(np.ones((2, 4)))
+except ValueError as e:
+    assert "mul" in str(e) and "(2, 3, 4)" in str(e)
+else:
+    raise AssertionError("(2, 3, 4) * (2, 4) should raise")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 4. Matrix multiplication
+#
+# `C = A @ B` with `A: (n, k)` and `B: (k, m)` gives `C: (n, m)`, where
+# `C[i, j] = sum_p A[i, p] * B[p, j]`: `k` multiplies and `k` adds per output,
+# so **`2 * n * k * m` FLOPs** in all. A linear layer is one matmul; a
+# transformer is mostly matmuls. Leading dimensions are batch dimensions:
+# `(b, n, k) @ (b, k, m) -> (b, n, m)` (numpy's `np.matmul` does this).
+#
+# ### Task 01.4: `matmul`
+#
+# Both operands need at least 1 dimension. If the inner dimensions differ,
+# raise `ValueError` in the form
+# `matmul: (3, 4) @ (5, 2): inner dimensions 4 and 5 differ`. Otherwise return
+# `Tensor(np.matmul(a.data, b.data))`.
+
+# %% nbgrader={"grade": false, "grade_id": "matmul", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """(..., n, k) @ (..., k, m) -> (..., n, m); a 1-d operand is a vector."""
+    # Task 01.4: check the inner dimensions, then multiply
+    ### BEGIN SOLUTION
+    a, b = Tensor(a), Tensor(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: {a.shape} @ {b.shape}: operands need at least 1 dimension")
+    inner_a = a.shape[-1]
+    inner_b = b.shape[-2] if b.ndim >= 2 else b.shape[0]
+    if inner_a != inner_b:
+        raise ValueError(f"matmul: {a.shape} @ {b.shape}: inner dimensions {inner_a} and {inner_b} differ")
+    return Tensor(np.matmul(a.data, b.data))
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_01_4_matmul", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 01.4
+A = Tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])  # (3, 2)
+B = Tensor([[1.0, 0.0, 2.0], [0.0, 1.0, 3.0]])     # (2, 3)
+C = A @ B
+assert C.shape == (3, 3), f"(3, 2) @ (2, 3): expected shape (3, 3), got {C.shape}"
+assert np.allclose(C.data, [[1, 2, 8], [3, 4, 18], [5, 6, 28]]), f"wrong product: {C.data}"
+try:
+    Tensor(np.ones((3, 4))) @ Tensor(np.ones((5, 2)))
+except ValueError as e:
+    assert "(3, 4)" in str(e) and "(5, 2)" in str(e) and "4" in str(e) and "5" in str(e), \
+        f"the error should name both shapes and the inner dimensions, got: {e}"
+else:
+    raise AssertionError("(3, 4) @ (5, 2) should raise ValueError")
+print("Task 01.4 visible tests passed")
+### BEGIN HIDDEN TESTS
+rng = np.random.default_rng(1)
+a = rng.standard_normal((4, 5, 6)).astype(np.float32)
+b = rng.standard_normal((4, 6, 7)).astype(np.float32)
+got = matmul(Tensor(a), Tensor(b))
+assert got.shape == (4, 5, 7) and np.allclose(got.data, a @ b, atol=1e-5), "batched matmul"
+v = rng.standard_normal(6).astype(np.float32)
+assert np.allclose(matmul(Tensor(a[0]), Tensor(v)).data, a[0] @ v, atol=1e-5), "matrix @ vector"
+try:
+    matmul(Tensor(a), Tensor(a))
+except ValueError as e:
+    assert "6 and 5" in str(e), str(e)
+else:
+    raise AssertionError("(4, 5, 6) @ (4, 5, 6) should raise")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 5. Reductions
+#
+# A reduction collapses an axis: `x.sum(axis=0)` of a `(batch, features)`
+# tensor is `(features,)`; with `keepdims=True` it is `(1, features)`, which
+# still broadcasts against `x` (that is how softmax subtracts a row maximum in
+# Module 02). `axis=None` reduces everything to a 0-d tensor.
+#
+# ### Task 01.5: `reduce`
+#
+# `kind` is `"sum"`, `"mean"` or `"max"`. An axis outside the tensor (for a
+# 2-d tensor, valid axes are -2..1) raises `ValueError` naming the axis and the
+# shape; an unknown `kind` raises `ValueError` too.
+
+# %% nbgrader={"grade": false, "grade_id": "reduce", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+def reduce(a: Tensor, kind: str, axis=None, keepdims: bool = False) -> Tensor:
+    """Sum, mean or max over `axis` (None: all); (2, 3) axis=1 -> (2,), keepdims -> (2, 1)."""
+    # Task 01.5: validate kind and axis, then reduce with numpy
+    ### BEGIN SOLUTION
+    ops = {"sum": np.sum, "mean": np.mean, "max": np.max}
+    if kind not in ops:
+        raise ValueError(f"reduce: unknown kind {kind!r}; expected one of {sorted(ops)}")
+    axes = axis if isinstance(axis, tuple) else (() if axis is None else (axis,))
+    for ax in axes:
+        if not -a.ndim <= ax < a.ndim:
+            raise ValueError(f"{kind}: axis {ax} is out of range for shape {a.shape}")
+    return Tensor(ops[kind](a.data, axis=axis, keepdims=keepdims))
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_01_5_reduce", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 01.5
+x = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+assert np.isclose(x.sum().item(), 21.0), f"sum of everything: expected 21, got {x.sum()}"
+assert np.allclose(x.sum(axis=0).data, [5, 7, 9]), f"sum(axis=0): got {x.sum(axis=0).data}"
+assert x.mean(axis=1, keepdims=True).shape == (2, 1), f"mean(axis=1, keepdims=True): got shape {x.mean(axis=1, keepdims=True).shape}"
+assert np.allclose(x.max(axis=-1).data, [3, 6]), f"max(axis=-1): got {x.max(axis=-1).data}"
+try:
+    x.sum(axis=2)
+except ValueError as e:
+    assert "2" in str(e) and "(2, 3)" in str(e), f"the error should name the axis and the shape, got: {e}"
+else:
+    raise AssertionError("sum(axis=2) of a (2, 3) tensor should raise ValueError")
+print("Task 01.5 visible tests passed")
+### BEGIN HIDDEN TESTS
+r = np.random.default_rng(2).standard_normal((3, 4, 5)).astype(np.float32)
+t = Tensor(r)
+assert np.allclose(t.mean(axis=(0, 2)).data, r.mean(axis=(0, 2)), atol=1e-6)
+assert t.max(axis=1, keepdims=True).shape == (3, 1, 5)
+assert t.sum(axis=-3).shape == (4, 5)
+for bad in (3, -4):
+    try:
+        t.max(axis=bad)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"axis {bad} should raise for shape (3, 4, 5)")
+try:
+    reduce(t, "median")
+except ValueError:
+    pass
+else:
+    raise AssertionError("unknown kind should raise ValueError")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 6. Memory layout: reshape and transpose
+#
+# A `(2, 3)` float32 array is 6 numbers in one row-major block. Its
+# **strides** say how many bytes to step per index: `(12, 4)` (next row: 3
+# elements of 4 bytes; next column: 4 bytes).
+#
+# - `reshape` to `(3, 2)` keeps the block and changes the description: no copy.
+#   `-1` means "whatever size makes the element count match", so `(2, 3)`
+#   reshaped to `(-1,)` is `(6,)`. A shape with a different element count is
+#   an error.
+# - `transpose` swaps the strides to `(4, 12)`: also no copy, but the result is
+#   no longer contiguous, so a later `reshape` of it must copy.
+#
+# ### Task 01.6: `reshape` and `transpose`
+#
+# `reshape(a, *shape)` accepts `reshape(t, 3, 2)` and `reshape(t, (3, 2))`,
+# allows one `-1`, and raises `ValueError` naming both shapes when the element
+# counts differ. `transpose(a, *axes)` with no axes reverses all axes (for 2-d:
+# the usual transpose); with axes it permutes them.
+
+# %% nbgrader={"grade": false, "grade_id": "reshape_transpose", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+def reshape(a: Tensor, *shape) -> Tensor:
+    """(2, 3) -> reshape(a, 3, -1) -> (3, 2); the element count must not change."""
+    # Task 01.6: resolve a single -1, check the element count, reshape
+    ### BEGIN SOLUTION
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    shape = tuple(int(s) for s in shape)
+    if shape.count(-1) > 1:
+        raise ValueError(f"reshape: {a.shape} -> {shape}: at most one -1")
+    known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+    if -1 in shape:
+        if known == 0 or a.size % known:
+            raise ValueError(f"reshape: cannot reshape {a.shape} ({a.size} elements) into {shape}")
+        shape = tuple(a.size // known if s == -1 else s for s in shape)
+    if int(np.prod(shape, dtype=np.int64)) != a.size:
+        raise ValueError(f"reshape: cannot reshape {a.shape} ({a.size} elements) into {shape}")
+    return Tensor(a.data.reshape(shape))
+    ### END SOLUTION
+
+
+def transpose(a: Tensor, *axes) -> Tensor:
+    """(2, 3) -> (3, 2); with axes, (b, s, h, d) transpose(a, 0, 2, 1, 3) -> (b, h, s, d)."""
+    # Task 01.6: reverse the axes, or permute them as given
+    ### BEGIN SOLUTION
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = tuple(axes[0])
+    if axes and sorted(a_ % a.ndim for a_ in axes) != list(range(a.ndim)):
+        raise ValueError(f"transpose: axes {axes} are not a permutation of the {a.ndim} axes of {a.shape}")
+    return Tensor(np.transpose(a.data, axes or None))
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_01_6_layout", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 01.6
+x = Tensor(np.arange(6, dtype=np.float32).reshape(2, 3))
+assert x.reshape(3, 2).shape == (3, 2), f"reshape(3, 2): got {x.reshape(3, 2).shape}"
+assert x.reshape((6,)).shape == (6,), "reshape((6,)) with a tuple"
+assert x.reshape(-1, 2).shape == (3, 2), f"reshape(-1, 2): expected (3, 2), got {x.reshape(-1, 2).shape}"
+assert np.array_equal(x.T.data, [[0, 3], [1, 4], [2, 5]]), f"x.T: got {x.T.data}"
+try:
+    x.reshape(4, 2)
+except ValueError as e:
+    assert "(2, 3)" in str(e) and "(4, 2)" in str(e), f"the error should name both shapes, got: {e}"
+else:
+    raise AssertionError("reshape of 6 elements into (4, 2) should raise ValueError")
+print("Task 01.6 visible tests passed")
+### BEGIN HIDDEN TESTS
+y = Tensor(np.arange(120, dtype=np.int8).reshape(2, 3, 4, 5))
+assert y.transpose(0, 2, 1, 3).shape == (2, 4, 3, 5)
+assert np.array_equal(y.transpose(0, 2, 1, 3).data, np.transpose(y.data, (0, 2, 1, 3)))
+assert y.transpose().shape == (5, 4, 3, 2)
+assert y.reshape(2, -1).shape == (2, 60) and y.reshape(2, -1).dtype == np.int8
+for bad in [(7, -1), (-1, -1)]:
+    try:
+        y.reshape(*bad)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"reshape{bad} of 120 elements should raise")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 7. Systems analysis: what did we build?
+#
+# Nothing below is assumed: every number is measured on this machine, now.
+#
+# ### Bytes per dtype
+#
+# One million elements in each dtype, stored and counted with your `nbytes`.
+
+# %%
+n = 1_000_000
+print(f"{'dtype':>8} | {'nbytes':>10} | bytes/element | vs float32")
+base = Tensor(np.zeros(n, dtype=np.float32)).nbytes
+for dt in (np.float64, np.float32, np.float16, np.int8):
+    t = Tensor(np.zeros(n, dtype=dt))
+    print(f"{np.dtype(dt).name:>8} | {t.nbytes:>10,} | {t.nbytes / t.size:>13.0f} | {t.nbytes / base:>9.2f}x")
+
+# %% [markdown]
+# ### Views versus copies
+#
+# Transpose changes strides, not memory; reshaping the transposed result has
+# to copy. `np.shares_memory` tells which is which.
+
+# %%
+x = Tensor(np.arange(12, dtype=np.float32).reshape(3, 4))
+xt = x.T
+print("x strides (bytes):       ", x.data.strides)
+print("x.T strides (bytes):     ", xt.data.strides, "- same memory:", np.shares_memory(x.data, xt.data))
+flat = xt.reshape(-1)
+print("x.T.reshape(-1) shares memory with x:", np.shares_memory(x.data, flat.data), "(a copy was needed)")
+
+# %% [markdown]
+# ### Matmul: FLOPs against time
+#
+# A first ladder (Module 17 climbs it further): a plain Python triple loop
+# against your `matmul`, which calls numpy's compiled kernel. Both compute
+# the same `2 * n^3` FLOPs and are checked against each other; each time is
+# the median of several runs measured in this cell.
+
+# %%
+import time
+
+
+def naive_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    n, k = a.shape
+    m = b.shape[1]
+    c = np.zeros((n, m), dtype=a.dtype)
+    for i in range(n):
+        for j in range(m):
+            s = 0.0
+            for p in range(k):
+                s += a[i, p] * b[p, j]
+            c[i, j] = s
+    return c
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+rng = np.random.default_rng(0)
+a32 = rng.standard_normal((48, 48)).astype(np.float32)
+b32 = rng.standard_normal((48, 48)).astype(np.float32)
+assert np.allclose(naive_matmul(a32, b32), matmul(Tensor(a32), Tensor(b32)).data, atol=1e-3)
+t_naive = median_seconds(lambda: naive_matmul(a32, b32), 3)
+t_fast = median_seconds(lambda: matmul(Tensor(a32), Tensor(b32)), 20)
+print(f"n=48: python loops {t_naive * 1e3:.1f} ms, matmul {t_fast * 1e6:.1f} us: {t_naive / t_fast:,.0f}x faster")
+
+sizes = [64, 128, 256, 512]
+gflops = []
+for n in sizes:
+    a = Tensor(rng.standard_normal((n, n)).astype(np.float32))
+    b = Tensor(rng.standard_normal((n, n)).astype(np.float32))
+    t = median_seconds(lambda: a @ b, 5)
+    gflops.append(2 * n**3 / t / 1e9)
+    print(f"n={n:4d}: {2 * n**3:>13,} FLOPs in {t * 1e3:7.2f} ms = {gflops[-1]:6.1f} GFLOP/s")
+
+# %%
+import matplotlib.pyplot as plt
+
+fig, ax = plt.subplots(figsize=(5, 3))
+ax.plot(sizes, gflops, marker="o")
+ax.set_xscale("log", base=2)
+ax.set_xlabel("matrix size n (n x n float32)")
+ax.set_ylabel("throughput (GFLOP/s)")
+ax.set_title("Measured matmul throughput on this machine")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Small matrices waste most of the machine: fixed per-call overhead dominates
+# and the throughput climbs with `n` until the kernel is compute-bound. That is
+# why batching requests (more rows per matmul) is an inference optimization.
+#
+# ## Summary
+#
+# - `Tensor` keeps its dtype, so `nbytes` is what is really stored: int8 is a
+#   quarter of float32.
+# - Broadcasting lines shapes up from the right; incompatible shapes fail with
+#   both shapes in the message.
+# - A matmul is `2 * n * k * m` FLOPs; how fast they run depends on size.
+#
+# Next: `tito module export 01`, then Module 02 builds activations on this
+# `Tensor`.

@@ -1,0 +1,272 @@
+"""tito: the course command line.
+
+    tito module status | start NN | test NN | export NN | reset NN   (students)
+    tito build | release | export --reference | selfcheck | grade A   (instructors)
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import grading
+from .build import build
+from .export import export_notebook, export_reference, is_reference
+from .modules import RELEASE, ROOT, WORKSPACE, Module, TitoError, all_modules, find_module
+
+STATUS_FILE = WORKSPACE / ".tito-status.json"
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _selected(specs: list[str]) -> list[Module]:
+    return [find_module(s) for s in specs] if specs else all_modules()
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _load_status() -> dict:
+    return json.loads(STATUS_FILE.read_text()) if STATUS_FILE.exists() else {}
+
+
+# ---- instructor commands ----
+
+def cmd_build(args) -> int:
+    for module in _selected(args.modules):
+        changed = build(module)
+        print(f"{_rel(module.source_ipynb)}: {'written' if changed else 'unchanged'}")
+    return 0
+
+
+def cmd_release(args) -> int:
+    """Build each module and run nbgrader generate_assignment into release/."""
+    for module in _selected(args.modules):
+        build(module)
+        grading.generate(ROOT, module)
+        print(f"{_rel(module.release_ipynb)}: released")
+    return 0
+
+
+def cmd_export(args) -> int:
+    if not args.reference:
+        raise TitoError("`tito export` writes the reference library: say --reference "
+                        "(students: `tito module export NN`)")
+    for module in _selected(args.modules):
+        path = export_reference(module)
+        print(f"{_rel(path)}: exported from {_rel(module.source_py)}")
+    return 0
+
+
+def cmd_selfcheck(args) -> int:
+    """Autograde each module's reference solution and its untouched release."""
+    modules = _selected(args.modules)
+    print("Autograding each module's reference solution and untouched student release "
+          "(nbgrader, reference tinytorch_lib)...", flush=True)
+    rows, ok = [], True
+    with tempfile.TemporaryDirectory(prefix="tito-selfcheck-") as tmp:
+        tmp = Path(tmp)
+        course = grading.new_course(tmp / "course", modules)
+        lib = grading.reference_library(tmp / "lib")
+        for module in modules:
+            if not module.release_ipynb.exists():
+                raise TitoError(f"{_rel(module.release_ipynb)} is missing: run `tito release` first")
+            start = time.perf_counter()
+            grading.generate(course, module)
+            grades = grading.autograde(course, module, {"reference": module.source_ipynb,
+                                                        "release": module.release_ipynb}, lib)
+            ref, rel = grades["reference"], grades["release"]
+            nonzero = [c for c in rel.cells if c.score > 0]
+            failed = [c for c in ref.cells if c.score < c.max_score]
+            good = bool(ref.cells) and not failed and not nonzero
+            ok &= good
+            rows.append((module.name, ref, rel, nonzero, time.perf_counter() - start, good))
+            print(f"  {module.name}: graded in {rows[-1][4]:.1f} s", flush=True)
+            for c in failed:
+                print(f"    reference lost points in {c.grade_id}: {c.error or 'no error recorded'}")
+            for c in nonzero:
+                print(f"    untouched release scored {c.score:g} in {c.grade_id}: a test that passes on a stub")
+    print()
+    print(f"{'module':<18} {'reference':>16} {'untouched release':>18} {'graded cells':>13}  verdict")
+    for name, ref, rel, nonzero, _, good in rows:
+        print(f"{name:<18} {f'{ref.score:g}/{ref.max_score:g}':>9} ({100 * ref.score / ref.max_score:3.0f}%) "
+              f"{f'{rel.score:g}/{rel.max_score:g}':>18} {f'{len(rel.cells) - len(nonzero)}/{len(rel.cells)} at 0':>13}  "
+              f"{'ok' if good else 'FAIL'}")
+    if not ok:
+        print("\nselfcheck FAILED: the reference must score full marks and the release 0 on every graded cell")
+    return 0 if ok else 1
+
+
+def cmd_grade(args) -> int:
+    """Autograde every submission in submitted/*/ASSIGNMENT and print the scores."""
+    module = find_module(args.assignment)
+    submitted = sorted(p.parent.name for p in (ROOT / "submitted").glob(f"*/{module.name}/{module.name}.ipynb"))
+    if not submitted:
+        raise TitoError(f"no submissions found: expected submitted/<student>/{module.name}/{module.name}.ipynb")
+    with tempfile.TemporaryDirectory(prefix="tito-grade-") as tmp:
+        build(module)
+        # Records the assignment in gradebook.db without touching release/.
+        grading.generate(ROOT, module, release_dir=Path(tmp) / "release")
+        lib = grading.reference_library(Path(tmp) / "lib")
+        env = grading.env_with_library(lib)
+        print(f"Autograding {len(submitted)} submission(s) of {module.name}...", flush=True)
+        grading.nbgrader(ROOT, "autograde", module.name, "--force", env=env)
+    grades = grading.read_grades(ROOT, module, submitted)
+    tasks = sorted({t for g in grades.values() for t in g.by_task()})
+    print(f"{'student':<20}" + "".join(f"{t:>11}" for t in tasks) + f"{'total':>11}")
+    for student, g in grades.items():
+        by_task = g.by_task()
+        cells = "".join(f"{f'{by_task[t][0]:g}/{by_task[t][1]:g}':>11}" for t in tasks)
+        print(f"{student:<20}{cells}{f'{g.score:g}/{g.max_score:g}':>11}")
+    print(f"\nGraded notebooks with outputs: autograded/<student>/{module.name}/ "
+          f"(feedback: nbgrader generate_feedback {module.name})")
+    return 0
+
+
+# ---- student commands ----
+
+def cmd_status(args) -> int:
+    status = _load_status()
+    print(f"{'module':<18} {'progress':<34} library file")
+    for module in all_modules():
+        nb = module.workspace_ipynb
+        if not nb.exists():
+            progress = "not started"
+        else:
+            last = status.get(module.name)
+            if last and last["digest"] == _digest(nb):
+                full = last["score"] == last["max_score"]
+                progress = "tests passing" if full else "in progress"
+                progress += f" ({last['score']:g}/{last['max_score']:g})"
+            elif last:
+                progress = "in progress (changed since last test)"
+            else:
+                progress = "in progress (not tested yet)"
+        lib = module.library_file
+        if not lib.exists():
+            owner = "missing: run `tito export --reference`"
+        elif is_reference(lib):
+            owner = "course reference"
+        else:
+            owner = "your export"
+        print(f"{module.name:<18} {progress:<34} {_rel(lib)}: {owner}")
+    return 0
+
+
+def cmd_start(args) -> int:
+    module = find_module(args.module)
+    src, dest = module.release_ipynb, module.workspace_ipynb
+    if not src.exists():
+        raise TitoError(f"{_rel(src)} is missing: the instructor runs `tito release` to make it")
+    if dest.exists():
+        if not args.force:
+            raise TitoError(f"{_rel(dest)} already exists (your work): keep going in it, "
+                            f"or `tito module start {module.number} --force` to start over (it is backed up)")
+        backup = dest.with_name(f"{dest.stem}.backup-{time.strftime('%Y%m%d-%H%M%S')}.ipynb")
+        shutil.copy(dest, backup)
+        print(f"your previous notebook is saved as {_rel(backup)}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src, dest)
+    print(f"{_rel(dest)}: ready. Open it with `jupyter lab {_rel(dest)}` (or `make lab`).")
+    print(f"Test it with `tito module test {module.number}`, then `tito module export {module.number}`.")
+    return 0
+
+
+def _workspace_notebook(module: Module) -> Path:
+    nb = module.workspace_ipynb
+    if not nb.exists():
+        raise TitoError(f"{_rel(nb)} does not exist: run `tito module start {module.number}` first")
+    return nb
+
+
+def cmd_test(args) -> int:
+    module = find_module(args.module)
+    nb = _workspace_notebook(module)
+    print(f"Autograding {_rel(nb)} with nbgrader (earlier modules from your tinytorch_lib)...", flush=True)
+    grade = grading.grade_one(module, nb)
+    print(f"\n{'task':<12} score")
+    for task, (score, max_score) in grade.by_task().items():
+        print(f"{task:<12} {score:g}/{max_score:g}")
+    print(f"{'total':<12} {grade.score:g}/{grade.max_score:g}")
+    for c in grade.cells:
+        if c.score < c.max_score:
+            print(f"  {c.task} ({c.grade_id}): {c.error or 'no points'}")
+    status = _load_status()
+    status[module.name] = {"digest": _digest(nb), "score": grade.score, "max_score": grade.max_score}
+    STATUS_FILE.write_text(json.dumps(status, indent=1))
+    return 0 if grade.score == grade.max_score else 1
+
+
+def cmd_module_export(args) -> int:
+    module = find_module(args.module)
+    path = export_notebook(module, _workspace_notebook(module))
+    stubs = [line.split("(", 1)[1].split(":")[0].strip("'\"")
+             for line in path.read_text().splitlines() if "not implemented yet" in line]
+    print(f"{_rel(path)}: exported from {_rel(module.workspace_ipynb)}")
+    if stubs:
+        print(f"  {len(stubs)} still to implement (they raise NotImplementedError): " + "; ".join(stubs))
+    return 0
+
+
+def cmd_reset(args) -> int:
+    module = find_module(args.module)
+    path = export_reference(module)
+    print(f"{_rel(path)}: restored to the course reference (your notebook is untouched)")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tito", description="TinyTorch course tool")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    mod = sub.add_parser("module", help="student commands for one module").add_subparsers(dest="action", required=True)
+    mod.add_parser("status", help="progress of every module and who wrote each library file").set_defaults(fn=cmd_status)
+    s = mod.add_parser("start", help="copy the release notebook into workspace/")
+    s.add_argument("module")
+    s.add_argument("--force", action="store_true", help="start over (the old notebook is backed up)")
+    s.set_defaults(fn=cmd_start)
+    for name, fn, text in [("test", cmd_test, "autograde your notebook locally"),
+                           ("export", cmd_module_export, "export your notebook into tinytorch_lib"),
+                           ("reset", cmd_reset, "put the course reference back into tinytorch_lib")]:
+        c = mod.add_parser(name, help=text)
+        c.add_argument("module")
+        c.set_defaults(fn=fn)
+
+    for name, fn, text in [("build", cmd_build, "build source/NN/NN.ipynb from the .py"),
+                           ("release", cmd_release, "build and nbgrader generate_assignment into release/"),
+                           ("selfcheck", cmd_selfcheck, "autograde reference and untouched release")]:
+        c = sub.add_parser(name, help=text)
+        c.add_argument("modules", nargs="*")
+        c.set_defaults(fn=fn)
+    e = sub.add_parser("export", help="export source/ into tinytorch_lib (the reference)")
+    e.add_argument("--reference", action="store_true")
+    e.add_argument("modules", nargs="*")
+    e.set_defaults(fn=cmd_export)
+    g = sub.add_parser("grade", help="autograde submitted/*/ASSIGNMENT")
+    g.add_argument("assignment")
+    g.set_defaults(fn=cmd_grade)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except TitoError as e:
+        print(f"tito: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Run nbgrader: generate assignments and autograde notebooks.
+
+nbgrader runs in a subprocess so its kernel sees the PYTHONPATH we choose:
+autograding puts a fresh reference export of tinytorch_lib first, so each
+module is graded on its own work against the reference of the earlier ones.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from .build import build
+from .export import export_reference
+from .modules import LIBRARY, ROOT, Module, TitoError, all_modules
+
+TEST_ID = re.compile(r"^test_(\d\d)_(\d+)")
+
+
+@dataclass
+class CellGrade:
+    grade_id: str
+    score: float
+    max_score: float
+    error: str = ""  # first line of the failure, when the cell raised
+
+    @property
+    def task(self) -> str:
+        m = TEST_ID.match(self.grade_id)
+        return f"Task {m.group(1)}.{int(m.group(2))}" if m else self.grade_id
+
+
+@dataclass
+class NotebookGrade:
+    student: str
+    cells: list[CellGrade] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        return sum(c.score for c in self.cells)
+
+    @property
+    def max_score(self) -> float:
+        return sum(c.max_score for c in self.cells)
+
+    def by_task(self) -> dict[str, tuple[float, float]]:
+        tasks: dict[str, tuple[float, float]] = {}
+        for c in self.cells:
+            s, m = tasks.get(c.task, (0.0, 0.0))
+            tasks[c.task] = (s + c.score, m + c.max_score)
+        return tasks
+
+
+def nbgrader(course: Path, *args: str, env: dict | None = None, timeout: float = 1800) -> str:
+    """Run `nbgrader ARGS` in `course`; raise TitoError with its log on failure."""
+    cmd = [sys.executable, "-m", "nbgrader", *args]
+    env = dict(os.environ if env is None else env)
+    # nbgrader runs `alembic` from PATH: put this interpreter's bin/ first.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    try:
+        proc = subprocess.run(cmd, cwd=course, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise TitoError(f"nbgrader {' '.join(args)} took longer than {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        log = (proc.stdout + proc.stderr).strip().splitlines()
+        raise TitoError(f"nbgrader {' '.join(args)} failed:\n" + "\n".join(log[-25:]))
+    return proc.stdout + proc.stderr
+
+
+def reference_library(where: Path) -> Path:
+    """A fresh reference export of every module in `where`/tinytorch_lib; returns `where`."""
+    lib = where / "tinytorch_lib"
+    lib.mkdir(parents=True, exist_ok=True)
+    shutil.copy(LIBRARY / "__init__.py", lib / "__init__.py")
+    for module in all_modules():
+        export_reference(module, lib)
+    return where
+
+
+def env_with_library(path: Path) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(path), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def new_course(where: Path, modules: list[Module]) -> Path:
+    """A scratch nbgrader course in `where` with the built source of `modules`."""
+    where.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "nbgrader_config.py", where / "nbgrader_config.py")
+    for module in modules:
+        build(module)
+        dest = where / "source" / module.name
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(module.source_ipynb, dest / module.source_ipynb.name)
+    return where
+
+
+def generate(course: Path, module: Module, release_dir: Path | None = None) -> None:
+    """nbgrader generate_assignment (also records the assignment in the gradebook)."""
+    args = ["generate_assignment", module.name, "--force"]
+    if release_dir is not None:
+        args.append(f"--CourseDirectory.release_directory={release_dir}")
+    nbgrader(course, *args)
+
+
+def _errors(autograded_nb: Path) -> dict[str, str]:
+    """grade_id -> first line of the error in that cell's output."""
+    errors = {}
+    if not autograded_nb.exists():
+        return errors
+    nb = nbformat.read(autograded_nb, as_version=4)
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        for out in cell.get("outputs", []):
+            if gid and out.output_type == "error":
+                errors[gid] = f"{out.ename}: {out.evalue}".splitlines()[0][:300]
+    return errors
+
+
+def autograde(course: Path, module: Module, submissions: dict[str, Path], library: Path | None) -> dict[str, NotebookGrade]:
+    """Autograde each student's notebook for `module`; returns student -> grade.
+
+    `library`: a folder holding a tinytorch_lib to import first (None: the installed one).
+    The assignment must already be in the course's gradebook (see `generate`).
+    """
+    for student, notebook in submissions.items():
+        dest = course / "submitted" / student / module.name
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(notebook, dest / f"{module.name}.ipynb")
+    env = env_with_library(library) if library else None
+    for student in submissions:
+        nbgrader(course, "autograde", module.name, "--student", student, "--force", env=env)
+    return read_grades(course, module, list(submissions))
+
+
+def read_grades(course: Path, module: Module, students: list[str]) -> dict[str, NotebookGrade]:
+    from nbgrader.api import Gradebook  # slow import: only when grading
+
+    grades = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for student in students:
+            sub = gb.find_submission_notebook(module.name, module.name, student)
+            errors = _errors(course / "autograded" / student / module.name / f"{module.name}.ipynb")
+            cells = [CellGrade(g.name, float(g.score or 0), float(g.max_score), errors.get(g.name, ""))
+                     for g in sub.grades if g.max_score]
+            grades[student] = NotebookGrade(student, sorted(cells, key=lambda c: c.grade_id))
+    return grades
+
+
+def grade_one(module: Module, notebook: Path, student: str = "me", reference_lib: bool = False) -> NotebookGrade:
+    """Autograde one notebook in a scratch course (used by `tito module test`)."""
+    with tempfile.TemporaryDirectory(prefix="tito-grade-") as tmp:
+        tmp = Path(tmp)
+        course = new_course(tmp / "course", [module])
+        generate(course, module)
+        lib = reference_library(tmp / "lib") if reference_lib else None
+        return autograde(course, module, {student: notebook}, lib)[student]
