@@ -124,10 +124,12 @@ def _errors(autograded_nb: Path) -> dict[str, str]:
     return errors
 
 
-def autograde(course: Path, module: Module, submissions: dict[str, Path], library: Path | None) -> dict[str, NotebookGrade]:
+def autograde(course: Path, module: Module, submissions: dict[str, Path], library: Path | None,
+              options: tuple[str, ...] = ()) -> dict[str, NotebookGrade]:
     """Autograde each student's notebook for `module`; returns student -> grade.
 
-    `library`: a folder holding a tinytorch_lib to import first (None: the installed one).
+    `library`: a folder holding the tinytorch_lib to import first (None: the installed one).
+    `options`: extra nbgrader flags, e.g. ("--Execute.timeout=5",).
     The assignment must already be in the course's gradebook (see `generate`).
     """
     for student, notebook in submissions.items():
@@ -136,7 +138,7 @@ def autograde(course: Path, module: Module, submissions: dict[str, Path], librar
         shutil.copy(notebook, dest / f"{module.name}.ipynb")
     env = env_with_library(library) if library else None
     for student in submissions:
-        nbgrader(course, "autograde", module.name, "--student", student, "--force", env=env)
+        nbgrader(course, "autograde", module.name, "--student", student, "--force", *options, env=env)
     return read_grades(course, module, list(submissions))
 
 
@@ -154,11 +156,10 @@ def read_grades(course: Path, module: Module, students: list[str]) -> dict[str, 
     return grades
 
 
-def grade_one(module: Module, notebook: Path, student: str = "me", reference_lib: bool = False) -> NotebookGrade:
-    """Autograde one notebook in a scratch course (used by `tito module test`)."""
+def grade_one(module: Module, notebook: Path, student: str = "me") -> NotebookGrade:
+    """Autograde one notebook in a scratch course against this checkout's
+    tinytorch_lib, the student's own exports included (`tito module test`)."""
     with tempfile.TemporaryDirectory(prefix="tito-grade-") as tmp:
-        tmp = Path(tmp)
-        course = new_course(tmp / "course", [module])
+        course = new_course(Path(tmp) / "course", [module])
         generate(course, module)
-        lib = reference_library(tmp / "lib") if reference_lib else None
-        return autograde(course, module, {student: notebook}, lib)[student]
+        return autograde(course, module, {student: notebook}, ROOT)[student]

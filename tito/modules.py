@@ -5,11 +5,13 @@ A module is a folder ``source/NN_name/`` holding one jupytext percent file
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+# The course root; TITO_ROOT points tito at another checkout (the tests use a scratch copy).
+ROOT = Path(os.environ.get("TITO_ROOT") or Path(__file__).resolve().parent.parent).resolve()
 SOURCE = ROOT / "source"
 RELEASE = ROOT / "release"
 LIBRARY = ROOT / "tinytorch_lib"

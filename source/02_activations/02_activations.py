@@ -1,0 +1,351 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Module 02: Activations
+#
+# A stack of linear layers is still one linear map: `W2 (W1 x) = (W2 W1) x`.
+# The nonlinearity between layers is what lets a network bend a decision
+# boundary. This module builds the five activations the course uses:
+#
+# | task | activation | formula | used in |
+# |---|---|---|---|
+# | 02.1 | ReLU | `max(0, x)` | MLPs and CNNs (Milestone 06) |
+# | 02.2 | Sigmoid | `1 / (1 + e^-x)` | gates, binary outputs |
+# | 02.3 | Tanh, GELU | `tanh(x)`; `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))` | GELU in the transformer (Module 13) |
+# | 02.4 | Softmax | `e^x_i / sum_j e^x_j` | class probabilities, attention (Module 12) |
+#
+# Activations are cheap in FLOPs but not free: they read and write every
+# element, so they are limited by memory bandwidth, not arithmetic. And two of
+# them overflow if written the textbook way: `exp(1000)` is `inf` in float32.
+# Writing them to be **numerically stable** is the real task here.
+#
+# This module builds on Module 01: it imports `Tensor` from `tinytorch_lib`.
+
+# %% tags=["export"]
+import numpy as np
+
+from tinytorch_lib.tensor import Tensor
+
+# %% [markdown]
+# ## Which `Tensor` are you running on?
+#
+# `tinytorch_lib/tensor.py` is either the course reference or your own export
+# of Module 01 (`tito module export 01`). The cell below says which. When this
+# notebook is autograded by the instructor, it always runs on the reference,
+# so your grade here depends only on this module's work. If your own export
+# is unfinished and gets in the way, `tito module reset 01` puts the reference
+# back (your Module 01 notebook is untouched).
+
+# %%
+import tinytorch_lib
+
+print(tinytorch_lib.origin("tensor"))
+
+# %% [markdown]
+# ## The shape of an activation
+#
+# Every activation maps a `Tensor` to a `Tensor` of the **same shape**,
+# element by element (Softmax is the exception: it normalises along one axis).
+# The given base class `Activation` makes each one callable, `relu(x)`, and
+# turns integer input into float32 so `Sigmoid()(Tensor([1, 2]))` works. You
+# write `forward`, working on the numpy array `x.data`; keep the input's float
+# dtype (float32 in, float32 out).
+
+# %% tags=["export"]
+class Activation:
+    """Base class: `act(x)` calls `act.forward(x)` on a float Tensor of any shape."""
+
+    def __call__(self, x) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        if x.dtype.kind != "f":
+            x = Tensor(x.data.astype(np.float32))
+        return self.forward(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+# %% [markdown]
+# ### Task 02.1: ReLU
+#
+# `relu(x) = max(0, x)`, elementwise. `[-2, 0, 3] -> [0, 0, 3]`.
+
+# %% nbgrader={"grade": false, "grade_id": "relu", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+class ReLU(Activation):
+    """x: (...) float -> (...) same dtype, max(0, x)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Task 02.1: max(0, x) elementwise, same dtype
+        ### BEGIN SOLUTION
+        return Tensor(np.maximum(x.data, 0).astype(x.dtype, copy=False))
+        ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_02_1_relu", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 02.1
+x = Tensor([[-2.0, 0.0, 3.0], [1.5, -0.5, 7.0]])
+y = ReLU()(x)
+assert isinstance(y, Tensor), f"ReLU should return a Tensor, got {type(y).__name__}"
+assert y.shape == (2, 3), f"shape: expected (2, 3), got {y.shape}"
+assert np.array_equal(y.data, [[0, 0, 3], [1.5, 0, 7]]), f"ReLU([[-2, 0, 3], [1.5, -0.5, 7]]): got {y.data}"
+assert y.dtype == np.float32, f"float32 in should give float32 out, got {y.dtype}"
+print("Task 02.1 visible tests passed")
+### BEGIN HIDDEN TESTS
+r = np.random.default_rng(0).standard_normal((5, 7, 3))
+assert np.array_equal(ReLU()(Tensor(r)).data, np.maximum(r, 0)), "ReLU on random float64"
+assert ReLU()(Tensor(r)).dtype == np.float64, "float64 in, float64 out"
+assert ReLU()(Tensor([-1, 2])).dtype == np.float32, "int input becomes float32"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Task 02.2: Sigmoid, without overflow
+#
+# The textbook form `1 / (1 + exp(-x))` computes `exp(1000)` for `x = -1000`:
+# that overflows to `inf` (numpy warns, and the warning is noise in a training
+# log). Both halves can be written so the exponent is never positive:
+#
+# ```
+# x >= 0:  1 / (1 + exp(-x))        exp(-x) <= 1
+# x <  0:  exp(x) / (1 + exp(x))    exp(x)  <  1
+# ```
+#
+# Use `z = exp(-|x|)` once and pick the formula per element with `np.where`.
+# Worked example: `sigmoid(0) = 0.5`, `sigmoid(-1000) = 0`, `sigmoid(1000) = 1`,
+# with no warning.
+
+# %% nbgrader={"grade": false, "grade_id": "sigmoid", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+class Sigmoid(Activation):
+    """x: (...) float -> (...) same dtype, in (0, 1); never overflows."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Task 02.2: stable sigmoid, z = exp(-|x|)
+        ### BEGIN SOLUTION
+        z = np.exp(-np.abs(x.data))
+        out = np.where(x.data >= 0, 1 / (1 + z), z / (1 + z))
+        return Tensor(out.astype(x.dtype, copy=False))
+        ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_02_2_sigmoid", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 02.2
+y = Sigmoid()(Tensor([0.0, 2.0, -2.0]))
+want = 1 / (1 + np.exp(-np.array([0.0, 2.0, -2.0])))
+assert np.allclose(y.data, want, atol=1e-6), f"sigmoid([0, 2, -2]): expected {want}, got {y.data}"
+with np.errstate(over="raise", invalid="raise"):  # an overflow fails this test
+    big = Sigmoid()(Tensor([-1000.0, 1000.0]))
+assert np.allclose(big.data, [0.0, 1.0]), f"sigmoid([-1000, 1000]): expected [0, 1], got {big.data}"
+assert big.dtype == np.float32, f"float32 in should give float32 out, got {big.dtype}"
+print("Task 02.2 visible tests passed")
+### BEGIN HIDDEN TESTS
+r = np.random.default_rng(1).standard_normal((4, 6)) * 30
+with np.errstate(over="raise", invalid="raise"):
+    got = Sigmoid()(Tensor(r)).data
+assert np.allclose(got, 0.5 * (1 + np.tanh(r / 2)), atol=1e-12), "sigmoid on random float64"
+assert np.allclose(got + Sigmoid()(Tensor(-r)).data, 1.0), "sigmoid(x) + sigmoid(-x) = 1"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Task 02.3: Tanh and GELU
+#
+# `Tanh` is `np.tanh` (already stable). GELU, the transformer's activation,
+# weights `x` by how likely a standard normal is below it; GPT-2 and BERT use
+# the tanh approximation:
+#
+# `gelu(x) = 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))`
+#
+# Worked example: `gelu(0) = 0`, `gelu(1) = 0.8412`, `gelu(-1) = -0.1588`:
+# unlike ReLU, small negative inputs leak through.
+
+# %% nbgrader={"grade": false, "grade_id": "tanh_gelu", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+class Tanh(Activation):
+    """x: (...) float -> (...) same dtype, in (-1, 1)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Task 02.3: tanh elementwise
+        ### BEGIN SOLUTION
+        return Tensor(np.tanh(x.data))
+        ### END SOLUTION
+
+
+class GELU(Activation):
+    """x: (...) float -> (...) same dtype; the tanh approximation."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Task 02.3: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        ### BEGIN SOLUTION
+        v = x.data
+        c = np.sqrt(2.0 / np.pi).astype(v.dtype)
+        out = 0.5 * v * (1 + np.tanh(c * (v + 0.044715 * v * v * v)))
+        return Tensor(out.astype(x.dtype, copy=False))
+        ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_02_3_tanh_gelu", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 02.3
+t = Tanh()(Tensor([-1.0, 0.0, 1.0]))
+assert np.allclose(t.data, np.tanh([-1.0, 0.0, 1.0]), atol=1e-6), f"tanh([-1, 0, 1]): got {t.data}"
+g = GELU()(Tensor([0.0, 1.0, -1.0]))
+assert np.allclose(g.data, [0.0, 0.8412, -0.1588], atol=1e-4), f"gelu([0, 1, -1]): expected [0, 0.8412, -0.1588], got {g.data}"
+assert g.dtype == np.float32 and t.dtype == np.float32, f"float32 in should give float32 out, got {g.dtype}, {t.dtype}"
+print("Task 02.3 visible tests passed")
+### BEGIN HIDDEN TESTS
+r = np.random.default_rng(2).standard_normal((3, 50)) * 4
+ref = 0.5 * r * (1 + np.tanh(np.sqrt(2 / np.pi) * (r + 0.044715 * r**3)))
+assert np.allclose(GELU()(Tensor(r)).data, ref, atol=1e-12), "GELU on random float64"
+assert np.allclose(Tanh()(Tensor(r)).data, np.tanh(r)), "Tanh on random float64"
+with np.errstate(over="raise", invalid="raise"):
+    far = GELU()(Tensor([-30.0, 30.0]))
+assert np.allclose(far.data, [0.0, 30.0], atol=1e-5), "GELU far from 0 behaves like ReLU"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Task 02.4: Softmax along an axis
+#
+# Softmax turns a row of scores (logits) into probabilities that sum to 1.
+# Adding a constant to every logit does not change the result:
+# `e^(x_i - c) / sum_j e^(x_j - c) = e^x_i / sum_j e^x_j`. Choosing
+# `c = max(x)` makes the largest exponent `e^0 = 1`, so nothing overflows.
+#
+# ```
+# logits [1000, 1001, 1002]   naive: exp -> [inf, inf, inf] -> nan
+#          - max -> [-2, -1, 0]  exp -> [0.135, 0.368, 1] -> / 1.503 -> [0.090, 0.245, 0.665]
+# ```
+#
+# `Softmax(axis=-1)` normalises along `axis`. Use `keepdims=True` in the max and
+# the sum so the `(batch, 1)` results broadcast against `(batch, classes)`.
+
+# %% nbgrader={"grade": false, "grade_id": "softmax", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+class Softmax(Activation):
+    """x: (..., n) float -> (..., n) same dtype; sums to 1 along `axis`."""
+
+    def __init__(self, axis: int = -1):
+        self.axis = axis
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Task 02.4: subtract the max along self.axis, exponentiate, normalise
+        ### BEGIN SOLUTION
+        if not -x.ndim <= self.axis < x.ndim:
+            raise ValueError(f"Softmax: axis {self.axis} is out of range for shape {x.shape}")
+        shifted = x.data - x.data.max(axis=self.axis, keepdims=True)
+        e = np.exp(shifted)
+        return Tensor((e / e.sum(axis=self.axis, keepdims=True)).astype(x.dtype, copy=False))
+        ### END SOLUTION
+
+    def __repr__(self) -> str:
+        return f"Softmax(axis={self.axis})"
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_02_4_softmax", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 02.4
+p = Softmax()(Tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]))
+assert p.shape == (2, 3), f"shape: expected (2, 3), got {p.shape}"
+assert np.allclose(p.data.sum(axis=-1), 1.0), f"each row should sum to 1, got {p.data.sum(axis=-1)}"
+assert np.allclose(p.data[1], 1 / 3), f"equal logits give equal probabilities, got {p.data[1]}"
+with np.errstate(over="raise", invalid="raise"):  # an overflow fails this test
+    big = Softmax()(Tensor([[1000.0, 1001.0, 1002.0]]))
+assert not np.isnan(big.data).any(), f"logits of 1000 gave NaN: {big.data}"
+assert np.allclose(big.data, [[0.0900, 0.2447, 0.6652]], atol=1e-4), f"softmax([1000, 1001, 1002]): got {big.data}"
+print("Task 02.4 visible tests passed")
+### BEGIN HIDDEN TESTS
+r = np.random.default_rng(3).standard_normal((2, 5, 7)) * 50
+for axis in (-1, 0, 1):
+    with np.errstate(over="raise", invalid="raise"):
+        got = Softmax(axis=axis)(Tensor(r)).data
+    e = np.exp(r - r.max(axis=axis, keepdims=True))
+    assert np.allclose(got, e / e.sum(axis=axis, keepdims=True)), f"softmax axis={axis}"
+assert np.allclose(Softmax()(Tensor(r + 123.0)).data, Softmax()(Tensor(r)).data), "shift invariance"
+assert Softmax()(Tensor(r.astype(np.float32))).dtype == np.float32
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Systems analysis: what do activations cost?
+#
+# ### Stability, measured
+#
+# The naive softmax next to yours on the same logits (numpy's warnings are
+# silenced in the naive one so the result, not the warning, is what you see).
+
+# %%
+logits = np.array([[1000.0, 1001.0, 1002.0]], dtype=np.float32)
+with np.errstate(over="ignore", invalid="ignore"):
+    naive = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+print("naive softmax :", naive)
+print("stable softmax:", Softmax()(Tensor(logits)).data)
+
+# %% [markdown]
+# ### Time per element
+#
+# Each activation on one million float32 values; median of several runs,
+# all measured in this cell. ReLU does one comparison per element, GELU a
+# dozen operations and a `tanh`: the ratio shows what the extra work costs.
+
+# %%
+import time
+
+
+def median_seconds(fn, repeats: int = 7) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+x = Tensor(np.random.default_rng(0).standard_normal((1000, 1000)).astype(np.float32))
+acts = [ReLU(), Sigmoid(), Tanh(), GELU(), Softmax()]
+seconds = {repr(a): median_seconds(lambda a=a: a(x)) for a in acts}
+relu_s = seconds["ReLU()"]
+print(f"{'activation':<16} {'ms / 1M':>8} {'ns / element':>13} {'vs ReLU':>8}")
+for name, s in seconds.items():
+    print(f"{name:<16} {s * 1e3:8.2f} {s * 1e9 / x.size:13.2f} {s / relu_s:7.1f}x")
+print(f"bytes read + written per call: {2 * x.nbytes:,} (input and output, float32)")
+
+# %% [markdown]
+# ### One line, two costs: `x**3` against `x * x * x`
+#
+# Both give the cube. `x**3` calls numpy's general `power` routine, which
+# handles any exponent; `x * x * x` is two multiplies. Measured side by side:
+
+# %%
+v = x.data
+assert np.allclose(v**3, v * v * v, rtol=1e-5)
+t_pow = median_seconds(lambda: v**3)
+t_mul = median_seconds(lambda: v * v * v)
+print(f"x**3: {t_pow * 1e3:.2f} ms   x*x*x: {t_mul * 1e3:.2f} ms   ratio {t_pow / t_mul:.1f}x (1M float32)")
+
+# %%
+import matplotlib.pyplot as plt
+
+grid = Tensor(np.linspace(-4, 4, 401, dtype=np.float32))
+fig, ax = plt.subplots(figsize=(5, 3))
+for act in (ReLU(), Sigmoid(), Tanh(), GELU()):
+    ax.plot(grid.data, act(grid).data, label=repr(act)[:-2])
+ax.set_xlabel("input x")
+ax.set_ylabel("activation(x)")
+ax.set_title("Activations on [-4, 4]: GELU lets small negatives through")
+ax.legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Summary
+#
+# - Sigmoid and softmax overflow when written from the textbook formula;
+#   rewriting them so every exponent is `<= 0` costs nothing and removes the
+#   failure.
+# - Activations are elementwise: their cost is dominated by reading and writing
+#   memory, and the table above shows how much extra arithmetic (GELU) adds.
+#
+# Next: `tito module export 02`; Module 03 stacks `Linear` layers with these
+# activations in between.
