@@ -55,7 +55,7 @@ class GELU(Activation):
         # Task 02.3: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
         v = x.data
         c = np.sqrt(2.0 / np.pi).astype(v.dtype)
-        out = 0.5 * v * (1 + np.tanh(c * (v + 0.044715 * v**3)))
+        out = 0.5 * v * (1 + np.tanh(c * (v + 0.044715 * v * v * v)))
         return Tensor(out.astype(x.dtype, copy=False))
 
 # cell softmax

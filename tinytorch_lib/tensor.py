@@ -16,8 +16,8 @@ class Tensor:
             data = data.data
         if dtype is not None:
             self.data = np.asarray(data, dtype=dtype)
-        elif isinstance(data, np.ndarray):
-            self.data = data
+        elif isinstance(data, (np.ndarray, np.generic)):
+            self.data = np.asarray(data)
         else:
             self.data = np.asarray(data)
             if self.data.dtype == np.float64:

@@ -61,7 +61,9 @@ import numpy as np
 # never wants that, so our rule is:
 #
 # 1. if `dtype` is given, use it;
-# 2. else if `data` is already an array (or a `Tensor`), keep its dtype;
+# 2. else if `data` is already a numpy array or numpy scalar (or a `Tensor`),
+#    keep its dtype (`np.float64(2.5)` stays float64: numpy returns such
+#    scalars from operations on 0-d arrays);
 # 3. else (lists, Python numbers) let numpy infer, and turn float64 into float32.
 #
 # ### Task 01.1: the `Tensor` class
@@ -84,8 +86,8 @@ class Tensor:
             data = data.data
         if dtype is not None:
             self.data = np.asarray(data, dtype=dtype)
-        elif isinstance(data, np.ndarray):
-            self.data = data
+        elif isinstance(data, (np.ndarray, np.generic)):
+            self.data = np.asarray(data)
         else:
             self.data = np.asarray(data)
             if self.data.dtype == np.float64:
@@ -209,6 +211,8 @@ assert d.dtype == np.float64 and d.nbytes == 160, "an existing float64 array kee
 assert Tensor(q).dtype == np.int8, "Tensor(Tensor) keeps the dtype"
 assert Tensor(3.5).shape == () and Tensor(3.5).dtype == np.float32, "a Python float is a 0-d float32 tensor"
 assert Tensor([[1, 2]]).dtype.kind == "i", "a list of ints stays an integer dtype"
+assert Tensor(np.float64(2.5)).dtype == np.float64, "a numpy scalar keeps its dtype (rule 2)"
+assert isinstance(Tensor(np.int8(3)).data, np.ndarray), "self.data is an ndarray even for a numpy scalar"
 big = Tensor(np.ones((7, 11, 3), dtype=np.int16))
 assert big.shape == (7, 11, 3) and big.nbytes == 7 * 11 * 3 * 2
 ### END HIDDEN TESTS
