@@ -18,6 +18,17 @@ c.Execute.timeout = 120
 c.Execute.raise_on_iopub_timeout = False
 c.Execute.iopub_timeout = 10
 
+# A kernel that dies (os._exit, segfault, out of memory) costs the cells from
+# there on, instead of dropping the whole submission (see tito/safe_execute.py).
+from nbgrader.converters.autograde import Autograde  # noqa: E402
+from nbgrader.preprocessors import Execute  # noqa: E402
+from tito.safe_execute import SafeExecute  # noqa: E402
+
+c.Autograde.autograde_preprocessors = [
+    SafeExecute if p is Execute else p
+    for p in Autograde.class_traits()["autograde_preprocessors"].default()
+]
+
 # Test cells a student deleted come back from the source before grading.
 c.OverwriteCells.add_missing_cells = True
 

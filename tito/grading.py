@@ -68,10 +68,12 @@ def nbgrader(course: Path, *args: str, env: dict | None = None, timeout: float =
         proc = subprocess.run(cmd, cwd=course, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise TitoError(f"nbgrader {' '.join(args)} took longer than {timeout:.0f} s") from None
-    if proc.returncode != 0:
-        log = (proc.stdout + proc.stderr).strip().splitlines()
-        raise TitoError(f"nbgrader {' '.join(args)} failed:\n" + "\n".join(log[-25:]))
-    return proc.stdout + proc.stderr
+    log = proc.stdout + proc.stderr
+    if proc.returncode != 0 or "Exception while loading config file" in log:
+        # traitlets only logs a broken nbgrader_config.py and goes on with defaults: stop instead.
+        lines = log.strip().splitlines()
+        raise TitoError(f"nbgrader {' '.join(args)} failed:\n" + "\n".join(lines[-25:]))
+    return log
 
 
 def reference_library(where: Path) -> Path:
