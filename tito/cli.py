@@ -109,29 +109,43 @@ def cmd_selfcheck(args) -> int:
 
 
 def cmd_grade(args) -> int:
-    """Autograde every submission in submitted/*/ASSIGNMENT and print the scores."""
+    """Autograde every submission in submitted/*/ASSIGNMENT and print the scores.
+
+    Each student is graded on their own: one broken submission is reported
+    in the table and does not stop the others.
+    """
+    from tqdm import tqdm
+
     module = find_module(args.assignment)
-    submitted = sorted(p.parent.name for p in (ROOT / "submitted").glob(f"*/{module.name}/{module.name}.ipynb"))
-    if not submitted:
+    pattern = f"*/{module.name}/{module.name}.ipynb"
+    students = sorted(p.parent.parent.name for p in (ROOT / "submitted").glob(pattern))
+    if not students:
         raise TitoError(f"no submissions found: expected submitted/<student>/{module.name}/{module.name}.ipynb")
+    failed = {}
     with tempfile.TemporaryDirectory(prefix="tito-grade-") as tmp:
         build(module)
         # Records the assignment in gradebook.db without touching release/.
         grading.generate(ROOT, module, release_dir=Path(tmp) / "release")
-        lib = grading.reference_library(Path(tmp) / "lib")
-        env = grading.env_with_library(lib)
-        print(f"Autograding {len(submitted)} submission(s) of {module.name}...", flush=True)
-        grading.nbgrader(ROOT, "autograde", module.name, "--force", env=env)
-    grades = grading.read_grades(ROOT, module, submitted)
+        env = grading.env_with_library(grading.reference_library(Path(tmp) / "lib"))
+        for student in tqdm(students, desc=f"autograding {module.name}", unit="student"):
+            try:
+                grading.nbgrader(ROOT, "autograde", module.name, "--student", student, "--force", env=env)
+            except TitoError as e:
+                failed[student] = str(e).splitlines()[-1]
+    grades = grading.read_grades(ROOT, module, [s for s in students if s not in failed])
     tasks = sorted({t for g in grades.values() for t in g.by_task()})
     print(f"{'student':<20}" + "".join(f"{t:>11}" for t in tasks) + f"{'total':>11}")
-    for student, g in grades.items():
+    for student in students:
+        if student in failed:
+            print(f"{student:<20} not graded: {failed[student]}")
+            continue
+        g = grades[student]
         by_task = g.by_task()
         cells = "".join(f"{f'{by_task[t][0]:g}/{by_task[t][1]:g}':>11}" for t in tasks)
         print(f"{student:<20}{cells}{f'{g.score:g}/{g.max_score:g}':>11}")
     print(f"\nGraded notebooks with outputs: autograded/<student>/{module.name}/ "
           f"(feedback: nbgrader generate_feedback {module.name})")
-    return 0
+    return 1 if failed else 0
 
 
 # ---- student commands ----

@@ -122,7 +122,8 @@ def _errors(autograded_nb: Path) -> dict[str, str]:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         for out in cell.get("outputs", []):
             if gid and out.output_type == "error":
-                errors[gid] = f"{out.ename}: {out.evalue}".splitlines()[0][:300]
+                text = f"{out.ename}: {out.evalue}" if out.evalue else out.ename
+                errors[gid] = text.splitlines()[0][:300]
     return errors
 
 
