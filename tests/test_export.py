@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tito.export import export_notebook, reference_text
+from tito.export import export_notebook, reference_text, remaining_stubs
 from tito.modules import LIBRARY, TitoError, all_modules, find_module
 
 MODULES = all_modules()
@@ -58,6 +58,10 @@ def test_untouched_release_exports_importable_stubs_that_name_module_and_task(tm
     assert out[1].startswith("Module 01 (tensor), Task 01.2, broadcast_shape:")
     assert out[2].startswith("Module 02 (activations), Task 02.1, ReLU.forward:")
     assert out[3].startswith("Module 02 (activations), Task 02.4, Softmax.forward:")
+    assert remaining_stubs(where / "tinytorch_lib" / "tensor.py") == [
+        "Task 01.1, Tensor.__init__", "Task 01.1, Tensor.shape", "Task 01.1, Tensor.dtype", "Task 01.1, Tensor.nbytes",
+        "Task 01.2, broadcast_shape", "Task 01.3, elementwise", "Task 01.4, matmul", "Task 01.5, reduce",
+        "Task 01.6, reshape", "Task 01.6, transpose"]
 
 
 def test_syntax_error_names_notebook_and_cell(tmp_path):

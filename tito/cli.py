@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import grading
 from .build import build
-from .export import export_notebook, export_reference, is_reference
+from .export import export_notebook, export_reference, is_reference, remaining_stubs
 from .modules import RELEASE, ROOT, WORKSPACE, Module, TitoError, all_modules, find_module
 
 STATUS_FILE = WORKSPACE / ".tito-status.json"
@@ -225,8 +225,7 @@ def cmd_test(args) -> int:
 def cmd_module_export(args) -> int:
     module = find_module(args.module)
     path = export_notebook(module, _workspace_notebook(module))
-    stubs = [line.split("(", 1)[1].split(":")[0].strip("'\"")
-             for line in path.read_text().splitlines() if "not implemented yet" in line]
+    stubs = remaining_stubs(path)
     print(f"{_rel(path)}: exported from {_rel(module.workspace_ipynb)}")
     if stubs:
         print(f"  {len(stubs)} still to implement (they raise NotImplementedError): " + "; ".join(stubs))

@@ -658,6 +658,7 @@ import matplotlib.pyplot as plt
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.plot(sizes, gflops, marker="o")
 ax.set_xscale("log", base=2)
+ax.set_xticks(sizes, [str(n) for n in sizes])
 ax.set_xlabel("matrix size n (n x n float32)")
 ax.set_ylabel("throughput (GFLOP/s)")
 ax.set_title("Measured matmul throughput on this machine")
@@ -665,9 +666,11 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Small matrices waste most of the machine: fixed per-call overhead dominates
-# and the throughput climbs with `n` until the kernel is compute-bound. That is
-# why batching requests (more rows per matmul) is an inference optimization.
+# Small matrices waste most of the machine: fixed per-call overhead dominates,
+# and throughput usually climbs with `n` until the kernel is compute-bound.
+# That is why batching requests (more rows per matmul) is an inference
+# optimization. Timings are only as quiet as the machine: if a point dips,
+# something else was running; rerun the cell and compare.
 #
 # ## Summary
 #
