@@ -3,6 +3,7 @@ import re
 import tomllib
 
 import jupytext
+from jupytext.config import load_jupytext_configuration_file
 import nbformat
 import pytest
 
@@ -21,6 +22,18 @@ def test_jupytext_config_keeps_nbgrader_metadata_and_tags():
     conf = tomllib.loads((ROOT / "jupytext.toml").read_text())
     kept = conf["cell_metadata_filter"].split(",")
     assert "nbgrader" in kept and "tags" in kept
+
+
+@pytest.mark.parametrize("module", MODULES, ids=IDS)
+def test_saving_from_jupyterlab_keeps_the_source_file_as_it_is(module):
+    """An instructor opens the .py as a notebook and saves: jupytext must keep the
+    nbgrader metadata and tags, and drop what JupyterLab adds."""
+    config = load_jupytext_configuration_file(str(ROOT / "jupytext.toml"))
+    nb = jupytext.read(module.source_py)
+    for cell in nb.cells:
+        cell.metadata.update(collapsed=False, execution={"iopub.status.busy": "2026-11-28T10:00:00Z"})
+    nb.metadata["language_info"] = {"name": "python", "version": "3.11.7"}
+    assert jupytext.writes(nb, fmt="py:percent", config=config) == module.source_py.read_text()
 
 
 @pytest.mark.parametrize("module", MODULES, ids=IDS)

@@ -115,3 +115,19 @@ def test_grade_prints_a_student_by_task_table(root):
     assert rows["alice"] == ["3/3", "3/3", "3/3", "3/3", "12/12"]
     assert rows["bob"] == ["0/3", "0/3", "0/3", "0/3", "0/12"]
     assert (root / "autograded" / "alice" / module.name / f"{module.name}.ipynb").exists()
+
+
+@pytest.mark.pipeline
+def test_module_test_runs_on_the_students_own_earlier_exports(root):
+    """Locally, Module 02 imports the student's Module 01 export, stubs and all."""
+    for number in ("01", "02"):
+        assert run_tito(root, "module", "start", number).returncode == 0
+    assert run_tito(root, "module", "export", "01").returncode == 0  # Module 01 untouched: all stubs
+    fill_in(find_module("02"), root / "workspace" / "02_activations" / "02_activations.ipynb")
+    proc = run_tito(root, "module", "test", "02")
+    assert proc.returncode == 1
+    assert "Module 01 (tensor), Task 01.1, Tensor.__init__: not implemented yet" in proc.stdout, proc.stdout
+
+    assert run_tito(root, "module", "reset", "01").returncode == 0
+    proc = run_tito(root, "module", "test", "02")
+    assert proc.returncode == 0 and re.search(r"^total +12/12$", proc.stdout, re.M), proc.stdout
