@@ -131,7 +131,7 @@ def cmd_grade(args) -> int:
             try:
                 grading.nbgrader(ROOT, "autograde", module.name, "--student", student, "--force", env=env)
             except TitoError as e:
-                failed[student] = str(e).splitlines()[-1]
+                failed[student] = grading.failure_reason(e)
     grades = grading.read_grades(ROOT, module, [s for s in students if s not in failed])
     tasks = sorted({t for g in grades.values() for t in g.by_task()})
     print(f"{'student':<20}" + "".join(f"{t:>11}" for t in tasks) + f"{'total':>11}")

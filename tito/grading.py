@@ -72,8 +72,15 @@ def nbgrader(course: Path, *args: str, env: dict | None = None, timeout: float =
     if proc.returncode != 0 or "Exception while loading config file" in log:
         # traitlets only logs a broken nbgrader_config.py and goes on with defaults: stop instead.
         lines = log.strip().splitlines()
-        raise TitoError(f"nbgrader {' '.join(args)} failed:\n" + "\n".join(lines[-25:]))
+        raise TitoError(f"nbgrader {' '.join(args)} failed:\n" + "\n".join(lines[-60:]))
     return log
+
+
+def failure_reason(error: TitoError) -> str:
+    """The last exception line of a failed nbgrader run ('NotJSONError: ...'), else its last line."""
+    lines = str(error).splitlines()
+    raised = [l.strip() for l in lines if re.match(r"\s*[\w.]*(Error|Exception)\b.*:", l)]
+    return (raised or lines)[-1][:200]
 
 
 def reference_library(where: Path) -> Path:
