@@ -100,7 +100,7 @@ def cmd_selfcheck(args) -> int:
     print()
     print(f"{'module':<18} {'reference':>16} {'untouched release':>18} {'graded cells':>13}  verdict")
     for name, ref, rel, nonzero, _, good in rows:
-        print(f"{name:<18} {f'{ref.score:g}/{ref.max_score:g}':>9} ({100 * ref.score / ref.max_score:3.0f}%) "
+        print(f"{name:<18} {f'{ref.score:g}/{ref.max_score:g}':>9} ({100 * ref.score / (ref.max_score or 1):3.0f}%) "
               f"{f'{rel.score:g}/{rel.max_score:g}':>18} {f'{len(rel.cells) - len(nonzero)}/{len(rel.cells)} at 0':>13}  "
               f"{'ok' if good else 'FAIL'}")
     if not ok:

@@ -21,8 +21,9 @@
 # | 02.4 | Softmax | `e^x_i / sum_j e^x_j` | class probabilities, attention (Module 12) |
 #
 # Activations are cheap in FLOPs but not free: they read and write every
-# element, so they are limited by memory bandwidth, not arithmetic. And two of
-# them overflow if written the textbook way: `exp(1000)` is `inf` in float32.
+# element, and in numpy each operation in a formula is one more full pass over
+# the array. ReLU is one pass; GELU chains about ten. And two of them
+# overflow if written the textbook way: `exp(1000)` is `inf` in float32.
 # Writing them to be **numerically stable** is the real task here.
 #
 # This module builds on Module 01: it imports `Tensor` from `tinytorch_lib`.
@@ -344,8 +345,10 @@ plt.show()
 # - Sigmoid and softmax overflow when written from the textbook formula;
 #   rewriting them so every exponent is `<= 0` costs nothing and removes the
 #   failure.
-# - Activations are elementwise: their cost is dominated by reading and writing
-#   memory, and the table above shows how much extra arithmetic (GELU) adds.
+# - Activations are elementwise. ReLU costs one pass over memory; every extra
+#   operation in the formula is another pass (and a temporary array), and
+#   some operations (`power`) are far slower than others. The tables above
+#   measure both; Module 17 swaps slow kernels for faster ones the same way.
 #
 # Next: `tito module export 02`; Module 03 stacks `Linear` layers with these
 # activations in between.
