@@ -33,8 +33,8 @@ c.Autograde.autograde_preprocessors = [
 c.OverwriteCells.add_missing_cells = True
 
 # nbgrader scores a test cell with any stderr output as 0. Warnings (numpy
-# RuntimeWarning, DeprecationWarning, ...) go to stderr: drop them before
-# scoring so a warning cannot zero a correct answer. Failing tests raise,
-# which is an "error" output, so they still score 0.
+# RuntimeWarning, DeprecationWarning) and progress bars (tqdm) go to stderr:
+# drop stderr from graded cells before scoring, so neither can zero a correct
+# answer. A failing test raises, which is an "error" output, so it still scores 0.
 c.IgnorePattern.enabled = True
-c.IgnorePattern.pattern = r"Warning"
+c.IgnorePattern.pattern = r"[\s\S]"  # any stderr text

@@ -119,6 +119,10 @@ def test_bad_submissions_get_a_clear_grade(course, tmp_path):
         _cell(nb, "broadcast_shape").source += "\nimport warnings\nwarnings.warn('a noisy but harmless warning')\n"
         _cell(nb, "elementwise").source = _cell(nb, "elementwise").source.replace(
             "    return Tensor(op(x, y))", "    np.log(np.zeros(1))  # RuntimeWarning on stderr\n    return Tensor(op(x, y))")
+        _cell(nb, "matmul").source += "\nimport sys\nsys.stderr.write('progress 50%|#####     | 1/2\\r')\n"
+        _cell(nb, "matmul").source = _cell(nb, "matmul").source.replace(
+            "    return Tensor(np.matmul(a.data, b.data))",
+            "    print('a progress bar', file=sys.stderr)\n    return Tensor(np.matmul(a.data, b.data))")
 
     subs = {name: _variant(tmp_path, name, fn) for name, fn in
             [("loops", infinite_loop), ("exits", kernel_exit), ("hangs", swallows_interrupt),
@@ -142,6 +146,6 @@ def test_bad_submissions_get_a_clear_grade(course, tmp_path):
     assert set(by["tampers"]) == {c.grade_id for c in grades["warns"].cells}
     assert grades["tampers"].score == grades["tampers"].max_score
 
-    # Warnings on stderr do not zero correct answers.
+    # Warnings and progress bars on stderr do not zero correct answers.
     assert grades["warns"].score == grades["warns"].max_score, \
         [(c.grade_id, c.error) for c in grades["warns"].cells if c.score < c.max_score]
