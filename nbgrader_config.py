@@ -18,6 +18,16 @@ c.Execute.timeout = 120
 c.Execute.raise_on_iopub_timeout = False
 c.Execute.iopub_timeout = 10
 
+# nbgrader sets no memory limit: cap each grading kernel's address space so a
+# runaway allocation raises MemoryError in that cell instead of taking the
+# grading machine down. Override with --Execute.extra_arguments if a module needs more.
+KERNEL_MEMORY_BYTES = 8 << 30
+c.Execute.extra_arguments = [
+    "--HistoryManager.hist_file=:memory:",
+    "--IPKernelApp.exec_lines=__import__('resource').setrlimit(__import__('resource').RLIMIT_AS, "
+    f"({KERNEL_MEMORY_BYTES}, {KERNEL_MEMORY_BYTES}))",
+]
+
 # A kernel that dies (os._exit, segfault, out of memory) costs the cells from
 # there on, instead of dropping the whole submission (see tito/safe_execute.py).
 from nbgrader.converters.autograde import Autograde  # noqa: E402

@@ -111,6 +111,10 @@ def test_bad_submissions_get_a_clear_grade(course, tmp_path):
         _cell(nb, "reduce").source += ("\nimport time\nwhile True:\n    try:\n        time.sleep(0.1)\n"
                                        "    except KeyboardInterrupt:\n        pass\n")
 
+    def hogs_memory(nb):  # 16 GiB in one allocation, past the kernel's 8 GiB cap
+        _cell(nb, "reduce").source = _cell(nb, "reduce").source.replace(
+            '    ops = {"sum"', '    np.ones(2 << 30)\n    ops = {"sum"', 1)
+
     def deletes_and_edits_tests(nb):
         nb.cells.remove(_cell(nb, "test_01_2_broadcast"))
         _cell(nb, "test_01_1_tensor").source = "pass  # tests edited away"
@@ -125,7 +129,7 @@ def test_bad_submissions_get_a_clear_grade(course, tmp_path):
             "    print('a progress bar', file=sys.stderr)\n    return Tensor(np.matmul(a.data, b.data))")
 
     subs = {name: _variant(tmp_path, name, fn) for name, fn in
-            [("loops", infinite_loop), ("exits", kernel_exit), ("hangs", swallows_interrupt),
+            [("loops", infinite_loop), ("exits", kernel_exit), ("hangs", swallows_interrupt), ("hogs", hogs_memory),
              ("tampers", deletes_and_edits_tests), ("warns", warns)]}
     grades = grading.autograde(course_dir, module, subs, lib, options=("--Execute.timeout=5",))
     by = {s: {c.grade_id: c for c in g.cells} for s, g in grades.items()}
@@ -141,6 +145,10 @@ def test_bad_submissions_get_a_clear_grade(course, tmp_path):
     # A cell that ignores the interrupt after its timeout: same as a dead kernel from there on.
     assert by["hangs"]["test_01_4_matmul"].score == 4
     assert by["hangs"]["test_01_5_reduce"].score == 0 and by["hangs"]["test_01_6_layout"].score == 0
+
+    # A runaway allocation is a MemoryError in that task's tests, not a dead grading machine.
+    assert by["hogs"]["test_01_5_reduce"].score == 0 and "MemoryError" in by["hogs"]["test_01_5_reduce"].error
+    assert by["hogs"]["test_01_6_layout"].score == 4
 
     # Deleted and edited test cells are restored from the source and graded as written there.
     assert set(by["tampers"]) == {c.grade_id for c in grades["warns"].cells}
