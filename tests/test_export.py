@@ -33,7 +33,7 @@ def _stub_library(tmp_path: Path) -> Path:
     lib = tmp_path / "tinytorch_lib"
     lib.mkdir()
     (lib / "__init__.py").write_text((LIBRARY / "__init__.py").read_text())
-    for module in MODULES:
+    for module in MODULES:  # in course order: 02 imports the 01 written before it
         export_notebook(module, module.release_ipynb, lib)
     return tmp_path
 
@@ -74,6 +74,21 @@ def test_syntax_error_names_notebook_and_cell(tmp_path):
     index = nb.cells.index(cell) + 1
     with pytest.raises(TitoError, match=rf"{bad.name} failed: syntax error in cell {index} \(id broadcast_shape\)"):
         export_notebook(module, bad, tmp_path)
+
+
+def test_export_that_does_not_import_is_refused(tmp_path):
+    module = find_module("01")
+    where = _stub_library(tmp_path)
+    library = where / "tinytorch_lib"
+    before = (library / "tensor.py").read_text()
+    nb = nbformat.read(module.release_ipynb, as_version=4)
+    next(c for c in nb.cells if "export" in c.metadata.get("tags", [])).source += "\nfrom numpy import no_such_name\n"
+    bad = tmp_path / "01_tensor.ipynb"
+    nbformat.write(nb, bad)
+    with pytest.raises(TitoError, match=r"`import tinytorch_lib.tensor` raises ImportError: cannot import name "
+                                        r"'no_such_name'.*tensor.py is unchanged"):
+        export_notebook(module, bad, library)
+    assert (library / "tensor.py").read_text() == before
 
 
 def test_missing_notebook_and_notebook_without_exports(tmp_path):

@@ -7,7 +7,12 @@ function, so an unfinished notebook still exports an importable file.
 """
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -92,8 +97,23 @@ def export_reference(module: Module, library: Path = LIBRARY) -> Path:
     return path
 
 
+def import_error(module: Module, text: str, library: Path) -> str | None:
+    """Import `text` as tinytorch_lib.<file> beside a copy of `library`, in a fresh
+    interpreter: None when it imports, else the error's last line."""
+    with tempfile.TemporaryDirectory(prefix="tito-import-") as tmp:
+        copy = Path(tmp) / "tinytorch_lib"
+        shutil.copytree(library, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        (copy / module.library_file.name).write_text(text)
+        proc = subprocess.run([sys.executable, "-c", f"import tinytorch_lib.{module.library_file.stem}"],
+                              cwd=tmp, env=dict(os.environ, PYTHONPATH=tmp), capture_output=True, text=True)
+    return proc.stderr.strip().splitlines()[-1] if proc.returncode else None
+
+
 def export_notebook(module: Module, notebook: Path, library: Path = LIBRARY) -> Path:
-    """Write the export of a student's notebook into `library`."""
+    """Write the export of a student's notebook into `library` (a tinytorch_lib folder).
+
+    Nothing is written when the export does not compile or does not import.
+    """
     if not notebook.exists():
         raise TitoError(f"{notebook} does not exist: run `tito module start {module.number}` first")
     try:
@@ -104,8 +124,13 @@ def export_notebook(module: Module, notebook: Path, library: Path = LIBRARY) -> 
         origin = str(notebook.resolve().relative_to(ROOT))
     except ValueError:
         origin = str(notebook)
+    text = export_text(module, nb, origin)
+    error = import_error(module, text, library)
+    if error:
+        raise TitoError(f"export of {origin} failed: `import tinytorch_lib.{module.library_file.stem}` "
+                        f"raises {error}; tinytorch_lib/{module.library_file.name} is unchanged")
     path = library / module.library_file.name
-    path.write_text(export_text(module, nb, origin))
+    path.write_text(text)
     return path
 
 
