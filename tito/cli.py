@@ -207,7 +207,8 @@ def _workspace_notebook(module: Module) -> Path:
 def cmd_test(args) -> int:
     module = find_module(args.module)
     nb = _workspace_notebook(module)
-    print(f"Autograding {_rel(nb)} with nbgrader (earlier modules from your tinytorch_lib)...", flush=True)
+    print(f"Autograding {_rel(nb)} as saved, with nbgrader and the hidden tests "
+          f"(earlier modules from your tinytorch_lib)...", flush=True)
     grade = grading.grade_one(module, nb)
     print(f"\n{'task':<12} score")
     for task, (score, max_score) in grade.by_task().items():
