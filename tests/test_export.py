@@ -19,8 +19,9 @@ IDS = [m.name for m in MODULES]
 def test_library_equals_a_fresh_export_of_source(module):
     assert module.library_file.exists(), f"{module.library_file} missing: run `tito export --reference`"
     assert module.library_file.read_text() == reference_text(module), (
-        f"tinytorch_lib/{module.library_file.name} is stale or edited by hand: "
-        f"run `tito export --reference` and commit")
+        f"tinytorch_lib/{module.library_file.name} is not the export of source/: instructors run "
+        f"`tito export --reference` and commit; students who exported their own work run "
+        f"`tito module reset {module.number}` to put the reference back")
 
 
 def test_library_files_name_the_file_to_edit():
