@@ -18,8 +18,8 @@ import pytest
 
 from helpers import fill_in
 from tito import grading
-from tito.export import export_notebook, export_reference, remaining_stubs
-from tito.modules import LIBRARY, ROOT, all_modules, find_module
+from tito.export import export_notebook, remaining_stubs
+from tito.modules import ROOT, all_modules, find_module
 
 pytestmark = pytest.mark.pipeline
 MODULES = all_modules()
@@ -62,11 +62,7 @@ def test_reference_scores_full_marks_and_release_scores_zero(course, module):
 
 @pytest.mark.parametrize("module", MODULES, ids=IDS)
 def test_filled_in_release_exports_a_library_that_passes_the_library_tests(tmp_path, module):
-    lib = tmp_path / "tinytorch_lib"
-    lib.mkdir()
-    (lib / "__init__.py").write_text((LIBRARY / "__init__.py").read_text())
-    for other in MODULES:
-        export_reference(other, lib)
+    lib = grading.reference_library(tmp_path) / "tinytorch_lib"
     student = fill_in(module, tmp_path / "workspace" / module.name / f"{module.name}.ipynb")
     path = export_notebook(module, student, lib)
     assert remaining_stubs(path) == []

@@ -114,24 +114,18 @@ def cmd_grade(args) -> int:
     Each student is graded on their own: one broken submission is reported
     in the table and does not stop the others.
     """
-    from tqdm import tqdm
-
     module = find_module(args.assignment)
     pattern = f"*/{module.name}/{module.name}.ipynb"
     students = sorted(p.parent.parent.name for p in (ROOT / "submitted").glob(pattern))
     if not students:
         raise TitoError(f"no submissions found: expected submitted/<student>/{module.name}/{module.name}.ipynb")
-    failed = {}
     with tempfile.TemporaryDirectory(prefix="tito-grade-") as tmp:
         build(module)
         # Records the assignment in gradebook.db without touching release/.
         grading.generate(ROOT, module, release_dir=Path(tmp) / "release")
-        env = grading.env_with_library(grading.reference_library(Path(tmp) / "lib"))
-        for student in tqdm(students, desc=f"autograding {module.name}", unit="student"):
-            try:
-                grading.nbgrader(ROOT, "autograde", module.name, "--student", student, "--force", env=env)
-            except TitoError as e:
-                failed[student] = grading.failure_reason(e)
+        lib = grading.reference_library(Path(tmp) / "lib")
+        errors = grading.autograde_each(ROOT, module, students, lib, progress=True)
+    failed = {student: grading.failure_reason(e) for student, e in errors.items()}
     grades = grading.read_grades(ROOT, module, [s for s in students if s not in failed])
     tasks = sorted({t for g in grades.values() for t in g.by_task()})
     print(f"{'student':<20}" + "".join(f"{t:>11}" for t in tasks) + f"{'total':>11}")

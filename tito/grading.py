@@ -146,10 +146,26 @@ def autograde(course: Path, module: Module, submissions: dict[str, Path], librar
         dest = course / "submitted" / student / module.name
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy(notebook, dest / f"{module.name}.ipynb")
-    env = env_with_library(library) if library else None
-    for student in submissions:
-        nbgrader(course, "autograde", module.name, "--student", student, "--force", *options, env=env)
+    failed = autograde_each(course, module, list(submissions), library, options)
+    if failed:
+        raise next(iter(failed.values()))
     return read_grades(course, module, list(submissions))
+
+
+def autograde_each(course: Path, module: Module, students: list[str], library: Path | None,
+                   options: tuple[str, ...] = (), progress: bool = False) -> dict[str, TitoError]:
+    """Run `nbgrader autograde` once per student already in course/submitted/, so one
+    broken submission cannot stop the others; returns student -> error for those that failed."""
+    from tqdm import tqdm
+
+    env = env_with_library(library) if library else None
+    failed = {}
+    for student in tqdm(students, desc=f"autograding {module.name}", unit="student", disable=not progress):
+        try:
+            nbgrader(course, "autograde", module.name, "--student", student, "--force", *options, env=env)
+        except TitoError as e:
+            failed[student] = e
+    return failed
 
 
 def read_grades(course: Path, module: Module, students: list[str]) -> dict[str, NotebookGrade]:
