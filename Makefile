@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test release export lab lock clean
+.PHONY: setup run test release export lab lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), \
@@ -18,6 +18,14 @@ $(STAMP): pyproject.toml constraints.txt
 # The main job. Until Milestone 06 exists: build and release every module,
 # export the reference library, autograde the reference solution and the
 # untouched release of every module, and print the score table.
+# Students: create .venv once, then follow the printed next steps.
+setup: $(STAMP)
+	@echo
+	@echo "Ready. Next:"
+	@echo "  source .venv/bin/activate      # puts tito and jupyter on your PATH (once per terminal)"
+	@echo "  tito module start 01           # copies release/01_tensor/ into workspace/01_tensor/"
+	@echo "  make lab                       # JupyterLab; open workspace/01_tensor/01_tensor.ipynb"
+
 run: $(STAMP)
 	$(BIN)/tito release
 	$(BIN)/tito export --reference
@@ -32,8 +40,12 @@ release: $(STAMP)
 export: $(STAMP)
 	$(BIN)/tito export --reference
 
+# JupyterLab holds this terminal: run tito in a second one, or in JupyterLab's own
+# terminal. As root (Docker, Codespaces) Jupyter refuses to start without --allow-root.
 lab: $(STAMP)
-	$(BIN)/jupyter lab
+	@echo "JupyterLab keeps this terminal until you stop it (Ctrl+C twice)."
+	@echo "Run tito in a second terminal, or in JupyterLab (File > New > Terminal): source .venv/bin/activate"
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Re-pin every package after changing the top-level pins in pyproject.toml.
 lock: $(STAMP)

@@ -8,9 +8,14 @@ class Tensor:
     """An n-dimensional array with a fixed dtype.
 
     data: array-like, numpy array or Tensor -> self.data: np.ndarray
+    requires_grad, grad, node: for autograd (Module 05); see section 8.
     """
 
-    def __init__(self, data, dtype=None):
+    requires_grad = False  # given: Module 05 computes gradients of tensors that set this
+    grad = None            # given: the gradient, a Tensor of the same shape, after backward()
+    node = None            # given: how this tensor was computed (a Node), when recorded
+
+    def __init__(self, data, dtype=None, requires_grad=False):
         # Task 01.1: store the data as an np.ndarray in self.data (dtype rule above)
         if isinstance(data, Tensor):
             data = data.data
@@ -22,6 +27,7 @@ class Tensor:
             self.data = np.asarray(data)
             if self.data.dtype == np.float64:
                 self.data = self.data.astype(np.float32)
+        self.requires_grad = bool(requires_grad)  # given
 
     @property
     def shape(self) -> tuple:
@@ -57,60 +63,136 @@ class Tensor:
         return self.shape[0]
 
     def __getitem__(self, index) -> "Tensor":
-        return Tensor(self.data[index])
+        return record("getitem", Tensor(self.data[index]), (self,), index=index)
+
+    def detach(self) -> "Tensor":
+        """The same data, cut off from the graph (no gradient flows through it)."""
+        return Tensor(self.data)
+
+    def backward(self, grad=None) -> None:
+        """Gradients of this tensor with respect to every tensor that requires them (Module 05)."""
+        run_backward(self, grad)
 
     def __repr__(self) -> str:
-        return f"Tensor({self.data.tolist()}, shape={self.shape}, dtype={self.dtype})"
+        flag = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({self.data.tolist()}, shape={self.shape}, dtype={self.dtype}{flag})"
 
     # ---- given: operators, built on the task functions below ----
+    # Each one reports what it computed through record() (section 8), so that
+    # Module 05 can add gradients without changing this file.
     def __add__(self, other):
-        return elementwise(np.add, "add", self, other)
+        return record("add", elementwise(np.add, "add", self, other), (self, other))
 
     def __radd__(self, other):
-        return elementwise(np.add, "add", other, self)
+        return record("add", elementwise(np.add, "add", other, self), (other, self))
 
     def __sub__(self, other):
-        return elementwise(np.subtract, "sub", self, other)
+        return record("sub", elementwise(np.subtract, "sub", self, other), (self, other))
 
     def __rsub__(self, other):
-        return elementwise(np.subtract, "sub", other, self)
+        return record("sub", elementwise(np.subtract, "sub", other, self), (other, self))
 
     def __mul__(self, other):
-        return elementwise(np.multiply, "mul", self, other)
+        return record("mul", elementwise(np.multiply, "mul", self, other), (self, other))
 
     def __rmul__(self, other):
-        return elementwise(np.multiply, "mul", other, self)
+        return record("mul", elementwise(np.multiply, "mul", other, self), (other, self))
 
     def __truediv__(self, other):
-        return elementwise(np.true_divide, "div", self, other)
+        return record("div", elementwise(np.true_divide, "div", self, other), (self, other))
 
     def __rtruediv__(self, other):
-        return elementwise(np.true_divide, "div", other, self)
+        return record("div", elementwise(np.true_divide, "div", other, self), (other, self))
 
     def __neg__(self):
-        return Tensor(-self.data)
+        return record("neg", Tensor(-self.data), (self,))
 
     def __matmul__(self, other):
-        return matmul(self, other)
+        return record("matmul", matmul(self, other), (self, other))
 
     def sum(self, axis=None, keepdims=False):
-        return reduce(self, "sum", axis, keepdims)
+        return record("sum", reduce(self, "sum", axis, keepdims), (self,), axis=axis, keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
-        return reduce(self, "mean", axis, keepdims)
+        return record("mean", reduce(self, "mean", axis, keepdims), (self,), axis=axis, keepdims=keepdims)
 
     def max(self, axis=None, keepdims=False):
-        return reduce(self, "max", axis, keepdims)
+        return record("max", reduce(self, "max", axis, keepdims), (self,), axis=axis, keepdims=keepdims)
 
     def reshape(self, *shape):
-        return reshape(self, *shape)
+        return record("reshape", reshape(self, *shape), (self,))
 
     def transpose(self, *axes):
-        return transpose(self, *axes)
+        return record("transpose", transpose(self, *axes), (self,), axes=axes)
 
     @property
     def T(self):
-        return transpose(self)
+        return self.transpose()
+
+# cell cell-8128f7c2b3
+class Node:
+    """How a tensor was computed: `op` applied to `inputs` (Tensors or numbers), plus `saved` values."""
+
+    __slots__ = ("op", "inputs", "saved")
+
+    def __init__(self, op: str, inputs: tuple, saved: dict):
+        self.op, self.inputs, self.saved = op, inputs, saved
+
+    def __repr__(self) -> str:
+        return f"Node({self.op!r}, inputs={len(self.inputs)}, saved={sorted(self.saved)})"
+
+
+# op name -> rule(grad_out: np.ndarray, out: Tensor) -> one np.ndarray (or None) per input of out.node
+BACKWARD_RULES: dict = {}
+# Autograd's switches: gradients on or off (no_grad), and the backward() engine Module 05 registers.
+AUTOGRAD = {"enabled": True, "engine": None}
+
+
+def record(op: str, out: "Tensor", inputs: tuple, **saved) -> "Tensor":
+    """Attach Node(op, inputs, saved) to `out` when gradients are on and an input requires grad."""
+    if AUTOGRAD["enabled"] and any(isinstance(t, Tensor) and t.requires_grad for t in inputs):
+        out.requires_grad = True
+        out.node = Node(op, tuple(inputs), saved)
+    return out
+
+
+def register_backward(op: str):
+    """Decorator: `fn` is the backward rule of `op` (registering again replaces the rule)."""
+    def register(fn):
+        BACKWARD_RULES[op] = fn
+        return fn
+    return register
+
+
+def set_backward_engine(fn) -> None:
+    """Module 05 registers its backward(tensor, grad) here; Tensor.backward() calls it."""
+    AUTOGRAD["engine"] = fn
+
+
+class no_grad:
+    """`with no_grad():` nothing inside is recorded (evaluation, optimizer updates)."""
+
+    def __enter__(self):
+        self._was = AUTOGRAD["enabled"]
+        AUTOGRAD["enabled"] = False
+
+    def __exit__(self, *exc):
+        AUTOGRAD["enabled"] = self._was
+
+
+def run_backward(tensor: "Tensor", grad=None) -> None:
+    """Tensor.backward(): run the registered engine, importing Module 05's when none is registered yet."""
+    if AUTOGRAD["engine"] is None:
+        try:
+            import tinytorch_lib.autograd  # noqa: F401  (registers its engine and backward rules)
+        except ModuleNotFoundError as e:
+            if e.name != "tinytorch_lib.autograd":
+                raise
+            raise RuntimeError("backward() needs Module 05 (autograd), and tinytorch_lib/autograd.py is "
+                               f"not there ({e}): export Module 05 or run `tito export --reference`") from None
+    if AUTOGRAD["engine"] is None:
+        raise RuntimeError("backward(): tinytorch_lib.autograd registered no engine (set_backward_engine)")
+    AUTOGRAD["engine"](tensor, grad)
 
 # cell broadcast_shape
 def broadcast_shape(shape_a: tuple, shape_b: tuple) -> tuple:
@@ -160,7 +242,10 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
 
 # cell reduce
 def reduce(a: Tensor, kind: str, axis=None, keepdims: bool = False) -> Tensor:
-    """Sum, mean or max over `axis` (None: all); (2, 3) axis=1 -> (2,), keepdims -> (2, 1)."""
+    """Sum, mean or max over `axis` (None: all; an int; a tuple of ints).
+
+    (2, 3) axis=1 -> (2,); keepdims -> (2, 1); (3, 4, 5) axis=(0, 2) -> (4,).
+    """
     # Task 01.5: validate kind and axis, then reduce with numpy
     ops = {"sum": np.sum, "mean": np.mean, "max": np.max}
     if kind not in ops:

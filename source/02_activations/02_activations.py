@@ -31,7 +31,7 @@
 # %% tags=["export"]
 import numpy as np
 
-from tinytorch_lib.tensor import Tensor
+from tinytorch_lib.tensor import Tensor, record
 
 # %% [markdown]
 # ## Which `Tensor` are you running on?
@@ -56,17 +56,22 @@ print(tinytorch_lib.origin("tensor"))
 # The given base class `Activation` makes each one callable, `relu(x)`, and
 # turns integer input into float32 so `Sigmoid()(Tensor([1, 2]))` works. You
 # write `forward`, working on the numpy array `x.data`; keep the input's float
-# dtype (float32 in, float32 out).
+# dtype (float32 in, float32 out). `__call__` also passes the result through
+# `record` (Module 01's seam), under the class name (`"ReLU"`, ...), so
+# Module 05 can register a backward rule for each activation.
 
 # %% tags=["export"]
 class Activation:
-    """Base class: `act(x)` calls `act.forward(x)` on a float Tensor of any shape."""
+    """Base class: `act(x)` calls `act.forward(x)` on a float Tensor of any shape.
+
+    The result is recorded as op `type(self).__name__` with saved `module=self`.
+    """
 
     def __call__(self, x) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(x)
         if x.dtype.kind != "f":
             x = Tensor(x.data.astype(np.float32))
-        return self.forward(x)
+        return record(type(self).__name__, self.forward(x), (x,), module=self)
 
     def forward(self, x: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__}.forward")
@@ -165,6 +170,13 @@ assert np.allclose(got + Sigmoid()(Tensor(-r)).data, 1.0), "sigmoid(x) + sigmoid
 #
 # Worked example: `gelu(0) = 0`, `gelu(1) = 0.8412`, `gelu(-1) = -0.1588`:
 # unlike ReLU, small negative inputs leak through.
+#
+# A dtype pitfall: `np.sqrt(2 / np.pi)` is a float64 numpy scalar, and numpy
+# lets a numpy scalar's dtype take part in promotion, so
+# `float32 array * np.float64(0.79...)` is float64 (a plain Python float would
+# not promote). The result would be twice as many bytes as the input. Convert
+# the constant to the input's dtype first (`.astype(v.dtype)`), or cast the
+# result back.
 
 # %% nbgrader={"grade": false, "grade_id": "tanh_gelu", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
 class Tanh(Activation):
@@ -285,45 +297,89 @@ print("stable softmax:", Softmax()(Tensor(logits)).data)
 # %% [markdown]
 # ### Time per element
 #
-# Each activation on one million float32 values; median of several runs,
-# all measured in this cell. ReLU does one comparison per element, GELU a
-# dozen operations and a `tanh`: the ratio shows what the extra work costs.
+# Each activation on one million float32 values, timed with the course's
+# `measure` (median of several runs, BLAS threads held fixed), all in this
+# cell. Before you read the table: the cost of an elementwise function is
+# **not** its number of arithmetic operations. What decides it:
+#
+# - **passes over memory**: every numpy operation in a formula reads its
+#   inputs and writes a new 4 MB array; `np.where(c, a, b)` needs both `a`
+#   and `b` computed in full first;
+# - **fresh allocations**: each temporary is new memory, and the first touch
+#   of new pages costs the operating system time;
+# - **the routine behind each operation**: `np.tanh` and `np.exp` are single
+#   compiled loops that use SIMD instructions; some routines are much slower
+#   than their formula suggests (see `x**3` below).
 
 # %%
-import time
-
-
-def median_seconds(fn, repeats: int = 7) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
+from tinytorch_lib.timing import measure
 
 x = Tensor(np.random.default_rng(0).standard_normal((1000, 1000)).astype(np.float32))
 acts = [ReLU(), Sigmoid(), Tanh(), GELU(), Softmax()]
-seconds = {repr(a): median_seconds(lambda a=a: a(x)) for a in acts}
-relu_s = seconds["ReLU()"]
-print(f"{'activation':<16} {'ms / 1M':>8} {'ns / element':>13} {'vs ReLU':>8}")
-for name, s in seconds.items():
-    print(f"{name:<16} {s * 1e3:8.2f} {s * 1e9 / x.size:13.2f} {s / relu_s:7.1f}x")
-print(f"bytes read + written per call: {2 * x.nbytes:,} (input and output, float32)")
+timings = {repr(a): measure(lambda a=a: a(x)) for a in acts}
+relu_s = timings["ReLU()"].median
+print(f"{'activation':<16} {'ms / 1M':>8} {'p90 ms':>7} {'ns / element':>13} {'vs ReLU':>8}")
+for name, t in timings.items():
+    print(f"{name:<16} {t.median * 1e3:8.2f} {t.p90 * 1e3:7.2f} {t.median * 1e9 / x.size:13.2f} {t.median / relu_s:7.1f}x")
+print(f"bytes read + written per call: {2 * x.nbytes:,} (input and output, float32); "
+      f"BLAS threads: {timings['ReLU()'].threads}")
 
 # %% [markdown]
+# Read your table with the list above. Sigmoid as written here is `np.abs`,
+# `np.exp`, two divisions (both branches), a comparison and `np.where`: six or
+# more full passes, each with a new temporary. Tanh is one compiled pass, so
+# it can land close to ReLU (whose `np.maximum` plus `astype` is itself two
+# passes) or even below it. GELU chains about ten passes. Whatever ordering
+# your machine shows, the reasons are those three bullets, not the formulas'
+# FLOP counts.
+#
+# ### Where does Sigmoid's time go?
+#
+# If Sigmoid stands out, take it apart. `np.where` picks per element between
+# two arrays; on random-sign input the choice flips unpredictably, and a CPU
+# that guesses the outcome of each branch to keep its pipeline full guesses
+# wrong about half the time. The same call on the same values sorted (all
+# negatives first) makes the choice predictable. And the identity
+# `sigmoid(x) = 0.5 * (1 + tanh(x / 2))` gives a stable sigmoid with no
+# branch at all.
+
+# %%
+v = x.data
+z = np.exp(-np.abs(v))
+sorted_v = np.sort(v, axis=None).reshape(v.shape)
+t_where_random = measure(lambda: np.where(v >= 0, z, z))
+t_where_sorted = measure(lambda: np.where(sorted_v >= 0, z, z))
+t_sig_tanh = measure(lambda: 0.5 * (1 + np.tanh(0.5 * v)))
+assert np.allclose(0.5 * (1 + np.tanh(0.5 * v)), Sigmoid()(x).data, atol=1e-6)
+print(f"np.where, random signs:  {t_where_random}")
+print(f"np.where, sorted input:  {t_where_sorted}  ({t_where_random.median / t_where_sorted.median:.1f}x faster)")
+print(f"your Sigmoid:            {timings['Sigmoid()']}")
+print(f"0.5 * (1 + tanh(x / 2)): {t_sig_tanh}  ({timings['Sigmoid()'].median / t_sig_tanh.median:.1f}x faster than yours)")
+
+# %% [markdown]
+# The formula that is clearest on paper is not the fastest in numpy. Both
+# sigmoids are stable; the tanh form avoids the branch and most of the
+# temporaries. Module 17 does this systematically: keep the clear version as
+# the reference, and check every faster one against it.
+#
 # ### One line, two costs: `x**3` against `x * x * x`
 #
 # Both give the cube. `x**3` calls numpy's general `power` routine, which
 # handles any exponent; `x * x * x` is two multiplies. Measured side by side:
 
 # %%
-v = x.data
 assert np.allclose(v**3, v * v * v, rtol=1e-5)
-t_pow = median_seconds(lambda: v**3)
-t_mul = median_seconds(lambda: v * v * v)
-print(f"x**3: {t_pow * 1e3:.2f} ms   x*x*x: {t_mul * 1e3:.2f} ms   ratio {t_pow / t_mul:.1f}x (1M float32)")
+t_pow = measure(lambda: v**3)
+t_mul = measure(lambda: v * v * v)
+print(f"x**3:  {t_pow}")
+print(f"x*x*x: {t_mul}")
+print(f"ratio of medians: {t_pow.median / t_mul.median:.1f}x (1M float32)")
+
+# %% [markdown]
+# If the ratio is large, it is the routine, not the arithmetic: numpy's float32
+# `power` calls a general C `powf` for each element (it has to handle any real
+# exponent), while `*` is a vectorized loop that does several elements per
+# instruction. That measurement is why the GELU reference writes `v * v * v`.
 
 # %%
 import matplotlib.pyplot as plt

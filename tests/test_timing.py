@@ -1,0 +1,62 @@
+"""The course's one timing helper (tinytorch_lib/timing.py): what it reports, not how fast anything is."""
+import time
+
+import pytest
+
+from tinytorch_lib.timing import Timing, blas_threads, current_blas_threads, format_seconds, measure
+
+
+def test_measure_counts_calls_and_reports_seconds_per_call():
+    calls = []
+    t = measure(lambda: calls.append(1), repeats=5, warmup=2, number=10)
+    assert len(calls) == 2 + 5 * 10
+    assert (t.repeats, t.number) == (5, 10)
+    assert 0 < t.min <= t.median <= t.p90 <= t.max
+
+
+def test_measure_calibrates_number_so_short_calls_are_timed_in_bulk():
+    t = measure(lambda: None, repeats=3)
+    assert t.number > 100, t  # a no-op takes well under 2 ms / 100
+    slow = measure(lambda: time.sleep(0.003), repeats=2, warmup=0)
+    assert slow.number == 1 and slow.median >= 0.003
+
+
+def test_measure_holds_blas_threads_and_restores_them():
+    before = current_blas_threads()
+    seen = []
+    t = measure(lambda: seen.append(current_blas_threads()), repeats=2, number=1, threads=1)
+    assert set(seen) == {1} and t.threads == 1
+    assert current_blas_threads() == before
+    with blas_threads(1):
+        assert current_blas_threads() == 1
+    assert current_blas_threads() == before
+
+
+def test_median_and_p90_ignore_one_slow_repeat():
+    delays = iter([0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.05])  # warm-up, then 7 repeats, the last one slow
+
+    def fn():
+        d = next(delays)
+        if d:
+            time.sleep(d)
+
+    t = measure(fn, repeats=7, number=1)
+    assert t.median < 0.01 and t.max >= 0.05
+    assert t.median <= t.p90 <= t.max
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="repeats >= 1"):
+        measure(lambda: None, repeats=0)
+    with pytest.raises(ValueError, match="number must be >= 1"):
+        measure(lambda: None, number=0)
+    with pytest.raises(ValueError, match="thread count >= 1"):
+        with blas_threads(0):
+            pass
+
+
+def test_str_says_median_p90_repeats_and_threads():
+    t = Timing(median=0.00123, p90=0.00131, min=0.0012, max=0.0014, repeats=7, number=100, threads=1)
+    assert str(t) == "1.23 ms (p90 1.31 ms, 7 x 100 calls, 1 BLAS thread)"
+    assert t.spread == pytest.approx(0.08 / 1.23)
+    assert format_seconds(2.5) == "2.5 s" and format_seconds(4e-8) == "40 ns"
