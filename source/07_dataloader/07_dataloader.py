@@ -747,7 +747,7 @@ t_slow = measure(lambda: one_epoch(slow), repeats=5)
 t_fast = measure(lambda: one_epoch(fast), repeats=5)
 print(f"one sample at a time: {t_slow}")
 print(f"whole batches:        {t_fast}")
-print(f"ratio of medians: {t_slow.median / t_fast.median:.0f}x, for the same {len(train)} images in {len(fast)} batches")
+print(f"ratio of medians: {t_slow.median / t_fast.median:.0f}x, for the same {len(train):,} images in {len(fast)} batches")
 
 # %% [markdown]
 # The per-batch overhead of the first table, paid per **sample** instead:
