@@ -376,3 +376,75 @@ def test_gradcheck_reports_its_errors_and_refuses_an_unrecorded_output():
     assert set(res) == {"max_abs", "max_rel", "per_input"} and res["max_abs"] < 1e-6 and len(res["per_input"]) == 1
     with pytest.raises(RuntimeError, match="recorded no graph"):
         gradcheck(lambda a: Tensor(a.data * 2), [np.ones(2)])
+
+
+# ---- Modules 03 and 04 are built from these ops (and cross_entropy) ----
+
+def test_linear_against_finite_differences():
+    from tinytorch_lib.layers import Linear
+
+    def linear_with(x, W, b):
+        layer = Linear(W.shape[1], W.shape[0])
+        layer.weight, layer.bias = W, b
+        return layer(x)
+
+    rng = np.random.default_rng(0)
+    gradcheck(linear_with, [rng.standard_normal((4, 3)), rng.standard_normal((5, 3)), rng.standard_normal(5)], **FD)
+    gradcheck(linear_with, [rng.standard_normal((2, 4, 3)), rng.standard_normal((5, 3)), rng.standard_normal(5)], **FD)
+
+
+def test_linear_parameters_get_float32_gradients_of_their_shape():
+    from tinytorch_lib.layers import Linear
+
+    layer = Linear(3, 4, rng=0)
+    x = Tensor(np.ones((2, 3), dtype=np.float32))
+    layer(x).sum().backward()
+    assert layer.weight.grad.shape == (4, 3) and layer.weight.grad.dtype == np.float32
+    assert layer.bias.grad.shape == (4,) and layer.bias.grad.dtype == np.float32
+    np.testing.assert_allclose(layer.weight.grad.data, 2.0)
+    np.testing.assert_allclose(layer.bias.grad.data, 2.0)
+
+
+@given(batch=st.integers(1, 5), classes=st.integers(2, 5), seed=st.integers(0, 2**16))
+@settings(max_examples=20, deadline=None)
+def test_module_04_losses_against_finite_differences(batch, classes, seed):
+    from tinytorch_lib.losses import CrossEntropyLoss, MSELoss
+
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, classes, batch)
+    gradcheck(lambda z: CrossEntropyLoss()(z, targets), [rng.standard_normal((batch, classes)) * 3], **FD)
+    goal = rng.standard_normal((batch, classes))
+    gradcheck(lambda p: MSELoss()(p, goal), [rng.standard_normal((batch, classes))], **FD)
+
+
+def test_cross_entropy_of_module_04_matches_the_hand_made_spec():
+    from tinytorch_lib.losses import CrossEntropyLoss
+
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((6, 4))
+    y = rng.integers(0, 4, 6)
+    a, b = Tensor(z, requires_grad=True), Tensor(z, requires_grad=True)
+    CrossEntropyLoss()(a, y).backward()
+    cross_entropy_as_specified(b, y).backward()
+    np.testing.assert_allclose(a.grad.data, b.grad.data, rtol=1e-12, atol=1e-15)
+
+
+def test_a_few_sgd_steps_on_a_sequential_lower_the_loss():
+    from tinytorch_lib.layers import Linear, Sequential
+    from tinytorch_lib.losses import CrossEntropyLoss
+
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((64, 4)).astype(np.float32))
+    y = (x.data[:, 0] + x.data[:, 1] > 0).astype(np.int64)
+    model = Sequential(Linear(4, 16, rng=1), ReLU(), Linear(16, 2, rng=2))
+    loss_fn = CrossEntropyLoss()
+    losses = []
+    for _ in range(30):
+        zero_grad(model.parameters())
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        losses.append(loss.item())
+        with no_grad():
+            for p in model.parameters():
+                p.data -= 0.5 * p.grad.data
+    assert losses[-1] < 0.5 * losses[0], losses
