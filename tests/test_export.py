@@ -102,6 +102,13 @@ def test_missing_notebook_and_notebook_without_exports(tmp_path):
         export_notebook(module, empty, tmp_path)
 
 
+def test_find_module_takes_a_number_or_a_name():
+    for spec in ("1", "01", "01_tensor", "tensor", "Tensor", " 1 "):
+        assert find_module(spec).name == "01_tensor", spec
+    assert find_module("activations").name == "02_activations"
+
+
 def test_unknown_module_lists_the_known_ones():
-    with pytest.raises(TitoError, match=r"unknown module '99': this course has modules 01 \(tensor\), 02"):
-        find_module("99")
+    for spec in ("99", "tens", "01_activations"):
+        with pytest.raises(TitoError, match=rf"unknown module '{spec}': this course has modules 01 \(tensor\), 02"):
+            find_module(spec)
