@@ -72,10 +72,13 @@ def test_export_of_a_syntax_error_names_notebook_and_cell(root):
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "softmax")
     cell.source = cell.source.replace("raise NotImplementedError()", "return Tensor(np.exp(x.data)", 1)
     nbformat.write(nb, notebook)
+    index = nb.cells.index(cell) + 1
+    line = next(i for i, text in enumerate(cell.source.splitlines(), 1) if "np.exp(x.data)" in text)
     before = (root / "tinytorch_lib" / "activations.py").read_text()
     proc = run_tito(root, "module", "export", "02")
-    one_error_line(proc, "workspace/02_activations/02_activations.ipynb", "syntax error in cell",
-                   "(id softmax)")
+    one_error_line(proc, "export of workspace/02_activations/02_activations.ipynb failed: "
+                   f"syntax error in cell {index} (id softmax) at line {line}: '(' was never closed: "
+                   "return Tensor(np.exp(x.data)")
     assert (root / "tinytorch_lib" / "activations.py").read_text() == before, "a failed export must not write"
 
 
