@@ -238,10 +238,10 @@ def cmd_test(args) -> int:
         print()
     for raised in grade.raised:
         print(f"Fix this first: {raised}")
+    for line in feedback.blame_earlier_exports([c.error for c in failed], feedback.earlier_exports(module)):
+        print(line)
     for c in failed:
         print(f"  {c.task} ({c.grade_id}): {c.error or 'no points'}")
-    for line in feedback.blame_earlier_exports(module, [c.error for c in failed]):
-        print(line)
     if grade.restored:
         tasks = {c.grade_id: c.task for c in grade.cells}
         names = ", ".join(f"{gid} ({tasks[gid]})" if gid in tasks else gid for gid in grade.restored)

@@ -66,10 +66,10 @@ def earlier_exports(module: Module) -> list[Module]:
             if m.number < module.number and m.library_file.exists() and not is_reference(m.library_file)]
 
 
-def blame_earlier_exports(module: Module, errors: list[str]) -> list[str]:
-    """Lines telling the student that failures come from their export of an earlier module,
-    and what to run; [] when nothing points there."""
-    own = {m.number: m for m in earlier_exports(module)}
+def blame_earlier_exports(errors: list[str], exports: list[Module]) -> list[str]:
+    """Lines telling the student that the failures (`errors`) come from their own `exports`
+    of earlier modules (see earlier_exports), and what to run; [] when nothing points there."""
+    own = {m.number: m for m in exports}
     stubs: dict[str, list[str]] = {}
     for error in errors:
         for number, _, task in STUB.findall(error):
@@ -80,7 +80,7 @@ def blame_earlier_exports(module: Module, errors: list[str]) -> list[str]:
         m = own[number]
         lines.append(f"These failures come from your own export of Module {number} ({m.title}), not from this "
                      f"notebook: tinytorch_lib/{m.library_file.name} is unfinished ({', '.join(tasks)} "
-                     f"raise NotImplementedError).")
+                     f"{'raises' if len(tasks) == 1 else 'raise'} NotImplementedError).")
         lines.append(f"  Finish Module {number} and run `tito module export {number}`, or run "
                      f"`tito module reset {number}` to test on the course reference.")
     others = [m for n, m in own.items() if n not in stubs]
