@@ -2,7 +2,6 @@
 scratch copy of the course (TITO_ROOT), so the real checkout is never touched."""
 import json
 import re
-import shutil
 
 import nbformat
 import pytest
