@@ -175,7 +175,8 @@ class Optimizer:
 #
 # - `zero_grad()`: set `p.grad = None` for every parameter in `self.params`
 #   (PyTorch's default too: `None` costs no memory and no pass over an array).
-# - `step()`: for each `i, p` in `enumerate(self.params)`:
+# - `step()`: for each `i, p` in `enumerate(self.params)` (parameters of any
+#   shape, 0-d scalars included, and any float dtype):
 #   1. skip `p` if `p.grad is None`;
 #   2. let `g = p.grad.data`; if `g.shape != p.data.shape`, raise
 #      `ValueError` naming the optimizer, the parameter's index and both
