@@ -1304,7 +1304,9 @@ print(f"measured: backward alone ~ {(t_fb.median - t_fwd.median) / t_fwd.median:
 # ratio printed above. Where they differ, the reasons are the ones Module 02
 # measured: the backward also makes elementwise passes (ReLU's mask,
 # unbroadcasting the bias gradient with a sum over the batch, adding
-# gradients), it allocates a new array for every gradient, and the transposed
+# gradients), it allocates a new array for every gradient (and copies each
+# leaf's gradient once, so that no two `.grad` share memory; freeing them in
+# `zero_grad` returns that memory to the system), and the transposed
 # operands of `g @ W.T` and `x.T @ g` are read in a different memory order.
 # Recording itself (one small `Node` per op) is cheap next to the arithmetic,
 # so the two forward times should be close. If a p90 is far above its median,
