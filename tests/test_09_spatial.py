@@ -291,7 +291,7 @@ def test_conv2d_layer_parameters_and_init():
 
 def test_small_cnn_shapes_and_parameters():
     model = small_cnn(channels=8, rng=np.random.default_rng(0))
-    kinds = [type(model.get_submodule(str(i))).__name__ for i in range(5)]
+    kinds = [type(getattr(m, "fn", m)).__name__ for m in model]
     assert kinds == ["Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear"]
     assert sum(p.size for p in model.parameters()) == 8 * 9 + 8 + 8 * 16 * 10 + 10
     assert sum(p.size for p in small_cnn(rng=np.random.default_rng(0)).parameters()) == 16 * 10 + 256 * 10 + 10

@@ -40,7 +40,7 @@
 import numpy as np
 
 from tinytorch_lib.activations import ReLU
-from tinytorch_lib.layers import Linear, Module, Parameter, Sequential
+from tinytorch_lib.layers import Linear, Module, Parameter, Sequential, resolve_rng
 from tinytorch_lib.tensor import Tensor, record, register_backward
 
 # %% [markdown]
@@ -464,7 +464,7 @@ class Conv2d(Module):
             raise ValueError(f"Conv2d: need channels and kernel sizes >= 1, stride >= 1, padding >= 0; got "
                              f"in_channels={in_channels}, out_channels={out_channels}, kernel_size={kernel_size}, "
                              f"stride={stride}, padding={padding}")
-        rng = np.random.default_rng() if rng is None else rng
+        rng = resolve_rng(rng)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
         self.stride, self.padding = stride, padding
         bound = 1.0 / np.sqrt(in_channels * kh * kw)
@@ -474,9 +474,9 @@ class Conv2d(Module):
     def forward(self, x) -> Tensor:
         return conv2d(x, self.weight, self.bias, self.stride, self.padding)
 
-    def __repr__(self) -> str:
-        return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None})")
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")
 
 
 # %% [markdown]
@@ -657,8 +657,8 @@ class MaxPool2d(Module):
     def forward(self, x) -> Tensor:
         return max_pool2d(x, self.kernel_size, self.stride)
 
-    def __repr__(self) -> str:
-        return f"MaxPool2d(kernel_size={self.kernel_size}, stride={self.stride})"
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
 
 
 # %% [markdown]
@@ -688,7 +688,9 @@ class MaxPool2d(Module):
 # `Flatten: expected (batch, ...) with at least 2 dimensions, got (5,)`.
 # `small_cnn(channels=16, classes=10, rng=None)` returns the `Sequential` above
 # (layers in that order, so `model.get_submodule("0")` is the `Conv2d`), with
-# `rng` passed to both the `Conv2d` and the `Linear`. The CNN test relies on
+# `rng` passed to both the `Conv2d` and the `Linear` (Module 03's
+# `resolve_rng(rng)` turns `None` or an int seed into a `Generator` first). `Sequential`
+# wraps `ReLU()`, which is not a `Module`, in a `Lambda`. The CNN test relies on
 # Tasks 09.2 and 09.4 (it runs the model forward).
 
 # %% nbgrader={"grade": false, "grade_id": "flatten_cnn", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
@@ -704,15 +706,12 @@ class Flatten(Module):
         return x.reshape(x.shape[0], -1)
         ### END SOLUTION
 
-    def __repr__(self) -> str:
-        return "Flatten()"
-
 
 def small_cnn(channels: int = 16, classes: int = 10, rng=None) -> Sequential:
     """(batch, 1, 8, 8) -> (batch, classes): Conv2d(1, channels, 3, padding=1), ReLU, MaxPool2d(2), Flatten, Linear."""
     # Task 09.5: assemble the five layers with Sequential
     ### BEGIN SOLUTION
-    rng = np.random.default_rng() if rng is None else rng
+    rng = resolve_rng(rng)
     return Sequential(Conv2d(1, channels, 3, padding=1, rng=rng), ReLU(), MaxPool2d(2), Flatten(),
                       Linear(channels * 4 * 4, classes, rng=rng))
     ### END SOLUTION
@@ -747,9 +746,255 @@ print("Task 09.5 visible tests passed")
 model = small_cnn(rng=np.random.default_rng(3))
 assert sum(p.size for p in model.parameters()) == 16 * 10 + 256 * 10 + 10, "default channels=16"
 assert small_cnn(channels=4, classes=3, rng=np.random.default_rng(0))(np.zeros((2, 1, 8, 8), dtype=np.float32)).shape == (2, 3)
-assert [type(model.get_submodule(str(i))).__name__ for i in range(5)] == ["Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear"]
+assert [type(getattr(m, "fn", m)).__name__ for m in model] == ["Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear"]
 a = small_cnn(channels=4, rng=np.random.default_rng(7)).get_submodule("0").weight.data
 b = small_cnn(channels=4, rng=np.random.default_rng(7)).get_submodule("0").weight.data
 assert np.array_equal(a, b), "the same rng seed gives the same weights"
 assert Flatten()(Tensor(np.zeros((4, 7)))).shape == (4, 7)
 ### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Systems analysis: what does a convolution cost?
+#
+# All figures below are measured in the cell that prints them, with the
+# course's `measure` (warm-up, median of several repeats, BLAS threads held at
+# 1). Inputs are random `(batch, 1, 8, 8)` float32 images, the shape of the
+# digits (Module 07).
+#
+# ### Parameters, bytes and FLOPs: the small CNN against the MLP
+#
+# The MLP is the 64-128-64-10 network of the milestone, fed the same 64 pixels
+# flattened. For each model: parameters, the real bytes of its weights
+# (`nbytes` of every parameter), the bytes of the activations each layer
+# writes per image (measured on the layer outputs), the forward FLOPs per image
+# (`2 * in * out` per `Linear`; the convolution's formula is in the next
+# section) and the forward time for a batch of 64.
+
+# %%
+from tinytorch_lib.timing import measure
+
+rng = np.random.default_rng(0)
+images = Tensor(rng.standard_normal((64, 1, 8, 8)).astype(np.float32))
+cnn = small_cnn(channels=16, rng=np.random.default_rng(0))
+mlp = Sequential(Linear(64, 128, rng=np.random.default_rng(0)), ReLU(), Linear(128, 64, rng=np.random.default_rng(1)),
+                 ReLU(), Linear(64, 10, rng=np.random.default_rng(2)))
+flat = images.reshape(64, 64)
+
+
+def activation_bytes_per_image(model, x):
+    """Bytes of every layer's output for a batch, divided by the batch size."""
+    total = 0
+    for layer in model:
+        x = layer(x)
+        total += x.nbytes
+    return total // x.shape[0]
+
+
+conv_flops = 2 * 16 * 1 * 3 * 3 * 8 * 8       # 2 * out * in * kh * kw * H_out * W_out, one image
+rows = {"small CNN": (cnn, images, conv_flops + 2 * 256 * 10),
+        "MLP 64-128-64-10": (mlp, flat, 2 * (64 * 128 + 128 * 64 + 64 * 10))}
+print(f"{'model':<18} {'parameters':>10} {'weight bytes':>12} {'act. bytes/img':>14} {'FLOPs/img':>10} "
+      f"{'fwd ms (64 imgs)':>16} {'p90 ms':>7}")
+model_times = {}
+for name, (model, x, flops) in rows.items():
+    params = model.parameters()
+    t = measure(lambda model=model, x=x: model(x))
+    model_times[name] = t
+    print(f"{name:<18} {sum(p.size for p in params):>10,} {sum(p.nbytes for p in params):>12,} "
+          f"{activation_bytes_per_image(model, x):>14,} {flops:>10,} {t.median * 1e3:>16.3f} {t.p90 * 1e3:>7.3f}")
+print(f"weight bytes, MLP / CNN: {sum(p.nbytes for p in mlp.parameters()) / sum(p.nbytes for p in cnn.parameters()):.1f}x; "
+      f"forward time, CNN / MLP: {model_times['small CNN'].median / model_times['MLP 64-128-64-10'].median:.1f}x "
+      f"({model_times['small CNN'].threads} BLAS thread)")
+
+# %% [markdown]
+# The CNN keeps far fewer weight bytes, because the convolution reuses 16
+# small filters at all 64 positions. It pays in activations: the conv layer
+# writes 16 feature maps of 8x8 floats per image, more than every hidden layer
+# of the MLP together, and in a training step those activations are kept for
+# the backward pass. Per image it also needs fewer FLOPs than the MLP, and yet
+# its forward pass can take longer: the MLP is three calls to one large,
+# well-tuned matrix product, while your convolution is nine small einsums, a
+# padded copy, and nine `np.maximum` passes for the pool, each a separate
+# trip through numpy's machinery. FLOPs are a budget; time is what the
+# operations actually do. The next sections take the convolution apart.
+#
+# ### FLOPs of a convolution, checked by hand
+#
+# Each output element `(n, o, y, x)` is a sum of `in * kh * kw` products, one
+# multiply and one add each, so
+#
+# ```
+# FLOPs = 2 * batch * out * in * kh * kw * H_out * W_out
+# ```
+#
+# The loop oracle counts its own multiply-adds; the formula should give twice
+# that count. It also counts how many multiply-adds read a padding zero: work
+# the formula charges for, that changes nothing.
+
+# %%
+def conv_flops_formula(batch, out_c, in_c, kh, kw, h_out, w_out):
+    return 2 * batch * out_c * in_c * kh * kw * h_out * w_out
+
+
+for shape_x, shape_w, s, p in [((2, 3, 6, 6), (4, 3, 3, 3), 2, 1), ((1, 1, 8, 8), (16, 1, 3, 3), 1, 1)]:
+    counter = {}
+    conv2d_loops(np.ones(shape_x), np.ones(shape_w), stride=s, padding=p, counter=counter)
+    out_shape = conv2d_output_shape(shape_x, shape_w, s, p)
+    formula = conv_flops_formula(shape_x[0], shape_w[0], shape_w[1], shape_w[2], shape_w[3], out_shape[2], out_shape[3])
+    print(f"x {shape_x}, weight {shape_w}, stride {s}, padding {p}: counted {counter['macs']:,} multiply-adds "
+          f"= {2 * counter['macs']:,} FLOPs, formula {formula:,}; on padding zeros: "
+          f"{counter['padding_macs']:,} ({counter['padding_macs'] / counter['macs']:.0%})")
+    assert 2 * counter["macs"] == formula
+
+# %% [markdown]
+# On an 8x8 digit with padding 1, the border positions of a 3x3 kernel hang
+# over the edge: per axis, 22 of the 24 row-offset pairs land inside, so
+# `1 - (22/24)^2 = 16%` of the multiply-adds read a zero. The smaller the image,
+# the larger that share.
+#
+# ### FLOPs per second: your convolution, its backward, and one matmul
+#
+# `Conv2d(1, 16, 3, padding=1)` on batches of 8x8 images, forward and backward
+# (the backward rule called directly; it does the forward's multiply-adds twice,
+# once for `dweight` and once for `dx`). Next to them: one matrix product with
+# the same FLOPs as the forward, `(batch * 64, 9) @ (9, 16)`, the product
+# Module 17's im2col will turn the convolution into.
+
+# %%
+layer = Conv2d(1, 16, 3, padding=1, rng=np.random.default_rng(0))
+batches = [1, 4, 16, 64, 256]
+sweep = {"forward": [], "backward": [], "matmul, same FLOPs": []}
+print(f"{'batch':>5} {'fwd MFLOP':>9} {'fwd ms':>8} {'bwd ms':>8} {'matmul ms':>9} "
+      f"{'fwd GFLOP/s':>11} {'bwd GFLOP/s':>11} {'matmul GFLOP/s':>14}")
+for b in batches:
+    x = Tensor(rng.standard_normal((b, 1, 8, 8)).astype(np.float32), requires_grad=True)
+    flops = conv_flops_formula(b, 16, 1, 3, 3, 8, 8)
+    out = layer(x)
+    g = np.ones(out.shape, dtype=np.float32)
+    cols, w_mat = rng.standard_normal((b * 64, 9)).astype(np.float32), layer.weight.data.reshape(16, 9).T.copy()
+    t_fwd = measure(lambda: layer(x), repeats=5)
+    t_bwd = measure(lambda: conv2d_backward(g, out), repeats=5)
+    t_mm = measure(lambda: cols @ w_mat, repeats=5)
+    for key, t, f in (("forward", t_fwd, flops), ("backward", t_bwd, 2 * flops), ("matmul, same FLOPs", t_mm, flops)):
+        sweep[key].append(f / t.median / 1e9)
+    print(f"{b:>5} {flops / 1e6:>9.3f} {t_fwd.median * 1e3:>8.3f} {t_bwd.median * 1e3:>8.3f} {t_mm.median * 1e3:>9.3f} "
+          f"{sweep['forward'][-1]:>11.2f} {sweep['backward'][-1]:>11.2f} {sweep['matmul, same FLOPs'][-1]:>14.2f}")
+
+# %% [markdown]
+# ### Where the forward pass spends its time
+#
+# The table may show the forward pass slower than the backward pass, although
+# the backward does twice the multiply-adds, with the same kind of einsum calls.
+# Take the forward pass of batch 64 apart into its numpy calls and time each
+# kind alone. One extra row: the same nine einsums on **contiguous copies** of
+# the slices (`np.ascontiguousarray`, copies made before timing), and the
+# cost of making those copies.
+
+# %%
+b = 64
+x = rng.standard_normal((b, 1, 8, 8)).astype(np.float32)
+w = layer.weight.data
+xpad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+offsets = [(i, j) for i in range(3) for j in range(3)]
+copies = [np.ascontiguousarray(xpad[:, :, i:i + 8, j:j + 8]) for i, j in offsets]
+temps = [np.einsum("nchw,oc->nohw", c, w[:, :, i, j]) for c, (i, j) in zip(copies, offsets)]
+
+
+def einsum_on_slices():
+    for i, j in offsets:
+        np.einsum("nchw,oc->nohw", xpad[:, :, i:i + 8, j:j + 8], w[:, :, i, j])
+
+
+def einsum_on_copies():
+    for c, (i, j) in zip(copies, offsets):
+        np.einsum("nchw,oc->nohw", c, w[:, :, i, j])
+
+
+def accumulate():
+    out = np.zeros((b, 16, 8, 8), dtype=np.float32)
+    for t in temps:
+        out += t
+
+
+parts = {"np.pad": measure(lambda: np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))),
+         "9 x einsum on slices": measure(einsum_on_slices),
+         "zeros + 9 x (out += temp)": measure(accumulate),
+         "whole conv2d forward": measure(lambda: conv2d(x, layer.weight, layer.bias, 1, 1)),
+         "9 x ascontiguousarray": measure(lambda: [np.ascontiguousarray(xpad[:, :, i:i + 8, j:j + 8]) for i, j in offsets]),
+         "9 x einsum on copies": measure(einsum_on_copies)}
+whole = parts["whole conv2d forward"].median
+for name, t in parts.items():
+    print(f"{name:<26} {t.median * 1e6:8.1f} us (p90 {t.p90 * 1e6:7.1f})  {t.median / whole:5.0%} of the forward")
+print(f"slice xpad[:, :, 0:8, 0:8] contiguous: {xpad[:, :, 0:8, 0:8].flags.c_contiguous}; "
+      f"strides (bytes) {xpad[:, :, 0:8, 0:8].strides} against a copy's {copies[0].strides}")
+
+# %% [markdown]
+# Compare "einsum on slices" with "einsum on copies": the same arithmetic and
+# the same result, with one operand laid out differently in memory. A slice of
+# the padded array is not contiguous: each row of 8 pixels is followed by 2
+# padding pixels that the slice skips (the strides above), and numpy's einsum
+# only uses its fastest inner loops on contiguous operands. Whatever split your
+# machine shows, the time depends on memory layout and on how many separate
+# passes over memory the code makes, not on the FLOP count. Module 17's faster
+# versions work on exactly this: fewer, larger operations on well-laid-out data.
+
+# %% [markdown]
+# ### Seven Python loops against nine numpy calls
+#
+# The loop oracle and your `conv2d` on the same tiny input (two 8x8 images,
+# 16 filters), timed in this cell, same answer checked first.
+
+# %%
+x_tiny = rng.standard_normal((2, 1, 8, 8))
+w_tiny = layer.weight.data.astype(np.float64)
+assert np.allclose(conv2d(x_tiny, w_tiny, None, 1, 1).data, conv2d_loops(x_tiny, w_tiny, None, 1, 1))
+t_loops = measure(lambda: conv2d_loops(x_tiny, w_tiny, None, 1, 1), repeats=3)
+t_numpy = measure(lambda: conv2d(x_tiny, w_tiny, None, 1, 1), repeats=5)
+tiny_flops = conv_flops_formula(2, 16, 1, 3, 3, 8, 8)
+python_gflops = tiny_flops / t_loops.median / 1e9
+print(f"Python loops: {t_loops}")
+print(f"your conv2d:  {t_numpy}")
+print(f"ratio of medians: {t_loops.median / t_numpy.median:.0f}x; Python loops reach {python_gflops * 1e3:.1f} MFLOP/s")
+
+# %%
+import matplotlib.pyplot as plt
+
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for key, marker in (("forward", "o"), ("backward", "s"), ("matmul, same FLOPs", "^")):
+    ax.plot(batches, sweep[key], marker=marker, label=key)
+ax.axhline(python_gflops, color="grey", linestyle="--", label="seven Python loops (batch 2)")
+ax.set_xscale("log")
+ax.set_yscale("log")
+ax.set_xticks(batches, [str(b) for b in batches])
+ax.set_xlabel("batch size (8x8 images)")
+ax.set_ylabel("achieved GFLOP/s (log scale)")
+ax.set_title("Conv2d(1, 16, 3, padding=1): throughput grows with the batch")
+ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Read the plot from left to right. At batch 1 the convolution does a few
+# thousand multiply-adds per einsum and the time is mostly the fixed cost of
+# each numpy call (argument parsing, a temporary, the strided view): throughput
+# is low. As the batch grows, the same nine calls do more work each, and the
+# GFLOP/s rise until memory traffic limits them. The single matmul with the
+# same FLOPs shows how much of that gap is the shape of the computation, not
+# the arithmetic: that is the starting point of Module 17. The Python-loop line
+# is the cost of the definition itself, one interpreted multiply-add at a time.
+#
+# ## Summary
+#
+# - `H_out = (H + 2*padding - kh) // stride + 1`; a wrong channel count or a
+#   too-small input is an error that names both shapes.
+# - The forward pass is one strided slice and one einsum per kernel offset; the
+#   backward pass is the same loop with the einsum's letters rearranged, and the
+#   rules plug into autograd through `register_backward`, without touching
+#   Module 05's file.
+# - Max pooling routes each window's gradient to its first maximum.
+# - The small CNN stores several times fewer weight bytes than the MLP, writes
+#   more activation bytes, and its FLOPs are not its time: both are measured above.
+#
+# Next: `tito module export 09`. Module 08 trains this CNN on the digits;
+# Module 17 replaces your convolution with faster versions and checks each one
+# against it.
