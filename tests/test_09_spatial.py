@@ -185,6 +185,21 @@ def test_conv2d_backward_matches_central_differences(case):
     assert dx.shape == x.shape and dw.shape == w.shape
 
 
+def test_conv2d_backward_gives_none_to_inputs_without_grad():
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3))
+    for flags in [(False, True, True), (True, False, False), (False, False, True)]:
+        ins = [Tensor(a, requires_grad=f) for a, f in zip((x, w, rng.standard_normal(3)), flags)]
+        out = conv2d(*ins, stride=1, padding=1)
+        g = rng.standard_normal(out.shape)
+        got = conv2d_backward(g, out)
+        full = conv2d_backward(g, conv2d(*[Tensor(t.data, requires_grad=True) for t in ins], stride=1, padding=1))
+        for f, a, b in zip(flags, got, full):
+            assert (a is None) == (not f)
+            if f:
+                np.testing.assert_allclose(a, b)
+
+
 def test_conv2d_backward_keeps_float32():
     rng = np.random.default_rng(0)
     layer = Conv2d(2, 3, 3, padding=1, rng=rng)

@@ -57,20 +57,24 @@ def conv2d_backward(grad: np.ndarray, out: Tensor) -> tuple:
     """grad: (batch, out, H_out, W_out) -> (dx (batch, in, H, W), dweight (out, in, kh, kw), dbias (out,) or None)."""
     x, weight, bias = out.node.inputs
     stride, padding = out.node.saved["stride"], out.node.saved["padding"]
-    # Task 09.3: dweight and dxpad per kernel offset, dx = interior of dxpad, dbias = sum of grad
+    # Task 09.3: dweight and dxpad per kernel offset, dx = interior of dxpad, dbias = sum of grad;
+    # None for an input that does not require grad (or is None)
+    need_x, need_w = x.requires_grad, weight.requires_grad
     _, _, h, w = x.shape
     kh, kw = weight.shape[2], weight.shape[3]
     h_out, w_out = grad.shape[2], grad.shape[3]
     xpad = np.pad(x.data, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    dxpad = np.zeros(xpad.shape, dtype=np.result_type(x.dtype, grad.dtype))
-    dweight = np.zeros(weight.shape, dtype=weight.dtype)
+    dxpad = np.zeros(xpad.shape, dtype=np.result_type(x.dtype, grad.dtype)) if need_x else None
+    dweight = np.zeros(weight.shape, dtype=weight.dtype) if need_w else None
     for i in range(kh):
         for j in range(kw):
             rows, cols = slice(i, i + stride * h_out, stride), slice(j, j + stride * w_out, stride)
-            dweight[:, :, i, j] = np.einsum("nohw,nchw->oc", grad, xpad[:, :, rows, cols])
-            dxpad[:, :, rows, cols] += np.einsum("nohw,oc->nchw", grad, weight.data[:, :, i, j])
-    dx = dxpad[:, :, padding:padding + h, padding:padding + w].astype(x.dtype)
-    dbias = None if bias is None else grad.sum(axis=(0, 2, 3)).astype(bias.dtype)
+            if need_w:
+                dweight[:, :, i, j] = np.einsum("nohw,nchw->oc", grad, xpad[:, :, rows, cols])
+            if need_x:
+                dxpad[:, :, rows, cols] += np.einsum("nohw,oc->nchw", grad, weight.data[:, :, i, j])
+    dx = dxpad[:, :, padding:padding + h, padding:padding + w].astype(x.dtype) if need_x else None
+    dbias = grad.sum(axis=(0, 2, 3)).astype(bias.dtype) if bias is not None and bias.requires_grad else None
     return dx, dweight, dbias
 
 # cell cell-53ad78f466

@@ -356,8 +356,11 @@ else:
 # ### Task 09.3: `conv2d_backward`
 #
 # Return `(dx, dweight, dbias)`: `dx` in `x`'s shape and dtype, `dweight` in
-# `weight`'s shape and dtype, `dbias` in `bias`'s shape and dtype, or `None` when
-# the op had no bias. The given lines read the inputs and the saved `stride` and
+# `weight`'s shape and dtype, `dbias` in `bias`'s shape and dtype. As in Module
+# 05's rules, an input that needs no gradient gets `None`: the bias when the op
+# had none, and any input with `requires_grad=False` (a batch of images is
+# data, not a parameter: skipping its `dx` saves half the backward's work in a
+# network's first layer). The given lines read the inputs and the saved `stride` and
 # `padding` from `out.node`. The test builds `out` by hand with `record`, so it
 # does not need your Task 09.2.
 
@@ -367,21 +370,25 @@ def conv2d_backward(grad: np.ndarray, out: Tensor) -> tuple:
     """grad: (batch, out, H_out, W_out) -> (dx (batch, in, H, W), dweight (out, in, kh, kw), dbias (out,) or None)."""
     x, weight, bias = out.node.inputs
     stride, padding = out.node.saved["stride"], out.node.saved["padding"]
-    # Task 09.3: dweight and dxpad per kernel offset, dx = interior of dxpad, dbias = sum of grad
+    # Task 09.3: dweight and dxpad per kernel offset, dx = interior of dxpad, dbias = sum of grad;
+    # None for an input that does not require grad (or is None)
     ### BEGIN SOLUTION
+    need_x, need_w = x.requires_grad, weight.requires_grad
     _, _, h, w = x.shape
     kh, kw = weight.shape[2], weight.shape[3]
     h_out, w_out = grad.shape[2], grad.shape[3]
     xpad = np.pad(x.data, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    dxpad = np.zeros(xpad.shape, dtype=np.result_type(x.dtype, grad.dtype))
-    dweight = np.zeros(weight.shape, dtype=weight.dtype)
+    dxpad = np.zeros(xpad.shape, dtype=np.result_type(x.dtype, grad.dtype)) if need_x else None
+    dweight = np.zeros(weight.shape, dtype=weight.dtype) if need_w else None
     for i in range(kh):
         for j in range(kw):
             rows, cols = slice(i, i + stride * h_out, stride), slice(j, j + stride * w_out, stride)
-            dweight[:, :, i, j] = np.einsum("nohw,nchw->oc", grad, xpad[:, :, rows, cols])
-            dxpad[:, :, rows, cols] += np.einsum("nohw,oc->nchw", grad, weight.data[:, :, i, j])
-    dx = dxpad[:, :, padding:padding + h, padding:padding + w].astype(x.dtype)
-    dbias = None if bias is None else grad.sum(axis=(0, 2, 3)).astype(bias.dtype)
+            if need_w:
+                dweight[:, :, i, j] = np.einsum("nohw,nchw->oc", grad, xpad[:, :, rows, cols])
+            if need_x:
+                dxpad[:, :, rows, cols] += np.einsum("nohw,oc->nchw", grad, weight.data[:, :, i, j])
+    dx = dxpad[:, :, padding:padding + h, padding:padding + w].astype(x.dtype) if need_x else None
+    dbias = grad.sum(axis=(0, 2, 3)).astype(bias.dtype) if bias is not None and bias.requires_grad else None
     return dx, dweight, dbias
     ### END SOLUTION
 
@@ -439,6 +446,10 @@ out = record("conv2d", Tensor(conv2d_loops(x32, w32, b32, 1, 1).astype(np.float3
 got = conv2d_backward(np.ones(out.shape, dtype=np.float32), out)
 assert [a.dtype for a in got] == [np.float32] * 3, f"float32 inputs: gradients should be float32, got {[a.dtype for a in got]}"
 assert np.allclose(got[2], 25.0), "dbias of an all-ones gradient over 5x5 positions"
+out = record("conv2d", Tensor(conv2d_loops(x32, w32, b32, 1, 1).astype(np.float32)),
+             (Tensor(x32), Tensor(w32, requires_grad=True), Tensor(b32)), stride=1, padding=1)
+got = conv2d_backward(np.ones(out.shape, dtype=np.float32), out)
+assert got[0] is None and got[2] is None and got[1].shape == (3, 2, 3, 3), "inputs without requires_grad get None"
 ### END HIDDEN TESTS
 
 # %% [markdown]
