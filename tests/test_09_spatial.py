@@ -312,3 +312,38 @@ def test_small_cnn_shapes_and_parameters():
     assert sum(p.size for p in small_cnn(rng=np.random.default_rng(0)).parameters()) == 16 * 10 + 256 * 10 + 10
     logits = model(Tensor(np.zeros((3, 1, 8, 8), dtype=np.float32)))
     assert logits.shape == (3, 10) and logits.dtype == np.float32
+
+
+# ---- through Module 05's engine ----
+
+@given(case=conv_case)
+@settings(max_examples=25, deadline=None)
+def test_conv2d_backward_through_the_engine_matches_gradcheck(case):
+    from tinytorch_lib.autograd import check_rule, gradcheck
+    assume(_fits(case))
+    x, w, b = _arrays(case)
+    s, p = case["stride"], case["padding"]
+    if b is None:
+        gradcheck(lambda x_, w_: conv2d(x_, w_, None, s, p), [x, w], atol=1e-6, rtol=1e-5)
+    else:
+        gradcheck(lambda x_, w_, b_: conv2d(x_, w_, b_, s, p), [x, w, b], atol=1e-6, rtol=1e-5)
+        check_rule(conv2d_backward, lambda x_, w_, b_: conv2d(x_, w_, b_, s, p), [x, w, b])
+
+
+def test_small_cnn_backward_end_to_end():
+    from tinytorch_lib.activations import ReLU
+    from tinytorch_lib.autograd import gradcheck
+    rng = np.random.default_rng(0)
+    model = small_cnn(channels=4, rng=rng)
+    x = Tensor(rng.standard_normal((5, 1, 8, 8)).astype(np.float32))
+    out = model(x)
+    (out * Tensor(rng.standard_normal(out.shape).astype(np.float32))).sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.shape == p.shape and p.grad.dtype == np.float32, name
+    assert x.grad is None, "a batch of images does not require grad"
+
+    def chain(x_, w, b, w_lin, b_lin):
+        return Flatten()(max_pool2d(ReLU()(conv2d(x_, w, b, 1, 1)), 2)) @ w_lin.T + b_lin
+
+    gradcheck(chain, [rng.standard_normal((2, 1, 8, 8)), rng.standard_normal((4, 1, 3, 3)), rng.standard_normal(4),
+                      rng.standard_normal((10, 64)), rng.standard_normal(10)])

@@ -766,6 +766,37 @@ assert Flatten()(Tensor(np.zeros((4, 7)))).shape == (4, 7), "Flatten of a (4, 7)
 ### END HIDDEN TESTS
 
 # %% [markdown]
+# ### Gradients end to end
+#
+# Your rules are now part of autograd: `Tensor.backward()` (Module 05's engine)
+# finds `"conv2d"` and `"maxpool2d"` in `BACKWARD_RULES` like any other op. One
+# backward pass through the small CNN gives every parameter a gradient of its
+# own shape, and Module 05's `gradcheck` compares the engine's gradients of the
+# whole chain conv, ReLU, pool, flatten, linear with float64 central finite
+# differences, for every input and parameter entry.
+
+# %%
+from tinytorch_lib.autograd import gradcheck
+
+model = small_cnn(channels=4, rng=np.random.default_rng(0))
+logits = model(Tensor(np.random.default_rng(1).standard_normal((5, 1, 8, 8)).astype(np.float32)))
+(logits * Tensor(np.random.default_rng(2).standard_normal(logits.shape).astype(np.float32))).sum().backward()
+for name, p in model.named_parameters():
+    print(f"{name:<9} parameter {str(p.shape):<13} gradient {str(p.grad.shape):<13} {p.grad.dtype}")
+
+
+def cnn_function(x, w, b, w_lin, b_lin):
+    """The small CNN as a function of its input and parameters (float64 for the check)."""
+    h = Flatten()(max_pool2d(ReLU()(conv2d(x, w, b, stride=1, padding=1)), 2))
+    return h @ w_lin.T + b_lin
+
+
+r = np.random.default_rng(3)
+report = gradcheck(cnn_function, [r.standard_normal((2, 1, 8, 8)), r.standard_normal((4, 1, 3, 3)),
+                                  r.standard_normal(4), r.standard_normal((10, 64)), r.standard_normal(10)])
+print(f"gradcheck of the CNN chain: largest absolute error {report['max_abs']:.2e}, largest relative {report['max_rel']:.2e}")
+
+# %% [markdown]
 # ## Systems analysis: what does a convolution cost?
 #
 # All figures below are measured in the cell that prints them, with the
@@ -780,7 +811,8 @@ assert Flatten()(Tensor(np.zeros((4, 7)))).shape == (4, 7), "Flatten of a (4, 7)
 # (`nbytes` of every parameter), the bytes of the activations each layer
 # writes per image (measured on the layer outputs), the forward FLOPs per image
 # (`2 * in * out` per `Linear`; the convolution's formula is in the next
-# section) and the forward time for a batch of 64.
+# section), the forward time for a batch of 64, and the time of a forward plus
+# a backward pass (a training step without the optimizer).
 
 # %%
 from tinytorch_lib.timing import measure
@@ -805,15 +837,23 @@ def activation_bytes_per_image(model, x):
 conv_flops = 2 * 16 * 1 * 3 * 3 * 8 * 8       # 2 * out * in * kh * kw * H_out * W_out, one image
 rows = {"small CNN": (cnn, images, conv_flops + 2 * 256 * 10),
         "MLP 64-128-64-10": (mlp, flat, 2 * (64 * 128 + 128 * 64 + 64 * 10))}
+def training_step(model, x, g):
+    """Forward, then backward of sum(out * g): what one step of training costs, without the optimizer."""
+    model.zero_grad()
+    (model(x) * g).sum().backward()
+
+
+g10 = Tensor(rng.standard_normal((64, 10)).astype(np.float32))
 print(f"{'model':<18} {'parameters':>10} {'weight bytes':>12} {'act. bytes/img':>14} {'FLOPs/img':>10} "
-      f"{'fwd ms (64 imgs)':>16} {'p90 ms':>7}")
+      f"{'fwd ms':>7} {'fwd+bwd ms':>10}   (batch of 64)")
 model_times = {}
 for name, (model, x, flops) in rows.items():
     params = model.parameters()
     t = measure(lambda model=model, x=x: model(x))
+    t_step = measure(lambda model=model, x=x: training_step(model, x, g10), repeats=5)
     model_times[name] = t
     print(f"{name:<18} {sum(p.size for p in params):>10,} {sum(p.nbytes for p in params):>12,} "
-          f"{activation_bytes_per_image(model, x):>14,} {flops:>10,} {t.median * 1e3:>16.3f} {t.p90 * 1e3:>7.3f}")
+          f"{activation_bytes_per_image(model, x):>14,} {flops:>10,} {t.median * 1e3:>7.3f} {t_step.median * 1e3:>10.3f}")
 print(f"weight bytes, MLP / CNN: {sum(p.nbytes for p in mlp.parameters()) / sum(p.nbytes for p in cnn.parameters()):.1f}x; "
       f"forward time, CNN / MLP: {model_times['small CNN'].median / model_times['MLP 64-128-64-10'].median:.1f}x "
       f"({model_times['small CNN'].threads} BLAS thread)")
