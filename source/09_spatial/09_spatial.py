@@ -924,9 +924,9 @@ for b in batches:
     out = layer(x)
     g = np.ones(out.shape, dtype=np.float32)
     cols, w_mat = rng.standard_normal((b * 64, 9)).astype(np.float32), layer.weight.data.reshape(16, 9).T.copy()
-    t_fwd = measure(lambda: layer(x), repeats=5)
-    t_bwd = measure(lambda: conv2d_backward(g, out), repeats=5)
-    t_mm = measure(lambda: cols @ w_mat, repeats=5)
+    t_fwd = measure(lambda: layer(x))
+    t_bwd = measure(lambda: conv2d_backward(g, out))
+    t_mm = measure(lambda: cols @ w_mat)
     for key, t, f in (("forward", t_fwd, flops), ("backward", t_bwd, 2 * flops), ("matmul, same FLOPs", t_mm, flops)):
         sweep[key].append(f / t.median / 1e9)
     print(f"{b:>5} {flops / 1e6:>9.3f} {t_fwd.median * 1e3:>8.3f} {t_bwd.median * 1e3:>8.3f} {t_mm.median * 1e3:>9.3f} "
@@ -1020,20 +1020,25 @@ ax.set_yscale("log")
 ax.set_xticks(batches, [str(b) for b in batches])
 ax.set_xlabel("batch size (8x8 images)")
 ax.set_ylabel("achieved GFLOP/s (log scale)")
-ax.set_title("Conv2d(1, 16, 3, padding=1): throughput grows with the batch")
+ax.set_title("Conv2d(1, 16, 3, padding=1): achieved GFLOP/s by batch size")
 ax.legend(fontsize=8)
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Read the plot from left to right. At batch 1 the convolution does a few
-# thousand multiply-adds per einsum and the time is mostly the fixed cost of
-# each numpy call (argument parsing, a temporary, the strided view): throughput
-# is low. As the batch grows, the same nine calls do more work each, and the
-# GFLOP/s rise until memory traffic limits them. The single matmul with the
-# same FLOPs shows how much of that gap is the shape of the computation, not
-# the arithmetic: that is the starting point of Module 17. The Python-loop line
-# is the cost of the definition itself, one interpreted multiply-add at a time.
+# Takeaway: the same convolution reaches very different GFLOP/s depending on the
+# batch and on how its work is shaped; its FLOP count alone does not predict its time.
+#
+# Read the plot from left to right. At batch 1 each einsum does a few
+# thousand multiply-adds, and the time is mostly the fixed cost of each numpy
+# call (argument parsing, a temporary, the strided view). A larger batch
+# spreads that fixed cost over more work, so the GFLOP/s tend to rise with the
+# batch until memory traffic limits them; a point that falls out of line is
+# most likely the machine being busy during that measurement (this machine is
+# shared: rerun the cell and compare). The single matmul with the same FLOPs
+# shows how much of the gap is the shape of the computation, not the
+# arithmetic: that is the starting point of Module 17. The Python-loop line is
+# the cost of the definition itself, one interpreted multiply-add at a time.
 #
 # ## Summary
 #
