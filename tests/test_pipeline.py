@@ -58,6 +58,12 @@ def test_reference_scores_full_marks_and_release_scores_zero(course, module):
     assert ref.score == ref.max_score > 0
     assert [c.grade_id for c in rel.cells if c.score > 0] == [], "a test passes on an untouched stub"
     assert all("NotImplementedError" in c.error for c in rel.cells), [c.error for c in rel.cells]
+    # Ungraded cells count too: a systems-analysis cell that fails under autograding
+    # (a missing import, a missing data file) loses no points but shows students an error.
+    graded = nbformat.read(course_dir / "autograded" / "reference" / module.name / f"{module.name}.ipynb", as_version=4)
+    failing = [(i + 1, o.ename, o.evalue) for i, c in enumerate(graded.cells) for o in c.get("outputs", [])
+               if o.output_type == "error"]
+    assert failing == [], f"cells of the reference notebook raised under autograding (cell, error): {failing}"
 
 
 @pytest.mark.parametrize("module", MODULES, ids=IDS)

@@ -19,7 +19,7 @@ import nbformat
 
 from .build import build
 from .export import export_reference
-from .modules import LIBRARY, ROOT, Module, TitoError, all_modules
+from .modules import LIBRARY, LIBRARY_FILES, ROOT, Module, TitoError, all_modules
 
 TEST_ID = re.compile(r"^test_(\d\d)_(\d+)")
 
@@ -87,7 +87,10 @@ def reference_library(where: Path) -> Path:
     """A fresh reference export of every module in `where`/tinytorch_lib; returns `where`."""
     lib = where / "tinytorch_lib"
     lib.mkdir(parents=True, exist_ok=True)
-    shutil.copy(LIBRARY / "__init__.py", lib / "__init__.py")
+    for name in sorted({p.name for p in LIBRARY.glob("*.py")} - set(LIBRARY_FILES.values())):  # hand-written
+        shutil.copy(LIBRARY / name, lib / name)
+    if not (where / "data").is_symlink():  # tinytorch_lib.data_dir(): data/ beside the package
+        (where / "data").symlink_to(ROOT / "data", target_is_directory=True)
     for module in all_modules():
         export_reference(module, lib)
     return where
