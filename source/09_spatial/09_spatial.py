@@ -34,7 +34,8 @@
 #
 # This module builds on Modules 01-05: it imports `Tensor` and the autograd seam
 # from `tinytorch_lib.tensor`, `Module`, `Parameter`, `Linear` and `Sequential`
-# from `tinytorch_lib.layers`, and `ReLU` from `tinytorch_lib.activations`.
+# from `tinytorch_lib.layers`, and `ReLU` from `tinytorch_lib.activations`; the
+# systems analysis runs on the digits of Module 07 (`tinytorch_lib.dataloader`).
 
 # %% tags=["export"]
 import numpy as np
@@ -54,7 +55,7 @@ from tinytorch_lib.tensor import Tensor, record, register_backward
 # %%
 import tinytorch_lib
 
-for name in ("tensor", "activations", "layers", "autograd"):
+for name in ("tensor", "activations", "layers", "autograd", "dataloader"):
     print(tinytorch_lib.origin(name))
 
 # %% [markdown]
@@ -801,8 +802,8 @@ print(f"gradcheck of the CNN chain: largest absolute error {report['max_abs']:.2
 #
 # All figures below are measured in the cell that prints them, with the
 # course's `measure` (warm-up, median of several repeats, BLAS threads held at
-# 1). Inputs are random `(batch, 1, 8, 8)` float32 images, the shape of the
-# digits (Module 07).
+# 1). Inputs are the digits of Module 07's training split as images,
+# `load_digits("train", flatten=False)`: `(batch, 1, 8, 8)` float32 in `[0, 1]`.
 #
 # ### Parameters, bytes and FLOPs: the small CNN against the MLP
 #
@@ -815,10 +816,12 @@ print(f"gradcheck of the CNN chain: largest absolute error {report['max_abs']:.2
 # a backward pass (a training step without the optimizer).
 
 # %%
+from tinytorch_lib.dataloader import load_digits
 from tinytorch_lib.timing import measure
 
 rng = np.random.default_rng(0)
-images = Tensor(rng.standard_normal((64, 1, 8, 8)).astype(np.float32))
+digits = load_digits("train", flatten=False).tensors[0].data  # (1437, 1, 8, 8) float32
+images = Tensor(digits[:64])
 cnn = small_cnn(channels=16, rng=np.random.default_rng(0))
 mlp = Sequential(Linear(64, 128, rng=np.random.default_rng(0)), ReLU(), Linear(128, 64, rng=np.random.default_rng(1)),
                  ReLU(), Linear(64, 10, rng=np.random.default_rng(2)))
@@ -919,7 +922,7 @@ sweep = {"forward": [], "backward": [], "matmul, same FLOPs": []}
 print(f"{'batch':>5} {'fwd MFLOP':>9} {'fwd ms':>8} {'bwd ms':>8} {'matmul ms':>9} "
       f"{'fwd GFLOP/s':>11} {'bwd GFLOP/s':>11} {'matmul GFLOP/s':>14}")
 for b in batches:
-    x = Tensor(rng.standard_normal((b, 1, 8, 8)).astype(np.float32), requires_grad=True)
+    x = Tensor(digits[:b], requires_grad=True)
     flops = conv_flops_formula(b, 16, 1, 3, 3, 8, 8)
     out = layer(x)
     g = np.ones(out.shape, dtype=np.float32)
@@ -944,7 +947,7 @@ for b in batches:
 
 # %%
 b = 64
-x = rng.standard_normal((b, 1, 8, 8)).astype(np.float32)
+x = digits[:b]
 w = layer.weight.data
 xpad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
 offsets = [(i, j) for i in range(3) for j in range(3)]
@@ -993,11 +996,11 @@ print(f"slice xpad[:, :, 0:8, 0:8] contiguous: {xpad[:, :, 0:8, 0:8].flags.c_con
 # %% [markdown]
 # ### Seven Python loops against nine numpy calls
 #
-# The loop oracle and your `conv2d` on the same tiny input (two 8x8 images,
+# The loop oracle and your `conv2d` on the same tiny input (two digits,
 # 16 filters), timed in this cell, same answer checked first.
 
 # %%
-x_tiny = rng.standard_normal((2, 1, 8, 8))
+x_tiny = digits[:2].astype(np.float64)
 w_tiny = layer.weight.data.astype(np.float64)
 assert np.allclose(conv2d(x_tiny, w_tiny, None, 1, 1).data, conv2d_loops(x_tiny, w_tiny, None, 1, 1))
 t_loops = measure(lambda: conv2d_loops(x_tiny, w_tiny, None, 1, 1), repeats=3)
