@@ -69,8 +69,8 @@ def _describe(arrays) -> str:
     return ", ".join(str(np.shape(a)) if isinstance(a, np.ndarray) else repr(a) for a in arrays)
 
 
-def check_rule(rule, fn, arrays: list, seed: int = 0, atol: float = 1e-6, rtol: float = 1e-5) -> float:
-    """Call `rule` on the one op `fn` records and compare with finite differences; returns the max abs error.
+def check_rule(rule, fn, arrays: list, seed: int = 0, atol: float = 1e-6, rtol: float = 1e-5) -> None:
+    """Call `rule` on the one op `fn` records and compare with finite differences; AssertionError if they differ.
 
     arrays: float64 ndarrays (made into Tensors with requires_grad=True) or Python numbers.
     """
@@ -84,7 +84,6 @@ def check_rule(rule, fn, arrays: list, seed: int = 0, atol: float = 1e-6, rtol: 
     inputs = out.node.inputs
     assert isinstance(got, tuple) and len(got) == len(inputs), \
         f"{what}: expected a tuple with one entry per input ({len(inputs)}), got {type(got).__name__} {got!r:.80}"
-    worst = 0.0
     for k, (v, g) in enumerate(zip(inputs, got)):
         if not needs_grad(v):
             assert g is None, f"{what}: input {k} is {v!r}, which needs no gradient: expected None, got {g!r:.80}"
@@ -100,8 +99,6 @@ def check_rule(rule, fn, arrays: list, seed: int = 0, atol: float = 1e-6, rtol: 
             at = tuple(int(n) for n in np.argwhere(bad)[0])
             raise AssertionError(f"{what}: gradient of input {k} at index {at}: expected {want[at]:.6g} "
                                  f"(finite differences), got {g[at]:.6g}; expected gradient {np.round(want, 4).tolist()!s:.200}")
-        worst = max(worst, float(err.max(initial=0.0)))
-    return worst
 
 
 def gradcheck(fn, inputs: list, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3, seed: int = 0) -> dict:
