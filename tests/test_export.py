@@ -65,15 +65,33 @@ def test_untouched_release_exports_importable_stubs_that_name_module_and_task(tm
         "Task 01.6, reshape", "Task 01.6, transpose"]
 
 
-def test_syntax_error_names_notebook_and_cell(tmp_path):
+def test_syntax_error_names_notebook_cell_line_and_its_text(tmp_path):
+    module = find_module("01")
+    nb = nbformat.read(module.release_ipynb, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "matmul")
+    cell.source = cell.source.replace("    raise NotImplementedError()", "    k_a, k_b = a.shape[-1], b.shape[0]\n"
+                                      "    if k_a != k_b\n        raise ValueError('inner dimensions differ')", 1)
+    line = cell.source.splitlines().index("    if k_a != k_b") + 1
+    bad = tmp_path / "01_tensor.ipynb"  # exists on disk: Python must not quote its raw JSON
+    nbformat.write(nb, bad)
+    index = nb.cells.index(cell) + 1
+    with pytest.raises(TitoError) as e:
+        export_notebook(module, bad, tmp_path)
+    assert str(e.value).endswith(f"{bad.name} failed: syntax error in cell {index} (id matmul) at line {line}: "
+                                 f"expected ':': if k_a != k_b"), e.value
+
+
+def test_unclosed_bracket_is_reported_where_it_opens(tmp_path):
     module = find_module("01")
     nb = nbformat.read(module.release_ipynb, as_version=4)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "broadcast_shape")
     cell.source = cell.source.replace("raise NotImplementedError()", "return (1,", 1)
+    line = next(i for i, text in enumerate(cell.source.splitlines(), 1) if "return (1," in text)
     bad = tmp_path / "01_tensor.ipynb"
     nbformat.write(nb, bad)
     index = nb.cells.index(cell) + 1
-    with pytest.raises(TitoError, match=rf"{bad.name} failed: syntax error in cell {index} \(id broadcast_shape\)"):
+    with pytest.raises(TitoError, match=rf"{bad.name} failed: syntax error in cell {index} \(id broadcast_shape\) "
+                                        rf"at line {line}: '\(' was never closed: return \(1,$"):
         export_notebook(module, bad, tmp_path)
 
 
@@ -102,6 +120,13 @@ def test_missing_notebook_and_notebook_without_exports(tmp_path):
         export_notebook(module, empty, tmp_path)
 
 
+def test_find_module_takes_a_number_or_a_name():
+    for spec in ("1", "01", "01_tensor", "tensor", "Tensor", " 1 "):
+        assert find_module(spec).name == "01_tensor", spec
+    assert find_module("activations").name == "02_activations"
+
+
 def test_unknown_module_lists_the_known_ones():
-    with pytest.raises(TitoError, match=r"unknown module '99': this course has modules 01 \(tensor\), 02"):
-        find_module("99")
+    for spec in ("99", "tens", "01_activations"):
+        with pytest.raises(TitoError, match=rf"unknown module '{spec}': this course has modules 01 \(tensor\), 02"):
+            find_module(spec)

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import grading
+from . import feedback, grading
 from .build import build
 from .export import export_notebook, export_reference, is_reference, remaining_stubs
 from .modules import RELEASE, ROOT, WORKSPACE, Module, TitoError, all_modules, find_module
@@ -137,6 +137,11 @@ def cmd_grade(args) -> int:
         by_task = g.by_task()
         cells = "".join(f"{f'{by_task[t][0]:g}/{by_task[t][1]:g}':>11}" for t in tasks)
         print(f"{student:<20}{cells}{f'{g.score:g}/{g.max_score:g}':>11}")
+    restored = {s: g.restored for s, g in grades.items() if g.restored}
+    if restored:
+        print("\nTest cells missing from the submission, restored from the source before grading:")
+        for student, ids in restored.items():
+            print(f"  {student}: {', '.join(ids)}")
     print(f"\nGraded notebooks with outputs: autograded/<student>/{module.name}/ "
           f"(feedback: nbgrader generate_feedback {module.name})")
     return 1 if failed else 0
@@ -144,23 +149,31 @@ def cmd_grade(args) -> int:
 
 # ---- student commands ----
 
+def _progress(module: Module, last: dict | None) -> tuple[str, list[str]]:
+    """(short progress text for the status table, notes to print under it)."""
+    nb = module.workspace_ipynb
+    if not nb.exists():
+        return "not started", []
+    if not last:
+        return "not tested yet", []
+    score = f"({last['score']:g}/{last['max_score']:g})"
+    if last["digest"] != _digest(nb):
+        return f"retest: edited {score}", []
+    now, then = _library_digests(module), last.get("library", {})
+    changed = [name for name in sorted(then) if now.get(name) != then[name]]
+    if changed:
+        files = ", ".join(f"tinytorch_lib/{name}" for name in changed)
+        return f"retest: lib changed {score}", [f"{module.name}: {files} changed since its last test: "
+                                                  f"run `tito module test {module.number}`"]
+    return f"{'passing' if last['score'] == last['max_score'] else 'in progress'} {score}", []
+
+
 def cmd_status(args) -> int:
     status = _load_status()
-    print(f"{'module':<18} {'progress':<34} library file")
+    rows, notes = [], []
     for module in all_modules():
-        nb = module.workspace_ipynb
-        if not nb.exists():
-            progress = "not started"
-        else:
-            last = status.get(module.name)
-            if last and last["digest"] == _digest(nb):
-                full = last["score"] == last["max_score"]
-                progress = "tests passing" if full else "in progress"
-                progress += f" ({last['score']:g}/{last['max_score']:g})"
-            elif last:
-                progress = "in progress (changed since last test)"
-            else:
-                progress = "in progress (not tested yet)"
+        progress, more = _progress(module, status.get(module.name))
+        notes += more
         lib = module.library_file
         if not lib.exists():
             owner = "missing: run `tito export --reference`"
@@ -168,7 +181,13 @@ def cmd_status(args) -> int:
             owner = "course reference"
         else:
             owner = "your export"
-        print(f"{module.name:<18} {progress:<34} {_rel(lib)}: {owner}")
+        rows.append((module.name, progress, f"{lib.name}: {owner}"))
+    rows.insert(0, ("module", "progress", "tinytorch_lib/"))
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    for name, progress, lib in rows:
+        print(f"{name:<{widths[0]}}  {progress:<{widths[1]}}  {lib}")
+    for note in notes:
+        print(note)
     return 0
 
 
@@ -198,6 +217,12 @@ def _workspace_notebook(module: Module) -> Path:
     return nb
 
 
+def _library_digests(module: Module) -> dict[str, str]:
+    """Digests of the earlier modules' tinytorch_lib files, which `module`'s notebook imports."""
+    return {m.library_file.name: _digest(m.library_file) for m in all_modules()
+            if m.number < module.number and m.library_file.exists()}
+
+
 def cmd_test(args) -> int:
     module = find_module(args.module)
     nb = _workspace_notebook(module)
@@ -208,11 +233,25 @@ def cmd_test(args) -> int:
     for task, (score, max_score) in grade.by_task().items():
         print(f"{task:<12} {score:g}/{max_score:g}")
     print(f"{'total':<12} {grade.score:g}/{grade.max_score:g}")
-    for c in grade.cells:
-        if c.score < c.max_score:
-            print(f"  {c.task} ({c.grade_id}): {c.error or 'no points'}")
+    failed = [c for c in grade.cells if c.score < c.max_score]
+    if failed:
+        print()
+    for raised in grade.raised:
+        print(f"Fix this first: {raised}")
+    for line in feedback.blame_earlier_exports([c.error for c in failed], feedback.earlier_exports(module)):
+        print(line)
+    for c in failed:
+        print(f"  {c.task} ({c.grade_id}): {c.error or 'no points'}")
+    if grade.restored:
+        tasks = {c.grade_id: c.task for c in grade.cells}
+        names = ", ".join(f"{gid} ({tasks[gid]})" if gid in tasks else gid for gid in grade.restored)
+        cells = "test cells" if len(grade.restored) > 1 else "test cell"
+        print(f"\nYour notebook has no {cells} {names}: the grader put the course's copy back to grade it. "
+              f"Get it back into your notebook by copying it from {_rel(module.release_ipynb)}, "
+              f"or `tito module start {module.number} --force` (a fresh notebook; yours is backed up).")
     status = _load_status()
-    status[module.name] = {"digest": _digest(nb), "score": grade.score, "max_score": grade.max_score}
+    status[module.name] = {"digest": _digest(nb), "score": grade.score, "max_score": grade.max_score,
+                           "library": _library_digests(module)}
     STATUS_FILE.write_text(json.dumps(status, indent=1))
     return 0 if grade.score == grade.max_score else 1
 

@@ -45,7 +45,8 @@ def _stub_message(module: Module, lines: list[str], at: int) -> str:
             f"Fill it in in your notebook, then run `tito module export {module.number}`.")
 
 
-def _cell_lines(module: Module, cell) -> list[str]:
+def _cell_lines(module: Module, cell) -> list[tuple[int, str]]:
+    """(line number within the cell, exported line) for each line the cell exports."""
     lines = cell.source.splitlines()
     out = []
     for i, line in enumerate(lines):
@@ -54,7 +55,7 @@ def _cell_lines(module: Module, cell) -> list[str]:
         m = STUB.match(line)
         if m:
             line = f"{m.group('indent')}raise NotImplementedError({_stub_message(module, lines, i)!r})"
-        out.append(line)
+        out.append((i + 1, line))
     return out
 
 
@@ -64,26 +65,37 @@ def export_text(module: Module, nb, origin: str) -> str:
     Raises TitoError naming the notebook and cell when the result does not compile.
     """
     out = [HEADER.format(origin=origin)]
-    spans = []  # (first line, last line, cell index, cell id) for error messages
+    where = [None]  # for each line of `out`: (cell number, cell id, line within the cell), or None
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or "export" not in cell.metadata.get("tags", []):
             continue
         cid = cell.get("id", index)
         out += ["", f"# cell {cid}"]
-        first = len(out) + 1
-        out += _cell_lines(module, cell)
-        spans.append((first, len(out), index, cid))
-    if not spans:
+        where += [None, None]
+        for lineno, line in _cell_lines(module, cell):
+            out.append(line)
+            where.append((index + 1, cid, lineno))
+    if len(out) == 1:
         raise TitoError(f"{origin}: no cell is tagged 'export', nothing to export")
     text = "\n".join(out) + "\n"
     try:
-        compile(text, origin, "exec")
+        # Not the notebook's path: Python would quote e.text from that file on disk (its raw JSON).
+        compile(text, f"<export of {origin}>", "exec")
     except SyntaxError as e:
-        where = next((f"cell {i + 1} (id {cid})" for lo, hi, i, cid in spans if lo <= (e.lineno or 0) <= hi),
-                     "an exported cell")
-        raise TitoError(f"export of {origin} failed: syntax error in {where}: {e.msg}: "
-                        f"{(e.text or '').strip()!r}") from None
+        raise TitoError(f"export of {origin} failed: {syntax_error_at(e, out, where)}") from None
     return text
+
+
+def syntax_error_at(e: SyntaxError, lines: list[str], where: list) -> str:
+    """'syntax error in cell 13 (id matmul) at line 9: expected ':': if k_a != k_b', computed
+    from the exported `lines` (never from a file on disk); `where` maps them to cells."""
+    at = min(max((e.lineno or 1) - 1, 0), len(lines) - 1)
+    while at > 0 and where[at] is None:  # a header line: blame the cell above it
+        at -= 1
+    if where[at] is None:
+        return f"syntax error: {e.msg}"
+    number, cid, lineno = where[at]
+    return f"syntax error in cell {number} (id {cid}) at line {lineno}: {e.msg}: {lines[at].strip()}"
 
 
 def reference_text(module: Module) -> str:

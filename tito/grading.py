@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 
+from . import feedback
 from .build import build
 from .export import export_reference
 from .modules import LIBRARY, LIBRARY_FILES, ROOT, Module, TitoError, all_modules
@@ -41,6 +42,8 @@ class CellGrade:
 class NotebookGrade:
     student: str
     cells: list[CellGrade] = field(default_factory=list)
+    raised: list[str] = field(default_factory=list)    # non-test cells that raised before a failing test
+    restored: list[str] = field(default_factory=list)  # grade_ids of test cells nbgrader put back
 
     @property
     def score(self) -> float:
@@ -137,6 +140,16 @@ def _errors(autograded_nb: Path) -> dict[str, str]:
     return errors
 
 
+def _notes(course: Path, module: Module, student: str) -> tuple[list[str], list[str]]:
+    """(cells that raised before a failing test, restored test cells) of a graded submission."""
+    graded = course / "autograded" / student / module.name / f"{module.name}.ipynb"
+    submitted = course / "submitted" / student / module.name / f"{module.name}.ipynb"
+    if not (graded.exists() and submitted.exists()):
+        return [], []
+    graded, submitted = nbformat.read(graded, as_version=4), nbformat.read(submitted, as_version=4)
+    return feedback.raised_before_tests(graded, submitted), feedback.restored_cells(graded, submitted)
+
+
 def autograde(course: Path, module: Module, submissions: dict[str, Path], library: Path | None,
               options: tuple[str, ...] = ()) -> dict[str, NotebookGrade]:
     """Autograde each student's notebook for `module`; returns student -> grade.
@@ -181,7 +194,8 @@ def read_grades(course: Path, module: Module, students: list[str]) -> dict[str, 
             errors = _errors(course / "autograded" / student / module.name / f"{module.name}.ipynb")
             cells = [CellGrade(g.name, float(g.score or 0), float(g.max_score), errors.get(g.name, ""))
                      for g in sub.grades if g.max_score]
-            grades[student] = NotebookGrade(student, sorted(cells, key=lambda c: c.grade_id))
+            grades[student] = NotebookGrade(student, sorted(cells, key=lambda c: c.grade_id),
+                                            *_notes(course, module, student))
     return grades
 
 

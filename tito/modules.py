@@ -88,13 +88,16 @@ def all_modules() -> list[Module]:
 
 
 def find_module(spec: str) -> Module:
-    """'1', '01' or '01_tensor' -> Module; unknown numbers raise TitoError."""
-    m = re.fullmatch(r"(\d{1,2})(?:_\w+)?", spec.strip())
+    """'1', '01', '01_tensor' or 'tensor' -> Module; anything else raises TitoError."""
+    key = spec.strip().lower()
+    m = re.fullmatch(r"(\d{1,2})(?:_(\w+))?", key)
     modules = all_modules()
-    if m:
-        number = f"{int(m.group(1)):02d}"
-        for mod in modules:
-            if mod.number == number:
-                return mod
+    for mod in modules:
+        if m and mod.number == f"{int(m.group(1)):02d}" and m.group(2) in (None, mod.title):
+            return mod
+        if key == mod.title:
+            return mod
     known = ", ".join(f"{mod.number} ({mod.title})" for mod in modules)
-    raise TitoError(f"unknown module '{spec}': this course has modules {known}")
+    raise TitoError(f"unknown module '{spec}': this course has modules {known}; "
+                    f"give a number or a name, e.g. `{modules[0].number}` or `{modules[0].title}`"
+                    if modules else f"unknown module '{spec}': source/ has no modules")

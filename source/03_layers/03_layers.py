@@ -1184,13 +1184,15 @@ print(f"{n_modules} modules x 2 hooks = {2 * n_modules} hook calls per forward; 
       f"{(hook_rows['timing hooks'][1].median / base256 - 1):.0%} at batch 256")
 
 # %% [markdown]
-# A hook call is a Python function call: a fixed cost per layer, independent
-# of the batch. It is a visible share of a batch-1 forward pass, whose layers
-# each take only microseconds, and a small share at batch 256. So a profiler
-# that times each layer through hooks adds this much to every layer it
-# measures; Module 14 measures it and reports it beside its per-layer times.
-# (Differences of a few hundred nanoseconds are within the timing noise:
-# compare the p90s if a figure looks odd.)
+# A hook call is a Python function call: its cost is per call, not per row,
+# so its share of a forward pass shrinks as the batch grows and the layers'
+# own work grows. At batch 1, where each layer takes only microseconds, the
+# table shows how much of the time it is on this machine. A profiler that
+# times each layer through hooks adds this to every layer it measures;
+# Module 14 measures it and reports it beside its per-layer times.
+# (Differences of a few hundred nanoseconds, and the batch-256 column on a
+# busy machine, are within the timing noise: rerun the cell if a figure looks
+# odd.)
 
 # %%
 import matplotlib.pyplot as plt

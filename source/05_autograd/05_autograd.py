@@ -9,13 +9,14 @@
 # %% [markdown]
 # # Module 05: Autograd
 #
-# Training a network means nudging every weight against its gradient: for the
-# digit MLP of Milestone 06 that is about 17,000 partial derivatives per step,
-# of a loss built from a few dozen tensor operations. Writing those
-# derivatives by hand for every model would be hopeless. **Reverse-mode
-# automatic differentiation** gets all of them for about the cost of running
-# the model twice more: record what the forward pass computed, then walk the
-# record backwards, applying the chain rule once per operation.
+# Training a network means nudging every weight against its gradient: a
+# `64 -> 128 -> 64 -> 10` digit MLP has 17,226 weights, so 17,226 partial
+# derivatives per step, of a loss built from a few dozen tensor operations.
+# Writing those derivatives by hand for every model would be hopeless.
+# **Reverse-mode automatic differentiation** gets all of them in one backward
+# pass whose cost is of the same order as the forward pass (Section 10
+# measures it): record what the forward pass computed, then walk the record
+# backwards, applying the chain rule once per operation.
 #
 # Module 01 already records. Every `Tensor` operator passes its result through
 # `record(op, out, inputs, **saved)`, which attaches a `Node` (the op's name,
@@ -1298,12 +1299,14 @@ print(f"measured: backward alone ~ {(t_fb.median - t_fwd.median) / t_fwd.median:
       f"forward recording / forward no_grad: {t_fwd.median / t_nograd.median:.2f}x")
 
 # %% [markdown]
-# The backward does almost twice the forward's matmul FLOPs here (the first
-# layer's `g_x` is skipped), so compare the measured ratio with the FLOP
+# The backward does 1.67x the forward's matmul FLOPs here (twice, except
+# the first layer's `g_x`, which is skipped), so compare the measured ratio with the FLOP
 # ratio printed above. Where they differ, the reasons are the ones Module 02
 # measured: the backward also makes elementwise passes (ReLU's mask,
 # unbroadcasting the bias gradient with a sum over the batch, adding
-# gradients), it allocates a new array for every gradient, and the transposed
+# gradients), it allocates a new array for every gradient (and copies each
+# leaf's gradient once, so that no two `.grad` share memory; freeing them in
+# `zero_grad` returns that memory to the system), and the transposed
 # operands of `g @ W.T` and `x.T @ g` are read in a different memory order.
 # Recording itself (one small `Node` per op) is cheap next to the arithmetic,
 # so the two forward times should be close. If a p90 is far above its median,
