@@ -138,7 +138,7 @@ def test_shipped_models_load_and_score_what_their_file_says(filename, flatten):
     from tinytorch_lib import data_dir
     from tinytorch_lib.dataloader import load_digits
 
-    model, meta = load_model(data_dir(filename))
+    model, meta = load_model(data_dir(filename) / filename)
     measured = evaluate(model, DataLoader(load_digits("test", flatten=flatten), batch_size=360))
     assert measured == pytest.approx(meta["test_accuracy"], abs=1.5 / 360), (filename, measured, meta)
     assert measured >= 0.95, f"{filename}: held-out accuracy {measured:.4f}; retrain with `make models`"
