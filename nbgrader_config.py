@@ -42,7 +42,12 @@ c.Execute.extra_arguments = [
 # Sizes: --SandboxedKernelManager.work_bytes / tmp_bytes / max_processes.
 from nbgrader.converters.autograde import Autograde  # noqa: E402
 from nbgrader.preprocessors import Execute  # noqa: E402
-from tito.sandbox_kernel import SandboxedExecute  # noqa: E402
+try:
+    from tito.sandbox_kernel import SandboxedExecute
+except ImportError as error:
+    # traitlets would log this and grade with stock nbgrader: unsandboxed. Stop instead.
+    raise SystemExit(f"nbgrader_config.py: cannot import tito ({error}): run nbgrader from the "
+                     "course's environment (.venv/bin/nbgrader, after `make test` or `make run`)") from None
 
 c.Autograde.autograde_preprocessors = [
     SandboxedExecute if p is Execute else p

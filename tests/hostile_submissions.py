@@ -82,7 +82,7 @@ if os.fork() == 0:
             for fd in (0, 1, 2):
                 os.close(fd)
             import sqlite3
-            end = time.time() + 120
+            end = time.time() + 300
             while time.time() < end:
                 time.sleep(0.5)
                 root = _find_up("gradebook.db")

@@ -42,8 +42,8 @@ WORKDIR_COPY = "/submission"  # the working copy, read-only, before it is copied
 # Environment variables the kernel may see (everything else, tokens included, stays outside).
 ENV_KEEP = {"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "PYTHONHASHSEED", "PYTHONWARNINGS", "MPLBACKEND",
             "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}
-# System files a Python process needs; /etc as a whole stays outside.
-ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf")
+# System files a Python process (and matplotlib's fonts) needs; /etc as a whole stays outside.
+ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf", "/etc/fonts")
 
 
 def opted_out() -> bool:
@@ -126,13 +126,15 @@ def bwrap_argv(kernel_cmd: list[str], cwd: Path, connection_dir: Path, library: 
     mount("--ro-bind", str(cwd), WORKDIR_COPY)
     mount("--perms", "1777", "--size", str(work_bytes), "--tmpfs", str(cwd))
     # jupyter_client sets JPY_PARENT_PID for the kernel to watch; that pid is outside this PID
-    # namespace, so the kernel would think its parent died. --die-with-parent does that job.
-    argv += ["--unsetenv", "JPY_PARENT_PID", "--chdir", str(cwd), "--",
+    # namespace, so the kernel would think its parent died. 1 (bwrap's init) means "do not
+    # watch": --die-with-parent does that job.
+    argv += ["--setenv", "JPY_PARENT_PID", "1", "--chdir", str(cwd), "--",
+             # As root inside (any file modes): copy the working copy in and hand it to the uid.
+             "/bin/sh", "-c", f'cp -R {WORKDIR_COPY}/. . && chown -R -h {uid}:{uid} . && exec "$@"', "sh",
              # From here on: an unprivileged uid without capabilities, and its process limit.
              tool("setpriv", "util-linux"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
              "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
-             tool("prlimit", "util-linux"), f"--nproc={max_processes}", "--",
-             "/bin/sh", "-c", f'cp -R {WORKDIR_COPY}/. . && exec "$@"', "sh", *kernel_cmd]
+             tool("prlimit", "util-linux"), f"--nproc={max_processes}", "--", *kernel_cmd]
     return argv
 
 
