@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import sqlite3
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -176,6 +177,32 @@ def test_plain_nbgrader_autograde_is_sandboxed_too(tmp_path):
     assert lines == [f"ATTACK tamper_tests: blocked: no gradebook.db above "
                      f"{(course / 'autograded' / 'mallory' / MODULE.name).resolve()}"], lines
     assert sum(s for _, s in scores(course, ["mallory"])["mallory"]) == 24
+
+
+def test_an_ordinary_user_gets_the_same_sandbox(tmp_path, monkeypatch):
+    """Instructors seldom grade as root: then the kernel keeps their uid, in a user namespace
+    where the process limit counts only the sandbox. Run as nobody, with the system Python."""
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    assert python, "this test runs the system python3 as an ordinary user: install python3"
+    work, connection = tmp_path / "course" / "autograded" / "s" / "A", tmp_path / "kernel"
+    work.mkdir(parents=True)
+    connection.mkdir()
+    (work / "mine.txt").write_text("my own file")
+    (tmp_path / "course" / "gradebook.db").write_text("")
+    for path in [tmp_path, *tmp_path.rglob("*"), *(p for p in tmp_path.parents if len(p.parts) > 2)]:
+        path.chmod(path.stat().st_mode | 0o055)  # nobody may read them, as an instructor's files
+    code = ("import os, time\nprint(os.getuid(), sorted(os.listdir('.')), os.path.exists('../../../gradebook.db'))\n"
+            "n = 0\ntry:\n    while n < 1000:\n        if os.fork() == 0:\n            time.sleep(10)\n"
+            "            os._exit(0)\n        n += 1\nexcept OSError as e:\n    print(n, e.strerror)\n")
+    from tito import sandbox
+    monkeypatch.setattr(sandbox, "python_roots", lambda: [])  # the system python lives in /usr
+    argv = sandbox.bwrap_argv([python, "-c", code], work, connection, None, None, 1 << 20, 1 << 20, 50)
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    proc = subprocess.run([*as_nobody, *argv], capture_output=True, text=True, timeout=60, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    seen, forks = proc.stdout.splitlines()
+    assert seen == f"{os.geteuid() if not as_nobody else 65534} ['mine.txt'] False", seen
+    assert int(forks.split()[0]) < 50 and "Resource temporarily unavailable" in forks, forks
 
 
 def test_without_bwrap_grading_refuses_unless_told_to_run_unsandboxed(tmp_path, monkeypatch):

@@ -15,7 +15,8 @@ source/, release/ or the checkout's tinytorch_lib, no network (the kernel talks
 to nbgrader over ZeroMQ IPC sockets in a folder bound into the sandbox), no
 environment variables beyond a short list (no tokens). Every process the
 kernel starts lives in the sandbox's PID namespace and dies with it. A fork
-bomb meets RLIMIT_NPROC of its own uid, a full disk the tmpfs size; memory is
+bomb meets RLIMIT_NPROC of its own uid (a fresh one when grading as root, else
+the grader's own in a new user namespace), a full disk the tmpfs size; memory is
 capped by nbgrader_config.py, wall time by Execute.timeout (see safe_execute.py).
 
 This file holds the policy and the bwrap command; tito/sandbox_kernel.py the
@@ -95,9 +96,14 @@ def python_roots() -> list[Path]:
 
 
 def bwrap_argv(kernel_cmd: list[str], cwd: Path, connection_dir: Path, library: Path | None,
-               uid: int, work_bytes: int, tmp_bytes: int, max_processes: int) -> list[str]:
-    """The command that runs `kernel_cmd` in the sandbox, in a copy of `cwd`."""
-    argv = [bwrap(), "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net",
+               uid: int | None, work_bytes: int, tmp_bytes: int, max_processes: int) -> list[str]:
+    """The command that runs `kernel_cmd` in the sandbox, in a copy of `cwd`.
+
+    uid: when grading as root, the unprivileged uid the kernel runs as (RLIMIT_NPROC does not
+    bind root); None when grading as an ordinary user, who stays themselves in a new user
+    namespace, where RLIMIT_NPROC counts only the sandbox's processes.
+    """
+    argv = [bwrap(), *([] if uid is not None else ["--unshare-user"]), "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net",
             "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):  # merged /usr: symlinks
         if os.path.islink(top):
@@ -128,14 +134,15 @@ def bwrap_argv(kernel_cmd: list[str], cwd: Path, connection_dir: Path, library: 
     # jupyter_client sets JPY_PARENT_PID for the kernel to watch; that pid is outside this PID
     # namespace, so the kernel would think its parent died. 1 (bwrap's init) means "do not
     # watch": --die-with-parent does that job.
-    argv += ["--setenv", "JPY_PARENT_PID", "1", "--chdir", str(cwd), "--",
-             # As root inside (any file modes): copy the working copy in and hand it to the uid.
-             "/bin/sh", "-c", f'cp -R {WORKDIR_COPY}/. . && chown -R -h {uid}:{uid} . && exec "$@"', "sh",
-             # From here on: an unprivileged uid without capabilities, and its process limit.
-             tool("setpriv", "util-linux"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
-             tool("prlimit", "util-linux"), f"--nproc={max_processes}", "--", *kernel_cmd]
-    return argv
+    argv += ["--setenv", "JPY_PARENT_PID", "1", "--chdir", str(cwd), "--"]
+    limit = [tool("prlimit", "util-linux"), f"--nproc={max_processes}", "--", *kernel_cmd]
+    if uid is None:
+        return argv + ["/bin/sh", "-c", f'cp -R {WORKDIR_COPY}/. . && exec "$@"', "sh", *limit]
+    # As root inside (any file modes): copy the working copy in and hand it to the uid, then
+    # become that uid, without capabilities.
+    return argv + ["/bin/sh", "-c", f'cp -R {WORKDIR_COPY}/. . && chown -R -h {uid}:{uid} . && exec "$@"', "sh",
+                   tool("setpriv", "util-linux"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                   "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", *limit]
 
 
 def kernel_env(env: dict, library: Path | None) -> dict:

@@ -2,8 +2,8 @@
 
 It talks to the kernel over ZeroMQ IPC sockets in a private folder bound into
 the sandbox (so the sandbox needs no network), interrupts it with a message
-(bwrap does not forward signals), runs it as a fresh unprivileged uid, and
-removes the folder when the kernel is gone.
+(bwrap does not forward signals), runs it as a fresh unprivileged uid when
+grading as root, and removes the folder when the kernel is gone.
 """
 from __future__ import annotations
 
@@ -47,9 +47,11 @@ class SandboxedKernelManager(AsyncKernelManager):
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         if self._connection_dir is None:  # opted out
             return await super()._async_launch_kernel(kernel_cmd, **kw)
-        uid = 200_000 + secrets.randbelow(800_000)  # one per kernel: process limits are per uid
-        for path in (self._connection_dir, Path(self.connection_file)):
-            os.chown(path, uid, uid)
+        uid = None  # an ordinary user stays themselves, in a user namespace (see bwrap_argv)
+        if os.geteuid() == 0:
+            uid = 200_000 + secrets.randbelow(800_000)  # one per kernel: process limits are per uid
+            for path in (self._connection_dir, Path(self.connection_file)):
+                os.chown(path, uid, uid)
         cwd = Path(kw.get("cwd") or os.getcwd()).resolve()
         env = kw.get("env") or os.environ
         library = library_folder(env.get("PYTHONPATH", ""))
