@@ -66,6 +66,9 @@ class SandboxedKernelManager(AsyncKernelManager):
             shutil.rmtree(self._connection_dir, ignore_errors=True)
             self._connection_dir = None
 
+    # AsyncKernelManager binds the base function here, which nbclient calls after a dead kernel.
+    cleanup_resources = _async_cleanup_resources
+
 
 class SandboxedExecute(SafeExecute):
     """nbgrader's Execute (with SafeExecute's guarantees), its kernel in the sandbox."""
