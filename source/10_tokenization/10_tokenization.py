@@ -781,8 +781,9 @@ for name, tok in tokenizers.items():
 # %% [markdown]
 # Character ids fit uint8: one byte per character, the same as the text.
 # BPE with more than 256 ids needs uint16: two bytes per token, but fewer
-# tokens, so a BPE file in uint16 ends up near the text's own size, while the
-# int64 arrays `encode` returns are four to eight times larger.
+# tokens, so a BPE file in uint16 ends up near the text's own size. The
+# int64 arrays `encode` returns take four times their uint16 size and eight
+# times their uint8 size.
 #
 # ### Encode throughput
 #
