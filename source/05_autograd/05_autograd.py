@@ -321,7 +321,13 @@ def check_rule(rule, fn, arrays: list, seed: int = 0, atol: float = 1e-6, rtol: 
     what = f"{rule.__name__} on inputs of shapes {_describe(arrays)}"
     assert isinstance(out, Tensor) and out.node is not None, f"{what}: the op recorded no node"
     w = np.random.default_rng(seed).standard_normal(out.shape)
-    got = rule(w.copy(), out)
+    try:
+        got = rule(w.copy(), out)
+    except NotImplementedError:
+        raise
+    except Exception as e:  # name the input that made the rule fail, not just numpy's complaint
+        saved = {k: v for k, v in out.node.saved.items() if k != "module"}
+        raise AssertionError(f"{what}, saved {saved}: the rule raised {type(e).__name__}: {e}") from None
     inputs = out.node.inputs
     assert isinstance(got, tuple) and len(got) == len(inputs), \
         f"{what}: expected a tuple with one entry per input ({len(inputs)}), got {type(got).__name__} {got!r:.80}"
