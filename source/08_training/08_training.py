@@ -1,0 +1,605 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Module 08: Training
+#
+# Modules 03-07 gave you every part: layers, a loss, gradients, an optimizer
+# and batches of real digit images. This module puts them in the loop that
+# every deep-learning framework runs, and ends with a trained model saved to
+# one file that the optimization modules (14-18) and Milestone 06 load.
+#
+# ```
+# for epoch in range(epochs):
+#     for x, y in loader:              # x (batch, 64) float32, y (batch,) int64
+#         optimizer.zero_grad()        # gradients accumulate: clear last step's
+#         loss = loss_fn(model(x), y)  # forward: logits (batch, 10) -> scalar
+#         loss.backward()              # autograd: d loss / d every parameter
+#         optimizer.step()             # update the parameters in place
+#     accuracy = evaluate(model, test_loader)   # held-out data, no gradients
+# ```
+#
+# The systems questions: how long an epoch takes and where the time goes
+# (forward, backward, update), how many bytes a trained model really is on
+# disk, and how much a result depends on the random seed.
+#
+# | task | what you build | points |
+# |---|---|---|
+# | 08.1 | `accuracy`: the fraction of correct predictions | 3 |
+# | 08.2 | `train_epoch`: one pass over the training data, stopping on a NaN loss | 5 |
+# | 08.3 | `evaluate`: held-out accuracy without recording gradients | 4 |
+# | 08.4 | `save_model` / `load_model`: architecture + weights in one file | 4 |
+#
+# This module imports Modules 01-07 from `tinytorch_lib`.
+
+# %% tags=["export"]
+import importlib
+import io
+import json
+import math
+import os
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from tinytorch_lib.layers import Module, Sequential
+from tinytorch_lib.tensor import Tensor, no_grad
+
+# %% [markdown]
+# ## Which library are you running on?
+
+# %%
+import tinytorch_lib
+
+for name in ("tensor", "activations", "layers", "losses", "autograd", "optimizers", "dataloader"):
+    print(tinytorch_lib.origin(name))
+
+# %% [markdown]
+# ## 1. Accuracy
+#
+# A classifier outputs **logits** `(batch, classes)`: one score per class. The
+# prediction is the class with the largest score, `argmax` along the last
+# axis; accuracy is the fraction of predictions equal to the labels.
+#
+# ```
+# logits [[2.0, 0.1, -1.0],      argmax -> [0,
+#         [0.3, 0.2,  4.0]]                 2]     labels [0, 1] -> accuracy 0.5
+# ```
+#
+# ### Task 08.1: `accuracy`
+#
+# `logits`: a `Tensor` `(batch, classes)`; `labels`: a `Tensor` of integers
+# `(batch,)`. Return a Python `float` in `[0, 1]`. Different batch sizes are a
+# `ValueError` naming both shapes, e.g.
+# `accuracy: logits (4, 10) and labels (3,) have different batch sizes`.
+
+# %% nbgrader={"grade": false, "grade_id": "accuracy", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+def accuracy(logits: Tensor, labels: Tensor) -> float:
+    """logits (batch, classes), labels (batch,) int -> fraction of rows whose argmax equals the label."""
+    # Task 08.1: argmax over the last axis, compare with the labels, average
+    ### BEGIN SOLUTION
+    if logits.shape[:1] != labels.shape[:1] or labels.ndim != 1:
+        raise ValueError(f"accuracy: logits {logits.shape} and labels {labels.shape} have different batch sizes")
+    return float((logits.data.argmax(axis=-1) == labels.data).mean())
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_08_1_accuracy", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 08.1
+logits = Tensor([[2.0, 0.1, -1.0], [0.3, 0.2, 4.0]])
+got = accuracy(logits, Tensor(np.array([0, 1])))
+assert isinstance(got, float), f"accuracy should return a Python float, got {type(got).__name__}"
+assert got == 0.5, f"accuracy([[2, 0.1, -1], [0.3, 0.2, 4]], labels [0, 1]): expected 0.5, got {got}"
+try:
+    accuracy(Tensor(np.zeros((4, 10))), Tensor(np.zeros(3, dtype=np.int64)))
+except ValueError as e:
+    assert "(4, 10)" in str(e) and "(3,)" in str(e), f"the error should name both shapes, got: {e}"
+else:
+    raise AssertionError("accuracy of logits (4, 10) and labels (3,) should raise ValueError")
+print("Task 08.1 visible tests passed")
+### BEGIN HIDDEN TESTS
+rng = np.random.default_rng(0)
+big = rng.standard_normal((50, 7)).astype(np.float32)
+lab = rng.integers(0, 7, 50)
+want = float((big.argmax(axis=1) == lab).mean())
+got = accuracy(Tensor(big), Tensor(lab))
+assert abs(got - want) < 1e-12, f"accuracy of random logits (50, 7): expected {want}, got {got}"
+assert accuracy(Tensor(big), Tensor(big.argmax(axis=1))) == 1.0, "labels equal to the argmax: expected 1.0"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 2. One epoch
+#
+# An **epoch** is one pass over the training set, in batches. Four lines per
+# batch, in this order, and each one matters:
+#
+# 1. `optimizer.zero_grad()`: `backward()` **adds** into `.grad` (so a tensor
+#    used twice gets both contributions); without clearing, step `t` would
+#    use the sum of all gradients so far.
+# 2. `loss = loss_fn(model(x), y)`: the forward pass records the graph.
+# 3. `loss.backward()`: gradients of the loss for every parameter.
+# 4. `optimizer.step()`: move every parameter against its gradient.
+#
+# A **NaN loss** means the run is lost (a learning rate too large, an
+# overflow): every later step would only spread the NaN into every weight.
+# Stop at once and say where, e.g.
+# `train_epoch: the loss is nan at epoch 3, batch 17: the run diverged (try a smaller learning rate)`.
+#
+# ### Task 08.2: `train_epoch`
+#
+# Put the model in training mode (`model.train()`), run the four steps for
+# every batch of `loader`, and return the **mean loss per sample** over the
+# epoch: each batch's loss (a mean over its samples) weighted by its number
+# of samples, so a short last batch counts for what it is. If a batch's loss
+# is not finite (`nan` or `inf`), raise `FloatingPointError` naming the epoch
+# and the batch number (counting from 0).
+
+# %% nbgrader={"grade": false, "grade_id": "train_epoch", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+def train_epoch(model: Module, loss_fn, optimizer, loader, epoch: int = 0) -> float:
+    """One pass over `loader`: zero_grad, forward, loss, backward, step per batch -> mean loss per sample."""
+    # Task 08.2: the four steps per batch; stop on a non-finite loss
+    ### BEGIN SOLUTION
+    model.train()
+    total, count = 0.0, 0
+    for i, (x, y) in enumerate(loader):
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        value = float(loss.item())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"train_epoch: the loss is {value} at epoch {epoch}, batch {i}: "
+                                     f"the run diverged (try a smaller learning rate)")
+        loss.backward()
+        optimizer.step()
+        total += value * len(x)
+        count += len(x)
+    return total / count
+    ### END SOLUTION
+
+
+# %% [markdown]
+# The test below trains a small model on a toy problem with the course's
+# reference `Linear`, `CrossEntropyLoss` and `SGD`, so only your loop is
+# being tested.
+
+# %% nbgrader={"grade": true, "grade_id": "test_08_2_train_epoch", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 08.2
+from tinytorch_lib.dataloader import DataLoader, TensorDataset
+from tinytorch_lib.layers import Linear, manual_seed
+from tinytorch_lib.losses import CrossEntropyLoss
+from tinytorch_lib.optimizers import SGD
+
+rng = np.random.default_rng(0)
+xs = rng.standard_normal((96, 4)).astype(np.float32)
+ys = (xs[:, 0] + xs[:, 1] > 0).astype(np.int64)  # a linearly separable toy problem, 2 classes
+toy = DataLoader(TensorDataset(Tensor(xs), Tensor(ys)), batch_size=40, shuffle=True, seed=0)  # batches 40, 40, 16
+manual_seed(0)
+toy_model = Linear(4, 2)
+opt = SGD(toy_model.parameters(), lr=0.5)
+losses = [train_epoch(toy_model, CrossEntropyLoss(), opt, toy, epoch=e) for e in range(5)]
+assert all(isinstance(v, float) for v in losses), f"train_epoch should return a float, got {losses}"
+assert losses[-1] < losses[0] * 0.7, f"5 epochs of SGD(lr=0.5) on a separable toy problem: expected the loss to fall by 30%, got {losses}"
+assert toy_model.training, "train_epoch should leave the model in training mode (model.train())"
+
+# The mean is per sample: with lr=0 nothing changes, so the epoch loss equals the loss on all 96 samples.
+frozen = DataLoader(TensorDataset(Tensor(xs), Tensor(ys)), batch_size=40)
+want = CrossEntropyLoss()(toy_model(Tensor(xs)), Tensor(ys)).item()
+got = train_epoch(toy_model, CrossEntropyLoss(), SGD(toy_model.parameters(), lr=1e-30), frozen)
+assert abs(got - want) < 1e-5, f"mean loss per sample over batches of 40, 40, 16: expected {want:.6f}, got {got:.6f}"
+print("Task 08.2 visible tests passed")
+### BEGIN HIDDEN TESTS
+manual_seed(1)
+bad = Linear(4, 2)
+bad.weight.data[...] = np.nan
+try:
+    train_epoch(bad, CrossEntropyLoss(), SGD(bad.parameters(), lr=0.1), frozen, epoch=7)
+except FloatingPointError as e:
+    assert "epoch 7" in str(e) and "batch 0" in str(e), f"a NaN loss in epoch 7, batch 0: the error should name both, got: {e}"
+else:
+    raise AssertionError("a model with NaN weights gives a NaN loss: train_epoch should raise FloatingPointError")
+# zero_grad matters: two epochs from the same start must equal two epochs of a fresh loop
+manual_seed(2)
+a = Linear(4, 2)
+b = Linear(4, 2)
+b.load_state_dict(a.state_dict())
+oa, ob = SGD(a.parameters(), lr=0.1), SGD(b.parameters(), lr=0.1)
+for e in range(2):
+    train_epoch(a, CrossEntropyLoss(), oa, frozen, epoch=e)
+for e in range(2):
+    for x, y in frozen:
+        ob.zero_grad()
+        CrossEntropyLoss()(b(x), y).backward()
+        ob.step()
+assert np.allclose(a.weight.data, b.weight.data, atol=1e-6), \
+    "2 epochs of SGD(lr=0.1) over batches of 40, 40, 16: weights differ from zero_grad/forward/backward/step per batch"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 3. Held-out evaluation
+#
+# Accuracy on the data a model was trained on says how well it memorised;
+# accuracy on a **held-out** split it never saw says how well it learned.
+# The digits data set has one fixed split (1,437 train / 360 test) used
+# everywhere in this course, so every accuracy you see is comparable.
+#
+# Evaluation needs no gradients. Inside `with no_grad():` no graph is
+# recorded, so no intermediate arrays are kept alive for a backward pass
+# that will never come. And `model.eval()` switches layers that behave
+# differently in training (Dropout) to inference behaviour.
+#
+# ### Task 08.3: `evaluate`
+#
+# Return the accuracy over every batch of `loader` (correct predictions over
+# all samples, not the mean of per-batch accuracies: a short last batch counts
+# for its size). Run the model in eval mode under `no_grad()`, and put the
+# model back in the mode it was in before (`model.training` says which).
+
+# %% nbgrader={"grade": false, "grade_id": "evaluate", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+def evaluate(model: Module, loader) -> float:
+    """Accuracy of `model` over every sample of `loader`, without gradients, in eval mode."""
+    # Task 08.3: eval mode + no_grad, count correct predictions, restore the mode
+    ### BEGIN SOLUTION
+    was_training = model.training
+    model.eval()
+    correct, count = 0, 0
+    try:
+        with no_grad():
+            for x, y in loader:
+                correct += accuracy(model(x), y) * len(y)
+                count += len(y)
+    finally:
+        model.train(was_training)
+    return round(correct) / count
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_08_3_evaluate", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 08.3
+from tinytorch_lib.layers import Dropout
+
+xs3 = np.eye(5, dtype=np.float32)[np.arange(10) % 5] * 10  # one-hot rows, 10 samples
+ys3 = np.array([0, 1, 2, 3, 4, 0, 1, 2, 0, 0])  # 8 of 10 labels follow the hot position; both misses in the last batch
+loader3 = DataLoader(TensorDataset(Tensor(xs3), Tensor(ys3)), batch_size=4)  # batches 4, 4, 2
+identity = Sequential(Dropout(0.5))  # logits = input in eval mode
+got = evaluate(identity, loader3)
+assert abs(got - 0.8) < 1e-9, f"10 one-hot samples, 8 labelled by their hot position, batches 4, 4, 2 (the last holds both misses): expected 8/10 = 0.8, got {got}"
+assert identity.training, "evaluate should put a model that was training back in training mode"
+print("Task 08.3 visible tests passed")
+### BEGIN HIDDEN TESTS
+identity.eval()
+assert abs(evaluate(identity, loader3) - 0.8) < 1e-9
+assert not identity.training, "evaluate should leave a model that was in eval mode in eval mode"
+probe = Linear(5, 5)
+probe.weight.requires_grad = True
+seen = []
+probe.register_forward_hook(lambda m, args, out: seen.append(out.node))
+evaluate(probe, loader3)
+assert seen and all(n is None for n in seen), "evaluate should run under no_grad(): the outputs recorded a graph"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 4. One file for a trained model
+#
+# A trained model is its **architecture** (which layers, what sizes) plus its
+# **weights** (`state_dict()`). Later notebooks must rebuild the model from
+# the file alone, so both go in it. Our format is a `.npz` (numpy's zip of
+# arrays, readable without pickle, so loading a file cannot run code):
+#
+# | entry | holds |
+# |---|---|
+# | `__arch__` | JSON text: `{"layers": [["layers.Linear", {"in_features": 64, "out_features": 128}], ["activations.ReLU", {}], ...], "meta": {...}}` |
+# | one entry per `state_dict` key | the array, in its stored dtype |
+#
+# Each layer is named by `file.Class` inside `tinytorch_lib` with the keyword
+# arguments of its constructor; `build_model(arch)` (given) imports and
+# constructs them in order inside a `Sequential`. `meta` holds what the
+# trainer wants to remember (seed, epochs, held-out accuracy).
+#
+# Loading must refuse a file that does not fit: if the weights do not match
+# the architecture, `load_state_dict` already names the missing, unexpected
+# and mis-shaped keys; a file that is not a model file says so.
+
+# %% tags=["export"]
+def build_model(arch: dict) -> Sequential:
+    """{"layers": [["layers.Linear", {...}], ["activations.ReLU", {}], ...]} -> Sequential of those layers."""
+    if not isinstance(arch, dict) or not isinstance(arch.get("layers"), list):
+        raise ValueError(f"build_model: expected {{'layers': [[name, kwargs], ...]}}, got {arch!r}")
+    layers = []
+    for i, spec in enumerate(arch["layers"]):
+        if not (isinstance(spec, (list, tuple)) and len(spec) == 2 and isinstance(spec[0], str)
+                and spec[0].count(".") == 1 and isinstance(spec[1], dict)):
+            raise ValueError(f"build_model: layer {i} is {spec!r}; expected ['file.Class', {{keyword: value}}]")
+        file, cls = spec[0].split(".")
+        module = importlib.import_module(f"tinytorch_lib.{file}")
+        if not hasattr(module, cls):
+            raise ValueError(f"build_model: layer {i}: tinytorch_lib/{file}.py has no {cls}")
+        layers.append(getattr(module, cls)(**spec[1]))
+    return Sequential(*layers)
+
+
+# %% [markdown]
+# ### Task 08.4: `save_model` and `load_model`
+#
+# `save_model(path, model, arch, meta=None)` writes `np.savez(path, __arch__=..., **state)`
+# where `__arch__` is `json.dumps({"layers": arch["layers"], "meta": meta or {}})`
+# and `state` is `model.state_dict()`. It returns the file's size in bytes
+# (`os.path.getsize`).
+#
+# `load_model(path)` reads the file with `np.load(path, allow_pickle=False)`,
+# rebuilds the model with `build_model`, loads the weights with
+# `load_state_dict`, and returns `(model, meta)`. A missing file is a
+# `FileNotFoundError` naming the path; a file without `__arch__` (or one that
+# is not a `.npz` at all) is a `ValueError` naming the path and saying it is not
+# a model file written by `save_model`.
+
+# %% nbgrader={"grade": false, "grade_id": "save_load", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+def save_model(path, model: Module, arch: dict, meta: dict | None = None) -> int:
+    """Write architecture + state_dict to one .npz file; returns its size in bytes."""
+    # Task 08.4: __arch__ JSON + one array per state_dict key
+    ### BEGIN SOLUTION
+    state = model.state_dict()
+    if "__arch__" in state:
+        raise ValueError("save_model: a state_dict key is called '__arch__'")
+    text = json.dumps({"layers": arch["layers"], "meta": meta or {}})
+    with open(path, "wb") as f:
+        np.savez(f, __arch__=np.array(text), **state)
+    return os.path.getsize(path)
+    ### END SOLUTION
+
+
+def load_model(path) -> tuple:
+    """A file written by save_model -> (model, meta)."""
+    # Task 08.4: read __arch__, build_model, load_state_dict
+    ### BEGIN SOLUTION
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"load_model: {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:  # not an .npz (ValueError: pickled data)
+        raise ValueError(f"load_model: {path} is not a model file written by save_model ({e})") from None
+    if "__arch__" not in arrays:
+        raise ValueError(f"load_model: {path} has no __arch__ entry: not a model file written by save_model")
+    arch = json.loads(str(arrays.pop("__arch__")))
+    state = arrays
+    model = build_model(arch)
+    model.load_state_dict(state)
+    return model, arch.get("meta", {})
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_08_4_save_load", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 08.4
+import tempfile
+
+arch = {"layers": [["layers.Linear", {"in_features": 4, "out_features": 3}], ["activations.ReLU", {}],
+                   ["layers.Linear", {"in_features": 3, "out_features": 2}]]}
+manual_seed(3)
+m = build_model(arch)
+x = Tensor(np.random.default_rng(3).standard_normal((5, 4)).astype(np.float32))
+with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "m.npz")
+    size = save_model(path, m, arch, meta={"seed": 3})
+    assert size == os.path.getsize(path), f"save_model should return the file size {os.path.getsize(path)}, got {size}"
+    m2, meta = load_model(path)
+    assert meta == {"seed": 3}, f"meta written as {{'seed': 3}}, read back as {meta}"
+    assert np.array_equal(m2(x).data, m(x).data), "the loaded model gives different outputs on the same (5, 4) input"
+    try:
+        load_model(os.path.join(tmp, "missing.npz"))
+    except FileNotFoundError as e:
+        assert "missing.npz" in str(e), f"the error should name the path, got: {e}"
+    else:
+        raise AssertionError("load_model of a missing file should raise FileNotFoundError")
+print("Task 08.4 visible tests passed")
+### BEGIN HIDDEN TESTS
+with tempfile.TemporaryDirectory() as tmp:
+    junk = os.path.join(tmp, "junk.npz")
+    with open(junk, "wb") as f:
+        f.write(b"not a zip file at all")
+    plain = os.path.join(tmp, "plain.npz")
+    np.savez(plain, w=np.zeros(3))
+    for bad in (junk, plain):
+        try:
+            load_model(bad)
+        except ValueError as e:
+            assert os.path.basename(bad) in str(e) and "save_model" in str(e), f"load_model({bad}): got {e}"
+        else:
+            raise AssertionError(f"load_model of {os.path.basename(bad)} should raise ValueError")
+    path = os.path.join(tmp, "m.npz")
+    save_model(path, m, arch)
+    with np.load(path) as f:
+        assert str(f["__arch__"]).startswith("{") and set(f.files) == {"__arch__", *m.state_dict()}, \
+            f"the file should hold __arch__ and the state_dict keys {sorted(m.state_dict())}, got {f.files}"
+        assert f["0.weight"].dtype == np.float32, "weights are stored in their own dtype (float32)"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 5. Training the digit MLP
+#
+# The model Milestone 06 optimizes: 64 pixels -> 128 -> 64 -> 10 classes,
+# ReLU between layers. A given `fit` runs your `train_epoch` and `evaluate`
+# for a number of epochs with a progress bar (hidden under autograding and in
+# tests) and keeps a history. It sets the loader's epoch before each pass, so
+# a run is reproduced exactly by its seed.
+
+# %% tags=["export"]
+def progress_wanted() -> bool:
+    """Progress bars for people: off under nbgrader (NBGRADER_EXECUTION), pytest, or TINYTORCH_PROGRESS=0."""
+    if os.environ.get("NBGRADER_EXECUTION") or os.environ.get("PYTEST_CURRENT_TEST"):
+        return False
+    return os.environ.get("TINYTORCH_PROGRESS", "1") != "0"
+
+
+def fit(model: Module, loss_fn, optimizer, train_loader, test_loader, epochs: int,
+        progress: bool | None = None) -> dict:
+    """Train for `epochs`; returns {"loss": [...], "train_acc": [...], "test_acc": [...], "seconds": [...]}."""
+    from tqdm.auto import tqdm
+
+    history = {"loss": [], "train_acc": [], "test_acc": [], "seconds": []}
+    bar = tqdm(range(epochs), desc="training", unit="epoch",
+               disable=not (progress_wanted() if progress is None else progress))
+    for epoch in bar:
+        train_loader.set_epoch(epoch)  # epoch e's shuffle is the same in every run with this seed
+        start = time.perf_counter()
+        history["loss"].append(train_epoch(model, loss_fn, optimizer, train_loader, epoch))
+        history["seconds"].append(time.perf_counter() - start)
+        history["train_acc"].append(evaluate(model, train_loader))
+        history["test_acc"].append(evaluate(model, test_loader))
+        bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", test_acc=f"{history['test_acc'][-1]:.3f}")
+    return history
+
+
+MLP_ARCH = {"layers": [["layers.Linear", {"in_features": 64, "out_features": 128}], ["activations.ReLU", {}],
+                       ["layers.Linear", {"in_features": 128, "out_features": 64}], ["activations.ReLU", {}],
+                       ["layers.Linear", {"in_features": 64, "out_features": 10}]]}
+
+# %%
+from tinytorch_lib.dataloader import load_digits
+from tinytorch_lib.optimizers import Adam
+
+train_set, test_set = load_digits("train"), load_digits("test")
+train_loader = DataLoader(train_set, batch_size=32, shuffle=True, seed=0)
+test_loader = DataLoader(test_set, batch_size=360)
+print(f"train {len(train_set)} images, test {len(test_set)}; x {train_set.tensors[0].shape} float32, y int64")
+
+manual_seed(0)
+mlp = build_model(MLP_ARCH)
+history = fit(mlp, CrossEntropyLoss(), Adam(mlp.parameters(), lr=1e-3), train_loader, test_loader, epochs=15)
+print(f"{'epoch':>5} {'loss':>7} {'train acc':>10} {'test acc':>9} {'seconds':>8}")
+for e in range(len(history["loss"])):
+    print(f"{e:5d} {history['loss'][e]:7.4f} {history['train_acc'][e]:10.3f} {history['test_acc'][e]:9.3f} "
+          f"{history['seconds'][e]:8.3f}")
+
+# %%
+import matplotlib.pyplot as plt
+
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3))
+ax1.plot(history["loss"], marker="o")
+ax1.set_xlabel("epoch")
+ax1.set_ylabel("training loss (cross-entropy, nats)")
+ax1.set_title("Loss per epoch")
+ax2.plot(history["train_acc"], marker="o", label="train (seen)")
+ax2.plot(history["test_acc"], marker="o", label="test (held out)")
+ax2.set_xlabel("epoch")
+ax2.set_ylabel("accuracy (fraction correct)")
+ax2.set_title("Accuracy: the gap is memorisation")
+ax2.legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 6. Systems analysis: where does a training step's time go?
+#
+# One batch of 32, split into its parts and timed with the course's
+# `measure`: the forward pass with and without recording the graph, the
+# backward pass alone (run again on one recorded graph: it only adds into
+# `.grad`), and the optimizer's update. Counting FLOPs, a Linear layer's
+# backward does two matmuls (gradients for the input and for the weight) for
+# the forward's one, so about twice the forward; at this small size the
+# per-operation overheads of Python and numpy weigh as much as the FLOPs, so
+# read your own numbers rather than expecting 2x.
+
+# %%
+from tinytorch_lib.timing import measure
+
+x32, y32 = next(iter(DataLoader(train_set, batch_size=32)))
+loss_fn = CrossEntropyLoss()
+probe = build_model(MLP_ARCH)  # a copy, so timing the updates leaves the trained mlp as it is
+probe.load_state_dict(mlp.state_dict())
+opt = Adam(probe.parameters(), lr=1e-3)
+
+
+def forward():
+    return loss_fn(probe(x32), y32)
+
+
+graph = forward()
+t_fwd = measure(forward)
+t_bwd = measure(graph.backward)
+t_step = measure(opt.step)
+with no_grad():
+    t_nograd = measure(forward)
+print(f"forward, no_grad:      {t_nograd}")
+print(f"forward (recording):   {t_fwd}")
+print(f"backward:              {t_bwd}")
+print(f"optimizer step (Adam): {t_step}")
+print(f"backward / forward:    {t_bwd.median / t_fwd.median:.2f}x (ratio of medians)")
+per_step = t_fwd.median + t_bwd.median + t_step.median
+epoch_1 = measure(lambda: train_epoch(probe, loss_fn, opt, train_loader), repeats=3, warmup=1, threads=1)
+epoch_2 = measure(lambda: train_epoch(probe, loss_fn, opt, train_loader), repeats=3, warmup=1, threads=2)
+print(f"\none epoch = {len(train_loader)} steps; the parts add up to {len(train_loader) * per_step * 1e3:.1f} ms")
+print(f"measured epoch, 1 BLAS thread:  {epoch_1}")
+print(f"measured epoch, 2 BLAS threads: {epoch_2}  ({epoch_2.median / epoch_1.median:.2f}x the 1-thread time)")
+
+# %% [markdown]
+# The parts, each timed alone in a tight loop, usually add up to less than
+# the measured epoch. In a tight loop the same arrays stay in cache and freed
+# memory is handed straight back; in an epoch every step touches a new batch
+# (Module 07's indexing copy), builds a new graph and allocates new gradient
+# arrays. The gap is the cost of the loop as it really runs; Module 14's
+# profiler measures the steps in place. For matrices this small, a second BLAS thread has
+# little to share: splitting a `(32, 64) @ (64, 128)` product costs about as
+# much as it saves, and when another program is busy on the second core the
+# thread waits for it, which shows up as a 2-thread epoch that is slower and
+# has a p90 far above its median. Nothing in this course trains large
+# enough models for more threads to pay; Milestone 06 times inference with one.
+#
+# %% [markdown]
+# ### What does a trained model weigh?
+#
+# The bytes of every array in the `state_dict`, against the size of the file
+# `save_model` wrote: the difference is the `.npz` container (a zip directory
+# and one small header per array) and the JSON architecture.
+
+# %%
+with tempfile.TemporaryDirectory() as tmp:
+    file_bytes = save_model(os.path.join(tmp, "mlp.npz"), mlp, MLP_ARCH, meta={"test_acc": history["test_acc"][-1]})
+state = mlp.state_dict()
+array_bytes = sum(a.nbytes for a in state.values())
+params = sum(a.size for a in state.values())
+print(f"{'entry':<10} {'shape':>12} {'dtype':>8} {'bytes':>8}")
+for k, a in state.items():
+    print(f"{k:<10} {str(a.shape):>12} {str(a.dtype):>8} {a.nbytes:8,}")
+print(f"{params:,} parameters, {array_bytes:,} bytes of float32 arrays; file {file_bytes:,} bytes "
+      f"({file_bytes - array_bytes:,} bytes of container and architecture)")
+
+# %% [markdown]
+# ### How much does the seed matter?
+#
+# One run is one sample. Three seeds (weights and shuffling), a few epochs
+# each, same everything else: the spread is how far apart two honest runs
+# of the same recipe land. A difference between two methods smaller than this
+# spread is not a difference.
+
+# %%
+finals = []
+for seed in (1, 2, 3):
+    manual_seed(seed)
+    model = build_model(MLP_ARCH)
+    loader = DataLoader(train_set, batch_size=32, shuffle=True, seed=seed)
+    h = fit(model, CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3), loader, test_loader, epochs=8)
+    finals.append(h["test_acc"][-1])
+    print(f"seed {seed}: held-out accuracy after 8 epochs {finals[-1]:.3f}")
+print(f"spread over seeds: {min(finals):.3f} to {max(finals):.3f} ({(max(finals) - min(finals)) * 360:.0f} of 360 test images)")
+
+# %% [markdown]
+# ## Summary
+#
+# - The loop is four lines per batch; `zero_grad` exists because gradients
+#   accumulate, and a NaN loss stops the run where it happened.
+# - Evaluation runs in eval mode under `no_grad`, on a held-out split.
+# - A trained model is an architecture plus a `state_dict`; its size on disk
+#   is the bytes of its arrays plus a small container.
+# - One seed is one sample: compare methods by more than the seed spread.
+#
+# The course's trained MLP and CNN (`data/mlp_digits.npz`,
+# `data/cnn_digits.npz`) were made with this loop by `make models`; Modules
+# 14-18 and Milestone 06 load them with `load_model`. Next: `tito module
+# export 08`; Module 09 adds convolution.
