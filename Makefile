@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test release export lab lock clean
+.PHONY: setup run test release export lab models lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), \
@@ -46,6 +46,11 @@ lab: $(STAMP)
 	@echo "JupyterLab keeps this terminal until you stop it (Ctrl+C twice)."
 	@echo "Run tito in a second terminal, or in JupyterLab (File > New > Terminal): source .venv/bin/activate"
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# Train the digit MLP and CNN (5 seeds each, a minute or two), print the table,
+# and write the seed-0 models to data/mlp_digits.npz and data/cnn_digits.npz.
+models: $(STAMP)
+	$(BIN)/python -m benchmarks.train_digits --write
 
 # Re-pin every package after changing the top-level pins in pyproject.toml.
 lock: $(STAMP)

@@ -130,3 +130,15 @@ def test_progress_bars_are_off_under_autograding_and_tests(monkeypatch):
     assert progress_wanted() is True
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     assert progress_wanted() is False
+
+
+@pytest.mark.parametrize("filename, flatten", [("mlp_digits.npz", True), ("cnn_digits.npz", False)])
+def test_shipped_models_load_and_score_what_their_file_says(filename, flatten):
+    """data/*_digits.npz (made by `make models`): the held-out accuracy measured now is the one recorded."""
+    from tinytorch_lib import data_dir
+    from tinytorch_lib.dataloader import load_digits
+
+    model, meta = load_model(data_dir(filename) / filename)
+    measured = evaluate(model, DataLoader(load_digits("test", flatten=flatten), batch_size=360))
+    assert measured == pytest.approx(meta["test_accuracy"], abs=1.5 / 360), (filename, measured, meta)
+    assert measured >= 0.95, f"{filename}: held-out accuracy {measured:.4f}; retrain with `make models`"
