@@ -202,7 +202,7 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 0.0, t
         model.train(was_training)
     return np.array(ids, dtype=np.int64)
 
-# cell cell-af0a9944ed
+# cell cell-74b78a4fa1
 GPT_FILE = "gpt_corpus.npz"
 
 
@@ -226,7 +226,8 @@ def load_gpt(path=None) -> tuple:
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{e}; or make it again with `make gpt` (about 25 minutes)") from None
     wrapped, meta = load_model(path)
-    if len(wrapped) != 1 or not isinstance(wrapped[0], GPT) or "tokenizer" not in meta:
+    # by name: build_model makes tinytorch_lib.transformer.GPT, which in the notebook is a different class object
+    if len(wrapped) != 1 or type(wrapped[0]).__name__ != "GPT" or "tokenizer" not in meta:
         raise ValueError(f"load_gpt: {path} is not a GPT file written by save_gpt (no GPT layer or no tokenizer in meta)")
     model = wrapped[0]
     model.eval()
