@@ -30,12 +30,27 @@ c.Execute.extra_arguments = [
 
 # A kernel that dies (os._exit, segfault, out of memory) costs the cells from
 # there on, instead of dropping the whole submission (see tito/safe_execute.py).
+# And every grading kernel runs in a bubblewrap sandbox (see tito/sandbox.py):
+# student code sees its own working copy (a 256 MiB tmpfs), the Python
+# environment and tinytorch_lib read-only, a private /tmp, no network and
+# nothing else of the course (no gradebook.db, submitted/, source/, release/);
+# it runs as an unprivileged uid limited to 256 processes, and every process it
+# starts dies with the kernel. nbgrader writes the gradebook after the kernel
+# is gone. Needs `bwrap` (apt-get install bubblewrap); without it grading
+# refuses to run, unless TITO_NO_SANDBOX=1 in the environment (`tito grade
+# --no-sandbox`) accepts running student code with your own rights.
+# Sizes: --SandboxedKernelManager.work_bytes / tmp_bytes / max_processes.
 from nbgrader.converters.autograde import Autograde  # noqa: E402
 from nbgrader.preprocessors import Execute  # noqa: E402
-from tito.safe_execute import SafeExecute  # noqa: E402
+try:
+    from tito.sandbox_kernel import SandboxedExecute
+except ImportError as error:
+    # traitlets would log this and grade with stock nbgrader: unsandboxed. Stop instead.
+    raise SystemExit(f"nbgrader_config.py: cannot import tito ({error}): run nbgrader from the "
+                     "course's environment (.venv/bin/nbgrader, after `make test` or `make run`)") from None
 
 c.Autograde.autograde_preprocessors = [
-    SafeExecute if p is Execute else p
+    SandboxedExecute if p is Execute else p
     for p in Autograde.class_traits()["autograde_preprocessors"].default()
 ]
 

@@ -133,7 +133,9 @@ def test_bad_submissions_get_a_clear_grade(course, tmp_path):
     subs = {name: _variant(tmp_path, name, fn) for name, fn in
             [("loops", infinite_loop), ("exits", kernel_exit), ("hangs", swallows_interrupt), ("hogs", hogs_memory),
              ("tampers", deletes_and_edits_tests), ("warns", warns)]}
+    sockets = set(Path("/tmp").glob("tito-kernel-*"))  # the sandbox's kernel connection folders
     grades = grading.autograde(course_dir, module, subs, lib, options=("--Execute.timeout=5",))
+    assert set(Path("/tmp").glob("tito-kernel-*")) == sockets, "a kernel's connection folder was left behind"
     by = {s: {c.grade_id: c for c in g.cells} for s, g in grades.items()}
 
     # The loop is interrupted at the timeout: matmul's tests score 0, the kernel goes on, the rest pass.

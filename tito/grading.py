@@ -21,6 +21,7 @@ from . import feedback
 from .build import build
 from .export import export_reference
 from .modules import LIBRARY, LIBRARY_FILES, ROOT, Module, TitoError, all_modules
+from .sandbox import grading_env
 
 TEST_ID = re.compile(r"^test_(\d\d)_(\d+)")
 
@@ -151,30 +152,32 @@ def _notes(course: Path, module: Module, student: str) -> tuple[list[str], list[
 
 
 def autograde(course: Path, module: Module, submissions: dict[str, Path], library: Path | None,
-              options: tuple[str, ...] = ()) -> dict[str, NotebookGrade]:
+              options: tuple[str, ...] = (), sandboxed: bool = True) -> dict[str, NotebookGrade]:
     """Autograde each student's notebook for `module`; returns student -> grade.
 
     `library`: a folder holding the tinytorch_lib to import first (None: the installed one).
     `options`: extra nbgrader flags, e.g. ("--Execute.timeout=5",).
+    `sandboxed`: False runs the kernels with our own rights (see tito/sandbox.py).
     The assignment must already be in the course's gradebook (see `generate`).
     """
     for student, notebook in submissions.items():
         dest = course / "submitted" / student / module.name
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy(notebook, dest / f"{module.name}.ipynb")
-    failed = autograde_each(course, module, list(submissions), library, options)
+    failed = autograde_each(course, module, list(submissions), library, options, sandboxed=sandboxed)
     if failed:
         raise next(iter(failed.values()))
     return read_grades(course, module, list(submissions))
 
 
 def autograde_each(course: Path, module: Module, students: list[str], library: Path | None,
-                   options: tuple[str, ...] = (), progress: bool = False) -> dict[str, TitoError]:
+                   options: tuple[str, ...] = (), progress: bool = False,
+                   sandboxed: bool = True) -> dict[str, TitoError]:
     """Run `nbgrader autograde` once per student already in course/submitted/, so one
     broken submission cannot stop the others; returns student -> error for those that failed."""
     from tqdm import tqdm
 
-    env = env_with_library(library) if library else None
+    env = grading_env(env_with_library(library) if library else dict(os.environ), sandboxed)
     failed = {}
     for student in tqdm(students, desc=f"autograding {module.name}", unit="student", disable=not progress):
         try:
@@ -201,8 +204,9 @@ def read_grades(course: Path, module: Module, students: list[str]) -> dict[str, 
 
 def grade_one(module: Module, notebook: Path, student: str = "me") -> NotebookGrade:
     """Autograde one notebook in a scratch course against this checkout's
-    tinytorch_lib, the student's own exports included (`tito module test`)."""
+    tinytorch_lib, the student's own exports included (`tito module test`): their own
+    code on their own machine, so no sandbox."""
     with tempfile.TemporaryDirectory(prefix="tito-grade-") as tmp:
         course = new_course(Path(tmp) / "course", [module])
         generate(course, module)
-        return autograde(course, module, {student: notebook}, ROOT)[student]
+        return autograde(course, module, {student: notebook}, ROOT, sandboxed=False)[student]
