@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test release export lab models gpt lock clean
+.PHONY: sandbox setup run test release export lab models gpt lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), \
@@ -18,6 +18,19 @@ $(STAMP): pyproject.toml constraints.txt
 # The main job. Until Milestone 06 exists: build and release every module,
 # export the reference library, autograde the reference solution and the
 # untouched release of every module, and print the score table.
+# Grading runs student code in a bubblewrap sandbox (tito/sandbox.py). As root on
+# Debian/Ubuntu this installs bwrap when it is missing; elsewhere it says what to do.
+sandbox:
+	@command -v bwrap >/dev/null || [ "$$TITO_NO_SANDBOX" = 1 ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing bubblewrap (the grading sandbox)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	  else \
+	    echo "grading needs bwrap (bubblewrap): apt-get install bubblewrap, dnf install bubblewrap;" \
+	         "or TITO_NO_SANDBOX=1 make ... to grade without a sandbox (student code runs with your rights)"; \
+	    exit 1; \
+	  fi; }
+
 # Students: create .venv once, then follow the printed next steps.
 setup: $(STAMP)
 	@echo
@@ -26,12 +39,12 @@ setup: $(STAMP)
 	@echo "  tito module start 01           # copies release/01_tensor/ into workspace/01_tensor/"
 	@echo "  make lab                       # JupyterLab; open workspace/01_tensor/01_tensor.ipynb"
 
-run: $(STAMP)
+run: $(STAMP) sandbox
 	$(BIN)/tito release
 	$(BIN)/tito export --reference
 	$(BIN)/tito selfcheck
 
-test: $(STAMP)
+test: $(STAMP) sandbox
 	$(BIN)/python -m pytest
 
 release: $(STAMP)
