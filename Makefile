@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: sandbox setup run test release export lab models lock clean
+.PHONY: sandbox setup run test release export lab models gpt lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), \
@@ -64,6 +64,12 @@ lab: $(STAMP)
 # and write the seed-0 models to data/mlp_digits.npz and data/cnn_digits.npz.
 models: $(STAMP)
 	$(BIN)/python -m benchmarks.train_digits --write
+
+# The course's character-level GPT (Module 13): trains on data/corpus.txt with the
+# course's own autograd and Adam (about 20-30 minutes on one core) and writes
+# data/gpt_corpus.npz; prints validation loss vs the unigram baseline and a sample.
+gpt: $(STAMP)
+	$(BIN)/python -m benchmarks.train_gpt
 
 # Re-pin every package after changing the top-level pins in pyproject.toml.
 lock: $(STAMP)
