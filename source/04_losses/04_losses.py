@@ -496,6 +496,8 @@ for name, t in step_times.items():
 # %%
 import matplotlib.pyplot as plt
 
+if "loss_rows" not in globals():
+    raise RuntimeError("the timing cell above did not finish (see its error): make that work, run it, then this plot")
 fig, ax = plt.subplots(figsize=(5.5, 3.2))
 ns = [r[0] for r in loss_rows]
 for col, label in ((1, "MSELoss"), (2, "CrossEntropyLoss (stable)"), (3, "naive cross-entropy")):

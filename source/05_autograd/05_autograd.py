@@ -54,7 +54,8 @@ from tinytorch_lib.tensor import (AUTOGRAD, BACKWARD_RULES, Tensor, no_grad, rec
 # ## Which library are you running on?
 #
 # This notebook imports `Tensor` (Module 01) and the activations (Module 02)
-# from `tinytorch_lib`. Under the instructor's autograder they are always the
+# from `tinytorch_lib`, and later `Linear` and the losses (Modules 03-04, to
+# check their gradients; that cell prints their origin too). Under the instructor's autograder they are always the
 # course reference, so your grade here depends only on this module.
 
 # %%
@@ -1140,6 +1141,9 @@ try:
     backward(scale(x, 2.0), np.ones(3))
 except ValueError as e:
     assert "(3,)" in str(e) and "(2,)" in str(e), f"grad (3,) for a (2,) tensor: the error should name both shapes, got: {e}"
+except Exception as e:
+    raise AssertionError(f"backward(t, grad) with t of shape (2,) and grad np.ones(3): expected your backward to raise "
+                         f"ValueError naming both shapes before running any rule, got {type(e).__name__}: {e}") from None
 else:
     raise AssertionError("backward with a grad of shape (3,) for a (2,) tensor should raise ValueError")
 ### END HIDDEN TESTS
