@@ -44,8 +44,10 @@ run: $(STAMP) sandbox
 	$(BIN)/tito export --reference
 	$(BIN)/tito selfcheck
 
+# Tests run in parallel, one worker per core (pytest-xdist); TEST_JOBS=1 runs them in one process.
+TEST_JOBS ?= auto
 test: $(STAMP) sandbox
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS)
 
 release: $(STAMP)
 	$(BIN)/tito release
