@@ -15,8 +15,8 @@
 # the largest single tensor of a language model. GPT-2 small has a vocabulary
 # of 50,257 tokens and a width of 768: its token table alone is
 # `50,257 x 768 x 4 bytes` (float32), about 154 MB, roughly a third of the whole
-# model. The course's character-level GPT (Module 13) has a vocabulary of about
-# a hundred characters and `dim = 128`: a table of a few tens of kilobytes.
+# model. The course's character-level GPT (Module 13) has a vocabulary of 72
+# characters and `dim = 128`: a table of a few tens of kilobytes.
 # The systems-analysis section measures these tables, the time a lookup takes,
 # and why the gradient of an embedding table is almost all zeros.
 #
@@ -641,8 +641,11 @@ for v in (65, 1_000, 8_000, 50_257):
 # optimizer step (Module 06) reads and writes every row of the table and of
 # its state. The backward time itself is set by the scatter-add over the
 # batch's `16 x 256 x 128` gradient entries (`np.add.at` is a slow,
-# element-at-a-time loop), so it hardly moves with the vocabulary; zeroing the
-# dense 25 MB gradient is the part that grows with the table. Sparse
+# element-at-a-time loop), the same work for every vocabulary; only zeroing
+# the dense gradient (25 MB at 50,257 rows) grows with the table. On a busy
+# machine the differences between the rows are within the noise (compare the
+# p90s): the measured point is that the backward does not grow in proportion
+# to the table. Sparse
 # gradients store only the touched rows; the catch is that Adam's moment
 # estimates for the untouched rows then are not updated (PyTorch offers
 # `SparseAdam` for this).

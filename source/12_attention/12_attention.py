@@ -538,7 +538,8 @@ rng = np.random.default_rng(1)
 x = rng.standard_normal((2, 6, 16)).astype(np.float32)
 y = mha(Tensor(x))
 assert isinstance(y, Tensor) and y.shape == (2, 6, 16) and y.dtype == np.float32, \
-    f"MultiHeadAttention(16, 4) on (2, 6, 16) float32: expected a (2, 6, 16) float32 Tensor, got {type(y).__name__} {getattr(y, 'shape', '')} {getattr(y, 'dtype', '')}"
+    f"MultiHeadAttention(16, 4) on (2, 6, 16) float32: expected a (2, 6, 16) float32 Tensor, got {type(y).__name__} {getattr(y, 'shape', '')} {getattr(y, 'dtype', '')}" \
+    + (" (float64: a numpy float64 scalar, such as 1 / np.sqrt(d), promotes float32 in Task 12.3; use float(...))" if getattr(y, "dtype", None) == np.float64 else "")
 want = mha_oracle(mha, x.astype(np.float64))
 assert np.allclose(y.data, want, atol=1e-5), f"(2, 6, 16) input: largest difference from the float64 per-head oracle {np.abs(y.data - want).max():.3g}"
 # causality: change the input at position t + 1; outputs at positions <= t must not move
@@ -659,10 +660,12 @@ plt.show()
 # enough: `q @ k^T` and `weights @ v` are `2 n^2 d` FLOPs each per head, and
 # the mask, the softmax's passes and the temporaries touch every one of the
 # `n^2` scores several times. At small `n` a fixed per-call cost (Python,
-# `record`, small-matrix overheads) flattens the curve, which is why the
-# slope over the whole range can come out below the slope over the large
-# lengths; and where the arrays outgrow the CPU's caches (a 1 MB score
-# matrix may fit, a 16 MB one does not) the cost per score can jump.
+# `record`, small-matrix overheads) flattens the curve, which pulls the
+# slope over the whole range down; where the arrays outgrow the CPU's caches
+# (a 1 MB score matrix may fit, a 16 MB one does not) the cost per score can
+# jump, which pushes it up. Which effect wins, and so which of the two
+# printed slopes is larger, depends on the machine and on how busy it was:
+# both sit near 2, the exponent of `n^2`.
 #
 # A note on the allocator, because it can move these numbers by a large
 # factor: glibc's `malloc` hands out large
