@@ -238,6 +238,8 @@ for name, rows in table2.items():
 # ## 4. Curves: accuracy against real bytes, and against sparsity
 
 # %%
+import matplotlib.ticker
+
 fig, axes = plt.subplots(2, 2, figsize=(11, 7))
 colors = {"fp32": "tab:gray", "fp16": "tab:blue", "int8": "tab:green"}
 for col, (name, tried) in enumerate(search.items()):
@@ -253,6 +255,7 @@ for col, (name, tried) in enumerate(search.items()):
     ax.plot([t["bytes"] for t in front], [t["accuracy"] * 100 for t in front], color="black", lw=1, label="Pareto front")
     ax.axhline(chosen[name]["99% of FP32"]["floor"] * 100, color="tab:red", ls="--", label="99% of FP32")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor tick labels overlap on a short range
     ax.set_xlabel("file bytes (log)")
     ax.set_ylabel("held-out accuracy (%)")
     ax.set_title(f"{name.upper()}: accuracy vs real bytes")
