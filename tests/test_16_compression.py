@@ -107,3 +107,22 @@ def test_pruned_int8_file_loads_to_the_same_outputs_and_is_smaller(tmp_path, nam
     dense = sum(a.nbytes for a in model.state_dict().values())
     assert dense / size > 5  # 80% + int8 + bitmask + lzma, before fine-tuning
     assert evaluate(back, DataLoader(te, batch_size=360)) == evaluate(q, DataLoader(te, batch_size=360))
+
+
+@pytest.mark.parametrize("name, flatten", [("mlp", True), ("cnn", False)])
+def test_bench_four_bit_levels_keep_zeros_load_back_exactly_and_shrink_the_file(tmp_path, name, flatten):
+    from benchmarks.bench_compression import fewer_levels
+    model, _ = load_model(data_dir(f"{name}_digits.npz") / f"{name}_digits.npz")
+    te, tr = load_digits("test", flatten=flatten), load_digits("train", flatten=flatten)
+    pruned = make_permanent(prune(model, 0.8, "global"))
+    q8 = quantize(pruned, [tr.tensors[0].data[:128]])
+    q4 = fewer_levels(quantize(pruned, [tr.tensors[0].data[:128]]), pruned, 4)
+    for key, a in q4.state_dict().items():
+        if key.endswith("weight_q"):
+            assert a.dtype == np.int8 and a.min() >= -8 and a.max() <= 7, (key, a.min(), a.max())
+            w = pruned.get_submodule(key.rsplit(".", 1)[0]).weight.data
+            assert np.all(a[w == 0] == 0), f"{key}: a pruned weight got a nonzero 4-bit code"
+    size8, size4 = save_compressed(tmp_path / "q8.ttc", q8), save_compressed(tmp_path / "q4.ttc", q4)
+    back, _ = load_compressed(tmp_path / "q4.ttc")
+    assert np.array_equal(back(te.tensors[0]).data, q4(te.tensors[0]).data)
+    assert size4 < size8, (size4, size8)
