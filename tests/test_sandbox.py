@@ -227,3 +227,11 @@ def test_without_bwrap_grading_refuses_unless_told_to_run_unsandboxed(tmp_path, 
     unsandboxed = run_tito(root, "grade", "01", "--no-sandbox")
     assert unsandboxed.returncode == 0, unsandboxed.stdout + unsandboxed.stderr
     assert unsandboxed.stdout.splitlines()[1].split()[-1] == "24/24", unsandboxed.stdout
+
+
+def test_the_kernel_sees_nbgrader_execution_and_no_secrets():
+    from tito.sandbox import kernel_env
+
+    env = kernel_env({"NBGRADER_EXECUTION": "autograde", "JUPYTER_TOKEN": "secret", "PATH": "/usr/bin"}, None)
+    assert env["NBGRADER_EXECUTION"] == "autograde"  # notebooks size their measurements down while graded
+    assert "JUPYTER_TOKEN" not in env and env["HOME"] == "/tmp"
