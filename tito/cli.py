@@ -1,7 +1,7 @@
 """tito: the course command line.
 
     tito module status | start NN | test NN | export NN | reset NN   (students)
-    tito build | release | export --reference | selfcheck | grade A   (instructors)
+    tito build | release | export --reference | selfcheck | grade A [--jobs N]   (instructors)
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import classgrade, feedback, grading, sandbox
+from . import classgrade, classreport, feedback, grading, sandbox
 from .build import build
 from .export import export_notebook, export_reference, is_reference, remaining_stubs
 from .modules import RELEASE, ROOT, WORKSPACE, Module, TitoError, all_modules, find_module
@@ -152,6 +152,9 @@ def cmd_grade(args) -> int:
         print("\nGraded, with a note:")
         for student, note in notes.items():
             print(f"  {student}: {note}")
+    if grades:
+        print(f"\nClass summary ({len(grades)} graded):")
+        print("\n".join(classreport.task_summary(grades)))
     print(f"\nGraded {len(grades)} of {len(students)} submissions; notebooks with outputs in "
           f"autograded/<student>/{module.name}/ (feedback: nbgrader generate_feedback {module.name})")
     if failed:
