@@ -107,3 +107,10 @@ def test_jobs_2_grades_exactly_as_jobs_1_and_reports_bad_input(tmp_path):
     check_summary(run_tito(two, "grade", "01", "--jobs", "2"))
     assert rows(two) == expected
     assert cells(two) == by_cell
+
+    # Feedback: one HTML file per graded student, odd ids included, with that student's score.
+    proc = run_tito(two, "feedback", "01")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for student, total in totals.items():
+        html = (two / "feedback" / student / MODULE.name / f"{MODULE.name}.html").read_text()
+        assert re.search(rf"Score: {total:g}(\.0)? / 24(\.0)?", html), (student, re.findall(r"Score: [^<]*", html))

@@ -1,12 +1,15 @@
-"""What an instructor reads after grading a class: which task tripped it.
+"""What an instructor reads after grading a class: which task tripped it, and the feedback files.
 
     print("\\n".join(task_summary(grades)))     # per task: mean, how many lost points, commonest first error
+    feedback(root, module)                       # nbgrader generate_feedback: feedback/<student>/<A>/<A>.html
 """
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
-from .grading import NotebookGrade
+from .grading import NotebookGrade, nbgrader
+from .modules import Module
 
 
 def task_summary(grades: dict[str, NotebookGrade]) -> list[str]:
@@ -36,3 +39,8 @@ def task_summary(grades: dict[str, NotebookGrade]) -> list[str]:
         lines.append(f"{task:<10} {mean:>9} {f'{failed}/{len(scores)}':>7}  {common}".rstrip())
     return lines
 
+
+def feedback(root: Path, module: Module) -> list[Path]:
+    """nbgrader generate_feedback for every autograded student; returns the HTML files written."""
+    nbgrader(root, "generate_feedback", module.name, "--force")
+    return sorted((root / "feedback").glob(f"*/{module.name}/{module.name}.html"))

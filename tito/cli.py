@@ -1,7 +1,7 @@
 """tito: the course command line.
 
     tito module status | start NN | test NN | export NN | reset NN   (students)
-    tito build | release | export --reference | selfcheck | grade A [--jobs N]   (instructors)
+    tito build | release | export --reference | selfcheck | grade A [--jobs N] | feedback A   (instructors)
 """
 from __future__ import annotations
 
@@ -156,12 +156,28 @@ def cmd_grade(args) -> int:
         print(f"\nClass summary ({len(grades)} graded):")
         print("\n".join(classreport.task_summary(grades)))
     print(f"\nGraded {len(grades)} of {len(students)} submissions; notebooks with outputs in "
-          f"autograded/<student>/{module.name}/ (feedback: nbgrader generate_feedback {module.name})")
+          f"autograded/<student>/{module.name}/ (feedback HTML: tito feedback {module.name})")
     if failed:
         print(f"\nNot graded ({len(failed)}):")
         for student in sorted(failed):
             print(f"{student:<20} not graded: {failed[student]}")
     return 1 if failed else 0
+
+
+def cmd_feedback(args) -> int:
+    """nbgrader generate_feedback: one HTML file per graded student, hidden tests included."""
+    module = find_module(args.assignment)
+    if not (ROOT / "gradebook.db").exists():
+        raise TitoError(f"no gradebook.db: grade first with `tito grade {module.number}`")
+    files = classreport.feedback(ROOT, module)
+    if not files:
+        raise TitoError(f"nbgrader wrote no feedback: nothing in autograded/*/{module.name}/; "
+                        f"grade first with `tito grade {module.number}`")
+    for path in files:
+        print(_rel(path))
+    print(f"{len(files)} feedback files. They show the hidden tests (nbgrader#917): return them after the "
+          f"deadline, with `nbgrader release_feedback {module.name}` on a JupyterHub exchange.")
+    return 0
 
 
 # ---- student commands ----
@@ -324,6 +340,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", "-j", type=int, default=None,
                    help=f"students graded at once (default: the number of cores, {classgrade.default_jobs()})")
     g.set_defaults(fn=cmd_grade)
+    f = sub.add_parser("feedback", help="nbgrader generate_feedback: HTML per graded student")
+    f.add_argument("assignment")
+    f.set_defaults(fn=cmd_feedback)
     return p
 
 
