@@ -16,6 +16,7 @@ in every cell. Target (issue 12): at most 3 s per notebook at 2 jobs for Module 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import sqlite3
@@ -48,8 +49,9 @@ def submission(module: Module, kind: str, out: Path, rng: random.Random) -> Path
         out.parent.mkdir(parents=True, exist_ok=True)
         return Path(shutil.copy(module.release_ipynb, out))
     fill_in(module, out)
-    if kind == "tamper":
-        return plant(out, ["tamper_tests"], 0)
+    if kind == "tamper":  # tries to rewrite the gradebook's stored tests (the sandbox hides it)
+        plant(out, ["tamper_tests"], 0)
+        return out
     nb = nbformat.read(out, as_version=4)
     solution = rng.choice(_cells(nb, "solution"))
     if kind == "partial":  # one task left undone
@@ -85,6 +87,7 @@ def grade(module: Module, subs: dict[str, Path], lib: Path, course: Path, jobs: 
     start = time.perf_counter()
     failed = classgrade.grade_class(course, module, subs, lib, jobs=jobs, progress=True)
     seconds = time.perf_counter() - start
+    print(f"{module.name} --jobs {jobs}: {seconds:.0f} s for {len(subs)} notebooks; {load()}", flush=True)
     if failed:
         raise SystemExit(f"{module.name} --jobs {jobs}: not graded: {failed}")
     grades = grading.read_grades(course, module, list(subs))
@@ -93,12 +96,19 @@ def grade(module: Module, subs: dict[str, Path], lib: Path, course: Path, jobs: 
     return seconds, {s: [(c.grade_id, c.score) for c in g.cells] for s, g in grades.items()}, rows
 
 
+def load() -> str:
+    """The machine's load (other users' work included) the figures were measured under."""
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cores"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--students", type=int, default=30, help="submissions per module")
     p.add_argument("--modules", nargs="+", default=["01", "02"])
     args = p.parse_args()
     sandbox.bwrap()  # grading as `tito grade` does: sandboxed
+    print(f"start: {load()}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
         tmp = Path(tmp)
@@ -118,6 +128,7 @@ def main() -> None:
     for name, n, a, b, lost, same in rows:
         print(f"{name:<16} {n:>9} {a:>10.2f} s {b:>10.2f} s {a / b:>7.2f}x {lost:>5}  {'yes' if same else 'NO'}")
     print("(seconds per notebook, wall time of the whole class / notebooks; sandboxed, reference library)")
+    print(f"end: {load()}: a load above the core count means other work shared the cores")
     if not all(same and lost == 0 for *_, lost, same in rows):
         raise SystemExit("FAILED: a submission was lost or the two runs disagree")
 
