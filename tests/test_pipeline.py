@@ -11,6 +11,7 @@ import filecmp
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -26,19 +27,31 @@ MODULES = all_modules()
 IDS = [m.name for m in MODULES]
 
 
+class Course:
+    """A scratch nbgrader course and a reference library; each module is generated when first asked for,
+    so a parallel test worker (pytest -n) generates only the modules it grades."""
+
+    def __init__(self, tmp: Path):
+        self.dir = grading.new_course(tmp / "course", [])
+        self.lib = grading.reference_library(tmp / "lib")
+        self.done = set()
+
+    def generated(self, module) -> tuple[Path, Path]:
+        if module.name not in self.done:
+            grading.new_course(self.dir, [module])
+            grading.generate(self.dir, module)
+            self.done.add(module.name)
+        return self.dir, self.lib
+
+
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    """One scratch nbgrader course with every module generated, and a reference library."""
-    tmp = tmp_path_factory.mktemp("pipeline")
-    course = grading.new_course(tmp / "course", MODULES)
-    for module in MODULES:
-        grading.generate(course, module)
-    return course, grading.reference_library(tmp / "lib")
+    return Course(tmp_path_factory.mktemp("pipeline"))
 
 
 @pytest.mark.parametrize("module", MODULES, ids=IDS)
 def test_release_is_fresh(course, module):
-    course_dir, _ = course
+    course_dir, _ = course.generated(module)
     fresh = course_dir / "release" / module.name
     committed = ROOT / "release" / module.name
     cmp = filecmp.dircmp(fresh, committed)
@@ -48,7 +61,7 @@ def test_release_is_fresh(course, module):
 
 @pytest.mark.parametrize("module", MODULES, ids=IDS)
 def test_reference_scores_full_marks_and_release_scores_zero(course, module):
-    course_dir, lib = course
+    course_dir, lib = course.generated(module)
     grades = grading.autograde(course_dir, module, {"reference": module.source_ipynb,
                                                     "release": module.release_ipynb}, lib)
     ref, rel = grades["reference"], grades["release"]
@@ -98,9 +111,9 @@ def _cell(nb, grade_id):
     return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
 
-def test_bad_submissions_get_a_clear_grade(course, tmp_path):
-    course_dir, lib = course
+def test_bad_submissions_get_a_clear_grade(course, tmp_path, monkeypatch):
     module = find_module("01")
+    course_dir, lib = course.generated(module)
 
     def infinite_loop(nb):  # matmul never returns: its test cell times out
         _cell(nb, "matmul").source = _cell(nb, "matmul").source.replace(
@@ -133,9 +146,12 @@ def test_bad_submissions_get_a_clear_grade(course, tmp_path):
     subs = {name: _variant(tmp_path, name, fn) for name, fn in
             [("loops", infinite_loop), ("exits", kernel_exit), ("hangs", swallows_interrupt), ("hogs", hogs_memory),
              ("tampers", deletes_and_edits_tests), ("warns", warns)]}
-    sockets = set(Path("/tmp").glob("tito-kernel-*"))  # the sandbox's kernel connection folders
+    kernels = Path(tempfile.mkdtemp(prefix="tk", dir="/tmp"))  # short: it holds the kernels' unix sockets
+    monkeypatch.setenv("TITO_KERNEL_TMP", str(kernels))
     grades = grading.autograde(course_dir, module, subs, lib, options=("--Execute.timeout=5",))
-    assert set(Path("/tmp").glob("tito-kernel-*")) == sockets, "a kernel's connection folder was left behind"
+    left = list(kernels.iterdir())
+    kernels.rmdir() if not left else None
+    assert left == [], f"a kernel's connection folder was left behind: {left}"
     by = {s: {c.grade_id: c for c in g.cells} for s, g in grades.items()}
 
     # The loop is interrupted at the timeout: matmul's tests score 0, the kernel goes on, the rest pass.

@@ -80,7 +80,13 @@ def check_rule(rule, fn, arrays: list, seed: int = 0, atol: float = 1e-6, rtol: 
     what = f"{rule.__name__} on inputs of shapes {_describe(arrays)}"
     assert isinstance(out, Tensor) and out.node is not None, f"{what}: the op recorded no node"
     w = np.random.default_rng(seed).standard_normal(out.shape)
-    got = rule(w.copy(), out)
+    try:
+        got = rule(w.copy(), out)
+    except NotImplementedError:
+        raise
+    except Exception as e:  # name the input that made the rule fail, not just numpy's complaint
+        saved = {k: v for k, v in out.node.saved.items() if k != "module"}
+        raise AssertionError(f"{what}, saved {saved}: the rule raised {type(e).__name__}: {e}") from None
     inputs = out.node.inputs
     assert isinstance(got, tuple) and len(got) == len(inputs), \
         f"{what}: expected a tuple with one entry per input ({len(inputs)}), got {type(got).__name__} {got!r:.80}"
@@ -401,5 +407,5 @@ def backward(tensor: Tensor, grad=None) -> None:
                 continue
             pending[id(v)] = gv if id(v) not in pending else pending[id(v)] + gv
 
-
-set_backward_engine(backward)  # given: Tensor.backward() now calls this engine
+# cell cell-ae51ef967e
+set_backward_engine(backward)

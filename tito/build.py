@@ -7,6 +7,7 @@ execution counts are empty, and notebook metadata is fixed.
 from __future__ import annotations
 
 import hashlib
+import os
 
 import jupytext
 import nbformat
@@ -73,5 +74,7 @@ def build(module: Module) -> bool:
     path = module.source_ipynb
     if path.exists() and path.read_text() == text:
         return False
-    path.write_text(text)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # atomic: parallel test workers may build too
+    tmp.write_text(text)
+    os.replace(tmp, path)
     return True

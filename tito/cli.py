@@ -270,11 +270,12 @@ def cmd_test(args) -> int:
     if failed:
         print()
     for raised in grade.raised:
-        print(f"Fix this first: {raised}")
+        print(raised)
     for line in feedback.blame_earlier_exports([c.error for c in failed], feedback.earlier_exports(module)):
         print(line)
     for c in failed:
-        print(f"  {c.task} ({c.grade_id}): {c.error or 'no points'}")
+        message = (c.error or "no points").replace("\n", "\n      ")
+        print(f"  {c.task} ({c.grade_id}): {message}")
     if grade.restored:
         tasks = {c.grade_id: c.task for c in grade.cells}
         names = ", ".join(f"{gid} ({tasks[gid]})" if gid in tasks else gid for gid in grade.restored)

@@ -27,14 +27,26 @@ def _error(cell):
     return next((o for o in cell.get("outputs", []) if o.output_type == "error"), None)
 
 
+def _heading_above(cells, i: int) -> str:
+    """The last markdown heading line ('### Task 11.2: ...') before cell i, or ''."""
+    for cell in reversed(cells[:i]):
+        if cell.cell_type == "markdown":
+            heads = [line.strip() for line in cell.source.splitlines() if line.lstrip().startswith("#")]
+            if heads:
+                return heads[-1]
+    return ""
+
+
 def raised_before_tests(graded, submitted) -> list[str]:
-    """'cell 13 (id matmul) raised SyntaxError at line 9: if k_a != k_b (expected ':')' for every
-    non-test code cell of the `graded` notebook that raised before its last failing test cell.
-    Cell numbers are those of the `submitted` notebook (nbgrader may have inserted cells)."""
+    """One line for every non-test code cell of `graded` that raised before its last failing test cell:
+    'Fix this first: cell 13 (id matmul; under "### Task 01.4: matmul") raised SyntaxError at line 9: ...'
+    for the student's own (solution) cells, first; then 'Also raised: ...' for given cells, which
+    usually fail because of a task above them. Cell numbers are those of the `submitted` notebook
+    (nbgrader may have inserted cells); the heading is what a student can find in JupyterLab."""
     cells = graded.cells
     failing = [i for i, c in enumerate(cells) if c.cell_type == "code" and _is_test(c) and _error(c)]
     numbers = {c.get("id"): i + 1 for i, c in enumerate(submitted.cells)}
-    found = []
+    own, given = [], []
     for i, cell in enumerate(cells[:failing[-1]] if failing else []):
         err = _error(cell) if cell.cell_type == "code" and not _is_test(cell) else None
         if err is None or err.ename in NOT_RUN:
@@ -44,13 +56,20 @@ def raised_before_tests(graded, submitted) -> list[str]:
         what = f" ({what[0][:200]})" if what else ""
         where = CELL_LINE.search(ANSI.sub("", "\n".join(err.get("traceback", []))))
         lines = cell.source.splitlines()
-        head = f"cell {numbers.get(cid, i + 1)} (id {cid}) raised {err.ename}"
+        heading = _heading_above(cells, i)
+        under = f'; under "{heading}"' if heading else ""
+        head = f"cell {numbers.get(cid, i + 1)} (id {cid}{under}) raised {err.ename}"
         if where and 0 < int(where.group(1)) <= len(lines):
             line = int(where.group(1))
-            found.append(f"{head} at line {line}: {lines[line - 1].strip()}{what}")
+            text = f"{head} at line {line}: {lines[line - 1].strip()}{what}"
         else:
-            found.append(f"{head}{what}")
-    return found
+            text = f"{head}{what}"
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            own.append(f"Fix this first: {text}")
+        else:
+            given.append(f"Also raised: {text} (a given cell: it runs your code from the tasks above it; "
+                         f"it passes once they do)")
+    return own + given
 
 
 def restored_cells(graded, submitted) -> list[str]:
@@ -86,6 +105,6 @@ def blame_earlier_exports(errors: list[str], exports: list[Module]) -> list[str]
     others = [m for n, m in own.items() if n not in stubs]
     if others and errors:
         files = ", ".join(f"tinytorch_lib/{m.library_file.name} (Module {m.number})" for m in others)
-        lines.append(f"Earlier modules ran on your own exports: {files}. If a failure comes from there, "
-                     f"`tito module reset {others[0].number}` tests on the course reference.")
+        lines.append(f"Your own exports of earlier modules are in tinytorch_lib: {files}. If a failure comes from "
+                     f"one of them, `tito module reset NN` with that module's number puts the course reference back.")
     return lines

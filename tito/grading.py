@@ -126,6 +126,9 @@ def generate(course: Path, module: Module, release_dir: Path | None = None) -> N
     nbgrader(course, *args)
 
 
+MESSAGE_CHARS = 1500  # of a failing test's message, all its lines: expected and got arrays included
+
+
 def _errors(autograded_nb: Path) -> dict[str, str]:
     """grade_id -> first line of the error in that cell's output."""
     errors = {}
@@ -137,7 +140,8 @@ def _errors(autograded_nb: Path) -> dict[str, str]:
         for out in cell.get("outputs", []):
             if gid and out.output_type == "error":
                 text = f"{out.ename}: {out.evalue}" if out.evalue else out.ename
-                errors[gid] = text.splitlines()[0][:300]
+                errors[gid] = text if len(text) <= MESSAGE_CHARS else \
+                    text[:MESSAGE_CHARS] + f" ... (cut at {MESSAGE_CHARS} characters; the notebook shows all of it)"
     return errors
 
 

@@ -35,8 +35,10 @@ class SandboxedKernelManager(AsyncKernelManager):
             return await super()._async_pre_start_kernel(**kw)
         bwrap()  # refuse before anything starts
         if self._connection_dir is None:
-            # Short path: unix socket names are limited to ~100 bytes.
-            self._connection_dir = Path(tempfile.mkdtemp(prefix="tito-kernel-", dir="/tmp"))
+            # Short path: unix socket names are limited to ~100 bytes. TITO_KERNEL_TMP (default /tmp)
+            # lets a test watch its own kernels' folders while other graders run.
+            parent = os.environ.get("TITO_KERNEL_TMP") or "/tmp"
+            self._connection_dir = Path(tempfile.mkdtemp(prefix="tito-kernel-", dir=parent))
             self.connection_file = str(self._connection_dir / "kernel.json")
             self.transport = "ipc"
             self.ip = str(self._connection_dir / "kernel-ipc")

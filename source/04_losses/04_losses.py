@@ -201,6 +201,11 @@ want = np.log(np.exp([1.0, 2.0, 3.0]) / np.exp([1.0, 2.0, 3.0]).sum())
 assert isinstance(got, np.ndarray) and got.shape == (1, 3), f"log_softmax of a (1, 3) array: expected a (1, 3) np.ndarray, got {type(got).__name__} {np.shape(got)}"
 assert np.allclose(got, want, atol=1e-6), f"log_softmax([[1, 2, 3]]): expected {want}, got {got}"
 assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
+two = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], dtype=np.float32)  # two rows: needs keepdims=True
+got2 = log_softmax(two)
+want2 = np.array([want, np.full(3, -np.log(3.0))])
+assert np.shape(got2) == (2, 3) and np.allclose(got2, want2, atol=1e-6), \
+    f"log_softmax([[1, 2, 3], [0, 0, 0]]): expected {want2.round(4).tolist()} (each row on its own; keepdims=True), got {got2}"
 with np.errstate(over="raise", invalid="raise", divide="raise"):  # an overflow fails this test
     big = log_softmax(np.array([[1000.0, 1001.0, 1002.0]], dtype=np.float32))
 assert np.allclose(big, [[-2.4076, -1.4076, -0.4076]], atol=1e-3), f"log_softmax([[1000, 1001, 1002]]): expected [[-2.4076, -1.4076, -0.4076]], got {big}"
@@ -491,6 +496,8 @@ for name, t in step_times.items():
 # %%
 import matplotlib.pyplot as plt
 
+if "loss_rows" not in globals():
+    raise RuntimeError("the timing cell above did not finish (see its error): make that work, run it, then this plot")
 fig, ax = plt.subplots(figsize=(5.5, 3.2))
 ns = [r[0] for r in loss_rows]
 for col, label in ((1, "MSELoss"), (2, "CrossEntropyLoss (stable)"), (3, "naive cross-entropy")):

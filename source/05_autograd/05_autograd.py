@@ -54,7 +54,8 @@ from tinytorch_lib.tensor import (AUTOGRAD, BACKWARD_RULES, Tensor, no_grad, rec
 # ## Which library are you running on?
 #
 # This notebook imports `Tensor` (Module 01) and the activations (Module 02)
-# from `tinytorch_lib`. Under the instructor's autograder they are always the
+# from `tinytorch_lib`, and later `Linear` and the losses (Modules 03-04, to
+# check their gradients; that cell prints their origin too). Under the instructor's autograder they are always the
 # course reference, so your grade here depends only on this module.
 
 # %%
@@ -321,7 +322,13 @@ def check_rule(rule, fn, arrays: list, seed: int = 0, atol: float = 1e-6, rtol: 
     what = f"{rule.__name__} on inputs of shapes {_describe(arrays)}"
     assert isinstance(out, Tensor) and out.node is not None, f"{what}: the op recorded no node"
     w = np.random.default_rng(seed).standard_normal(out.shape)
-    got = rule(w.copy(), out)
+    try:
+        got = rule(w.copy(), out)
+    except NotImplementedError:
+        raise
+    except Exception as e:  # name the input that made the rule fail, not just numpy's complaint
+        saved = {k: v for k, v in out.node.saved.items() if k != "module"}
+        raise AssertionError(f"{what}, saved {saved}: the rule raised {type(e).__name__}: {e}") from None
     inputs = out.node.inputs
     assert isinstance(got, tuple) and len(got) == len(inputs), \
         f"{what}: expected a tuple with one entry per input ({len(inputs)}), got {type(got).__name__} {got!r:.80}"
@@ -1043,8 +1050,13 @@ def backward(tensor: Tensor, grad=None) -> None:
     ### END SOLUTION
 
 
-set_backward_engine(backward)  # given: Tensor.backward() now calls this engine
+# %% [markdown]
+# Given: register your engine, so `Tensor.backward()` calls it (Module 01's
+# seam). It sits in a cell of its own so it cannot be lost when you edit the
+# cell above; run it after every change to `backward`.
 
+# %% tags=["export"]
+set_backward_engine(backward)
 
 # %% nbgrader={"grade": true, "grade_id": "test_05_6_engine", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 05.6: fake ops with their own rules, so these tests need none of Tasks 05.1-05.5
@@ -1129,6 +1141,9 @@ try:
     backward(scale(x, 2.0), np.ones(3))
 except ValueError as e:
     assert "(3,)" in str(e) and "(2,)" in str(e), f"grad (3,) for a (2,) tensor: the error should name both shapes, got: {e}"
+except Exception as e:
+    raise AssertionError(f"backward(t, grad) with t of shape (2,) and grad np.ones(3): expected your backward to raise "
+                         f"ValueError naming both shapes before running any rule, got {type(e).__name__}: {e}") from None
 else:
     raise AssertionError("backward with a grad of shape (3,) for a (2,) tensor should raise ValueError")
 ### END HIDDEN TESTS
@@ -1204,7 +1219,7 @@ cases = [
     ("Linear (4, 3) -> (4, 5)", linear_with, [r(4, 3), r(5, 3), r(5)]),
     ("MSELoss (4, 5)", lambda p: MSELoss()(p, np.ones((4, 5))), [r(4, 5)]),
     ("CrossEntropyLoss (4, 5)", lambda z: CrossEntropyLoss()(z, np.array([0, 3, 3, 1])), [r(4, 5)]),
-    ("chain: Softmax(x @ W + b).sum()", lambda x, W, b: Softmax()(x @ W + b).max(axis=1).sum(), [r(4, 3), r(3, 5), r(5)]),
+    ("chain: Softmax(x @ W + b).max(axis=1).sum()", lambda x, W, b: Softmax()(x @ W + b).max(axis=1).sum(), [r(4, 3), r(3, 5), r(5)]),
 ]
 print(f"{'op':<34} {'max abs error':>14} {'max rel error':>14}")
 for name, fn, inputs in cases:

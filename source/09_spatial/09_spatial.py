@@ -1055,6 +1055,7 @@ plt.show()
 # - The small CNN stores several times fewer weight bytes than the MLP, writes
 #   more activation bytes, and its FLOPs are not its time: both are measured above.
 #
-# Next: `tito module export 09`. Module 08 trains this CNN on the digits;
+# Next: `tito module export 09`. `make models` trains this CNN on the digits
+# with Module 08's `fit` (`data/cnn_digits.npz`);
 # Module 17 replaces your convolution with faster versions and checks each one
 # against it.

@@ -1,0 +1,71 @@
+"""Generation with and without the KV cache on the course GPT: ms per token, speedup, identical tokens.
+
+    .venv/bin/python -m benchmarks.bench_kvcache [--tokens 32 64 128 256 512 992] [--repeats 3]
+
+Both sides generate greedily from the same prompt with `tinytorch_lib.kvcache.generate`
+(use_cache=True / False), timed in the same run with `tinytorch_lib.timing.measure`
+(one BLAS thread, interleaved per length). A speedup counts only if the tokens are
+identical; the table says whether they are. It also checks the cached step's logits
+against a full forward at every position of a 1024-character text (max |difference|),
+and the cache's nbytes against 2 x layers x heads x length x head_dim x 4.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from tinytorch_lib.kvcache import KVCache, generate
+from tinytorch_lib.tensor import no_grad
+from tinytorch_lib.timing import measure
+from tinytorch_lib.tokenization import load_corpus
+from tinytorch_lib.transformer import load_gpt
+
+PROMPT = "And the LORD said unto Moses, "
+
+
+def max_logit_difference(model, ids: np.ndarray) -> float:
+    """Largest |cached - full| over every position's logits, one token at a time after a 1-token prefill."""
+    cache = KVCache(model.n_layers, 1, model.n_heads, model.max_len, model.d_model // model.n_heads)
+    with no_grad():
+        full = model(ids[None, :]).data[0]  # causal: row t is the full forward's logits at position t
+        worst = 0.0
+        for t in range(len(ids)):
+            step = model(ids[None, t:t + 1], cache=cache).data[0, -1]
+            worst = max(worst, float(np.abs(step - full[t]).max()))
+    return worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tokens", type=int, nargs="+", default=[32, 64, 128, 256, 512, 992])
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per side up to 256 tokens (1 beyond)")
+    args = parser.parse_args()
+    model, tok, _ = load_gpt()
+    prompt = tok.encode(PROMPT)
+    print(f"GPT d_model {model.d_model}, {model.n_layers} layers, {model.n_heads} heads, max_len {model.max_len}; "
+          f"prompt {len(prompt)} tokens; greedy; 1 BLAS thread")
+    print(f"{'new tokens':>10} {'no cache ms/token':>18} {'cache ms/token':>15} {'speedup':>8} {'identical':>10}")
+    start = time.perf_counter()
+    for n in args.tokens:
+        same = np.array_equal(generate(model, prompt, n), generate(model, prompt, n, use_cache=False))
+        reps = args.repeats if n <= 256 else 1
+        slow = measure(lambda: generate(model, prompt, n, use_cache=False), repeats=reps, warmup=0, number=1)
+        fast = measure(lambda: generate(model, prompt, n), repeats=max(reps, 3), warmup=1, number=1)
+        print(f"{n:>10} {slow.median / n * 1e3:>18.2f} {fast.median / n * 1e3:>15.2f} "
+              f"{slow.median / fast.median:>7.1f}x {'yes' if same else 'NO':>10}", flush=True)
+    text = load_corpus("val")[:model.max_len]
+    diff = max_logit_difference(model, tok.encode(text))
+    print(f"logits, cached step vs full forward, all {len(text)} positions of a validation text: "
+          f"max |difference| {diff:.2e} ({'within' if diff < 1e-4 else 'NOT within'} 1e-4)")
+    hd = model.d_model // model.n_heads
+    for length in (256, 1024):
+        c = KVCache(model.n_layers, 1, model.n_heads, length, hd)
+        print(f"cache for {length} positions: {c.nbytes:,} bytes; formula 2 x {model.n_layers} x {model.n_heads} x "
+              f"{length} x {hd} x 4 = {2 * model.n_layers * model.n_heads * length * hd * 4:,}")
+    print(f"({time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

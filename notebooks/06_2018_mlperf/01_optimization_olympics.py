@@ -1,0 +1,324 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Milestone 06, part 1: the optimization olympics
+#
+# In 2018 MLPerf gave machine learning what benchmarks had long given
+# databases and CPUs: one protocol, fixed reference models, and an accuracy
+# floor every submission must keep. Before it, "2x faster" or "4x smaller"
+# was a claim; after it, a number anyone could check, measured the same way
+# on the same task. This notebook holds your own optimization stack to that
+# standard, on the digit MLP and CNN you trained: sizes are the bytes of the
+# files actually written (and loaded back), accuracies are measured on the 360
+# held-out images, and latencies are timed on this machine.
+#
+# The loop production teams use: **measure** (profile: where do bytes and
+# time go?), **optimize** (the tool aimed at exactly that), **validate**
+# (measure again: what did it cost?), **repeat** (search the space instead
+# of guessing). Every tool below is yours: `Profiler` (Module 14),
+# `quantize` (15), `prune` and `save_compressed` (16).
+#
+# Runs as a notebook, or as a script from this folder:
+# `python 01_optimization_olympics.py` (add `--quick` for the short version
+# the tests run). Tables go to `results/06_2018_mlperf/` as JSON, plots as PNG.
+
+# %%
+import time
+
+import numpy as np
+
+import tinytorch_lib
+from mlperf_common import QUICK, plt, print_table, results_dir, save_figure, save_json
+
+for line in tinytorch_lib.check_ready("tensor", "activations", "layers", "losses", "autograd", "optimizers",
+                                      "dataloader", "training", "spatial", "profiler", "quantization", "compression"):
+    print(line)
+
+from tinytorch_lib import data_dir  # noqa: E402
+from tinytorch_lib.compression import load_compressed, make_permanent, prune, save_compressed  # noqa: E402
+from tinytorch_lib.dataloader import DataLoader, load_digits  # noqa: E402
+from tinytorch_lib.losses import CrossEntropyLoss  # noqa: E402
+from tinytorch_lib.optimizers import Adam  # noqa: E402
+from tinytorch_lib.profiler import latency, print_report, profile, throughput  # noqa: E402
+from tinytorch_lib.quantization import model_arch, quantize  # noqa: E402
+from tinytorch_lib.tensor import Tensor  # noqa: E402
+from tinytorch_lib.timing import blas_threads  # noqa: E402
+from tinytorch_lib.training import evaluate, fit, load_model, save_model  # noqa: E402
+
+STRICT_POINTS = 0.5  # the stricter floor: at most this many points below FP32 (a parameter; change it)
+EPOCHS = 2 if QUICK else 10  # fine-tuning after pruning
+if QUICK:
+    print("\n[quick run: a small search, 2 fine-tuning epochs]")
+models = {}
+for name, flatten in (("mlp", True), ("cnn", False)):
+    model, meta = load_model(data_dir(f"{name}_digits.npz") / f"{name}_digits.npz")
+    models[name] = {"model": model, "train": load_digits("train", flatten=flatten),
+                    "test": load_digits("test", flatten=flatten)}
+print(f"\nheld-out split: {len(models['mlp']['test'])} images; training split: {len(models['mlp']['train'])}")
+
+# %% [markdown]
+# ## 1. MEASURE: profile both models
+#
+# Parameters, bytes stored, FLOPs and self time per layer for a batch of 32
+# held-out images (your `Profiler`), then MLPerf's two single-machine
+# metrics: SingleStream latency (one image per query; median and p90) and
+# Offline throughput (all 360 images, batch 360).
+
+# %%
+with blas_threads(1):
+    for name, m in models.items():
+        x = m["test"].tensors[0]
+        rows = profile(m["model"], Tensor(x.data[:32]), repeats=3)
+        print(f"\n{name.upper()}")
+        print_report(rows)
+        t = latency(m["model"], Tensor(x.data[:1]), repeats=10 if QUICK else 50)
+        print(f"SingleStream: p50 {t.median * 1e3:.3f} ms, p90 {t.p90 * 1e3:.3f} ms; "
+              f"Offline: {throughput(m['model'], x.data, 360, repeats=3):,.0f} images/s")
+        m["profile"] = rows
+
+# %% [markdown]
+# Where the bytes are: the `Linear` layers hold almost all of them in both
+# models (the CNN's convolution has 160 parameters, its classifier 2,570).
+# Where the time is: the MLP's time is spread over its three matmuls; the
+# CNN's is in the convolution, which has few bytes. So the tools that shrink
+# bytes (quantization, pruning) aim at the `Linear` layers, and none of them
+# will make the CNN much faster in numpy: its time is the convolution's
+# Python loop (Module 17's problem), not its weights.
+#
+# ## 2. OPTIMIZE + VALIDATE: Table 2, measured
+#
+# Each row is a file written by your code and loaded back; its size is the
+# file's length on disk and its accuracy is that of the **loaded** model on
+# the held-out images. FP32 is Module 08's `save_model` file; every other
+# row is Module 16's `save_compressed` (sparse arrays as bitmask + values,
+# then lzma). Pruning uses global magnitude pruning, fine-tuned for a few
+# epochs with the masks on.
+
+# %%
+SCRATCH = results_dir() / "models"
+SCRATCH.mkdir(exist_ok=True)
+
+
+def fine_tuned_pruned(m, amount, method, seed=0):
+    """prune -> fine-tune with the masks -> make_permanent (a new model)."""
+    p = prune(m["model"], amount, method)
+    if EPOCHS:
+        fit(p, CrossEntropyLoss(), Adam(p.parameters(), lr=1e-3), DataLoader(m["train"], 32, shuffle=True, seed=seed),
+            DataLoader(m["test"], batch_size=360), epochs=EPOCHS, progress=False)
+    return make_permanent(p)
+
+
+def with_bits(model, m, bits):
+    calibration = [m["train"].tensors[0].data[:256]]
+    return {"fp32": model, "fp16": quantize(model, dtype="fp16"), "int8": quantize(model, calibration)}[bits]
+
+
+def stored(name, label, model):
+    """Write, load back, measure: (path, bytes on disk, held-out accuracy of the loaded model)."""
+    path = SCRATCH / f"{name}_{label}.ttc"
+    size = save_compressed(path, model, meta={"config": label})
+    loaded, _ = load_compressed(path)
+    return path, size, evaluate(loaded, DataLoader(models[name]["test"], batch_size=360))
+
+
+table2 = {}
+with blas_threads(1):
+    for name, m in models.items():
+        base_path = SCRATCH / f"{name}_fp32.npz"
+        base_bytes = save_model(base_path, m["model"], model_arch(m["model"]))
+        base_acc = evaluate(load_model(base_path)[0], DataLoader(m["test"], batch_size=360))
+        m["base_bytes"], m["base_acc"] = base_bytes, base_acc
+        rows = [{"config": "Baseline (FP32)", "path": str(base_path), "bytes": base_bytes, "accuracy": base_acc,
+                 "note": "Module 08 save_model, float32"}]
+        p, b, a = stored(name, "int8", with_bits(m["model"], m, "int8"))
+        rows.append({"config": "+ Quantization (INT8)", "path": str(p), "bytes": b, "accuracy": a,
+                     "note": "per-channel int8 weights, calibrated inputs"})
+        pruned50 = fine_tuned_pruned(m, 0.5, "global")
+        p, b, a = stored(name, "int8_p50", with_bits(pruned50, m, "int8"))
+        rows.append({"config": "+ Pruning (50%)", "path": str(p), "bytes": b, "accuracy": a,
+                     "note": f"global magnitude, {EPOCHS} epochs fine-tuning, + INT8"})
+        m["pruned"] = {("global", 0.5): pruned50}
+        table2[name] = rows
+
+# %% [markdown]
+# ## 3. REPEAT: search for the smallest model that keeps the floor
+#
+# The published table stops at 50% pruning + INT8. A search does better than
+# a guess: every combination of bit width (FP32, FP16, INT8), sparsity (0 to
+# 95%) and pruning scope (per layer: each layer loses the same share; global:
+# one threshold for all layers), each pruned model fine-tuned, stored and
+# reloaded. Two accuracy floors, MLPerf style: **99% of the FP32 accuracy**
+# (MLPerf's floor for its image classifiers), and a stricter one, at most
+# `STRICT_POINTS` points below FP32.
+
+# %%
+SPARSITIES = [0.0, 0.5, 0.8] if QUICK else [0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95]
+METHODS = ["global"] if QUICK else ["magnitude", "global"]
+BITS = ["fp32", "int8"] if QUICK else ["fp32", "fp16", "int8"]
+search = {}
+start = time.perf_counter()
+with blas_threads(1):
+    for name, m in models.items():
+        tried = []
+        for method in METHODS:
+            for s in SPARSITIES:
+                if s == 0 and method != METHODS[0]:
+                    continue  # unpruned: the method does not matter
+                pruned = m["model"] if s == 0 else m["pruned"].get((method, s)) or fine_tuned_pruned(m, s, method)
+                m["pruned"][(method, s)] = pruned
+                for bits in BITS:
+                    label = f"{bits}_{'dense' if s == 0 else f'{method}{int(s * 100)}'}"
+                    path, size, acc = stored(name, label, with_bits(pruned, m, bits))
+                    tried.append({"config": label, "bits": bits, "sparsity": s, "method": "none" if s == 0 else method,
+                                  "path": str(path), "bytes": size, "accuracy": acc})
+        search[name] = tried
+print(f"search: {sum(len(t) for t in search.values())} configurations stored, loaded and evaluated "
+      f"in {time.perf_counter() - start:.0f} s")
+
+
+def smallest_meeting(tried, floor):
+    """The smallest configuration with accuracy >= floor, and what stopped a smaller one."""
+    ok = sorted((t for t in tried if t["accuracy"] >= floor), key=lambda t: t["bytes"])
+    if not ok:
+        return None, "no configuration meets this floor"
+    best = ok[0]
+    smaller = [t for t in tried if t["bytes"] < best["bytes"]]
+    why = (f"accuracy: {len(smaller)} smaller configuration(s) fell below the floor"
+           if smaller else "the search space: nothing smaller was tried")
+    return best, why
+
+
+chosen = {}
+for name, m in models.items():
+    floors = {"99% of FP32": 0.99 * m["base_acc"], f"FP32 - {STRICT_POINTS} points": m["base_acc"] - STRICT_POINTS / 100}
+    chosen[name] = {}
+    for floor_name, floor in floors.items():
+        best, why = smallest_meeting(search[name], floor)
+        chosen[name][floor_name] = {"floor": floor, "best": best, "bound_by": why}
+        if best:
+            print(f"{name.upper()}, floor {floor_name} ({floor:.2%}): {best['config']}, {best['bytes']:,} bytes "
+                  f"({m['base_bytes'] / best['bytes']:.1f}x smaller), {best['accuracy']:.2%}; bound by {why}")
+        else:
+            print(f"{name.upper()}, floor {floor_name}: {why}")
+    best = chosen[name]["99% of FP32"]["best"]
+    if best:
+        table2[name].append({"config": "Best found (99% floor)", "path": best["path"], "bytes": best["bytes"],
+                             "accuracy": best["accuracy"], "note": best["config"]})
+
+# %% [markdown]
+# ### Table 2, as measured
+
+# %%
+for name, rows in table2.items():
+    base = rows[0]
+    for r in rows:
+        r["size_pct"] = r["bytes"] / base["bytes"]
+        r["ratio"] = base["bytes"] / r["bytes"]
+        r["change_points"] = (r["accuracy"] - base["accuracy"]) * 100
+    print(f"\nTable 2, static optimization: {name.upper()} (360 held-out images)")
+    print_table(rows, [("config", "configuration", ""), ("bytes", "file bytes", ","), ("size_pct", "size", ".1%"),
+                       ("ratio", "smaller", ".1f"), ("accuracy", "accuracy", ".2%"), ("change_points", "change (points)", "+.2f"),
+                       ("note", "note", "")])
+
+# %% [markdown]
+# Compare with the published expectation (FP32 100%, INT8 25%, + 50% pruning
+# 12.5% of the size). INT8's ratio falls short of 4x by what stays float32
+# (biases, scales) and by the file's own header; 50% pruning stored honestly
+# (one bit per weight plus the survivors) cannot halve the bytes of an INT8
+# model: `0.125 + 0.5 x 1` byte per weight instead of 1, before lzma. That is
+# why the search goes further: more sparsity, fine-tuned, with lzma on the
+# codes and masks.
+#
+# ## 4. Curves: accuracy against real bytes, and against sparsity
+
+# %%
+import matplotlib.ticker
+
+fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+colors = {"fp32": "tab:gray", "fp16": "tab:blue", "int8": "tab:green"}
+for col, (name, tried) in enumerate(search.items()):
+    ax = axes[0, col]
+    for bits in BITS:
+        pts = [t for t in tried if t["bits"] == bits]
+        ax.scatter([t["bytes"] for t in pts], [t["accuracy"] * 100 for t in pts], color=colors[bits], label=bits, s=18)
+    front, best_acc = [], -1.0
+    for t in sorted(tried, key=lambda t: -t["bytes"])[::-1]:  # smallest first: keep each new accuracy record
+        if t["accuracy"] > best_acc:
+            front.append(t)
+            best_acc = t["accuracy"]
+    ax.plot([t["bytes"] for t in front], [t["accuracy"] * 100 for t in front], color="black", lw=1, label="Pareto front")
+    ax.axhline(chosen[name]["99% of FP32"]["floor"] * 100, color="tab:red", ls="--", label="99% of FP32")
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor tick labels overlap on a short range
+    ax.set_xlabel("file bytes (log)")
+    ax.set_ylabel("held-out accuracy (%)")
+    ax.set_title(f"{name.upper()}: accuracy vs real bytes")
+    ax.legend(fontsize=7)
+    ax = axes[1, col]
+    for bits in BITS:
+        pts = sorted((t for t in tried if t["bits"] == bits and t["method"] in ("none", "global")), key=lambda t: t["sparsity"])
+        ax.plot([t["sparsity"] * 100 for t in pts], [t["accuracy"] * 100 for t in pts], marker="o", color=colors[bits], label=bits)
+    ax.set_xlabel("weights removed (%), global pruning + fine-tuning")
+    ax.set_ylabel("held-out accuracy (%)")
+    ax.set_title(f"{name.upper()}: accuracy vs sparsity")
+    ax.legend(fontsize=7)
+plt.tight_layout()
+save_figure(fig, "compression_curves.png")
+
+# %% [markdown]
+# ## 5. MLPerf-style report for the chosen models
+#
+# SingleStream p90 latency and Offline throughput, FP32 against the model
+# the search chose, both loaded from their files and timed in this run.
+
+# %%
+report = []
+with blas_threads(1):
+    for name, m in models.items():
+        best = chosen[name]["99% of FP32"]["best"]
+        x = m["test"].tensors[0].data
+        candidates = [("FP32", m["model"])] + ([(best["config"], load_compressed(best["path"])[0])] if best else [])
+        for label, model in candidates:
+            t = latency(model, Tensor(x[:1]), repeats=10 if QUICK else 50)
+            report.append({"model": name, "config": label, "p90_ms": t.p90 * 1e3, "p50_ms": t.median * 1e3,
+                           "offline_images_per_s": throughput(model, x, 360, repeats=3)})
+print_table(report, [("model", "model", ""), ("config", "configuration", ""), ("p50_ms", "SingleStream p50 ms", ".3f"),
+                     ("p90_ms", "SingleStream p90 ms", ".3f"), ("offline_images_per_s", "Offline images/s", ",.0f")])
+
+# %% [markdown]
+# Say it plainly: in numpy, a smaller model is usually **not** a faster one.
+# The INT8 layers multiply integer codes with numpy's integer matmul, which
+# has no BLAS kernel, and the pruned zeros are still multiplied, because the
+# layers compute densely. What shrank is what has to be stored, shipped and
+# read from memory. Turning bytes into speed needs kernels built for them
+# (integer dot-product instructions, sparse kernels, or structured pruning
+# that makes the matrices themselves smaller).
+
+# %%
+save_json("table2_static.json", {
+    "quick": QUICK, "strict_points": STRICT_POINTS, "fine_tune_epochs": EPOCHS,
+    "test_images": len(models["mlp"]["test"]),
+    "models": {name: {"base_bytes": m["base_bytes"], "base_accuracy": m["base_acc"], "table2": table2[name],
+                      "search": search[name], "chosen": chosen[name]} for name, m in models.items()},
+    "mlperf_report": report})
+
+# %% [markdown]
+# ## What this measured
+#
+# - **Measure**: bytes live in the `Linear` layers; the CNN's time lives in
+#   its convolution.
+# - **Optimize**: quantization and pruning aimed at those bytes; a search
+#   instead of one guess.
+# - **Validate**: every size is a file on disk that loads back, every
+#   accuracy is the loaded model's on held-out images, and the floor decides.
+# - **Repeat**: the curves show the trade-off; the Pareto front is the set of
+#   models worth shipping.
+#
+# Further reading: Han, Mao and Dally 2015, "Deep Compression"; MLCommons,
+# MLPerf Inference (mlcommons.org).

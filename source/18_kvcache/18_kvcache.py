@@ -1,0 +1,554 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Module 18: The KV cache
+#
+# Module 13 measured it: without a cache, generating token `n + 1` reruns the
+# whole model on all `n` tokens so far and keeps only the last row of the
+# output. The keys and values of positions `0 .. n-1` were already computed
+# at the step before, and at the step before that. A **KV cache** stores them
+# once: each step then runs the model on the one new token, appends its key
+# and value to the cache, and attends over everything stored. Same
+# arithmetic for the new position, so the same logits and the same tokens;
+# far less work, and the saving grows with the length.
+#
+# This module writes that cache for your GPT. Module 12 designed the seam it
+# plugs into (Hugging Face's `past_key_values` protocol): attention calls
+# `k_all, v_all = cache.update(k, v, layer_idx)` and
+# `GPT.forward(ids, cache=cache)` starts the positions at
+# `cache.get_seq_length(0)`. Nothing in Modules 12-13 changes.
+#
+# | task | what you build | points |
+# |---|---|---|
+# | 18.1 | `KVCache`: preallocated key and value arrays, `nbytes`, `get_seq_length`, `reset` | 4 |
+# | 18.2 | `KVCache.update(k, v, layer_idx)`: checks, append, return everything so far | 4 |
+# | 18.3 | `generate(..., use_cache=True)`: prefill once, then one token per step | 5 |
+#
+# The systems analysis times generation with and without your cache in the
+# same run, checks the tokens are identical, and measures the cache's memory.
+
+# %% tags=["export"]
+import numpy as np
+
+from tinytorch_lib.tensor import Tensor, no_grad
+from tinytorch_lib.transformer import generate as generate_without_cache
+from tinytorch_lib.transformer import next_token
+
+# %% [markdown]
+# ## Which library files are you running on?
+#
+# Each file below is either the course reference or your own export of an
+# earlier module. When this notebook is autograded by the instructor it always
+# runs on the reference, so your grade here depends only on this module's
+# work. `tito module reset NN` puts a reference file back.
+
+# %%
+import tinytorch_lib
+
+for name in ("tensor", "layers", "attention", "transformer"):
+    print(tinytorch_lib.origin(name))
+
+# %% [markdown]
+# ## 1. What the cache holds
+#
+# Every attention layer of the GPT turns each position into a key and a value
+# per head, `(batch, heads, seq, head_dim)`. A cache for `n_layers` layers,
+# up to `max_len` positions, is two arrays
+#
+# ```
+# keys, values: (n_layers, batch, n_heads, max_len, head_dim)     allocated once
+# lengths:      one int per layer: how many positions are filled
+# ```
+#
+# **Preallocated**, not grown: appending to a Python list and calling
+# `np.concatenate` at every step would copy all `n` cached positions per step,
+# `O(n^2)` copying per sequence, which is the cost the cache is meant to
+# remove. Writing one position into a preallocated array copies only that
+# position, and reading "everything so far" is a slice, `keys[layer, :, :, :n]`,
+# a view without a copy.
+#
+# Its size is fixed by the shapes: `2 x n_layers x batch x n_heads x max_len x head_dim x itemsize`
+# bytes. For the course GPT (2 layers, 4 heads of 32, `max_len` 1024, float32,
+# batch 1): `2 * 2 * 1 * 4 * 1024 * 32 * 4` = 2,097,152 bytes, the same as
+# the model's own weights (about 1.7 MB). At 7B-parameter scale the cache of
+# a long context outgrows the weights; that is why serving systems page it
+# (vLLM) or quantize it.
+#
+# ### Task 18.1: `KVCache`
+#
+# `KVCache(n_layers, batch, n_heads, max_len, head_dim, dtype=np.float32)`:
+#
+# - each of the five sizes must be an `int >= 1`; otherwise `ValueError`
+#   naming it, e.g. `KVCache: max_len must be an int >= 1, got 0`;
+# - `self.keys` and `self.values`: zero arrays of shape
+#   `(n_layers, batch, n_heads, max_len, head_dim)` and that dtype;
+#   `self.lengths`: a list of `n_layers` zeros;
+# - `get_seq_length(layer_idx=0)`: how many positions layer `layer_idx` holds;
+# - `reset()`: every length back to 0 (no new allocation: the arrays are reused);
+# - `nbytes` (a property): the bytes of the two arrays, from the arrays
+#   themselves (`.nbytes`), not from a formula.
+
+# %% nbgrader={"grade": false, "grade_id": "kvcache", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+class KVCache:
+    """Preallocated keys and values for every attention layer: Module 12's cache protocol."""
+
+    def __init__(self, n_layers: int, batch: int, n_heads: int, max_len: int, head_dim: int, dtype=np.float32):
+        # Task 18.1: check the five sizes, allocate keys and values, set every length to 0
+        ### BEGIN SOLUTION
+        sizes = {"n_layers": n_layers, "batch": batch, "n_heads": n_heads, "max_len": max_len, "head_dim": head_dim}
+        for what, n in sizes.items():
+            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+                raise ValueError(f"KVCache: {what} must be an int >= 1, got {n!r}")
+        self.n_layers, self.batch, self.n_heads = int(n_layers), int(batch), int(n_heads)
+        self.max_len, self.head_dim = int(max_len), int(head_dim)
+        shape = (self.n_layers, self.batch, self.n_heads, self.max_len, self.head_dim)
+        self.keys = np.zeros(shape, dtype=dtype)
+        self.values = np.zeros(shape, dtype=dtype)
+        self.lengths = [0] * self.n_layers
+        ### END SOLUTION
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """How many positions layer `layer_idx` holds."""
+        # Task 18.1
+        ### BEGIN SOLUTION
+        return self.lengths[layer_idx]
+        ### END SOLUTION
+
+    def reset(self) -> None:
+        """Empty every layer; the arrays are kept for the next sequence."""
+        # Task 18.1
+        ### BEGIN SOLUTION
+        self.lengths = [0] * self.n_layers
+        ### END SOLUTION
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored key and value arrays."""
+        # Task 18.1
+        ### BEGIN SOLUTION
+        return int(self.keys.nbytes + self.values.nbytes)
+        ### END SOLUTION
+
+    def __repr__(self) -> str:
+        return (f"KVCache(n_layers={self.n_layers}, batch={self.batch}, n_heads={self.n_heads}, "
+                f"max_len={self.max_len}, head_dim={self.head_dim}, lengths={self.lengths})")
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_18_1_kvcache", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 18.1
+c = KVCache(2, 1, 4, 16, 8)
+assert c.keys.shape == c.values.shape == (2, 1, 4, 16, 8), \
+    f"KVCache(2, 1, 4, 16, 8): expected keys and values of shape (2, 1, 4, 16, 8), got {c.keys.shape}, {c.values.shape}"
+assert c.keys.dtype == np.float32 and c.keys is not c.values, "keys and values: two separate float32 arrays"
+assert c.lengths == [0, 0] and c.get_seq_length() == 0 and c.get_seq_length(1) == 0, \
+    f"a new cache holds 0 positions in every layer, got lengths {c.lengths}"
+assert c.nbytes == 2 * 2 * 1 * 4 * 16 * 8 * 4, f"KVCache(2, 1, 4, 16, 8) float32: expected nbytes 8192, got {c.nbytes}"
+c.lengths = [5, 3]
+assert c.get_seq_length(1) == 3, f"get_seq_length(1) with lengths [5, 3]: expected 3, got {c.get_seq_length(1)}"
+keys = c.keys
+c.reset()
+assert c.lengths == [0, 0] and c.keys is keys, "reset() sets the lengths to 0 and keeps the same arrays"
+try:
+    KVCache(2, 1, 4, 0, 8)
+except ValueError as e:
+    assert "max_len" in str(e) and "0" in str(e), f"KVCache(2, 1, 4, 0, 8): the error should name max_len and 0, got: {e}"
+else:
+    raise AssertionError("KVCache with max_len 0 should raise ValueError")
+print("Task 18.1 visible tests passed")
+### BEGIN HIDDEN TESTS
+h = KVCache(3, 2, 2, 10, 4, dtype=np.float64)
+assert h.keys.dtype == np.float64 and h.nbytes == 2 * 3 * 2 * 2 * 10 * 4 * 8, f"float64 cache: expected nbytes 7680, got {h.nbytes}"
+assert h.lengths == [0, 0, 0], f"3 layers: expected lengths [0, 0, 0], got {h.lengths}"
+for bad in ({"n_layers": 0}, {"batch": -1}, {"n_heads": 2.0}, {"head_dim": True}):
+    args = {"n_layers": 1, "batch": 1, "n_heads": 1, "max_len": 4, "head_dim": 2, **bad}
+    try:
+        KVCache(**args)
+    except ValueError as e:
+        assert next(iter(bad)) in str(e), f"KVCache({args}): the error should name {next(iter(bad))}, got: {e}"
+    else:
+        raise AssertionError(f"KVCache({args}) should raise ValueError")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 2. `update`: append, then return everything so far
+#
+# Attention (Module 12) calls `k_all, v_all = cache.update(k, v, layer_idx)`
+# with the **new** positions' keys and values, Tensors of shape
+# `(batch, n_heads, s_new, head_dim)`. The cache writes them after the
+# `n = get_seq_length(layer_idx)` positions it holds and returns all
+# `n + s_new` of them, `(batch, n_heads, n + s_new, head_dim)`, which attention
+# then attends over. Module 12's causal mask already places the `s_new`
+# queries at positions `n .. n + s_new - 1` (the offset rule `s_k - s_q + i`),
+# so a prefill of a whole prompt (`s_new` = prompt length) and a one-token step
+# (`s_new = 1`) go through the same code.
+#
+# ```
+# prefill "And" (3 tokens):  update(k (1, 4, 3, 32), ...) -> writes slots 0..2, returns (1, 4, 3, 32)
+# step " " (1 token):        update(k (1, 4, 1, 32), ...) -> writes slot 3,     returns (1, 4, 4, 32)
+# ```
+#
+# The returned Tensors are views of the cache arrays (no copy). The cache is
+# for inference: it stores arrays, not the graph, so use it under `no_grad()`.
+#
+# ### Task 18.2: `update`
+#
+# `update(k, v, layer_idx) -> (k_all, v_all)`; `k`, `v` are Tensors or arrays.
+# Raise `ValueError`, and change nothing, when:
+#
+# - `layer_idx` is not in `[0, n_layers)`: `KVCache.update: layer_idx 2 is out of range for 2 layers`;
+# - `k` and `v` differ in shape, or are not `(batch, n_heads, s_new, head_dim)`
+#   for this cache with `s_new >= 1`: name the shapes received and expected;
+# - the cache would overflow: `KVCache.update: layer 0 holds 15 of 16 positions; cannot add 2`.
+#
+# Otherwise write them into `keys[layer_idx, :, :, n:n + s_new]` (and values),
+# advance that layer's length, and return Tensors of the first `n + s_new`
+# positions of that layer.
+
+# %% nbgrader={"grade": false, "grade_id": "update", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+def kvcache_update(cache: KVCache, k, v, layer_idx: int) -> tuple:
+    """Append k, v (batch, n_heads, s_new, head_dim) to layer `layer_idx`; return all keys and values so far."""
+    k = k.data if isinstance(k, Tensor) else np.asarray(k)
+    v = v.data if isinstance(v, Tensor) else np.asarray(v)
+    # Task 18.2: check layer_idx, the shapes and the room left; write; advance; return views as Tensors
+    ### BEGIN SOLUTION
+    if not isinstance(layer_idx, (int, np.integer)) or not 0 <= layer_idx < cache.n_layers:
+        raise ValueError(f"KVCache.update: layer_idx {layer_idx!r} is out of range for {cache.n_layers} layers")
+    expected = f"(batch {cache.batch}, n_heads {cache.n_heads}, s_new >= 1, head_dim {cache.head_dim})"
+    if (k.shape != v.shape or k.ndim != 4 or k.shape[0] != cache.batch or k.shape[1] != cache.n_heads
+            or k.shape[3] != cache.head_dim or k.shape[2] < 1):
+        raise ValueError(f"KVCache.update: got k {k.shape} and v {v.shape}; expected both of shape {expected}")
+    n, s_new = cache.lengths[layer_idx], k.shape[2]
+    if n + s_new > cache.max_len:
+        raise ValueError(f"KVCache.update: layer {layer_idx} holds {n} of {cache.max_len} positions; "
+                         f"cannot add {s_new}")
+    cache.keys[layer_idx, :, :, n:n + s_new] = k
+    cache.values[layer_idx, :, :, n:n + s_new] = v
+    cache.lengths[layer_idx] = n + s_new
+    return Tensor(cache.keys[layer_idx, :, :, :n + s_new]), Tensor(cache.values[layer_idx, :, :, :n + s_new])
+    ### END SOLUTION
+
+
+KVCache.update = kvcache_update  # given: the method attention calls (this file's own class)
+
+# %% nbgrader={"grade": true, "grade_id": "test_18_2_update", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 18.2
+c = KVCache(2, 1, 2, 6, 3)
+rng = np.random.default_rng(0)
+k1, v1 = rng.standard_normal((1, 2, 4, 3)).astype(np.float32), rng.standard_normal((1, 2, 4, 3)).astype(np.float32)
+ka, va = c.update(Tensor(k1), Tensor(v1), 1)
+assert isinstance(ka, Tensor) and ka.shape == (1, 2, 4, 3) and np.array_equal(ka.data, k1) and np.array_equal(va.data, v1), \
+    f"update of an empty layer with k (1, 2, 4, 3): expected those keys and values back, got shape {getattr(ka, 'shape', ka)}"
+assert c.lengths == [0, 4], f"after 4 positions into layer 1: expected lengths [0, 4], got {c.lengths}"
+k2, v2 = rng.standard_normal((1, 2, 1, 3)).astype(np.float32), rng.standard_normal((1, 2, 1, 3)).astype(np.float32)
+kb, vb = c.update(k2, v2, 1)
+assert kb.shape == (1, 2, 5, 3) and np.array_equal(kb.data, np.concatenate([k1, k2], axis=2)) \
+    and np.array_equal(vb.data, np.concatenate([v1, v2], axis=2)), \
+    f"a second update with 1 position: expected the 5 keys so far (1, 2, 5, 3) in order, got shape {kb.shape}"
+assert c.get_seq_length(1) == 5 and c.get_seq_length(0) == 0, f"expected lengths [0, 5], got {c.lengths}"
+try:
+    c.update(k1[:, :, :2], v1[:, :, :2], 1)
+except ValueError as e:
+    assert "5" in str(e) and "6" in str(e) and "2" in str(e), f"adding 2 to a layer holding 5 of 6: the error should say so, got: {e}"
+else:
+    raise AssertionError("update past max_len (5 held, 6 max, 2 more) should raise ValueError")
+assert c.lengths == [0, 5], f"a refused update must change nothing: lengths {c.lengths}"
+try:
+    c.update(k2, v2, 2)
+except ValueError as e:
+    assert "layer_idx" in str(e) and "2" in str(e), f"layer_idx 2 of 2 layers: the error should name layer_idx 2, got: {e}"
+else:
+    raise AssertionError("update with layer_idx 2 on a 2-layer cache should raise ValueError")
+print("Task 18.2 visible tests passed")
+### BEGIN HIDDEN TESTS
+for kk, vv, what in ((np.zeros((1, 2, 1, 4)), np.zeros((1, 2, 1, 4)), "head_dim 4"),
+                     (np.zeros((1, 3, 1, 3)), np.zeros((1, 3, 1, 3)), "3 heads"),
+                     (np.zeros((1, 2, 1, 3)), np.zeros((1, 2, 2, 3)), "k and v differ"),
+                     (np.zeros((2, 3)), np.zeros((2, 3)), "2-d")):
+    try:
+        c.update(kk, vv, 0)
+    except ValueError as e:
+        assert str(kk.shape) in str(e), f"update with {what} (k {kk.shape}, v {vv.shape}): the error should name the shapes, got: {e}"
+    else:
+        raise AssertionError(f"update with {what} (k {kk.shape}, v {vv.shape}) on a (1, 2, ., 3) cache should raise ValueError")
+assert c.lengths == [0, 5], f"refused updates must change nothing: lengths {c.lengths}"
+try:
+    c.update(k2, v2, -1)
+except ValueError:
+    pass
+else:
+    raise AssertionError("update with layer_idx -1 should raise ValueError (not wrap around to the last layer)")
+c.reset()
+kc, _ = c.update(k2, v2, 1)
+assert kc.shape == (1, 2, 1, 3) and np.array_equal(kc.data, k2), "after reset(), update starts again at position 0"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Does the seam work? Your cache inside attention
+#
+# The check Module 12 made with a ten-line list cache, now with yours: run a
+# `MultiHeadAttention` on a sequence whole, then token by token through the
+# cache. The outputs agree to float32 rounding.
+
+# %%
+from tinytorch_lib.attention import MultiHeadAttention
+
+mha = MultiHeadAttention(16, 4, rng=0)
+x = np.random.default_rng(1).standard_normal((1, 9, 16)).astype(np.float32)
+with no_grad():
+    whole = mha(Tensor(x)).data
+    cache = KVCache(1, 1, 4, 9, 4)
+    steps = np.concatenate([mha(Tensor(x[:, i:i + 1]), cache=cache, layer_idx=0).data for i in range(9)], axis=1)
+print(f"9 positions whole vs one at a time through the cache: max |difference| = {np.abs(whole - steps).max():.2e}")
+
+# %% [markdown]
+# ## 3. Generation with the cache
+#
+# Module 13's `generate` (imported here as `generate_without_cache`) reruns
+# the model on the whole sequence at every step. With a cache:
+#
+# ```
+# cache = KVCache(model.n_layers, 1, model.n_heads, model.max_len, model.d_model // model.n_heads)
+# logits = model(prompt (1, n), cache=cache)        # prefill: positions 0..n-1, fills the cache
+# repeat max_new_tokens times:
+#     pick the next id from logits[0, -1]           # Module 13's next_token, same rng
+#     if that was the last token wanted: stop
+#     logits = model([[id]], cache=cache)           # one position, at offset cache.get_seq_length(0)
+# ```
+#
+# The prefill runs the prompt in one pass (that is why `update` takes several
+# positions at once); each later step costs one position. One model call
+# fewer than tokens generated: the last token needs no logits after it.
+#
+# What cannot be cached: Module 13 crops the window to the last `max_len`
+# tokens once a sequence is longer than the model's positions. A cropped
+# window shifts every position, so every stored key would be wrong. Here a
+# prompt plus new tokens longer than `max_len` is an error; the course GPT's
+# `max_len` is 1024.
+#
+# ### Task 18.3: `generate`
+#
+# `generate(model, prompt_ids, max_new_tokens, temperature=0.0, top_k=None, seed=None, use_cache=True)`
+# returns the prompt followed by the new ids, an `np.int64` array, exactly as
+# Module 13's `generate` does:
+#
+# - `use_cache=False`: return `generate_without_cache(model, prompt_ids, max_new_tokens, temperature, top_k, seed)`.
+# - `use_cache=True`: if `len(prompt) + max_new_tokens > model.max_len`, raise
+#   `ValueError`: `generate: 30 prompt + 1000 new tokens = 1030 positions do not fit in the cache (max_len 1024); use use_cache=False, which crops the window`.
+#   The other arguments are checked for you (given): one call of
+#   `generate_without_cache` for a single token raises Module 13's clear errors,
+#   at the cost of one short step.
+#   Then, in eval mode under `no_grad()` (and the model's training mode put
+#   back afterwards), run the loop above with
+#   `rng = np.random.default_rng(seed)` and `next_token(logits, temperature, top_k, rng)`,
+#   so that the draws match Module 13's one for one.
+
+# %% nbgrader={"grade": false, "grade_id": "generate", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 0.0, top_k: int | None = None,
+             seed: int | None = None, use_cache: bool = True) -> np.ndarray:
+    """prompt_ids: (n,) ints -> (n + max_new_tokens,) int64; with use_cache, one new position per step."""
+    if not use_cache:
+        return generate_without_cache(model, prompt_ids, max_new_tokens, temperature, top_k, seed)
+    prompt = np.asarray(prompt_ids.data if isinstance(prompt_ids, Tensor) else prompt_ids)
+    # given: Module 13's checks of every argument, at the cost of one short step (a bad count is passed on to fail)
+    count_ok = isinstance(max_new_tokens, (int, np.integer)) and not isinstance(max_new_tokens, bool) and max_new_tokens >= 1
+    generate_without_cache(model, prompt, 1 if count_ok else max_new_tokens, temperature, top_k, seed)
+    # Task 18.3: check the length fits, then prefill and one model call per new token through a KVCache
+    ### BEGIN SOLUTION
+    total = prompt.size + max_new_tokens
+    if total > model.max_len:
+        raise ValueError(f"generate: {prompt.size} prompt + {max_new_tokens} new tokens = {total} positions do not "
+                         f"fit in the cache (max_len {model.max_len}); use use_cache=False, which crops the window")
+    cache = KVCache(model.n_layers, 1, model.n_heads, model.max_len, model.d_model // model.n_heads)
+    rng = np.random.default_rng(seed)
+    ids = [int(i) for i in prompt]
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            logits = model(np.array(ids, dtype=np.int64)[None, :], cache=cache).data[0, -1]
+            for step in range(max_new_tokens):
+                ids.append(next_token(logits, temperature, top_k, rng))
+                if step + 1 < max_new_tokens:
+                    logits = model(np.array([[ids[-1]]], dtype=np.int64), cache=cache).data[0, -1]
+    finally:
+        model.train(was_training)
+    return np.array(ids, dtype=np.int64)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_18_3_generate", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 18.3
+from tinytorch_lib.transformer import GPT
+
+small = GPT(vocab_size=11, d_model=16, n_heads=2, n_layers=2, context=24, max_len=24, rng=3)
+prompt = np.array([1, 4, 2, 7])
+slow = generate(small, prompt, 12, use_cache=False)
+fast = generate(small, prompt, 12)
+assert isinstance(fast, np.ndarray) and fast.dtype == np.int64 and fast.shape == (16,), \
+    f"generate(prompt of 4, 12 new): expected an int64 array of 16 ids, got {type(fast).__name__} {getattr(fast, 'shape', '')}"
+assert fast.tolist() == slow.tolist(), f"greedy, random GPT(11, 16, 2 heads, 2 layers): with cache {fast.tolist()} != without {slow.tolist()}"
+a = generate(small, prompt, 12, temperature=1.0, seed=5)
+b = generate(small, prompt, 12, temperature=1.0, seed=5, use_cache=False)
+assert a.tolist() == b.tolist(), f"sampling at temperature 1 with seed 5: with cache {a.tolist()} != without {b.tolist()}"
+calls = []
+handle = small.register_forward_hook(lambda m, args, out: calls.append(np.asarray(args[0]).shape))
+generate(small, prompt, 5)
+handle.remove()
+assert calls[-5:] == [(1, 4), (1, 1), (1, 1), (1, 1), (1, 1)], \
+    f"5 new tokens after a prompt of 4: expected model calls of shapes [(1, 4), (1, 1) x 4] (prefill, then one per step), got {calls[-5:]}"
+try:
+    generate(small, prompt, 21)
+except ValueError as e:
+    assert "24" in str(e) and "25" in str(e), f"4 + 21 positions with max_len 24: the error should name 25 and 24, got: {e}"
+else:
+    raise AssertionError("generate with 4 prompt + 21 new tokens on max_len 24 should raise ValueError")
+print("Task 18.3 visible tests passed")
+### BEGIN HIDDEN TESTS
+assert small.training, "generate should put the model's training mode back"
+wide = GPT(vocab_size=7, d_model=24, n_heads=3, n_layers=3, context=30, max_len=30, rng=8)
+for kw in ({}, {"temperature": 0.8, "top_k": 3, "seed": 1}, {"temperature": 1.5, "seed": 2}):
+    p = np.array([3])
+    assert generate(wide, p, 29, **kw).tolist() == generate(wide, p, 29, use_cache=False, **kw).tolist(), \
+        f"GPT(7, 24, 3 heads, 3 layers), prompt [3], 29 new tokens (to max_len 30), {kw}: cached tokens differ from uncached"
+assert generate(wide, [3], 1).tolist() == generate(wide, [3], 1, use_cache=False).tolist(), "one new token: same as without the cache"
+for kwargs, word in (({"prompt_ids": []}, "empty"), ({"max_new_tokens": 0}, "max_new_tokens"), ({"top_k": 99}, "top_k")):
+    args = {"prompt_ids": [1], "max_new_tokens": 3, **kwargs}
+    try:
+        generate(small, **args)
+    except ValueError as e:
+        assert word in str(e), f"generate({args}): the error should mention {word!r}, got: {e}"
+    else:
+        raise AssertionError(f"generate({args}) should raise ValueError")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 4. Systems analysis: what the cache buys
+#
+# ### The trained GPT: identical tokens, time per token
+#
+# Both sides generate from the same prompt with the course GPT, greedy, and
+# are timed in this cell with `measure` (one BLAS thread, warm-up, median of
+# the repeats). "ms/token" is a whole `generate` call divided by the tokens it
+# produced. The speedup counts only if the tokens are identical, so the table
+# says whether they are.
+
+# %%
+import os
+
+from tinytorch_lib.timing import measure
+from tinytorch_lib.transformer import load_gpt
+
+gpt, tok, meta = load_gpt()
+prompt_ids = tok.encode("And the LORD said unto Moses, ")
+grading = bool(os.environ.get("NBGRADER_EXECUTION"))
+NEW_TOKENS = [16, 32, 64] if grading else [32, 64, 128, 256, 512]
+if grading:
+    print("(autograding: short generations only; run the notebook yourself for lengths up to 512)")
+rows = []
+for n in NEW_TOKENS:
+    with_cache = generate(gpt, prompt_ids, n)
+    without = generate(gpt, prompt_ids, n, use_cache=False)
+    t_without = measure(lambda: generate(gpt, prompt_ids, n, use_cache=False), repeats=3 if n <= 256 else 1,
+                        warmup=1 if n <= 128 else 0, number=1)
+    t_with = measure(lambda: generate(gpt, prompt_ids, n), repeats=5, warmup=1, number=1)
+    rows.append((n, t_without.median / n, t_with.median / n, bool(np.array_equal(with_cache, without))))
+print(f"prompt: {len(prompt_ids)} tokens; GPT d_model {gpt.d_model}, {gpt.n_layers} layers, {gpt.n_heads} heads")
+print(f"{'new tokens':>10} {'no cache ms/token':>18} {'cache ms/token':>15} {'speedup':>8} {'tokens identical':>17}")
+for n, a, b, same in rows:
+    print(f"{n:>10} {a * 1e3:>18.2f} {b * 1e3:>15.2f} {a / b:>7.1f}x {'yes' if same else 'NO':>17}")
+print("\nthe same greedy text, both ways:", repr(tok.decode(generate(gpt, prompt_ids, 60)[len(prompt_ids):])))
+
+# %% [markdown]
+# Read the two columns separately. **Without a cache** the time per token
+# rises with the number of tokens: step `t` reruns all `prompt + t` positions,
+# so a generation of `N` tokens does about `N^2 / 2` position-passes and the
+# average per token grows like `N`. **With the cache** the time per token is
+# nearly flat: each step runs one position through the same layers, and only
+# attention's read of the cache grows with `t` (one `(1, t)` row of scores per
+# head, small next to the layers at these lengths). So the speedup grows with
+# the length, roughly linearly, and is modest for short generations.
+#
+# Why is a cached step not faster still? At one position, a step's arithmetic
+# is tiny (a `(1, 128) @ (128, 128)` matmul is 33 thousand multiply-adds), and
+# the time goes to running the library: each of the few dozen Tensor
+# operations of a step costs microseconds of Python and numpy call overhead,
+# whatever its size. The next cell measures that floor.
+
+# %%
+one = Tensor(np.ones((1, 1, 128), dtype=np.float32))
+w = Tensor(np.ones((128, 128), dtype=np.float32))
+t_op = measure(lambda: one @ w)
+small_cache = KVCache(gpt.n_layers, 1, gpt.n_heads, gpt.max_len, gpt.d_model // gpt.n_heads)
+with no_grad():
+    gpt(np.array(prompt_ids)[None, :], cache=small_cache)
+    start_len = small_cache.get_seq_length()
+
+    def one_step():
+        small_cache.lengths = [start_len] * gpt.n_layers  # rewind: every timed step is the same step
+        gpt(np.array([[prompt_ids[-1]]]), cache=small_cache)
+
+    t_step = measure(one_step)
+print(f"one Tensor matmul (1, 1, 128) @ (128, 128): {t_op}")
+print(f"one cached step of the GPT (1 position):    {t_step}")
+print(f"a cached step costs as much as {t_step.median / t_op.median:.0f} such matmuls: "
+      f"per-operation overhead, not arithmetic, sets its time")
+
+# %% [markdown]
+# ### Time per token against length, and the cache's memory
+#
+# The same measurements as a plot, with the cache's measured `nbytes` at each
+# length next to the formula `2 x layers x heads x length x head_dim x 4` bytes.
+
+# %%
+import matplotlib.pyplot as plt
+
+lengths = np.array([r[0] for r in rows])
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
+ax1.plot(lengths, [r[1] * 1e3 for r in rows], marker="o", label="without cache")
+ax1.plot(lengths, [r[2] * 1e3 for r in rows], marker="s", label="with KV cache")
+ax1.set_xlabel("new tokens generated")
+ax1.set_ylabel("time per token (ms)")
+ax1.set_title("Without a cache the cost per token grows")
+ax1.legend()
+mem_lengths = [64, 128, 256, 512, 1024]
+measured = [KVCache(gpt.n_layers, 1, gpt.n_heads, n, gpt.d_model // gpt.n_heads).nbytes for n in mem_lengths]
+formula = [2 * gpt.n_layers * gpt.n_heads * n * (gpt.d_model // gpt.n_heads) * 4 for n in mem_lengths]
+assert measured == formula, (measured, formula)
+ax2.plot(mem_lengths, np.array(measured) / 2**20, marker="o")
+ax2.axhline(sum(a.nbytes for a in gpt.state_dict().values()) / 2**20, color="gray", ls="--", label="model's stored arrays")
+ax2.set_xlabel("cache length (positions)")
+ax2.set_ylabel("cache size (MiB)")
+ax2.set_title("The cache grows linearly with length")
+ax2.legend()
+plt.tight_layout()
+plt.show()
+for n, b in zip(mem_lengths, measured):
+    print(f"cache for {n:5d} positions: {b:>10,} bytes (formula: {2 * gpt.n_layers * gpt.n_heads * n * (gpt.d_model // gpt.n_heads) * 4:,})")
+
+# %% [markdown]
+# Takeaway: the cache trades memory that grows linearly with the length for
+# time per token that stays nearly flat, and the trade improves with every
+# token generated. `benchmarks/bench_kvcache.py` runs the same comparison up
+# to 992 new tokens (the positions the course GPT has), checks the logits at
+# every step, and prints the table.
+#
+# ## Summary
+#
+# - A KV cache stores each layer's keys and values, preallocated as
+#   `(n_layers, batch, heads, max_len, head_dim)`, so each step writes one
+#   position and reads a view of all of them: no copying of the past.
+# - It plugs into Module 12's seam (`update(k, v, layer_idx)`,
+#   `get_seq_length`): the prefill and the one-token steps run the same
+#   attention code, and the tokens are identical to Module 13's.
+# - Measured: without a cache the time per token grows with the length;
+#   with it, it stays flat at the cost of running the library once per
+#   token, so the speedup grows with the length. The memory is
+#   `2 x layers x heads x length x head_dim x bytes`.
+#
+# Next: `tito module export 18`. Milestone 06 runs this on your GPT.

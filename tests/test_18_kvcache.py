@@ -1,0 +1,145 @@
+"""Module 18: KVCache and generation with the cache, against Module 13's uncached generation."""
+import numpy as np
+import pytest
+
+from tinytorch_lib.attention import MultiHeadAttention
+from tinytorch_lib.kvcache import KVCache, generate
+from tinytorch_lib.tensor import Tensor, no_grad
+from tinytorch_lib.transformer import GPT, load_gpt
+from tinytorch_lib.transformer import generate as generate_without_cache
+
+
+@pytest.mark.parametrize("layers, batch, heads, max_len, hd, dtype",
+                         [(2, 1, 4, 1024, 32, np.float32), (3, 2, 2, 7, 5, np.float64), (1, 1, 1, 1, 1, np.float32)])
+def test_nbytes_is_two_arrays_of_the_formula_size(layers, batch, heads, max_len, hd, dtype):
+    c = KVCache(layers, batch, heads, max_len, hd, dtype=dtype)
+    assert c.nbytes == 2 * layers * batch * heads * max_len * hd * np.dtype(dtype).itemsize
+    assert c.nbytes == c.keys.nbytes + c.values.nbytes
+    assert c.lengths == [0] * layers
+
+
+def test_updates_return_the_concatenation_of_everything_written_per_layer():
+    rng = np.random.default_rng(0)
+    c = KVCache(2, 2, 3, 20, 4)
+    written = {0: [], 1: []}
+    for layer, size in [(0, 5), (1, 2), (0, 1), (0, 3), (1, 7)]:
+        k, v = rng.standard_normal((2, 2, 3, size, 4)).astype(np.float32)
+        ka, va = c.update(Tensor(k), Tensor(v), layer)
+        written[layer].append((k, v))
+        assert np.array_equal(ka.data, np.concatenate([w[0] for w in written[layer]], axis=2))
+        assert np.array_equal(va.data, np.concatenate([w[1] for w in written[layer]], axis=2))
+    assert c.lengths == [9, 9] and c.get_seq_length(0) == 9
+
+
+@pytest.mark.parametrize("k_shape, v_shape, layer, pattern", [
+    ((1, 2, 1, 3), (1, 2, 1, 3), 2, "layer_idx 2 is out of range for 2 layers"),
+    ((1, 2, 1, 3), (1, 2, 1, 3), -1, "layer_idx -1"),
+    ((1, 2, 1, 4), (1, 2, 1, 4), 0, r"\(1, 2, 1, 4\)"),
+    ((1, 2, 1, 3), (1, 2, 2, 3), 0, r"\(1, 2, 2, 3\)"),
+    ((1, 2, 0, 3), (1, 2, 0, 3), 0, "s_new >= 1"),
+    ((1, 2, 7, 3), (1, 2, 7, 3), 0, "holds 0 of 6 positions; cannot add 7"),
+])
+def test_bad_updates_are_clear_errors_and_change_nothing(k_shape, v_shape, layer, pattern):
+    c = KVCache(2, 1, 2, 6, 3)
+    with pytest.raises(ValueError, match=pattern):
+        c.update(np.zeros(k_shape, np.float32), np.zeros(v_shape, np.float32), layer)
+    assert c.lengths == [0, 0]
+
+
+@pytest.mark.parametrize("bad", [{"n_layers": 0}, {"max_len": -3}, {"head_dim": 2.5}, {"batch": True}])
+def test_bad_sizes_name_the_size(bad):
+    args = {"n_layers": 1, "batch": 1, "n_heads": 1, "max_len": 4, "head_dim": 2, **bad}
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        KVCache(**args)
+
+
+def test_reset_reuses_the_arrays():
+    c = KVCache(1, 1, 1, 4, 2)
+    c.update(np.ones((1, 1, 3, 2)), np.ones((1, 1, 3, 2)), 0)
+    keys = c.keys
+    c.reset()
+    k, _ = c.update(np.full((1, 1, 1, 2), 2.0), np.zeros((1, 1, 1, 2)), 0)
+    assert c.keys is keys and k.shape == (1, 1, 1, 2) and np.all(k.data == 2.0)
+
+
+def test_attention_token_by_token_through_the_cache_equals_the_whole_sequence():
+    mha = MultiHeadAttention(24, 4, rng=1)
+    x = np.random.default_rng(2).standard_normal((2, 11, 24)).astype(np.float32)
+    with no_grad():
+        whole = mha(Tensor(x)).data
+        cache = KVCache(1, 2, 4, 11, 6)
+        parts = [mha(Tensor(x[:, a:b]), cache=cache, layer_idx=0).data for a, b in [(0, 4), (4, 5), (5, 11)]]
+    assert np.allclose(np.concatenate(parts, axis=1), whole, atol=1e-5)
+
+
+def _logits_both_ways(model, ids):
+    """Per step: the last-position logits of a full forward, and of the cached step."""
+    cache = KVCache(model.n_layers, 1, model.n_heads, model.max_len, model.d_model // model.n_heads)
+    full, cached = [], []
+    with no_grad():
+        cached.append(model(ids[None, :2], cache=cache).data[0, -1])
+        full.append(model(ids[None, :2]).data[0, -1])
+        for t in range(2, len(ids)):
+            cached.append(model(ids[None, t:t + 1], cache=cache).data[0, -1])
+            full.append(model(ids[None, :t + 1]).data[0, -1])
+    return np.array(full), np.array(cached)
+
+
+@pytest.mark.parametrize("vocab, d, heads, layers, max_len, seed",
+                         [(13, 16, 2, 1, 20, 0), (9, 24, 3, 3, 33, 1), (30, 32, 8, 2, 40, 2), (5, 8, 1, 4, 12, 3)])
+def test_random_models_same_tokens_and_logits_within_1e4_at_every_step(vocab, d, heads, layers, max_len, seed):
+    model = GPT(vocab_size=vocab, d_model=d, n_heads=heads, n_layers=layers, context=max_len, max_len=max_len, rng=seed)
+    prompt = np.random.default_rng(seed).integers(0, vocab, 3)
+    n = max_len - 3
+    assert generate(model, prompt, n).tolist() == generate_without_cache(model, prompt, n).tolist()
+    for kw in ({"temperature": 1.0, "seed": 4}, {"temperature": 0.7, "top_k": 3, "seed": 5}):
+        assert generate(model, prompt, n, **kw).tolist() == generate_without_cache(model, prompt, n, **kw).tolist()
+    full, cached = _logits_both_ways(model, np.random.default_rng(seed + 9).integers(0, vocab, max_len))
+    assert np.abs(full - cached).max() < 1e-4
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return load_gpt()
+
+
+def test_trained_gpt_same_tokens_greedy_and_sampled_and_logits_within_1e4(trained):
+    model, tok, _ = trained
+    prompt = tok.encode("And the LORD said unto Moses, ")
+    assert generate(model, prompt, 100).tolist() == generate_without_cache(model, prompt, 100).tolist()
+    kw = {"temperature": 0.8, "top_k": 10, "seed": 0}
+    assert generate(model, prompt, 100, **kw).tolist() == generate_without_cache(model, prompt, 100, **kw).tolist()
+    ids = tok.encode("In the beginning God created the heaven and the earth. And the earth was without form")
+    full, cached = _logits_both_ways(model, ids)
+    assert np.abs(full - cached).max() < 1e-4
+
+
+def test_use_cache_false_is_module_13s_generate(trained):
+    model, tok, _ = trained
+    prompt = tok.encode("And Moses")
+    assert generate(model, prompt, 20, use_cache=False).tolist() == generate_without_cache(model, prompt, 20).tolist()
+
+
+def test_generation_longer_than_max_len_is_a_clear_error_and_the_cache_reaches_max_len():
+    model = GPT(vocab_size=6, d_model=8, n_heads=2, n_layers=1, context=10, max_len=10, rng=0)
+    assert generate(model, [1, 2], 8).shape == (10,)
+    with pytest.raises(ValueError, match=r"2 prompt \+ 9 new tokens = 11 positions .*max_len 10.*use_cache=False"):
+        generate(model, [1, 2], 9)
+    assert generate(model, [1, 2], 9, use_cache=False).shape == (11,)  # uncached crops the window
+
+
+@pytest.mark.parametrize("kwargs, pattern", [({"prompt_ids": []}, "empty"), ({"max_new_tokens": 0}, "max_new_tokens"),
+                                             ({"top_k": 7}, "top_k"), ({"temperature": -1.0}, "temperature"),
+                                             ({"prompt_ids": [0, 6]}, "6")])
+def test_bad_arguments_are_module_13s_clear_errors(kwargs, pattern):
+    model = GPT(vocab_size=6, d_model=8, n_heads=2, n_layers=1, context=10, max_len=10, rng=0)
+    args = {"prompt_ids": [1], "max_new_tokens": 3, **kwargs}
+    with pytest.raises(ValueError, match=pattern):
+        generate(model, **args)
+
+
+def test_generate_restores_training_mode():
+    model = GPT(vocab_size=6, d_model=8, n_heads=2, n_layers=1, context=10, max_len=10, rng=0)
+    model.train()
+    generate(model, [1], 3)
+    assert model.training
