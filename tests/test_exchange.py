@@ -8,6 +8,8 @@ student has their own HOME, working directory and user name, as on a hub.
 import os
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,11 +23,23 @@ MODULE = find_module("02")
 COURSE_ID = "tinytorch-optimization"  # nbgrader_config.py
 
 
+# nbgrader names a submission after the OS user (pwd), except that user "jovyan" (the single-user
+# image of a DockerSpawner hub) is named by $JUPYTERHUB_USER. The test runs every student under one
+# uid, so it runs nbgrader as such a hub container would: OS user jovyan, JUPYTERHUB_USER=<student>.
+STUDENT_NBGRADER = ("import sys, nbgrader.utils as u; u.get_osusername = lambda: 'jovyan'; "
+                    "from nbgrader.apps.nbgraderapp import main; sys.argv[0] = 'nbgrader'; main()")
+
+
 def as_student(home: Path, name: str, exchange: Path, *args: str) -> str:
-    """nbgrader ARGS run by student `name` in their home folder (nbgrader reads the user from $USER)."""
+    """nbgrader ARGS run by student `name` in their home folder, as in a hub container."""
     env = {k: v for k, v in os.environ.items() if k not in ("TITO_ROOT", "PYTHONPATH")}
-    env.update(HOME=str(home), USER=name, LOGNAME=name)
-    return grading.nbgrader(home, *args, f"--course={COURSE_ID}", f"--Exchange.root={exchange}", env=env)
+    env.update(HOME=str(home), USER=name, LOGNAME=name, JUPYTERHUB_USER=name)
+    proc = subprocess.run([sys.executable, "-c", STUDENT_NBGRADER, *args, f"--course={COURSE_ID}",
+                           f"--Exchange.root={exchange}"], cwd=home, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{name}+" in proc.stdout + proc.stderr or args[0] != "submit", proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
 
 
 def test_release_fetch_submit_collect_grade_feedback_round_trip(tmp_path):
