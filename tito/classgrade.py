@@ -114,9 +114,11 @@ def _scratch_course(where: Path, root: Path, module: Module, student: str, noteb
     dest = where / "submitted" / student / module.name
     dest.mkdir(parents=True)
     shutil.copy(notebook, dest / notebook.name)
-    stamp = notebook.parent / "timestamp.txt"  # nbgrader collect writes it: the submission time
-    if stamp.is_file():
-        shutil.copy(stamp, dest / "timestamp.txt")
+    # nbgrader collect writes them: the submission time, and the secret release_feedback names the
+    # feedback file by (autograde carries it to autograded/, generate_feedback to feedback/).
+    for name in ("timestamp.txt", "submission_secret.txt"):
+        if (notebook.parent / name).is_file():
+            shutil.copy(notebook.parent / name, dest / name)
     return where
 
 
