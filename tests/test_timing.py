@@ -60,3 +60,17 @@ def test_str_says_median_p90_repeats_and_threads():
     assert str(t) == "1.23 ms (p90 1.31 ms, 7 x 100 calls, 1 BLAS thread)"
     assert t.spread == pytest.approx(0.08 / 1.23)
     assert format_seconds(2.5) == "2.5 s" and format_seconds(4e-8) == "40 ns"
+
+
+def test_measure_is_light_under_nbgrader_and_full_otherwise(monkeypatch):
+    """nbgrader sets NBGRADER_EXECUTION while autograding: fewer, shorter repeats then."""
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    full = measure(lambda: None)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    light = measure(lambda: None)
+    assert (full.repeats, light.repeats) == (7, 2)
+    assert light.number < full.number, (light, full)
+    assert measure(lambda: None, repeats=1).repeats == 1
+    assert measure(lambda: None, repeats=4).repeats == 4  # a count asked for is kept (Module 14's graded latency test)
+    monkeypatch.setenv("TINYTORCH_TIMING", "full")  # the instructor asks for full timings under nbgrader
+    assert measure(lambda: None, repeats=7).repeats == 7

@@ -19,9 +19,17 @@ Why each rule:
     t = measure(lambda: a @ b)
     t.median, t.p90            # seconds per call
     print(t)                   # '1.23 ms (p90 1.31 ms, 7 x 100 calls, 1 BLAS thread)'
+
+Under nbgrader (it sets NBGRADER_EXECUTION while autograding or validating) the
+timings only fill ungraded systems-analysis cells, and every graded submission
+would repeat them: `measure` then takes GRADING_REPEATS repeats (unless the caller gives
+`repeats`) of at least GRADING_REPEAT_SECONDS, so grading time goes to the tests. Its Timing
+says how many repeats it took; a student running the notebook gets the full count,
+and TINYTORCH_TIMING=full in the environment keeps the full count under nbgrader too.
 """
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +38,14 @@ import numpy as np
 
 MIN_REPEAT_SECONDS = 2e-3  # grow `number` until one repeat takes at least this long
 MAX_NUMBER = 1_000_000
+GRADING_REPEATS = 2             # repeats under nbgrader (NBGRADER_EXECUTION set)
+GRADING_REPEAT_SECONDS = 2e-4   # and MIN_REPEAT_SECONDS under nbgrader
+
+
+def grading() -> bool:
+    """True while nbgrader runs the notebook (autograde, validate) unless TINYTORCH_TIMING=full:
+    measure lightly."""
+    return bool(os.environ.get("NBGRADER_EXECUTION")) and os.environ.get("TINYTORCH_TIMING") != "full"
 
 
 @contextmanager
@@ -85,17 +101,24 @@ def format_seconds(s: float) -> str:
     return f"{s / 1e-9:.3g} ns"
 
 
-def measure(fn, *, repeats: int = 7, warmup: int = 1, number: int | None = None,
+def measure(fn, *, repeats: int | None = None, warmup: int = 1, number: int | None = None,
             threads: int | None = 1) -> Timing:
     """Time `fn()`: `warmup` untimed calls, then `repeats` timed repeats of `number` calls each.
 
     number=None picks it: doubled until one repeat takes MIN_REPEAT_SECONDS.
     threads: BLAS threads held fixed while timing (None: leave numpy's default).
+    Under nbgrader (see grading()) GRADING_REPEATS repeats unless `repeats` is given (a graded test may
+    ask for a count), calibrated to GRADING_REPEAT_SECONDS.
     """
+    if repeats is None:  # the default: 7, or GRADING_REPEATS under nbgrader; an explicit count is kept
+        repeats = GRADING_REPEATS if grading() else 7
     if repeats < 1 or warmup < 0:
         raise ValueError(f"measure: need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
     if number is not None and number < 1:
         raise ValueError(f"measure: number must be >= 1, got {number}")
+    min_seconds = MIN_REPEAT_SECONDS
+    if grading():
+        min_seconds = GRADING_REPEAT_SECONDS
     with blas_threads(threads):
         used = current_blas_threads()
         for _ in range(warmup):
@@ -106,7 +129,7 @@ def measure(fn, *, repeats: int = 7, warmup: int = 1, number: int | None = None,
                 start = time.perf_counter()
                 for _ in range(number):
                     fn()
-                if time.perf_counter() - start >= MIN_REPEAT_SECONDS:
+                if time.perf_counter() - start >= min_seconds:
                     break
                 number *= 2
         per_call = []

@@ -1,7 +1,7 @@
 """tito: the course command line.
 
     tito module status | start NN | test NN | export NN | reset NN   (students)
-    tito build | release | export --reference | selfcheck | grade A   (instructors)
+    tito build | release | export --reference | selfcheck | grade A [--jobs N] | feedback A   (instructors)
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import feedback, grading, sandbox
+from . import classgrade, classreport, feedback, grading, sandbox
 from .build import build
 from .export import export_notebook, export_reference, is_reference, remaining_stubs
 from .modules import RELEASE, ROOT, WORKSPACE, Module, TitoError, all_modules, find_module
@@ -110,44 +110,74 @@ def cmd_selfcheck(args) -> int:
 
 
 def cmd_grade(args) -> int:
-    """Autograde every submission in submitted/*/ASSIGNMENT and print the scores.
+    """Autograde every submission in submitted/*/ASSIGNMENT, `--jobs` at a time, and print the scores.
 
-    Each student is graded on their own: one broken submission is reported
-    in the table and does not stop the others.
+    Each student is graded by its own nbgrader process in its own scratch course
+    (tito/classgrade.py): one broken submission is reported in the summary and does
+    not stop or change the others.
     """
     module = find_module(args.assignment)
     if not args.no_sandbox:
         sandbox.require()
-    pattern = f"*/{module.name}/{module.name}.ipynb"
-    students = sorted(p.parent.parent.name for p in (ROOT / "submitted").glob(pattern))
+    if args.jobs is not None and args.jobs < 1:
+        raise TitoError(f"--jobs must be at least 1, got {args.jobs}")
+    build(module)
+    intake = classgrade.find_submissions(ROOT, module)
+    students = sorted([*intake.ready, *intake.rejected])
     if not students:
         raise TitoError(f"no submissions found: expected submitted/<student>/{module.name}/{module.name}.ipynb")
     with tempfile.TemporaryDirectory(prefix="tito-grade-") as tmp:
-        build(module)
         # Records the assignment in gradebook.db without touching release/.
         grading.generate(ROOT, module, release_dir=Path(tmp) / "release")
         lib = grading.reference_library(Path(tmp) / "lib")
-        errors = grading.autograde_each(ROOT, module, students, lib, progress=True, sandboxed=not args.no_sandbox)
-    failed = {student: grading.failure_reason(e) for student, e in errors.items()}
+        failed = classgrade.grade_class(ROOT, module, intake.ready, lib, jobs=args.jobs, progress=True,
+                                        sandboxed=not args.no_sandbox)
+    failed.update(intake.rejected)
     grades = grading.read_grades(ROOT, module, [s for s in students if s not in failed])
     tasks = sorted({t for g in grades.values() for t in g.by_task()})
     print(f"{'student':<20}" + "".join(f"{t:>11}" for t in tasks) + f"{'total':>11}")
     for student in students:
-        if student in failed:
-            print(f"{student:<20} not graded: {failed[student]}")
-            continue
-        g = grades[student]
-        by_task = g.by_task()
-        cells = "".join(f"{f'{by_task[t][0]:g}/{by_task[t][1]:g}':>11}" for t in tasks)
-        print(f"{student:<20}{cells}{f'{g.score:g}/{g.max_score:g}':>11}")
+        if student in grades:
+            g = grades[student]
+            by_task = g.by_task()
+            cells = "".join(f"{f'{by_task[t][0]:g}/{by_task[t][1]:g}':>11}" for t in tasks)
+            print(f"{student:<20}{cells}{f'{g.score:g}/{g.max_score:g}':>11}")
     restored = {s: g.restored for s, g in grades.items() if g.restored}
     if restored:
         print("\nTest cells missing from the submission, restored from the source before grading:")
         for student, ids in restored.items():
             print(f"  {student}: {', '.join(ids)}")
-    print(f"\nGraded notebooks with outputs: autograded/<student>/{module.name}/ "
-          f"(feedback: nbgrader generate_feedback {module.name})")
+    notes = {s: n for s, n in intake.notes.items() if s in grades}
+    if notes:
+        print("\nGraded, with a note:")
+        for student, note in notes.items():
+            print(f"  {student}: {note}")
+    if grades:
+        print(f"\nClass summary ({len(grades)} graded):")
+        print("\n".join(classreport.task_summary(grades)))
+    print(f"\nGraded {len(grades)} of {len(students)} submissions; notebooks with outputs in "
+          f"autograded/<student>/{module.name}/ (feedback HTML: tito feedback {module.name})")
+    if failed:
+        print(f"\nNot graded ({len(failed)}):")
+        for student in sorted(failed):
+            print(f"{student:<20} not graded: {failed[student]}")
     return 1 if failed else 0
+
+
+def cmd_feedback(args) -> int:
+    """nbgrader generate_feedback: one HTML file per graded student, hidden tests included."""
+    module = find_module(args.assignment)
+    if not (ROOT / "gradebook.db").exists():
+        raise TitoError(f"no gradebook.db: grade first with `tito grade {module.number}`")
+    files = classreport.feedback(ROOT, module)
+    if not files:
+        raise TitoError(f"nbgrader wrote no feedback: nothing in autograded/*/{module.name}/; "
+                        f"grade first with `tito grade {module.number}`")
+    for path in files:
+        print(_rel(path))
+    print(f"{len(files)} feedback files. They show the hidden tests (nbgrader#917): return them after the "
+          f"deadline, with `nbgrader release_feedback {module.name}` on a JupyterHub exchange.")
+    return 0
 
 
 # ---- student commands ----
@@ -308,7 +338,12 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("assignment")
     g.add_argument("--no-sandbox", action="store_true",
                    help="run submissions without the bubblewrap sandbox, with your rights (risky)")
+    g.add_argument("--jobs", "-j", type=int, default=None,
+                   help=f"students graded at once (default: the number of cores, {classgrade.default_jobs()})")
     g.set_defaults(fn=cmd_grade)
+    f = sub.add_parser("feedback", help="nbgrader generate_feedback: HTML per graded student")
+    f.add_argument("assignment")
+    f.set_defaults(fn=cmd_feedback)
     return p
 
 
