@@ -32,7 +32,8 @@ from tinytorch_lib.compression import load_compressed, make_permanent, prune, sa
 from tinytorch_lib.dataloader import DataLoader, load_digits
 from tinytorch_lib.losses import CrossEntropyLoss
 from tinytorch_lib.optimizers import Adam
-from tinytorch_lib.quantization import quantize, quantize_tensor, stored_bytes
+from tinytorch_lib.profiler import model_bytes
+from tinytorch_lib.quantization import quantize, quantize_tensor
 from tinytorch_lib.timing import blas_threads
 from tinytorch_lib.training import evaluate, fit
 
@@ -80,7 +81,7 @@ def main() -> None:
             for seed in range(args.seeds):
                 model, _, _ = train(name, seed, progress=False)
                 base.append(evaluate(model, test_loader))
-                fp32 = stored_bytes(model)
+                fp32 = model_bytes(model)
                 store("FP32", model, seed)
                 store("FP16", quantize(model, dtype="fp16"), seed)
                 store("INT8", quantize(model, calibration), seed)

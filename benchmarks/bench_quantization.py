@@ -21,7 +21,8 @@ import numpy as np
 
 from benchmarks.train_digits import RECIPES, train
 from tinytorch_lib.dataloader import DataLoader, load_digits
-from tinytorch_lib.quantization import model_arch, quantize, stored_bytes
+from tinytorch_lib.profiler import model_bytes
+from tinytorch_lib.quantization import model_arch, quantize
 from tinytorch_lib.timing import blas_threads, measure
 from tinytorch_lib.training import evaluate, load_model, save_model
 
@@ -54,7 +55,7 @@ def main() -> None:
                     files[label] = save_model(path, m, model_arch(m))
                     back, _ = load_model(path)
                     assert np.array_equal(back(test.tensors[0]).data, m(test.tensors[0]).data), (name, seed, label)
-                    stored[label] = stored_bytes(m)
+                    stored[label] = model_bytes(m)
                     acc[label].append(evaluate(m, DataLoader(test, batch_size=360)))
                     if seed == 0:
                         times[label] = measure(lambda: m(test.tensors[0]), repeats=7)

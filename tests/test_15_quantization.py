@@ -11,7 +11,8 @@ from tinytorch_lib.dataloader import DataLoader, load_digits
 from tinytorch_lib.layers import Linear, Sequential
 from tinytorch_lib.quantization import (HalfLinear, MinMaxObserver, PercentileObserver, QuantizedConv2d,
                                         QuantizedLinear, dequantize_tensor, model_arch, quantization_params,
-                                        quantize, quantize_tensor, stored_bytes)
+                                        quantize, quantize_tensor)
+from tinytorch_lib.profiler import model_bytes
 from tinytorch_lib.spatial import Conv2d, conv2d
 from tinytorch_lib.tensor import Tensor
 from tinytorch_lib.training import evaluate, load_model, save_model
@@ -87,7 +88,7 @@ def test_quantized_linear_is_the_integer_formula_and_stores_int8():
     want = (qx - z_x) @ q.weight_q.data.astype(np.int64).T * (s_x * q.weight_scale.data.astype(np.float64)) + lin.bias.data
     assert np.allclose(q(x).data, want, rtol=1e-5, atol=1e-6)
     assert q.state_dict()["weight_q"].dtype == np.int8
-    assert stored_bytes(q) == 20 * 7 + 7 * 4 + 4 + 4 + 7 * 4
+    assert model_bytes(q) == 20 * 7 + 7 * 4 + 4 + 4 + 7 * 4
 
 
 @pytest.mark.parametrize("stride, padding", [(1, 0), (1, 1), (2, 1)])
@@ -126,7 +127,7 @@ def test_trained_models_int8_is_3_5x_smaller_within_half_a_point_and_reloads(tmp
     train_x = load_digits("train", flatten=flatten).tensors[0].data
     test = load_digits("test", flatten=flatten)
     q = quantize(model, [train_x[:128], train_x[128:256]])
-    assert stored_bytes(model) / stored_bytes(q) >= 3.5
+    assert model_bytes(model) / model_bytes(q) >= 3.5
     base = evaluate(model, DataLoader(test, batch_size=360))
     acc = evaluate(q, DataLoader(test, batch_size=360))
     assert acc >= base - 0.005, (base, acc)
@@ -134,7 +135,7 @@ def test_trained_models_int8_is_3_5x_smaller_within_half_a_point_and_reloads(tmp
     save_model(path, q, model_arch(q))
     back, _ = load_model(path)
     assert np.array_equal(back(test.tensors[0]).data, q(test.tensors[0]).data)
-    assert stored_bytes(back) == stored_bytes(q)
+    assert model_bytes(back) == model_bytes(q)
 
 
 def test_loading_a_quantized_file_into_the_wrong_architecture_names_the_keys(tmp_path):

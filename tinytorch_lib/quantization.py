@@ -118,6 +118,27 @@ class PercentileObserver:
             raise ValueError(f"{type(self).__name__}: no values observed; run calibration data through the model first")
         return float(np.percentile(seen, 100 - self.percentile)), float(np.percentile(seen, self.percentile))
 
+# cell cell-38c2fce1a5
+def _int8_buffers(q: Module, weight_shape: tuple, per_channel: bool, bias: bool) -> None:
+    """Given: the buffers an int8 layer stores (weight codes, weight scales, input quantizer, float bias)."""
+    out = weight_shape[0]
+    q.register_buffer("weight_q", np.zeros(weight_shape, dtype=np.int8))
+    q.register_buffer("weight_scale", np.ones(out if per_channel else 1, dtype=np.float32))
+    q.register_buffer("input_scale", np.ones(1, dtype=np.float32))
+    q.register_buffer("input_zero_point", np.zeros(1, dtype=np.int32))
+    if bias:
+        q.register_buffer("bias", np.zeros(out, dtype=np.float32))
+
+
+def _fill_int8(q: Module, layer: Module, input_range: tuple, per_channel: bool) -> Module:
+    """Given: q's buffers from a trained float layer (symmetric int8 weights) and a calibrated input range."""
+    q.weight_q.data[...], scale, _ = quantize_tensor(layer.weight.data, axis=0 if per_channel else None)
+    q.weight_scale.data[...] = scale
+    q.input_scale.data[...], q.input_zero_point.data[...] = quantization_params(*input_range, symmetric=False)
+    if layer.bias is not None:
+        q.bias.data[...] = layer.bias.data
+    return q
+
 # cell quantized_linear
 class QuantizedLinear(Module):
     """A Linear stored as int8 weights (symmetric, per channel or per tensor) with an int8 input quantizer."""
@@ -125,24 +146,14 @@ class QuantizedLinear(Module):
     def __init__(self, in_features: int, out_features: int, per_channel: bool = True, bias: bool = True):
         super().__init__()
         self.in_features, self.out_features, self.per_channel = int(in_features), int(out_features), bool(per_channel)
-        self.register_buffer("weight_q", np.zeros((out_features, in_features), dtype=np.int8))
-        self.register_buffer("weight_scale", np.ones(out_features if per_channel else 1, dtype=np.float32))
-        self.register_buffer("input_scale", np.ones(1, dtype=np.float32))
-        self.register_buffer("input_zero_point", np.zeros(1, dtype=np.int32))
         self.has_bias = bool(bias)
-        if bias:
-            self.register_buffer("bias", np.zeros(out_features, dtype=np.float32))
+        _int8_buffers(self, (self.out_features, self.in_features), self.per_channel, self.has_bias)
 
     @classmethod
     def from_float(cls, linear: Linear, input_range: tuple, per_channel: bool = True) -> "QuantizedLinear":
         """Given: int8 weights of a trained Linear, and the input quantizer of a calibrated range."""
         q = cls(linear.in_features, linear.out_features, per_channel, bias=linear.bias is not None)
-        q.weight_q.data[...], scale, _ = quantize_tensor(linear.weight.data, axis=0 if per_channel else None)
-        q.weight_scale.data[...] = scale
-        q.input_scale.data[...], q.input_zero_point.data[...] = quantization_params(*input_range, symmetric=False)
-        if linear.bias is not None:
-            q.bias.data[...] = linear.bias.data
-        return q
+        return _fill_int8(q, linear, input_range, per_channel)
 
     def config(self) -> dict:
         return {"in_features": self.in_features, "out_features": self.out_features,
@@ -165,7 +176,7 @@ class QuantizedLinear(Module):
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, per_channel={self.per_channel}"
 
-# cell cell-77eef61f52
+# cell cell-92eabaf93d
 class QuantizedConv2d(Module):
     """A Conv2d stored as int8 filters (symmetric, per output channel) with an int8 input quantizer."""
 
@@ -175,23 +186,13 @@ class QuantizedConv2d(Module):
         kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else tuple(kernel_size)
         self.in_channels, self.out_channels, self.kernel_size = int(in_channels), int(out_channels), (kh, kw)
         self.stride, self.padding, self.per_channel, self.has_bias = stride, padding, bool(per_channel), bool(bias)
-        self.register_buffer("weight_q", np.zeros((out_channels, in_channels, kh, kw), dtype=np.int8))
-        self.register_buffer("weight_scale", np.ones(out_channels if per_channel else 1, dtype=np.float32))
-        self.register_buffer("input_scale", np.ones(1, dtype=np.float32))
-        self.register_buffer("input_zero_point", np.zeros(1, dtype=np.int32))
-        if bias:
-            self.register_buffer("bias", np.zeros(out_channels, dtype=np.float32))
+        _int8_buffers(self, (self.out_channels, self.in_channels, kh, kw), self.per_channel, self.has_bias)
 
     @classmethod
     def from_float(cls, conv: Conv2d, input_range: tuple, per_channel: bool = True) -> "QuantizedConv2d":
         q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, per_channel,
                 bias=conv.bias is not None)
-        q.weight_q.data[...], scale, _ = quantize_tensor(conv.weight.data, axis=0 if per_channel else None)
-        q.weight_scale.data[...] = scale
-        q.input_scale.data[...], q.input_zero_point.data[...] = quantization_params(*input_range, symmetric=False)
-        if conv.bias is not None:
-            q.bias.data[...] = conv.bias.data
-        return q
+        return _fill_int8(q, conv, input_range, per_channel)
 
     def config(self) -> dict:
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -309,7 +310,7 @@ def quantize(model: Module, calibration_data=None, dtype: str = "int8", per_chan
         new.set_submodule(name, cls.from_float(m, observers[name].range(), per_channel))
     return new
 
-# cell cell-bb22c90942
+# cell cell-9b3b990ce4
 def model_arch(model) -> dict:
     """{"layers": [["file.Class", kwargs], ...]} for a Sequential of course layers (for save_model)."""
     layers = []
@@ -340,8 +341,3 @@ def model_arch(model) -> dict:
                              f"tinytorch_lib's classes (import them from tinytorch_lib.quantization)")
         layers.append([f"{file}.{cls.__name__}", kwargs])
     return {"layers": layers}
-
-
-def stored_bytes(model: Module) -> int:
-    """Bytes of every array the model stores (its state_dict): parameters and buffers."""
-    return int(sum(a.nbytes for a in model.state_dict().values()))

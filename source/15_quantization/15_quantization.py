@@ -438,6 +438,27 @@ assert p.range() == (-2.0, 3.0), f"PercentileObserver(100) is min-max: expected 
 # `acc * (s_x * s_w) + bias` as float32. An input whose last dimension is
 # not `in_features` is a `ValueError` naming the shapes (as `Linear` does).
 
+# %% tags=["export"]
+def _int8_buffers(q: Module, weight_shape: tuple, per_channel: bool, bias: bool) -> None:
+    """Given: the buffers an int8 layer stores (weight codes, weight scales, input quantizer, float bias)."""
+    out = weight_shape[0]
+    q.register_buffer("weight_q", np.zeros(weight_shape, dtype=np.int8))
+    q.register_buffer("weight_scale", np.ones(out if per_channel else 1, dtype=np.float32))
+    q.register_buffer("input_scale", np.ones(1, dtype=np.float32))
+    q.register_buffer("input_zero_point", np.zeros(1, dtype=np.int32))
+    if bias:
+        q.register_buffer("bias", np.zeros(out, dtype=np.float32))
+
+
+def _fill_int8(q: Module, layer: Module, input_range: tuple, per_channel: bool) -> Module:
+    """Given: q's buffers from a trained float layer (symmetric int8 weights) and a calibrated input range."""
+    q.weight_q.data[...], scale, _ = quantize_tensor(layer.weight.data, axis=0 if per_channel else None)
+    q.weight_scale.data[...] = scale
+    q.input_scale.data[...], q.input_zero_point.data[...] = quantization_params(*input_range, symmetric=False)
+    if layer.bias is not None:
+        q.bias.data[...] = layer.bias.data
+    return q
+
 # %% nbgrader={"grade": false, "grade_id": "quantized_linear", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
 class QuantizedLinear(Module):
     """A Linear stored as int8 weights (symmetric, per channel or per tensor) with an int8 input quantizer."""
@@ -445,24 +466,14 @@ class QuantizedLinear(Module):
     def __init__(self, in_features: int, out_features: int, per_channel: bool = True, bias: bool = True):
         super().__init__()
         self.in_features, self.out_features, self.per_channel = int(in_features), int(out_features), bool(per_channel)
-        self.register_buffer("weight_q", np.zeros((out_features, in_features), dtype=np.int8))
-        self.register_buffer("weight_scale", np.ones(out_features if per_channel else 1, dtype=np.float32))
-        self.register_buffer("input_scale", np.ones(1, dtype=np.float32))
-        self.register_buffer("input_zero_point", np.zeros(1, dtype=np.int32))
         self.has_bias = bool(bias)
-        if bias:
-            self.register_buffer("bias", np.zeros(out_features, dtype=np.float32))
+        _int8_buffers(self, (self.out_features, self.in_features), self.per_channel, self.has_bias)
 
     @classmethod
     def from_float(cls, linear: Linear, input_range: tuple, per_channel: bool = True) -> "QuantizedLinear":
         """Given: int8 weights of a trained Linear, and the input quantizer of a calibrated range."""
         q = cls(linear.in_features, linear.out_features, per_channel, bias=linear.bias is not None)
-        q.weight_q.data[...], scale, _ = quantize_tensor(linear.weight.data, axis=0 if per_channel else None)
-        q.weight_scale.data[...] = scale
-        q.input_scale.data[...], q.input_zero_point.data[...] = quantization_params(*input_range, symmetric=False)
-        if linear.bias is not None:
-            q.bias.data[...] = linear.bias.data
-        return q
+        return _fill_int8(q, linear, input_range, per_channel)
 
     def config(self) -> dict:
         return {"in_features": self.in_features, "out_features": self.out_features,
@@ -547,23 +558,13 @@ class QuantizedConv2d(Module):
         kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else tuple(kernel_size)
         self.in_channels, self.out_channels, self.kernel_size = int(in_channels), int(out_channels), (kh, kw)
         self.stride, self.padding, self.per_channel, self.has_bias = stride, padding, bool(per_channel), bool(bias)
-        self.register_buffer("weight_q", np.zeros((out_channels, in_channels, kh, kw), dtype=np.int8))
-        self.register_buffer("weight_scale", np.ones(out_channels if per_channel else 1, dtype=np.float32))
-        self.register_buffer("input_scale", np.ones(1, dtype=np.float32))
-        self.register_buffer("input_zero_point", np.zeros(1, dtype=np.int32))
-        if bias:
-            self.register_buffer("bias", np.zeros(out_channels, dtype=np.float32))
+        _int8_buffers(self, (self.out_channels, self.in_channels, kh, kw), self.per_channel, self.has_bias)
 
     @classmethod
     def from_float(cls, conv: Conv2d, input_range: tuple, per_channel: bool = True) -> "QuantizedConv2d":
         q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, per_channel,
                 bias=conv.bias is not None)
-        q.weight_q.data[...], scale, _ = quantize_tensor(conv.weight.data, axis=0 if per_channel else None)
-        q.weight_scale.data[...] = scale
-        q.input_scale.data[...], q.input_zero_point.data[...] = quantization_params(*input_range, symmetric=False)
-        if conv.bias is not None:
-            q.bias.data[...] = conv.bias.data
-        return q
+        return _fill_int8(q, conv, input_range, per_channel)
 
     def config(self) -> dict:
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -823,11 +824,6 @@ def model_arch(model) -> dict:
         layers.append([f"{file}.{cls.__name__}", kwargs])
     return {"layers": layers}
 
-
-def stored_bytes(model: Module) -> int:
-    """Bytes of every array the model stores (its state_dict): parameters and buffers."""
-    return int(sum(a.nbytes for a in model.state_dict().values()))
-
 # %% [markdown]
 # ## 7. Systems analysis: the trained digit models
 #
@@ -850,6 +846,7 @@ from pathlib import Path
 from tinytorch_lib import data_dir
 from tinytorch_lib import quantization as Q
 from tinytorch_lib.dataloader import DataLoader, load_digits
+from tinytorch_lib.profiler import model_bytes  # Module 14: the bytes of every state_dict array
 from tinytorch_lib.timing import measure
 from tinytorch_lib.training import evaluate, load_model, save_model
 
@@ -871,7 +868,7 @@ for name, flatten in (("mlp", True), ("cnn", False)):
         same = np.array_equal(reloaded(test_set.tensors[0]).data, m(test_set.tensors[0]).data)
         acc = evaluate(m, DataLoader(test_set, batch_size=360))
         t = measure(lambda: m(test_set.tensors[0]), repeats=5)
-        rows.append((label, Q.stored_bytes(m), file_bytes, acc, t, same))
+        rows.append((label, model_bytes(m), file_bytes, acc, t, same))
     results[name] = rows
     base_bytes, base_file, base_acc = rows[0][1], rows[0][2], rows[0][3]
     print(f"\n{name.upper()} ({sum(p.size for p in model.parameters()):,} parameters), 360 held-out images")

@@ -632,7 +632,6 @@ from tinytorch_lib import data_dir
 from tinytorch_lib.dataloader import DataLoader, load_digits
 from tinytorch_lib.losses import CrossEntropyLoss
 from tinytorch_lib.optimizers import Adam
-from tinytorch_lib.quantization import stored_bytes
 from tinytorch_lib.training import evaluate, fit, load_model
 
 
