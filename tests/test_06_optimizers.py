@@ -103,8 +103,10 @@ def test_sgd_matches_the_float64_update_rule(seed, shape, steps, lr, momentum, w
     assert opt.state_nbytes() == (w.nbytes if momentum else 0)
 
 
+# beta2 = 0 is left out: then sqrt(v) is |g| of this step alone, and where g = grad + wd * p nearly
+# cancels, the float32 rounding of g is amplified without bound (CI hit 11 in 20,000 such draws).
 @given(seed=st.integers(0, 2**32 - 1), shape=shapes, steps=st.integers(1, 8), lr=st.floats(1e-4, 0.3),
-       betas=st.sampled_from([(0.9, 0.999), (0.5, 0.9), (0.0, 0.99), (0.95, 0.0)]),
+       betas=st.sampled_from([(0.9, 0.999), (0.5, 0.9), (0.0, 0.99), (0.95, 0.5)]),
        eps=st.sampled_from([1e-8, 1e-6, 1e-3]), wd=st.sampled_from([0.0, 0.01, 0.5]),
        cls=st.sampled_from([Adam, AdamW]))
 @settings_

@@ -49,6 +49,18 @@ def test_params_against_hand_values():
     assert np.allclose(s, [1.0, 2 / 127]) and np.all(z == 0)
 
 
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_a_range_too_narrow_for_a_float32_scale_gets_scale_1(symmetric):
+    # 1e-44 / 127 is positive in float64 and rounds to 0 in float32; x / 0 would be 0 / 0 = NaN codes.
+    s, z = quantization_params(0.0, 1e-44, symmetric=symmetric)
+    assert s.dtype == np.float32 and s == 1.0 and z == 0
+    x = np.array([0.0, 1e-44, 0.0], dtype=np.float32)
+    q, scale, zp = quantize_tensor(x, symmetric=symmetric)
+    assert np.array_equal(q, [0, 0, 0]) and scale == 1.0
+    assert np.allclose(dequantize_tensor(q, scale, zp), x, atol=1e-40)
+
+
 @pytest.mark.parametrize("lo, hi, bits", [(np.nan, 1.0, 8), (0.0, np.inf, 8), (-1.0, 1.0, 1), (-1.0, 1.0, 9)])
 def test_bad_ranges_and_bits_are_clear_errors(lo, hi, bits):
     with pytest.raises(ValueError, match="NaN or infinity|bits"):

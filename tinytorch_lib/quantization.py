@@ -27,10 +27,11 @@ def quantization_params(lo, hi, bits: int = 8, symmetric: bool = True) -> tuple:
         scale = (hi - lo) / (qmax - qmin)
         safe = np.where(scale > 0, scale, 1.0)
         zero_point = np.clip(np.round(qmin - lo / safe), qmin, qmax)
+    scale = scale.astype(np.float32)          # a width of 1e-44 is > 0 in float64 and 0 in float32
     empty = scale == 0
-    scale = np.where(empty, 1.0, scale)
+    scale = np.where(empty, np.float32(1.0), scale)
     zero_point = np.where(empty, 0, zero_point)
-    return scale.astype(np.float32), zero_point.astype(np.int32)
+    return scale, zero_point.astype(np.int32)
 
 # cell quantize_tensor
 def _along(v, axis, ndim: int):

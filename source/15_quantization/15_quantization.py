@@ -95,7 +95,8 @@ for name in ("tensor", "layers", "spatial", "training", "dataloader"):
 # `qmax = 2**(bits-1) - 1`. Widen the range to include 0; symmetric:
 # `scale = max(|lo|, |hi|) / qmax`, `zero_point = 0`; affine: the formulas
 # above, with `zero_point` clipped to `[qmin, qmax]`. Where the range has
-# width 0: `scale = 1`, `zero_point = 0`. Raise `ValueError` when `bits` is
+# width 0, or so narrow that the float32 scale rounds to 0 (`[0, 1e-44]`):
+# `scale = 1`, `zero_point = 0`. Raise `ValueError` when `bits` is
 # not an int in `[2, 8]` or when `lo` or `hi` holds NaN or infinity
 # (`quantization_params: the range holds NaN or infinity: lo=nan, hi=1.0`).
 
@@ -118,10 +119,11 @@ def quantization_params(lo, hi, bits: int = 8, symmetric: bool = True) -> tuple:
         scale = (hi - lo) / (qmax - qmin)
         safe = np.where(scale > 0, scale, 1.0)
         zero_point = np.clip(np.round(qmin - lo / safe), qmin, qmax)
+    scale = scale.astype(np.float32)          # a width of 1e-44 is > 0 in float64 and 0 in float32
     empty = scale == 0
-    scale = np.where(empty, 1.0, scale)
+    scale = np.where(empty, np.float32(1.0), scale)
     zero_point = np.where(empty, 0, zero_point)
-    return scale.astype(np.float32), zero_point.astype(np.int32)
+    return scale, zero_point.astype(np.int32)
     ### END SOLUTION
 
 
@@ -151,6 +153,9 @@ s, z = quantization_params(-3.0, -1.0, bits=4, symmetric=False)
 assert np.isclose(s, 3 / 15) and z == 7, f"affine 4-bit [-3, -1] widened to [-3, 0]: expected scale 0.2 and zero_point 7, got {s}, {z}"
 s, z = quantization_params(0.0, 0.0, symmetric=False)
 assert s == 1.0 and z == 0 and s.shape == (), f"range [0, 0]: expected scale 1 and zero_point 0, shape (), got {s}, {z}"
+for sym in (True, False):
+    s, z = quantization_params(0.0, 1e-44, symmetric=sym)
+    assert s == 1.0 and z == 0, f"range [0, 1e-44], symmetric={sym}: the float32 scale rounds to 0, expected scale 1 and zero_point 0, got {s}, {z}"
 for bad in (1, 9, 8.0):
     try:
         quantization_params(-1.0, 1.0, bits=bad)
