@@ -1,0 +1,1242 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Module 17: Acceleration (a ladder of faster kernels, and `vectorize`)
+#
+# Module 09's convolution is correct and readable: a loop over the nine
+# offsets of a 3x3 kernel, one numpy contraction each. Module 09 also measured
+# what it costs: per FLOP it runs far slower than one matrix product with the
+# same FLOPs, because it makes many small passes over strided memory. This
+# module climbs a **ladder** of implementations of the same convolution, the
+# way llm.c builds its kernels, from the definition in pure Python loops to a
+# single matrix multiply:
+#
+# | rung | the loop that is left in Python | calls into numpy per convolution |
+# |---|---|---|
+# | pure Python loops | every multiply-add | none |
+# | loop over output positions | `H_out * W_out` positions | one small matmul per position |
+# | loop over kernel offsets (Module 09) | `kh * kw` offsets | one einsum per offset |
+# | im2col + matmul | none (the gather loops over `kh * kw` copies) | one large matmul |
+#
+# Every rung is checked against Module 09's `conv2d` (within `1e-5`
+# relative) before it is timed, and all rungs are timed side by side in the
+# same cell. The same is done for attention (a loop over heads and positions,
+# then one batched matmul). Finally `vectorize(model)` swaps the fast kernels
+# into a trained model through the `Module` seam (`set_submodule`): the same
+# outputs, the same gradients, and an epoch of training measured before and after.
+#
+# | task | what you build | points |
+# |---|---|---|
+# | 17.1 | `conv2d_positions`: a loop over output positions, one matmul each | 3 |
+# | 17.2 | `im2col`: every receptive field as one row of a matrix | 4 |
+# | 17.3 | `conv2d_im2col`: the convolution as one matrix multiply | 3 |
+# | 17.4 | `attention_batched`: attention for all heads in two batched matmuls | 3 |
+# | 17.5 | `conv2d_im2col_backward`: gradients through im2col (col2im) | 4 |
+# | 17.6 | `vectorize(model)`: a new model with the fast layers swapped in | 3 |
+#
+# This module builds on Modules 01-12: `Tensor` and the autograd seam from
+# `tinytorch_lib.tensor`, `Module` from `tinytorch_lib.layers`, `Conv2d`,
+# `conv2d` and `conv2d_output_shape` from `tinytorch_lib.spatial` (Module 09),
+# `MultiHeadAttention` and its helpers from `tinytorch_lib.attention` (Module 12),
+# and for the systems analysis the digits (07), the trained CNN (08) and the
+# trained GPT (13). Timings use `tinytorch_lib.timing.measure`.
+
+# %% tags=["export"]
+import copy
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from tinytorch_lib.attention import MultiHeadAttention, causal_mask, merge_heads, split_heads
+from tinytorch_lib.attention import scaled_dot_product_attention
+from tinytorch_lib.layers import Module
+from tinytorch_lib.spatial import Conv2d, conv2d, conv2d_output_shape
+from tinytorch_lib.tensor import Tensor, no_grad, record, register_backward
+
+# %% [markdown]
+# ## Which library files are you running on?
+#
+# Each file below is either the course reference or your own export of an
+# earlier module. When this notebook is autograded by the instructor it always
+# runs on the reference, so your grade here depends only on this module's
+# work. `tito module reset NN` puts a reference file back.
+
+# %%
+import tinytorch_lib
+
+for name in ("tensor", "layers", "autograd", "spatial", "attention", "training", "transformer"):
+    print(tinytorch_lib.origin(name))
+
+# %% [markdown]
+# ## 1. The ladder's bottom and its reference
+#
+# Every rung has the signature of Module 09's `conv2d`, on numpy arrays:
+#
+# ```
+# conv_fn(x, weight, bias=None, stride=1, padding=0) -> np.ndarray
+#     x (batch, in, H, W), weight (out, in, kh, kw), bias (out,) or None
+#     -> (batch, out, H_out, W_out),  H_out = (H + 2*padding - kh) // stride + 1
+# ```
+#
+# The given helper `conv_arrays` turns `Tensor`s into arrays, integer input
+# into float32, and runs Module 09's `conv2d_output_shape`, so every rung
+# checks its arguments and fails with the same messages as Module 09
+# (`conv2d: weight (16, 1, 3, 3) expects input (batch, 1, H, W), got (2, 3, 8, 8)`).
+#
+# The **reference** is Module 09's `conv2d` itself (run under `no_grad`, its
+# `.data` taken): the loop over kernel offsets. The bottom rung,
+# `conv2d_python`, is the definition written in pure Python: the arrays are
+# turned into nested lists first (`tolist()`), so that every multiply-add is
+# an interpreted operation on Python floats, with no numpy call inside the
+# loops. It skips multiply-adds that would read a padding zero.
+#
+# "Equal" means equal up to float rounding: `relative_error(got, want)` is the
+# largest absolute difference divided by the largest `|want|`, and the
+# course's bar is `1e-5`. (Summing the same products in another order changes
+# the last bits of a float32 result: `1e-7` relative is typical.)
+
+# %% tags=["export"]
+TOLERANCE = 1e-5  # every rung must equal the reference within this relative error
+
+
+def relative_error(got, want) -> float:
+    """max |got - want| / max |want| (0 when both are all zeros); shapes must match."""
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        raise ValueError(f"relative_error: shapes differ, got {got.shape}, want {want.shape}")
+    scale = np.abs(want).max() if want.size else 0.0
+    diff = np.abs(got - want).max() if want.size else 0.0
+    return float(diff / scale) if scale > 0 else float(diff)
+
+
+def conv_arrays(x, weight, bias, stride: int, padding: int) -> tuple:
+    """Arrays or Tensors -> (x, weight, bias or None, (batch, out, H_out, W_out)) with Module 09's checks."""
+    x, weight = (t.data if isinstance(t, Tensor) else np.asarray(t) for t in (x, weight))
+    x = x if x.dtype.kind == "f" else x.astype(np.float32)
+    weight = weight if weight.dtype.kind == "f" else weight.astype(np.float32)
+    out_shape = conv2d_output_shape(x.shape, weight.shape, stride, padding)
+    if bias is not None:
+        bias = bias.data if isinstance(bias, Tensor) else np.asarray(bias)
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"conv2d: weight {weight.shape} needs bias ({weight.shape[0]},), got {bias.shape}")
+    return x, weight, bias, out_shape
+
+
+def conv2d_reference(x, weight, bias=None, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """Module 09's conv2d (a loop over kernel offsets) on arrays: the reference every rung is checked against."""
+    with no_grad():
+        return conv2d(x, weight, bias, stride, padding).data
+
+
+def conv2d_python(x, weight, bias=None, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """The definition in pure Python loops over nested lists: one interpreted multiply-add at a time."""
+    x, weight, bias, (n, o, h_out, w_out) = conv_arrays(x, weight, bias, stride, padding)
+    c, h, w = x.shape[1:]
+    kh, kw = weight.shape[2:]
+    xl, wl = x.tolist(), weight.tolist()
+    bl = [0.0] * o if bias is None else bias.tolist()
+    out = [[[[0.0] * w_out for _ in range(h_out)] for _ in range(o)] for _ in range(n)]
+    for b in range(n):
+        for oc in range(o):
+            for y in range(h_out):
+                for z in range(w_out):
+                    total = bl[oc]
+                    for ic in range(c):
+                        for i in range(kh):
+                            row = y * stride + i - padding
+                            if 0 <= row < h:              # rows of padding zeros add nothing
+                                x_row, w_row = xl[b][ic][row], wl[oc][ic][i]
+                                for j in range(kw):
+                                    col = z * stride + j - padding
+                                    if 0 <= col < w:
+                                        total += w_row[j] * x_row[col]
+                    out[b][oc][y][z] = total
+    return np.array(out, dtype=np.result_type(x.dtype, weight.dtype))
+
+
+# %% [markdown]
+# Module 09's worked example, 3x3 input `1..9`, filter `[[1, 0], [0, 1]]`,
+# expected `[[6, 8], [12, 14]]`, through the reference and the bottom rung:
+
+# %%
+x_ex = np.arange(1.0, 10.0, dtype=np.float32).reshape(1, 1, 3, 3)
+w_ex = np.array([[[[1.0, 0.0], [0.0, 1.0]]]], dtype=np.float32)
+print("reference:   ", conv2d_reference(x_ex, w_ex)[0, 0].tolist())
+print("Python loops:", conv2d_python(x_ex, w_ex)[0, 0].tolist())
+
+# %% [markdown]
+# ## 2. Rung 2: a loop over output positions
+#
+# Fix one output position `(y, x)`. Every output channel there reads the same
+# receptive field of the padded input, a block of `in * kh * kw` numbers per
+# image:
+#
+# ```
+# patch = xpad[:, :, y*stride : y*stride + kh, x*stride : x*stride + kw]   # (batch, in, kh, kw)
+# ```
+#
+# and output channel `o` is the dot product of that block with the filter
+# `weight[o]` (also `in * kh * kw` numbers). Flatten both and all output
+# channels come out of one matrix product:
+#
+# ```
+# patch.reshape(batch, in*kh*kw) @ weight.reshape(out, in*kh*kw).T   ->   out[:, :, y, x]   (batch, out)
+# ```
+#
+# For a digit batch `(64, 1, 8, 8)` and `weight (16, 1, 3, 3)` with padding 1:
+# 64 positions, each a `(64, 9) @ (9, 16)` product. The Python loop now runs
+# `H_out * W_out` times instead of once per multiply-add; it grows with the
+# image (a 32x32 output is 1024 iterations), while Module 09's loop is always
+# `kh * kw = 9` iterations.
+#
+# ### Task 17.1: `conv2d_positions`
+#
+# Pad the input with `np.pad` (zeros), then fill `out[:, :, y, x]` for every
+# output position with one matrix product as above, and add the bias
+# (`None` means no bias), broadcast as `(1, out, 1, 1)`. The given first line
+# checks the arguments and gives you the output shape. The result is a numpy
+# array of dtype `np.result_type(x.dtype, weight.dtype)` (float32 in, float32
+# out; float64 stays float64) that equals Module 09's `conv2d` within `1e-5`
+# relative, for any stride and padding. Do not call the reference or Module 09's `conv2d`.
+
+# %% nbgrader={"grade": false, "grade_id": "conv2d_positions", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+def conv2d_positions(x, weight, bias=None, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """x (batch, in, H, W), weight (out, in, kh, kw), bias (out,) or None -> (batch, out, H_out, W_out).
+
+    One (batch, in*kh*kw) @ (in*kh*kw, out) product per output position.
+    """
+    x, weight, bias, (n, o, h_out, w_out) = conv_arrays(x, weight, bias, stride, padding)
+    # Task 17.1: pad; for each output position one matmul of the flattened patch with the flattened filters; bias
+    ### BEGIN SOLUTION
+    kh, kw = weight.shape[2:]
+    xpad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    w_mat = weight.reshape(o, -1).T                               # (in*kh*kw, out)
+    out = np.empty((n, o, h_out, w_out), dtype=np.result_type(x.dtype, weight.dtype))
+    for y in range(h_out):
+        for z in range(w_out):
+            patch = xpad[:, :, y * stride:y * stride + kh, z * stride:z * stride + kw]   # (batch, in, kh, kw)
+            out[:, :, y, z] = patch.reshape(n, -1) @ w_mat
+    if bias is not None:
+        out += bias.reshape(1, -1, 1, 1)
+    return out
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_17_1_positions", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 17.1
+got = conv2d_positions(x_ex, w_ex)
+assert isinstance(got, np.ndarray) and got.shape == (1, 1, 2, 2), \
+    f"worked example (1, 1, 3, 3) input, (1, 1, 2, 2) filter: expected an array (1, 1, 2, 2), got {type(got).__name__} {getattr(got, 'shape', '')}"
+assert np.array_equal(got[0, 0], [[6, 8], [12, 14]]), f"worked example: expected [[6, 8], [12, 14]], got {got[0, 0].tolist()}"
+assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
+rng = np.random.default_rng(0)
+for shape_x, shape_w, s, p in [((2, 3, 6, 7), (4, 3, 3, 3), 1, 1), ((2, 2, 7, 7), (3, 2, 3, 2), 2, 0)]:
+    xr, wr, br = rng.standard_normal(shape_x), rng.standard_normal(shape_w), rng.standard_normal(shape_w[0])
+    want = conv2d_reference(xr, wr, br, s, p)
+    got = conv2d_positions(xr, wr, br, s, p)
+    assert got.shape == want.shape, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: expected shape {want.shape}, got {got.shape}"
+    err = relative_error(got, want)
+    assert err < TOLERANCE, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: relative error {err:.2e} from Module 09's conv2d (need < 1e-5)"
+print("Task 17.1 visible tests passed")
+### BEGIN HIDDEN TESTS
+xr, wr = rng.standard_normal((3, 2, 9, 5)), rng.standard_normal((5, 2, 2, 3))
+for s, p in [(1, 0), (2, 1), (3, 2)]:
+    err = relative_error(conv2d_positions(xr, wr, None, s, p), conv2d_reference(xr, wr, None, s, p))
+    assert err < TOLERANCE, f"x (3, 2, 9, 5), weight (5, 2, 2, 3), bias None, stride={s}, padding={p}: relative error {err:.2e}"
+assert conv2d_positions(xr, wr).dtype == np.float64, "float64 x (3, 2, 9, 5) and weight: expected a float64 output"
+d32 = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)
+w32 = rng.standard_normal((16, 1, 3, 3)).astype(np.float32)
+err = relative_error(conv2d_positions(d32, w32, np.ones(16, np.float32), 1, 1), conv2d_reference(d32, w32, np.ones(16, np.float32), 1, 1))
+assert err < TOLERANCE, f"digit-shaped float32 batch (4, 1, 8, 8), weight (16, 1, 3, 3), padding 1: relative error {err:.2e}"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 3. Rung 4: im2col, the convolution as one matrix multiply
+#
+# The loop over positions does one small matmul per position, each with the
+# same right-hand matrix `weight.reshape(out, -1).T`. Stack all the patches
+# as rows of one matrix first, and the whole convolution is a single product.
+# That stacking is **im2col** ("image to columns", from Caffe; here the patches
+# are rows, as in most numpy write-ups):
+#
+# ```
+# cols[(n, y, x), (c, i, j)] = xpad[n, c, y*stride + i, x*stride + j]
+#
+# cols:   (batch * H_out * W_out,  in * kh * kw)      one row per output position
+# out  =  cols @ weight.reshape(out, in*kh*kw).T      (batch * H_out * W_out, out)
+#      -> reshape (batch, H_out, W_out, out) -> transpose to (batch, out, H_out, W_out)
+# ```
+#
+# Rows run over `(n, y, x)` in row-major order (image, then output row, then
+# output column), columns over `(c, i, j)` in row-major order, the order of
+# `weight.reshape(out, -1)`'s columns. Worked example, the 3x3 input `1..9`,
+# a 2x2 kernel, stride 1, no padding: four positions, four rows
+#
+# ```
+# cols = [[1, 2, 4, 5],      position (0, 0)
+#         [2, 3, 5, 6],      position (0, 1)
+#         [4, 5, 7, 8],      position (1, 0)
+#         [5, 6, 8, 9]]      position (1, 1)
+# cols @ [1, 0, 0, 1]^T = [6, 8, 12, 14]   (the filter [[1, 0], [0, 1]] flattened)
+# ```
+#
+# Building `cols` needs no loop over positions: for a fixed kernel offset
+# `(i, j)`, the strided slice of Module 09,
+# `xpad[:, :, i : i + stride*H_out : stride, j : j + stride*W_out : stride]`,
+# `(batch, in, H_out, W_out)`, holds the `(c, i, j)` entries of every row.
+# Allocate `cols` as `(batch, H_out, W_out, in, kh, kw)`, copy each offset's
+# slice (transposed to `(batch, H_out, W_out, in)`) into `cols[..., i, j]`,
+# and reshape to two dimensions at the end: `kh * kw` copies, then one view.
+#
+# The price is memory: every input pixel is copied once per kernel offset that
+# reads it, so `cols` is about `kh * kw` times the input (9x for a 3x3 kernel
+# at stride 1). The systems analysis measures it.
+#
+# ### Task 17.2: `im2col`
+#
+# `im2col(x, kh, kw, stride=1, padding=0)` returns the 2-d array `cols` above,
+# `(batch * H_out * W_out, in * kh * kw)`, in `x`'s dtype, with rows and
+# columns in the order given. The given lines check the arguments
+# (`im2col: input (1, 1, 2, 2) with padding 0 is smaller than the 3x3 kernel`)
+# and compute `H_out`, `W_out`.
+
+# %% nbgrader={"grade": false, "grade_id": "im2col", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+def im2col(x, kh: int, kw: int, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """x (batch, in, H, W) -> cols (batch * H_out * W_out, in * kh * kw): rows (n, y, x), columns (c, i, j)."""
+    x = x.data if isinstance(x, Tensor) else np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"im2col: expected x of shape (batch, channels, H, W), got {x.shape}")
+    if min(kh, kw, stride) < 1 or padding < 0:
+        raise ValueError(f"im2col: need kh, kw, stride >= 1 and padding >= 0, got kh={kh}, kw={kw}, "
+                         f"stride={stride}, padding={padding}")
+    n, c, h, w = x.shape
+    if h + 2 * padding < kh or w + 2 * padding < kw:
+        raise ValueError(f"im2col: input {x.shape} with padding {padding} is smaller than the {kh}x{kw} kernel")
+    h_out, w_out = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+    # Task 17.2: pad; cols (batch, H_out, W_out, in, kh, kw) filled with one strided slice per offset; reshape to 2-d
+    ### BEGIN SOLUTION
+    xpad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    cols = np.empty((n, h_out, w_out, c, kh, kw), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            patch = xpad[:, :, i:i + stride * h_out:stride, j:j + stride * w_out:stride]   # (batch, in, H_out, W_out)
+            cols[:, :, :, :, i, j] = patch.transpose(0, 2, 3, 1)
+    return cols.reshape(n * h_out * w_out, c * kh * kw)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_17_2_im2col", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 17.2: against a loop that reads the definition cols[(n, y, x), (c, i, j)] = xpad[n, c, y*s + i, x*s + j]
+def im2col_loops(x, kh, kw, s, p):
+    n, c, h, w = x.shape
+    xpad = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    h_out, w_out = (h + 2 * p - kh) // s + 1, (w + 2 * p - kw) // s + 1
+    return np.array([[xpad[b, ch, y * s + i, z * s + j] for ch in range(c) for i in range(kh) for j in range(kw)]
+                     for b in range(n) for y in range(h_out) for z in range(w_out)], dtype=x.dtype)
+
+
+got = im2col(x_ex, 2, 2)
+want = np.array([[1, 2, 4, 5], [2, 3, 5, 6], [4, 5, 7, 8], [5, 6, 8, 9]], dtype=np.float32)
+assert isinstance(got, np.ndarray) and got.shape == (4, 4), f"worked example (1, 1, 3, 3), 2x2 kernel: expected shape (4, 4), got {getattr(got, 'shape', type(got).__name__)}"
+assert np.array_equal(got, want), f"worked example: expected\n{want}\ngot\n{got}"
+assert got.dtype == np.float32, f"float32 input: cols should be float32, got {got.dtype}"
+rng = np.random.default_rng(1)
+for shape_x, kh, kw, s, p in [((2, 3, 5, 6), 3, 3, 1, 1), ((2, 2, 7, 7), 3, 2, 2, 0)]:
+    xr = rng.standard_normal(shape_x)
+    want = im2col_loops(xr, kh, kw, s, p)
+    got = im2col(xr, kh, kw, s, p)
+    assert got.shape == want.shape, f"x {shape_x}, kernel {kh}x{kw}, stride={s}, padding={p}: expected cols {want.shape}, got {got.shape}"
+    assert np.array_equal(got, want), f"x {shape_x}, kernel {kh}x{kw}, stride={s}, padding={p}: cols differ from the definition (check the row and column order)"
+print("Task 17.2 visible tests passed")
+### BEGIN HIDDEN TESTS
+for shape_x, kh, kw, s, p in [((3, 2, 9, 5), 2, 3, 3, 2), ((1, 1, 2, 2), 3, 3, 1, 1), ((2, 4, 4, 4), 1, 1, 1, 0)]:
+    xr = rng.standard_normal(shape_x)
+    got = im2col(xr, kh, kw, s, p)
+    want = im2col_loops(xr, kh, kw, s, p)
+    assert got.shape == want.shape and np.array_equal(got, want), f"x {shape_x}, kernel {kh}x{kw}, stride={s}, padding={p}: cols differ from the definition"
+assert im2col(rng.standard_normal((1, 2, 4, 4)), 3, 3).dtype == np.float64, "float64 input: cols should be float64"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Task 17.3: `conv2d_im2col`
+#
+# The convolution from `cols`: call your `im2col` (Task 17.2) with the
+# kernel's `kh, kw` and the given stride and padding, multiply by
+# `weight.reshape(out, -1).T`, add the bias (a `(out,)` vector broadcasts along
+# the rows), reshape to `(batch, H_out, W_out, out)` and transpose to
+# `(batch, out, H_out, W_out)`. Same contract as Task 17.1: dtype
+# `np.result_type(x.dtype, weight.dtype)`, equal to Module 09's `conv2d`
+# within `1e-5` relative for any stride and padding. (Returning the transposed
+# view is fine; it need not be contiguous.)
+
+# %% nbgrader={"grade": false, "grade_id": "conv2d_im2col", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+def conv2d_im2col(x, weight, bias=None, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """x (batch, in, H, W), weight (out, in, kh, kw), bias (out,) or None -> (batch, out, H_out, W_out).
+
+    cols = im2col(x) (batch*H_out*W_out, in*kh*kw); out = cols @ weight.reshape(out, -1).T + bias.
+    """
+    x, weight, bias, (n, o, h_out, w_out) = conv_arrays(x, weight, bias, stride, padding)
+    # Task 17.3: im2col, one matmul, the bias, reshape and transpose to (batch, out, H_out, W_out)
+    ### BEGIN SOLUTION
+    cols = im2col(x, weight.shape[2], weight.shape[3], stride, padding)   # (batch*H_out*W_out, in*kh*kw)
+    out = cols @ weight.reshape(o, -1).T                                   # (batch*H_out*W_out, out)
+    if bias is not None:
+        out += bias
+    return out.reshape(n, h_out, w_out, o).transpose(0, 3, 1, 2)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_17_3_conv2d_im2col", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 17.3 (they rely on Task 17.2's im2col)
+try:
+    assert np.array_equal(im2col(x_ex, 2, 2), [[1, 2, 4, 5], [2, 3, 5, 6], [4, 5, 7, 8], [5, 6, 8, 9]])
+except Exception as e:
+    raise AssertionError(f"Task 17.3 calls im2col from Task 17.2, and im2col of the worked example did not return "
+                         f"[[1, 2, 4, 5], ...] ({e!r}): make Task 17.2's tests pass first") from None
+got = conv2d_im2col(x_ex, w_ex)
+assert isinstance(got, np.ndarray) and got.shape == (1, 1, 2, 2) and np.array_equal(got[0, 0], [[6, 8], [12, 14]]), \
+    f"worked example: expected an array (1, 1, 2, 2) [[6, 8], [12, 14]], got {got!r}"
+assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
+rng = np.random.default_rng(2)
+for shape_x, shape_w, s, p in [((2, 3, 6, 7), (4, 3, 3, 3), 1, 1), ((2, 2, 7, 7), (3, 2, 3, 2), 2, 0)]:
+    xr, wr, br = rng.standard_normal(shape_x), rng.standard_normal(shape_w), rng.standard_normal(shape_w[0])
+    want = conv2d_reference(xr, wr, br, s, p)
+    got = conv2d_im2col(xr, wr, br, s, p)
+    assert got.shape == want.shape, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: expected shape {want.shape}, got {got.shape}"
+    err = relative_error(got, want)
+    assert err < TOLERANCE, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: relative error {err:.2e} from Module 09's conv2d"
+print("Task 17.3 visible tests passed")
+### BEGIN HIDDEN TESTS
+xr, wr = rng.standard_normal((3, 2, 9, 5)), rng.standard_normal((5, 2, 2, 3))
+for s, p in [(1, 0), (2, 1), (3, 2)]:
+    err = relative_error(conv2d_im2col(xr, wr, None, s, p), conv2d_reference(xr, wr, None, s, p))
+    assert err < TOLERANCE, f"x (3, 2, 9, 5), weight (5, 2, 2, 3), bias None, stride={s}, padding={p}: relative error {err:.2e}"
+assert conv2d_im2col(xr, wr).dtype == np.float64, "float64 x (3, 2, 9, 5) and weight: expected a float64 output"
+d32, w32 = rng.standard_normal((4, 1, 8, 8)).astype(np.float32), rng.standard_normal((16, 1, 3, 3)).astype(np.float32)
+err = relative_error(conv2d_im2col(d32, w32, np.ones(16, np.float32), 1, 1), conv2d_reference(d32, w32, np.ones(16, np.float32), 1, 1))
+assert err < TOLERANCE, f"digit-shaped float32 batch (4, 1, 8, 8), weight (16, 1, 3, 3), padding 1: relative error {err:.2e}"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### A fifth rung (given): sliding windows and `tensordot`, without the copy
+#
+# numpy can describe every receptive field without copying anything:
+# `sliding_window_view(xpad, (kh, kw), axis=(2, 3))` is a **view**
+# `(batch, in, H+2p-kh+1, W+2p-kw+1, kh, kw)` whose strides step through the
+# same memory many times; `[:, :, ::stride, ::stride]` keeps every
+# `stride`-th window. `np.tensordot` then contracts the `(in, kh, kw)` axes
+# with the weight's. Inside, `tensordot` has to hand a matrix to BLAS, so it
+# copies the windows into a contiguous array anyway: the same gather as
+# im2col, done by numpy. Whether it is faster than your im2col is for the
+# measurement below to say.
+#
+# `CONV_LADDER` lists the rungs in order, bottom first.
+
+# %% tags=["export"]
+def conv2d_windows(x, weight, bias=None, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """Same contract as conv2d_im2col: sliding_window_view (a view, no copy) + one np.tensordot."""
+    x, weight, bias, (n, o, h_out, w_out) = conv_arrays(x, weight, bias, stride, padding)
+    kh, kw = weight.shape[2:]
+    xpad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    windows = sliding_window_view(xpad, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]  # (n, in, H_out, W_out, kh, kw)
+    out = np.tensordot(windows, weight, axes=([1, 4, 5], [1, 2, 3]))                    # (n, H_out, W_out, out)
+    if bias is not None:
+        out += bias
+    return out.transpose(0, 3, 1, 2)
+
+
+CONV_LADDER = {
+    "pure Python loops": conv2d_python,
+    "loop over positions": conv2d_positions,
+    "loop over offsets (Module 09)": conv2d_reference,
+    "im2col + matmul": conv2d_im2col,
+    "sliding windows + tensordot": conv2d_windows,
+}
+
+# %% [markdown]
+# ## 4. The attention ladder
+#
+# Module 12's attention, `softmax(q k^T / sqrt(d) + mask) v`, is already one
+# batched matmul over all heads, built from recorded `Tensor` operations. The
+# ladder below starts lower, at the loops a first implementation writes, and
+# ends at the same batched formula on plain arrays. Shapes as in Module 12:
+#
+# ```
+# q (batch, heads, s_q, d), k, v (batch, heads, s_k, d)  ->  (batch, heads, s_q, d)
+# causal: query i sits at absolute position s_k - s_q + i and sees keys 0 .. s_k - s_q + i
+# ```
+#
+# | rung | Python loop over | numpy work per iteration |
+# |---|---|---|
+# | `attention_loops` (given) | batch, heads, query positions | one `(s_k, d) @ (d,)` row of scores, its softmax, one weighted sum |
+# | `attention_per_head` (given) | batch, heads | one `(s_q, d) @ (d, s_k)` score matrix, softmax, `@ v` |
+# | `attention_batched` (Task 17.4) | nothing | two batched matmuls over all batches and heads |
+# | `attention_reference` (Module 12) | nothing | the same as batched, through `Tensor` ops |
+#
+# The batched version relies on `@` (np.matmul) treating all leading axes as
+# a batch: `(b, h, s_q, d) @ (b, h, d, s_k) -> (b, h, s_q, s_k)`, one call.
+
+# %% tags=["export"]
+def qkv_arrays(q, k, v, causal: bool) -> tuple:
+    """Arrays or Tensors -> arrays (q, k, v), checked as Module 12 checks them."""
+    q, k, v = (t.data if isinstance(t, Tensor) else np.asarray(t) for t in (q, k, v))
+    if not (q.ndim == k.ndim == v.ndim == 4 and k.shape == v.shape and q.shape[:2] == k.shape[:2]
+            and q.shape[3] == k.shape[3]):
+        raise ValueError(f"attention: q {q.shape}, k {k.shape}, v {v.shape}: expected q (batch, heads, s_q, d) "
+                         f"and k, v (batch, heads, s_k, d) with the same batch, heads and d")
+    if causal and q.shape[2] > k.shape[2]:
+        raise ValueError(f"attention: causal attention needs s_q <= s_k, got q {q.shape} and k {k.shape}")
+    return q, k, v
+
+
+def attention_reference(q, k, v, causal: bool = True) -> np.ndarray:
+    """Module 12's scaled_dot_product_attention on arrays (no graph recorded): the attention reference."""
+    with no_grad():
+        return scaled_dot_product_attention(q, k, v, causal=causal).data
+
+
+def attention_loops(q, k, v, causal: bool = True) -> np.ndarray:
+    """One query at a time: loops over batch, heads and query positions; numpy does one row of scores."""
+    q, k, v = qkv_arrays(q, k, v, causal)
+    batch, heads, s_q, d = q.shape
+    s_k, scale = k.shape[2], float(1.0 / np.sqrt(d))
+    out = np.empty(q.shape, dtype=np.result_type(q.dtype, k.dtype, v.dtype))
+    for b in range(batch):
+        for h in range(heads):
+            for i in range(s_q):
+                seen = s_k - s_q + i + 1 if causal else s_k          # keys this query may see
+                scores = k[b, h, :seen] @ q[b, h, i] * scale     # (seen,)
+                e = np.exp(scores - scores.max())
+                out[b, h, i] = (e / e.sum()) @ v[b, h, :seen]       # (d,)
+    return out
+
+
+def attention_per_head(q, k, v, causal: bool = True) -> np.ndarray:
+    """One head at a time: loops over batch and heads; numpy does each head's (s_q, s_k) score matrix."""
+    q, k, v = qkv_arrays(q, k, v, causal)
+    batch, heads, s_q, d = q.shape
+    visible = causal_mask(s_q, k.shape[2]) if causal else None
+    scale = float(1.0 / np.sqrt(d))
+    out = np.empty(q.shape, dtype=np.result_type(q.dtype, k.dtype, v.dtype))
+    for b in range(batch):
+        for h in range(heads):
+            scores = q[b, h] @ k[b, h].T * scale                  # (s_q, s_k)
+            if causal:
+                scores = np.where(visible, scores, -np.inf)
+            e = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            out[b, h] = (e / e.sum(axis=-1, keepdims=True)) @ v[b, h]
+    return out
+
+
+# %% [markdown]
+# ### Task 17.4: `attention_batched`
+#
+# `attention_batched(q, k, v, causal=True, return_weights=False)` computes
+# attention for all batches and heads at once, on numpy arrays:
+#
+# 1. `scores = q @ k^T * (1 / sqrt(d))`, `(batch, heads, s_q, s_k)`, with
+#    `k.swapaxes(-1, -2)` as `k^T`;
+# 2. with `causal`, set the scores a query may not see to `-inf`, using Module
+#    12's `causal_mask(s_q, s_k)` (True where query `i` may see key `j`) and `np.where`;
+# 3. a stable softmax over the last axis (subtract the row maximum, `np.exp`,
+#    divide by the row sum): the attention `weights`;
+# 4. `out = weights @ v`, `(batch, heads, s_q, d)`.
+#
+# Return `out`, or `(out, weights)` when `return_weights` is True (the given
+# fused attention below keeps the weights for its backward pass). The output's
+# dtype is the inputs' (float32 stays float32) and it equals Module 12's
+# attention within `1e-5` relative, with and without `causal`, also for
+# `s_q < s_k` (a query block at the end of a longer sequence). The given first
+# line checks the shapes.
+
+# %% nbgrader={"grade": false, "grade_id": "attention_batched", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+def attention_batched(q, k, v, causal: bool = True, return_weights: bool = False):
+    """q (batch, heads, s_q, d), k, v (batch, heads, s_k, d) -> out (batch, heads, s_q, d) [, weights (b, h, s_q, s_k)]."""
+    q, k, v = qkv_arrays(q, k, v, causal)
+    # Task 17.4: scores with one batched matmul, causal -inf, stable softmax, weights @ v
+    ### BEGIN SOLUTION
+    s_q, s_k, d = q.shape[2], k.shape[2], q.shape[3]
+    scores = (q @ k.swapaxes(-1, -2)) * float(1.0 / np.sqrt(d))         # (batch, heads, s_q, s_k)
+    if causal:
+        scores = np.where(causal_mask(s_q, s_k), scores, -np.inf)
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    weights = np.exp(scores)
+    weights /= weights.sum(axis=-1, keepdims=True)
+    out = weights @ v
+    return (out, weights) if return_weights else out
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_17_4_attention", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 17.4
+q1 = np.array([[[[1.0, 0.0], [0.0, 1.0]]]], dtype=np.float32)   # (1, 1, 2, 2): two queries
+v1 = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], dtype=np.float32)
+got = attention_batched(q1, q1, v1, causal=True)
+assert isinstance(got, np.ndarray) and got.shape == (1, 1, 2, 2), f"q = k (1, 1, 2, 2): expected an array (1, 1, 2, 2), got {got!r}"
+assert np.allclose(got[0, 0, 0], [1.0, 2.0]), f"causal: query 0 sees only key 0, so its output is v[0] = [1, 2]; got {got[0, 0, 0]}"
+assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
+rng = np.random.default_rng(3)
+for shape_q, shape_k, causal in [((2, 4, 6, 8), (2, 4, 6, 8), True), ((1, 2, 5, 4), (1, 2, 5, 4), False), ((2, 2, 3, 4), (2, 2, 7, 4), True)]:
+    qr = rng.standard_normal(shape_q).astype(np.float32)
+    kr, vr = (rng.standard_normal(shape_k).astype(np.float32) for _ in range(2))
+    want = attention_reference(qr, kr, vr, causal)
+    got = attention_batched(qr, kr, vr, causal)
+    err = relative_error(got, want)
+    assert got.shape == want.shape and err < TOLERANCE, f"q {shape_q}, k, v {shape_k}, causal={causal}: relative error {err:.2e} from Module 12 (shape {got.shape})"
+out, weights = attention_batched(qr, kr, vr, causal=True, return_weights=True)
+assert weights.shape == (2, 2, 3, 7) and np.allclose(weights.sum(-1), 1, atol=1e-6), f"return_weights: expected weights (2, 2, 3, 7) whose rows sum to 1, got {weights.shape}"
+assert np.all(weights[:, :, 0, 5:] == 0), "q (2, 2, 3, 4), k (2, 2, 7, 4), causal: query 0 sits at position 4 and must give keys 5, 6 weight 0"
+print("Task 17.4 visible tests passed")
+### BEGIN HIDDEN TESTS
+for shape_q, shape_k, causal in [((3, 1, 1, 5), (3, 1, 9, 5), True), ((1, 3, 4, 2), (1, 3, 6, 2), False)]:
+    qr = rng.standard_normal(shape_q)
+    kr, vr = rng.standard_normal(shape_k), rng.standard_normal(shape_k)
+    err = relative_error(attention_batched(qr, kr, vr, causal), attention_reference(qr, kr, vr, causal))
+    assert err < TOLERANCE, f"q {shape_q}, k, v {shape_k}, causal={causal}: relative error {err:.2e} from Module 12"
+big = (rng.standard_normal((1, 2, 4, 8)) * 30).astype(np.float32)
+got = attention_batched(big, big, big)
+assert np.isfinite(got).all(), "scores around +-1000 (q = k, entries * 30): the softmax must stay finite (subtract the row maximum)"
+### END HIDDEN TESTS
+
+# %% tags=["export"]
+ATTENTION_LADDER = {
+    "loop over heads and positions": attention_loops,
+    "loop over heads": attention_per_head,
+    "batched matmul": attention_batched,
+    "Module 12 (Tensor ops)": attention_reference,
+}
+
+# %% [markdown]
+# ## 5. Gradients through im2col
+#
+# A fast forward pass is only half of a training step. To train with it, the
+# op needs a backward rule (Module 05's seam: `record` the op under its own
+# name, `@register_backward` its rule). With `g = grad` rearranged to
+# `(batch * H_out * W_out, out)`, rows in im2col's `(n, y, x)` order
+# (`grad.transpose(0, 2, 3, 1).reshape(-1, out)`), the forward
+# `out_mat = cols @ W_mat.T` (with `W_mat = weight.reshape(out, -1)`) is one matmul, and
+# the rules of a matmul (Module 05) give
+#
+# ```
+# dW_mat = g.T @ cols          (out, in*kh*kw)   -> reshape to weight's shape
+# dcols  = g @ W_mat           (batch*H_out*W_out, in*kh*kw)
+# dbias  = g.sum(axis=0)       (out,)
+# ```
+#
+# `cols` is **recomputed** from `x` with `im2col` in the backward pass rather
+# than saved by the forward: the forward then keeps nothing larger than
+# Module 09's op keeps, at the price of one more gather (PyTorch's CPU
+# convolution makes the same trade).
+#
+# `dcols` holds one gradient per (position, input pixel it read). **col2im**
+# sends them back: reshape `dcols` to `(batch, H_out, W_out, in, kh, kw)`; for
+# each offset `(i, j)`, `dcols[..., i, j]` transposed to `(batch, in, H_out, W_out)`
+# is **added** (`+=`, pixels are read by several offsets) to the strided slice
+# of `dxpad` that im2col copied from; `dx` is the interior of `dxpad`, as in Module 09.
+#
+# `conv2d_fast` (given, below the task) records the forward as op
+# `"conv2d_im2col"` with the same inputs `(x, weight, bias)` and saved
+# `stride`, `padding` as Module 09's `"conv2d"`; its output is
+# `conv2d_im2col(...)` made contiguous.
+#
+# ### Task 17.5: `conv2d_im2col_backward`
+#
+# Return `(dx, dweight, dbias)` in the shapes and dtypes of `x`, `weight` and
+# `bias`, computed as above with your `im2col` (Task 17.2). As in Module 09,
+# an input that needs no gradient gets `None`: the bias when there is none,
+# and any input with `requires_grad=False`. The tests compare with Module 09's
+# `conv2d_backward` (within `1e-5` relative) on a hand-built `"conv2d_im2col"`
+# node, so they do not need Task 17.3.
+
+# %% nbgrader={"grade": false, "grade_id": "conv2d_im2col_backward", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+@register_backward("conv2d_im2col")
+def conv2d_im2col_backward(grad: np.ndarray, out: Tensor) -> tuple:
+    """grad (batch, out, H_out, W_out) -> (dx (batch, in, H, W), dweight (out, in, kh, kw), dbias (out,)), None where not needed."""
+    x, weight, bias = out.node.inputs
+    stride, padding = out.node.saved["stride"], out.node.saved["padding"]
+    n, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    h_out, w_out = grad.shape[2], grad.shape[3]
+    g = grad.transpose(0, 2, 3, 1).reshape(-1, o)          # (batch*H_out*W_out, out), rows in im2col's order
+    dx = dweight = dbias = None
+    # Task 17.5: dweight = g.T @ im2col(x); dcols = g @ W_mat, scattered back by col2im; dbias = g.sum(0)
+    ### BEGIN SOLUTION
+    if weight.requires_grad:
+        cols = im2col(x.data, kh, kw, stride, padding)      # recomputed, not saved by the forward
+        dweight = (g.T @ cols).reshape(weight.shape).astype(weight.dtype)
+    if x.requires_grad:
+        dcols = (g @ weight.data.reshape(o, -1)).reshape(n, h_out, w_out, c, kh, kw)
+        dxpad = np.zeros((n, c, h + 2 * padding, w + 2 * padding), dtype=np.result_type(x.dtype, dcols.dtype))
+        for i in range(kh):
+            for j in range(kw):
+                dxpad[:, :, i:i + stride * h_out:stride, j:j + stride * w_out:stride] += dcols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+        dx = dxpad[:, :, padding:padding + h, padding:padding + w].astype(x.dtype)
+    if bias is not None and bias.requires_grad:
+        dbias = g.sum(axis=0).astype(bias.dtype)
+    ### END SOLUTION
+    return dx, dweight, dbias
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_17_5_backward", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 17.5 (they rely on Task 17.2's im2col): the same node built twice, once as Module 09's
+# "conv2d" and once as "conv2d_im2col"; both rules must give the same gradients.
+from tinytorch_lib.spatial import conv2d_backward
+
+try:
+    assert np.array_equal(im2col(x_ex, 2, 2), [[1, 2, 4, 5], [2, 3, 5, 6], [4, 5, 7, 8], [5, 6, 8, 9]])
+except Exception as e:
+    raise AssertionError(f"Task 17.5 calls im2col from Task 17.2, and im2col of the worked example did not return "
+                         f"[[1, 2, 4, 5], ...] ({e!r}): make Task 17.2's tests pass first") from None
+
+
+def both_rules(x, w, b, s, p, g, needs=(True, True, True)):
+    """(gradients from conv2d_im2col_backward, gradients from Module 09's conv2d_backward) for one hand-built node."""
+    results = []
+    for op, rule in (("conv2d_im2col", conv2d_im2col_backward), ("conv2d", conv2d_backward)):
+        ins = tuple(None if a is None else Tensor(a, requires_grad=r) for a, r in zip((x, w, b), needs))
+        out = record(op, Tensor(conv2d_reference(x, w, b, s, p)), ins, stride=s, padding=p)
+        results.append(rule(g, out))
+    return results
+
+
+rng = np.random.default_rng(4)
+for shape_x, shape_w, s, p in [((2, 2, 5, 5), (3, 2, 3, 3), 1, 1), ((1, 2, 7, 6), (2, 2, 2, 3), 2, 0)]:
+    x, w, b = rng.standard_normal(shape_x), rng.standard_normal(shape_w), rng.standard_normal(shape_w[0])
+    g = rng.standard_normal(conv2d_output_shape(shape_x, shape_w, s, p))
+    got, want = both_rules(x, w, b, s, p, g)
+    assert isinstance(got, tuple) and len(got) == 3, f"expected a tuple (dx, dweight, dbias), got {type(got).__name__}"
+    for name, gv, wv in zip(("dx", "dweight", "dbias"), got, want):
+        assert gv is not None and gv.shape == wv.shape, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: {name} should have shape {wv.shape}, got {None if gv is None else gv.shape}"
+        err = relative_error(gv, wv)
+        assert err < TOLERANCE, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: {name} differs from Module 09's rule by {err:.2e} (relative)"
+print("Task 17.5 visible tests passed")
+### BEGIN HIDDEN TESTS
+x, w = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((2, 3, 3, 2))
+for s, p in [(2, 1), (3, 0), (1, 2)]:
+    g = rng.standard_normal(conv2d_output_shape(x.shape, w.shape, s, p))
+    got, want = both_rules(x, w, None, s, p, g, needs=(True, True, False))
+    assert got[2] is None, f"x (2, 3, 6, 5), weight (2, 3, 3, 2), no bias: dbias should be None, got {got[2]!r:.60}"
+    for name, gv, wv in zip(("dx", "dweight"), got, want):
+        err = relative_error(gv, wv)
+        assert err < TOLERANCE, f"x (2, 3, 6, 5), weight (2, 3, 3, 2), no bias, stride={s}, padding={p}: {name} relative error {err:.2e}"
+x32, w32, b32 = (a.astype(np.float32) for a in (rng.standard_normal((2, 1, 8, 8)), rng.standard_normal((4, 1, 3, 3)), rng.standard_normal(4)))
+g32 = np.ones((2, 4, 8, 8), dtype=np.float32)
+got, _ = both_rules(x32, w32, b32, 1, 1, g32)
+assert [a.dtype for a in got] == [np.float32] * 3, f"float32 inputs: gradients should be float32, got {[a.dtype for a in got]}"
+got, _ = both_rules(x32, w32, b32, 1, 1, g32, needs=(False, True, False))
+assert got[0] is None and got[2] is None and got[1].shape == (4, 1, 3, 3), "x and bias with requires_grad=False: expected (None, dweight (4, 1, 3, 3), None)"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### The fast layers (given)
+#
+# `conv2d_fast` is the `Tensor` version of your `conv2d_im2col`, recorded as
+# `"conv2d_im2col"` so that your rule above computes its gradients.
+# `FastConv2d` is a `Conv2d` (same constructor, same parameters, same
+# `state_dict` keys) whose `forward` calls `conv2d_fast`.
+#
+# For attention, `attention_fused` runs your `attention_batched` on the arrays
+# and records the whole of attention as **one** op, `"fused_attention"`,
+# keeping the softmax weights for the backward pass. Module 12 records about
+# eight ops (matmul, transpose, scale, mask, softmax, matmul), and the
+# backward pass visits each; the fused rule below does the same arithmetic in
+# five matmuls and one softmax-backward formula,
+# `dS = P * (dP - sum(dP * P, axis=-1)) / sqrt(d)`.
+# `FastMultiHeadAttention` is a `MultiHeadAttention` whose forward uses it,
+# with the same cache seam (Module 18's cache works with it unchanged).
+#
+# `as_fast(layer)` builds the fast layer from an existing one: a new object
+# of the fast class holding the **same** parameters, buffers, hooks and
+# training mode (no copy of the weights, no new random numbers).
+
+# %% tags=["export"]
+def conv2d_fast(x, weight, bias=None, stride: int = 1, padding: int = 0) -> Tensor:
+    """Tensor version of conv2d_im2col: (batch, in, H, W) -> (batch, out, H_out, W_out), op "conv2d_im2col"."""
+    x, weight = (t if isinstance(t, Tensor) else Tensor(t) for t in (x, weight))
+    if x.dtype.kind != "f":
+        x = Tensor(x.data.astype(np.float32))
+    if bias is not None and not isinstance(bias, Tensor):
+        bias = Tensor(bias)
+    out = conv2d_im2col(x.data, weight.data, None if bias is None else bias.data, stride, padding)
+    return record("conv2d_im2col", Tensor(np.ascontiguousarray(out)), (x, weight, bias), stride=stride, padding=padding)
+
+
+class FastConv2d(Conv2d):
+    """A Conv2d computed with im2col + one matmul (forward) and col2im (backward); same parameters."""
+
+    def forward(self, x) -> Tensor:
+        return conv2d_fast(x, self.weight, self.bias, self.stride, self.padding)
+
+
+def attention_fused(q, k, v, causal: bool = True) -> Tensor:
+    """Tensors q (batch, heads, s_q, d), k, v (batch, heads, s_k, d) -> (batch, heads, s_q, d), one op "fused_attention"."""
+    q, k, v = (t if isinstance(t, Tensor) else Tensor(t) for t in (q, k, v))
+    out, weights = attention_batched(q.data, k.data, v.data, causal=causal, return_weights=True)
+    return record("fused_attention", Tensor(out), (q, k, v), weights=weights)
+
+
+@register_backward("fused_attention")
+def fused_attention_backward(grad: np.ndarray, out: Tensor) -> tuple:
+    """grad (batch, heads, s_q, d) -> (dq, dk, dv); masked keys have weight 0 and get no gradient."""
+    q, k, v = out.node.inputs
+    p = out.node.saved["weights"]                                        # (batch, heads, s_q, s_k)
+    dv = p.swapaxes(-1, -2) @ grad                                       # (batch, heads, s_k, d)
+    dp = grad @ v.data.swapaxes(-1, -2)                                  # (batch, heads, s_q, s_k)
+    ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True)) * float(1.0 / np.sqrt(q.shape[-1]))
+    grads = (ds @ k.data, ds.swapaxes(-1, -2) @ q.data, dv)
+    return tuple(gr.astype(t.dtype) if t.requires_grad else None for gr, t in zip(grads, (q, k, v)))
+
+
+class FastMultiHeadAttention(MultiHeadAttention):
+    """Module 12's MultiHeadAttention with attention computed by attention_fused; same parameters and cache seam."""
+
+    def forward(self, x, cache=None, layer_idx: int = 0) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        if x.ndim != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(f"MultiHeadAttention: expected x of shape (batch, seq, {self.d_model}), got {x.shape}")
+        q = split_heads(self.q_proj(x), self.n_heads)   # (batch, heads, seq, head_dim)
+        k = split_heads(self.k_proj(x), self.n_heads)
+        v = split_heads(self.v_proj(x), self.n_heads)
+        if cache is not None:
+            k, v = cache.update(k, v, layer_idx)         # (batch, heads, cached + seq, head_dim)
+        return self.out_proj(merge_heads(attention_fused(q, k, v, causal=True)))
+
+
+FAST_LAYERS = {Conv2d: FastConv2d, MultiHeadAttention: FastMultiHeadAttention}  # exact type -> fast subclass
+
+
+def as_fast(layer: Module) -> Module:
+    """A Conv2d or MultiHeadAttention -> its fast subclass, holding the same parameters, buffers, hooks and mode."""
+    cls = FAST_LAYERS[type(layer)]
+    fast = cls.__new__(cls)
+    fast.__dict__.update({key: dict(value) if isinstance(value, dict) else value
+                          for key, value in vars(layer).items()})
+    return fast
+
+
+# %% [markdown]
+# ## 6. `vectorize(model)`
+#
+# A model is a tree of `Module`s; Module 03's seam `set_submodule("0", new)`
+# replaces one node of the tree in place, keeping its name and position.
+# `vectorize` walks the tree and swaps every layer that has a fast version,
+# on a **copy**, so the original model is untouched (the same rule as
+# Modules 15 and 16's transformations):
+#
+# ```
+# cnn           Sequential(Conv2d, Lambda(ReLU), MaxPool2d, Flatten, Linear)
+# vectorize ->  Sequential(FastConv2d, Lambda(ReLU), MaxPool2d, Flatten, Linear)   (a new model)
+# gpt           GPT(... blocks.0.attn: MultiHeadAttention ...)
+# vectorize ->  GPT(... blocks.0.attn: FastMultiHeadAttention ...)
+# ```
+#
+# No attribute of any class is reassigned and no function is patched: each
+# swapped layer is a new object whose class is a subclass, put in place
+# through `set_submodule`. Max pooling, `Linear` and the activations are left
+# as they are: pooling is already one `np.maximum` per window offset, and a
+# `Linear` is already one matmul.
+#
+# ### Task 17.6: `vectorize`
+#
+# `vectorize(model)` returns a new model:
+#
+# - `copy.deepcopy(model)` first; never change `model` itself;
+# - in the copy, replace every layer whose **exact** type is a key of
+#   `FAST_LAYERS` (`Conv2d`, `MultiHeadAttention`) by `as_fast(layer)`, through
+#   `set_submodule(name, ...)` with the name that `named_modules()` gives;
+#   the root itself (name `""`) cannot be replaced that way: when the model
+#   *is* such a layer, return `as_fast(copy)`;
+# - a model with nothing to swap that already holds fast layers (it was
+#   vectorized before) comes back as a plain copy;
+# - a model with nothing to swap and no fast layer raises a `ValueError` naming
+#   the model's class and the layer types it has, for example
+#   `vectorize: Sequential has no Conv2d or MultiHeadAttention layer to swap (its layers: Linear, ReLU, Sequential)`
+#   (sorted, each once). The given line rejects what is not a `Module`.
+
+# %% nbgrader={"grade": false, "grade_id": "vectorize", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+def vectorize(model: Module) -> Module:
+    """A copy of `model` with every Conv2d / MultiHeadAttention swapped for its fast version; `model` is unchanged."""
+    if not isinstance(model, Module):
+        raise TypeError(f"vectorize: expected a Module, got {type(model).__name__}")
+    # Task 17.6: deepcopy; swap each exact FAST_LAYERS type through set_submodule (the root: return as_fast);
+    # nothing to swap: a copy if it already has fast layers, else a ValueError naming the layer types
+    ### BEGIN SOLUTION
+    new = copy.deepcopy(model)
+    layers = new.named_modules()
+    targets = [name for name, m in layers if type(m) in FAST_LAYERS]
+    if not targets:
+        if any(type(m) in FAST_LAYERS.values() for _, m in layers):
+            return new
+        kinds = ", ".join(sorted({type(m).__name__ for _, m in layers}))
+        raise ValueError(f"vectorize: {type(model).__name__} has no Conv2d or MultiHeadAttention layer to swap "
+                         f"(its layers: {kinds})")
+    if targets == [""]:
+        return as_fast(new)
+    for name in targets:
+        new.set_submodule(name, as_fast(new.get_submodule(name)))
+    return new
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_17_6_vectorize", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 17.6: a small CNN (Module 09), checked against the original; outputs, gradients, the original untouched.
+from tinytorch_lib.spatial import small_cnn
+
+cnn_small = small_cnn(channels=4, rng=np.random.default_rng(0))
+before = {k: v.copy() for k, v in cnn_small.state_dict().items()}
+fast_small = vectorize(cnn_small)
+assert fast_small is not cnn_small, "vectorize must return a new model"
+assert type(cnn_small.get_submodule("0")) is Conv2d, f"the original model's layer '0' must stay a Conv2d, got {type(cnn_small.get_submodule('0')).__name__}"
+assert type(fast_small.get_submodule("0")) is FastConv2d, f"small_cnn's layer '0': expected FastConv2d in the new model, got {type(fast_small.get_submodule('0')).__name__}"
+assert fast_small.get_submodule("0").weight is not cnn_small.get_submodule("0").weight, "the new model must hold copies of the parameters (deepcopy), not the original's"
+xb = Tensor(np.random.default_rng(1).standard_normal((5, 1, 8, 8)).astype(np.float32))
+want, got = cnn_small(xb), fast_small(xb)
+err = relative_error(got.data, want.data)
+assert err < TOLERANCE, f"small_cnn(channels=4) on a (5, 1, 8, 8) batch: vectorized output differs by {err:.2e} (relative)"
+for m in (cnn_small, fast_small):
+    m.zero_grad()
+    (m(xb) * Tensor(np.arange(50, dtype=np.float32).reshape(5, 10))).sum().backward()
+for (name, p), q in zip(cnn_small.named_parameters(), fast_small.parameters()):
+    err = relative_error(q.grad.data, p.grad.data)
+    assert err < TOLERANCE, f"gradient of {name}: vectorized model differs by {err:.2e} (relative)"
+assert all(np.array_equal(before[k], v) for k, v in cnn_small.state_dict().items()), "vectorize changed the original model's parameters"
+try:
+    vectorize(small_cnn(channels=2, rng=0)[3:])
+except ValueError as e:
+    assert "Sequential" in str(e) and "Linear" in str(e), f"vectorize of Sequential(Flatten, Linear): the message should name the class and the layer types, got {str(e)!r}"
+else:
+    raise AssertionError("vectorize of Sequential(Flatten, Linear) (nothing to swap) should raise ValueError")
+print("Task 17.6 visible tests passed")
+### BEGIN HIDDEN TESTS
+mha = MultiHeadAttention(8, 2, rng=0)
+fast_mha = vectorize(mha)
+assert type(fast_mha) is FastMultiHeadAttention and type(mha) is MultiHeadAttention, f"vectorize of a bare MultiHeadAttention: expected a FastMultiHeadAttention (the root swapped), got {type(fast_mha).__name__}"
+xa = Tensor(np.random.default_rng(2).standard_normal((2, 5, 8)).astype(np.float32))
+err = relative_error(fast_mha(xa).data, mha(xa).data)
+assert err < TOLERANCE, f"MultiHeadAttention(8, 2) on (2, 5, 8): vectorized output differs by {err:.2e}"
+again = vectorize(fast_small)
+assert again is not fast_small and type(again.get_submodule("0")) is FastConv2d, "vectorize of an already vectorized model: expected a copy with its FastConv2d"
+from tinytorch_lib.layers import Sequential
+nested = Sequential(Sequential(Conv2d(1, 2, 3, rng=0)), Conv2d(2, 3, 1, rng=1))
+fast_nested = vectorize(nested)
+assert [type(fast_nested.get_submodule(n)).__name__ for n in ("0.0", "1")] == ["FastConv2d", "FastConv2d"], "nested Conv2d layers ('0.0' and '1'): both must be swapped"
+assert type(nested.get_submodule("0.0")) is Conv2d, "the original nested model must keep its Conv2d"
+try:
+    vectorize(np.zeros(3))
+except TypeError:
+    pass
+else:
+    raise AssertionError("vectorize(np.zeros(3)) should raise TypeError")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Systems analysis
+#
+# Every figure below is measured in the cell that prints it, with the course's
+# `measure` (warm-up, median and p90 of several repeats, BLAS threads held at
+# 1), and every rung's output is compared with the reference in the same run
+# before it is timed. `time_ladder` (given) does both: it runs each rung once
+# and checks it against the reference (that run is the warm-up), then times it
+# side by side with the others. The "x previous" column is the ratio of the
+# rung above's median to this rung's; "x bottom" the ratio of the bottom
+# rung's median to this one's.
+#
+# **Autograding runs this notebook with small inputs**: when the
+# `NBGRADER_EXECUTION` environment variable is set (nbgrader sets it), the
+# pure-Python rung only meets the tiny sizes, and the cells say so in their
+# output. The full tables, at all sizes, come from
+# `python -m benchmarks.bench_acceleration`.
+
+# %% tags=["export"]
+def time_ladder(ladder: dict, args: tuple, reference, repeats: int = 5) -> list:
+    """Check every rung against reference(*args) (within TOLERANCE relative), then time each side by side.
+
+    -> [{"rung", "timing", "error", "x_previous", "x_bottom"}], in ladder order.
+    """
+    from tinytorch_lib.timing import measure
+
+    want = reference(*args)
+    rows = []
+    for name, fn in ladder.items():
+        err = relative_error(fn(*args), want)      # this call is also the warm-up
+        if err > TOLERANCE:
+            raise AssertionError(f"{name}: relative error {err:.2e} from the reference exceeds {TOLERANCE}")
+        t = measure(lambda fn=fn: fn(*args), repeats=repeats, warmup=0)
+        rows.append({"rung": name, "timing": t, "error": err,
+                     "x_previous": rows[-1]["timing"].median / t.median if rows else 1.0,
+                     "x_bottom": rows[0]["timing"].median / t.median if rows else 1.0})
+    return rows
+
+
+def format_ladder(title: str, rows: list) -> str:
+    """The table time_ladder's rows print as."""
+    lines = [title, f"  {'rung':<31} {'median':>10} {'p90':>10} {'x previous':>10} {'x bottom':>9} {'rel. error':>10}"]
+    for r in rows:
+        t = r["timing"]
+        lines.append(f"  {r['rung']:<31} {t.median * 1e3:>8.3f}ms {t.p90 * 1e3:>8.3f}ms {r['x_previous']:>10.1f} "
+                     f"{r['x_bottom']:>9.0f} {r['error']:>10.1e}")
+    return "\n".join(lines)
+
+
+# %% [markdown]
+# ### The convolution ladder on batches of digits
+#
+# `Conv2d(1, 16, 3, padding=1)`, the first layer of Module 08's CNN, on
+# batches of `(batch, 1, 8, 8)` digit images from Module 07's training split,
+# float32.
+
+# %%
+import os
+
+from tinytorch_lib.dataloader import load_digits
+from tinytorch_lib.timing import measure
+
+SMALL = bool(os.environ.get("NBGRADER_EXECUTION"))
+digits = load_digits("train", flatten=False).tensors[0].data              # (1437, 1, 8, 8) float32
+rng = np.random.default_rng(0)
+w_digit = (rng.standard_normal((16, 1, 3, 3)) / 3).astype(np.float32)
+b_digit = (rng.standard_normal(16) / 3).astype(np.float32)
+batches = [1, 4] if SMALL else [1, 16, 64]
+if SMALL:
+    print("NBGRADER_EXECUTION is set: autograding runs batches 1 and 4 only, 3 repeats each; the full table "
+          "(batches 1-256, a 16-channel 16x16 layer, stride 2) is printed by `python -m benchmarks.bench_acceleration`.")
+conv_tables = {}
+for b in batches:
+    conv_tables[b] = time_ladder(CONV_LADDER, (digits[:b], w_digit, b_digit, 1, 1), conv2d_reference,
+                                 repeats=3 if SMALL else 5)
+    print(format_ladder(f"batch {b}: x {digits[:b].shape}, weight {w_digit.shape}, padding 1", conv_tables[b]))
+print(f"({conv_tables[batches[0]][0]['timing'].threads} BLAS thread)")
+
+# %% [markdown]
+# Read a column at a time. The bottom rung does one interpreted multiply-add
+# per step, so its time grows with the number of multiply-adds; every other
+# rung pays a fixed cost per numpy call plus the work done inside the calls.
+# The loop over positions makes `H_out * W_out = 64` calls here, the loop over
+# offsets 9 einsums on strided slices (Module 09 measured that einsum on
+# non-contiguous slices is its slow part), im2col 9 slice copies and one
+# matmul. With one input channel, each position's matmul is tiny, so the
+# order of the middle two rungs depends on the batch and on the machine:
+# read it off the table, not off the table of contents. Larger batches
+# spread the fixed costs over more work, so the speedup over the bottom rung
+# grows with the batch. The plot shows the same tables.
+
+# %%
+import matplotlib.pyplot as plt
+
+fig, (ax_time, ax_speed) = plt.subplots(1, 2, figsize=(11, 4))
+names = list(CONV_LADDER)
+for b in batches:
+    ax_time.plot(range(len(names)), [r["timing"].median * 1e3 for r in conv_tables[b]], marker="o", label=f"batch {b}")
+    ax_speed.plot(range(1, len(names)), [r["x_bottom"] for r in conv_tables[b][1:]], marker="o", label=f"batch {b}")
+ax_time.set_xticks(range(len(names)), [n.replace(" (", "\n(").replace(" + ", "\n+ ") for n in names], fontsize=7)
+ax_time.set_yscale("log")
+ax_time.set_ylabel("median time per convolution (ms, log scale)")
+ax_time.set_title("Conv2d(1, 16, 3, padding=1) on digits: time per rung")
+ax_speed.set_xticks(range(1, len(names)), [n.replace(" (", "\n(").replace(" + ", "\n+ ") for n in names[1:]], fontsize=7)
+ax_speed.set_yscale("log")
+ax_speed.set_ylabel("speedup over pure Python loops (x, log scale)")
+ax_speed.set_title("Speedup over the bottom rung, same run")
+for ax in (ax_time, ax_speed):
+    ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+best = max(conv_tables[batches[-1]][1:], key=lambda r: r["x_bottom"])
+print(f"Takeaway: at batch {batches[-1]}, the fastest rung ({best['rung']}) is {best['x_bottom']:.0f}x faster "
+      f"than pure Python loops, with the same output within {TOLERANCE:g} relative.")
+
+# %% [markdown]
+# ### What im2col costs in memory
+#
+# im2col trades memory for speed: `cols` holds every receptive field, so each
+# input pixel is stored once per kernel offset that reads it. Below, the
+# `nbytes` of the input, of the `cols` array `im2col` actually returns, and of
+# the output, and, measured with `tracemalloc` (which sees numpy's
+# allocations), the peak of memory allocated *during* one convolution by
+# each rung, for the digit batch and for a 16-channel layer on 16x16 images.
+
+# %%
+import tracemalloc
+
+
+def peak_bytes(fn) -> int:
+    """Peak bytes allocated (and traced) while fn() runs, above what was allocated before."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    start = tracemalloc.get_traced_memory()[0]
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak - start
+
+
+big_b = 4 if SMALL else 64
+mem_cases = {f"digits ({big_b}, 1, 8, 8), w (16, 1, 3, 3), pad 1": (digits[:big_b], w_digit, b_digit, 1, 1),
+             "(8, 16, 16, 16), w (32, 16, 3, 3), pad 1": (rng.standard_normal((8, 16, 16, 16)).astype(np.float32),
+                                                          (rng.standard_normal((32, 16, 3, 3)) / 12).astype(np.float32),
+                                                          None, 1, 1)}
+print(f"{'case':<40} {'x KB':>8} {'cols KB':>9} {'cols/x':>7} {'out KB':>8} | peak KB during: {'offsets':>8} {'im2col':>8} {'windows':>8}")
+for label, (x, w, b_, s, p) in mem_cases.items():
+    cols = im2col(x, w.shape[2], w.shape[3], s, p)
+    out = conv2d_im2col(x, w, b_, s, p)
+    peaks = [peak_bytes(lambda fn=fn: fn(x, w, b_, s, p)) for fn in (conv2d_reference, conv2d_im2col, conv2d_windows)]
+    print(f"{label:<40} {x.nbytes / 1024:>8.1f} {cols.nbytes / 1024:>9.1f} {cols.nbytes / x.nbytes:>7.2f} "
+          f"{out.nbytes / 1024:>8.1f} |                 " + " ".join(f"{pk / 1024:>8.1f}" for pk in peaks))
+
+# %% [markdown]
+# `cols / x` is close to `kh * kw = 9` (a little more with padding, since
+# the padded border is copied too): on a digit batch that is a few hundred
+# kilobytes, harmless; for a layer with 256 channels on 56x56 images at batch
+# 64 it would be 64 * 56 * 56 * 256 * 9 * 4 bytes, about 1.8 GB for one
+# layer, which is why GPU libraries avoid materialising `cols` at large sizes.
+# The peak column shows what each rung really allocates; the sliding-window
+# rung's view costs nothing, but `tensordot` makes its own contiguous copy.
+#
+# ### The attention ladder
+#
+# Shapes of the trained GPT's attention: 4 heads of width 32, one sequence,
+# lengths 64 and 256 (the GPT's training context), float32.
+
+# %%
+att_cases = [(1, 4, 32, 32)] if SMALL else [(1, 4, 64, 32), (1, 4, 256, 32)]
+if SMALL:
+    print("NBGRADER_EXECUTION is set: autograding runs one sequence of 32 positions; "
+          "`python -m benchmarks.bench_acceleration` prints lengths 64-512 and batch 4.")
+att_tables = {}
+for shape in att_cases:
+    q, k, v = (rng.standard_normal(shape).astype(np.float32) for _ in range(3))
+    att_tables[shape] = time_ladder(ATTENTION_LADDER, (q, k, v, True), attention_reference, repeats=3 if SMALL else 5)
+    print(format_ladder(f"q, k, v {shape}, causal", att_tables[shape]))
+
+# %% [markdown]
+# Module 12's attention and the batched rung do the same two batched matmuls;
+# the difference between them is the `Tensor` machinery (one `Tensor` and
+# one graph check per op, the mask built as a separate array). The loops
+# pay per iteration: `heads * s_q` small vector operations against `heads`
+# matrix ones.
+#
+# Batching is not free at every size. From about 256 positions on, the loop
+# over heads can match or beat the batched rung (the benchmark measured it
+# 1.5x faster at 512 positions, 4 sequences): the batched rung builds the
+# score array of every head at once, `batch * heads * s_q * s_k * 4` bytes
+# (4 MB for one 512-position sequence), and the mask, the exponential and the
+# sum each stream it through memory, while one head's `s_q * s_k` block
+# (1 MB) stays in the CPU's cache between those passes. Fused attention
+# kernels (FlashAttention) tile the scores for the same reason.
+#
+# ### `vectorize` on the trained CNN: the same model, a faster epoch
+#
+# The trained digit CNN of Module 08 (`data/cnn_digits.npz`) and its
+# vectorized copy: their held-out accuracy, the largest difference of their
+# logits on the 360 test images, and their gradients on one batch. Then one
+# epoch of training each (Module 08's `train_epoch`, Adam, batch 32, the 1437
+# training images, the same shuffle), timed side by side, and the mean loss of
+# that epoch, which must agree.
+
+# %%
+from tinytorch_lib import data_dir
+from tinytorch_lib.dataloader import DataLoader
+from tinytorch_lib.losses import CrossEntropyLoss
+from tinytorch_lib.optimizers import Adam
+from tinytorch_lib.training import evaluate, load_model, train_epoch
+
+cnn, meta = load_model(data_dir("cnn_digits.npz") / "cnn_digits.npz")
+fast_cnn = vectorize(cnn)
+print("vectorized:", [f"{name}: {type(m).__name__}" for name, m in fast_cnn.named_children()])
+test_set = load_digits("test", flatten=False)
+test_loader = DataLoader(test_set, batch_size=360)
+with no_grad():
+    logit_err = relative_error(fast_cnn(test_set.tensors[0]).data, cnn(test_set.tensors[0]).data)
+print(f"held-out accuracy: original {evaluate(cnn, test_loader):.4f}, vectorized {evaluate(fast_cnn, test_loader):.4f}; "
+      f"logits on the 360 test images differ by {logit_err:.1e} (relative)")
+xb, yb = load_digits("train", flatten=False).tensors
+grads = []
+for m in (cnn, fast_cnn):
+    m.zero_grad()
+    CrossEntropyLoss()(m(xb[:64]), yb[:64]).backward()
+    grads.append({n: p.grad.data.copy() for n, p in m.named_parameters()})
+print("gradients on one batch of 64, relative difference per parameter:",
+      {n: f"{relative_error(grads[1][n], g):.1e}" for n, g in grads[0].items()})
+
+train_set = load_digits("train", flatten=False)
+runs = {}
+for label, model in (("original (Module 09 conv)", cnn), ("vectorize(model)", fast_cnn)):
+    trainee = copy.deepcopy(model)
+    opt = Adam(trainee.parameters(), lr=1e-3)
+    train_loader = DataLoader(train_set, batch_size=32, shuffle=True, seed=0)   # one each: the same shuffles
+    first_loss = train_epoch(trainee, CrossEntropyLoss(), opt, train_loader)
+    runs[label] = (measure(lambda: train_epoch(trainee, CrossEntropyLoss(), opt, train_loader), repeats=3, warmup=0),
+                   first_loss)
+for label, (t, first_loss) in runs.items():
+    print(f"{label:<26} one epoch: {t}   first epoch's mean loss {first_loss:.6f}")
+(t_old, loss_old), (t_new, loss_new) = runs.values()
+print(f"epoch speedup {t_old.median / t_new.median:.2f}x; the two first epochs' losses differ by {abs(loss_old - loss_new):.1e}")
+
+# %% [markdown]
+# The whole epoch speeds up less than the convolution alone: the epoch also
+# runs the pooling, the `Linear` layer, the loss, Adam's update and the data
+# loader, none of which changed (this is Amdahl's law; Module 14's profiler
+# shows the split per layer).
+#
+# ### `vectorize` on the trained GPT
+#
+# The same check on Module 13's GPT: its attention layers swapped for
+# `FastMultiHeadAttention`. The logits of one sequence, then the time of a
+# forward pass and of a forward plus backward pass (the core of a training
+# step) on a batch of sequences from the corpus.
+
+# %%
+from tinytorch_lib.transformer import load_gpt
+
+gpt, tokenizer, _ = load_gpt()
+fast_gpt = vectorize(gpt)
+seq = 64 if SMALL else 128
+corpus_ids = tokenizer.encode(open(data_dir("corpus.txt") / "corpus.txt", encoding="utf-8").read()[:20000])
+ids = np.stack([corpus_ids[i * seq:(i + 1) * seq] for i in range(4)])            # (4, seq)
+targets = Tensor(np.stack([corpus_ids[i * seq + 1:(i + 1) * seq + 1] for i in range(4)]).reshape(-1))
+with no_grad():
+    gpt_err = relative_error(fast_gpt(ids).data, gpt(ids).data)
+print(f"GPT logits on {ids.shape} tokens: vectorized differs by {gpt_err:.1e} (relative)")
+
+
+def gpt_step(model):
+    model.zero_grad()
+    logits = model(ids)
+    CrossEntropyLoss()(logits.reshape(-1, logits.shape[-1]), targets).backward()
+
+
+for what, fn in (("forward", lambda m: m(ids)), ("forward + backward", gpt_step)):
+    t_a = measure(lambda: fn(gpt), repeats=3)
+    t_b = measure(lambda: fn(fast_gpt), repeats=3)
+    print(f"{what:<19} batch {ids.shape}: original {t_a}; vectorized {t_b}; speedup {t_a.median / t_b.median:.2f}x")
+
+# %% [markdown]
+# Attention is one part of a transformer block; the projections, the MLP,
+# the layer norms and the language-model head are `Linear` layers that were
+# already single matmuls, so the GPT gains less than the attention kernel
+# alone. Module 18 attacks the larger cost of generation, recomputing every
+# key and value at every step.
+#
+# ## Summary
+#
+# - A ladder of the same convolution: pure Python loops, a loop over output
+#   positions, Module 09's loop over kernel offsets, im2col + one matmul, and
+#   sliding windows + `tensordot`; every rung checked against Module 09's
+#   `conv2d` within `1e-5` relative before it is timed.
+# - The speed comes from moving loops out of Python and handing BLAS one large
+#   matrix product; the price of im2col is memory, about `kh * kw` times the
+#   input, measured above.
+# - Attention: loops over heads and positions, then one batched matmul; a
+#   fused attention op with its own backward rule.
+# - `vectorize(model)` swaps `Conv2d` and `MultiHeadAttention` for fast
+#   subclasses through `set_submodule`, on a copy: same outputs, same
+#   gradients, a faster epoch, all measured in the same run.
+#
+# Next: `tito module export 17`. Module 18 builds the KV cache on Module 12's
+# cache seam; the milestone combines this module's `vectorize` with
+# quantization and pruning.

@@ -1,0 +1,198 @@
+"""Module 17: the convolution and attention ladders, the im2col and fused-attention backward rules, vectorize()."""
+import copy
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from tinytorch_lib.acceleration import (ATTENTION_LADDER, CONV_LADDER, TOLERANCE, FastConv2d, FastMultiHeadAttention,
+                                        attention_fused, conv2d_fast, conv2d_reference, im2col, relative_error,
+                                        vectorize)
+from tinytorch_lib.attention import MultiHeadAttention, scaled_dot_product_attention
+from tinytorch_lib.autograd import gradcheck
+from tinytorch_lib.kvcache import generate as generate_with_cache
+from tinytorch_lib.layers import Linear, Sequential
+from tinytorch_lib.spatial import Conv2d, conv2d, small_cnn
+from tinytorch_lib.tensor import Tensor, no_grad
+from tinytorch_lib.transformer import GPT, generate, load_gpt
+
+conv_case = st.fixed_dictionaries({
+    "batch": st.integers(1, 3), "c_in": st.integers(1, 3), "c_out": st.integers(1, 4),
+    "h": st.integers(1, 7), "w": st.integers(1, 7), "kh": st.integers(1, 3), "kw": st.integers(1, 3),
+    "stride": st.integers(1, 3), "padding": st.integers(0, 2), "bias": st.booleans(), "seed": st.integers(0, 99)})
+
+
+def _arrays(case, dtype=np.float64):
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["batch"], case["c_in"], case["h"], case["w"])).astype(dtype)
+    w = rng.standard_normal((case["c_out"], case["c_in"], case["kh"], case["kw"])).astype(dtype)
+    b = rng.standard_normal(case["c_out"]).astype(dtype) if case["bias"] else None
+    return x, w, b
+
+
+def _fits(case):
+    return case["h"] + 2 * case["padding"] >= case["kh"] and case["w"] + 2 * case["padding"] >= case["kw"]
+
+
+@given(case=conv_case)
+@settings(max_examples=60, deadline=None)
+def test_every_conv_rung_equals_module_09(case):
+    assume(_fits(case))
+    x, w, b = _arrays(case)
+    want = conv2d_reference(x, w, b, case["stride"], case["padding"])
+    for name, fn in CONV_LADDER.items():
+        got = fn(x, w, b, case["stride"], case["padding"])
+        assert got.shape == want.shape and got.dtype == want.dtype, name
+        assert relative_error(got, want) < 1e-12, name      # float64: only summation order differs
+
+
+@given(case=conv_case)
+@settings(max_examples=40, deadline=None)
+def test_im2col_rows_are_the_receptive_fields(case):
+    assume(_fits(case))
+    x, w, _ = _arrays(case)
+    s, p, kh, kw = case["stride"], case["padding"], case["kh"], case["kw"]
+    cols = im2col(x, kh, kw, s, p)
+    xpad = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    n, h_out, w_out = x.shape[0], (x.shape[2] + 2 * p - kh) // s + 1, (x.shape[3] + 2 * p - kw) // s + 1
+    assert cols.shape == (n * h_out * w_out, x.shape[1] * kh * kw)
+    row = 0
+    for b in range(n):
+        for y in range(h_out):
+            for z in range(w_out):
+                assert np.array_equal(cols[row], xpad[b, :, y * s:y * s + kh, z * s:z * s + kw].reshape(-1))
+                row += 1
+
+
+def test_float32_rungs_stay_float32_and_within_the_tolerance():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3, 9, 9)).astype(np.float32)
+    w, b = rng.standard_normal((5, 3, 3, 3)).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+    want = conv2d_reference(x, w, b, 2, 1)
+    for name, fn in CONV_LADDER.items():
+        got = fn(x, w, b, 2, 1)
+        assert got.dtype == np.float32 and relative_error(got, want) < TOLERANCE, name
+
+
+@pytest.mark.parametrize("fn", list(CONV_LADDER.values()), ids=list(CONV_LADDER))
+def test_bad_conv_arguments_give_module_09s_messages(fn):
+    with pytest.raises(ValueError, match=r"expects input \(batch, 1, H, W\), got \(2, 3, 8, 8\)"):
+        fn(np.zeros((2, 3, 8, 8)), np.zeros((16, 1, 3, 3)))
+    with pytest.raises(ValueError, match="bias"):
+        fn(np.zeros((1, 1, 4, 4)), np.zeros((2, 1, 3, 3)), np.zeros(3))
+
+
+def test_im2col_rejects_a_kernel_larger_than_the_padded_input():
+    with pytest.raises(ValueError, match=r"input \(1, 1, 2, 2\) with padding 0 is smaller than the 3x3 kernel"):
+        im2col(np.zeros((1, 1, 2, 2)), 3, 3)
+    with pytest.raises(ValueError, match="batch, channels, H, W"):
+        im2col(np.zeros((2, 2)), 1, 1)
+
+
+@given(case=conv_case)
+@settings(max_examples=25, deadline=None)
+def test_conv2d_fast_backward_matches_gradcheck_and_module_09(case):
+    assume(_fits(case))
+    x, w, b = _arrays(case)
+    s, p = case["stride"], case["padding"]
+    ins = [x, w] if b is None else [x, w, b]
+    gradcheck(lambda *t: conv2d_fast(t[0], t[1], t[2] if len(t) > 2 else None, s, p), ins, atol=1e-6, rtol=1e-5)
+    grads = []
+    for op in (conv2d_fast, conv2d):
+        ts = [Tensor(a.copy(), requires_grad=True) for a in ins]
+        out = op(ts[0], ts[1], ts[2] if b is not None else None, s, p)
+        (out * Tensor(np.arange(out.size, dtype=np.float64).reshape(out.shape) % 7)).sum().backward()
+        grads.append([t.grad.data for t in ts])
+    for got, want in zip(*grads):
+        assert relative_error(got, want) < 1e-12
+
+
+def test_conv2d_fast_leaves_inputs_without_grad_alone():
+    x = Tensor(np.ones((1, 1, 4, 4), np.float32))
+    w = Tensor(np.ones((2, 1, 3, 3), np.float32), requires_grad=True)
+    conv2d_fast(x, w, None, 1, 1).sum().backward()
+    assert x.grad is None and w.grad.shape == (2, 1, 3, 3) and w.grad.dtype == np.float32
+
+
+@pytest.mark.parametrize("shape_q, shape_k, causal", [((2, 3, 5, 4), (2, 3, 5, 4), True),
+                                                      ((1, 2, 3, 4), (1, 2, 8, 4), True),
+                                                      ((2, 1, 6, 3), (2, 1, 4, 3), False)])
+def test_attention_rungs_and_fused_backward_match_module_12(shape_q, shape_k, causal):
+    rng = np.random.default_rng(1)
+    q = rng.standard_normal(shape_q)
+    k, v = rng.standard_normal(shape_k), rng.standard_normal(shape_k)
+    with no_grad():
+        want = scaled_dot_product_attention(q, k, v, causal=causal).data
+    for name, fn in ATTENTION_LADDER.items():
+        assert relative_error(fn(q, k, v, causal), want) < 1e-12, name
+    gradcheck(lambda a, b_, c: attention_fused(a, b_, c, causal), [q, k, v], atol=1e-6, rtol=1e-5)
+    g = rng.standard_normal(shape_q)
+    grads = []
+    for op in (attention_fused, lambda a, b_, c, causal: scaled_dot_product_attention(a, b_, c, causal=causal)):
+        ts = [Tensor(a.copy(), requires_grad=True) for a in (q, k, v)]
+        (op(*ts, causal) * Tensor(g)).sum().backward()
+        grads.append([t.grad.data for t in ts])
+    for got, ref in zip(*grads):
+        assert relative_error(got, ref) < 1e-10
+
+
+def test_vectorize_swaps_by_type_on_a_copy_and_keeps_state_dict_keys():
+    cnn = small_cnn(channels=4, rng=np.random.default_rng(0))
+    fast = vectorize(cnn)
+    assert type(cnn[0]) is Conv2d and type(fast[0]) is FastConv2d
+    assert list(fast.state_dict()) == list(cnn.state_dict())
+    fast[0].weight.data[...] = 0
+    assert np.any(cnn[0].weight.data != 0), "vectorize shares parameters with the original"
+    gpt = GPT(vocab_size=11, d_model=8, n_heads=2, n_layers=2, context=16, max_len=16, rng=0)
+    fast_gpt = vectorize(gpt)
+    kinds = {type(m).__name__ for _, m in fast_gpt.named_modules()}
+    assert "FastMultiHeadAttention" in kinds and "MultiHeadAttention" not in kinds
+    assert {type(m).__name__ for _, m in gpt.named_modules()} >= {"MultiHeadAttention"}
+
+
+def test_vectorize_with_nothing_to_swap_names_the_layer_types():
+    with pytest.raises(ValueError, match=r"vectorize: Sequential has no Conv2d or MultiHeadAttention layer to swap "
+                                         r"\(its layers: Linear, Sequential\)"):
+        vectorize(Sequential(Linear(3, 2, rng=0), Linear(2, 1, rng=1)))
+    with pytest.raises(TypeError, match="expected a Module, got ndarray"):
+        vectorize(np.zeros(3))
+    twice = vectorize(vectorize(Conv2d(1, 2, 3, rng=0)))
+    assert type(twice) is FastConv2d
+
+
+def test_a_vectorized_model_trains_like_the_original():
+    from tinytorch_lib.losses import CrossEntropyLoss
+    from tinytorch_lib.optimizers import Adam
+    rng = np.random.default_rng(3)
+    x = Tensor(rng.standard_normal((16, 1, 8, 8)).astype(np.float32))
+    y = Tensor(rng.integers(0, 10, 16))
+    models = [small_cnn(channels=4, rng=np.random.default_rng(0))]
+    models.append(vectorize(models[0]))
+    models[0] = copy.deepcopy(models[0])
+    for _ in range(5):
+        for m in models:
+            m.opt = getattr(m, "opt", None) or Adam(m.parameters(), lr=1e-2)
+            m.opt.zero_grad()
+            CrossEntropyLoss()(m(x), y).backward()
+            m.opt.step()
+    for (name, a), b in zip(models[0].named_parameters(), models[1].parameters()):
+        assert relative_error(b.data, a.data) < 1e-4, name
+
+
+def test_the_vectorized_gpt_generates_the_same_tokens_with_and_without_the_cache():
+    gpt, tok, _ = load_gpt()
+    fast = vectorize(gpt)
+    prompt = tok.encode("And God said")
+    want = generate(gpt, prompt, 24)
+    assert np.array_equal(generate(fast, prompt, 24), want)
+    assert np.array_equal(generate_with_cache(fast, prompt, 24), want)
+    ids = np.tile(np.asarray(prompt), (2, 4))
+    with no_grad():
+        assert relative_error(fast(ids).data, gpt(ids).data) < TOLERANCE
+
+
+def test_fast_attention_keeps_module_12s_shape_check():
+    with pytest.raises(ValueError, match=r"expected x of shape \(batch, seq, 8\)"):
+        vectorize(MultiHeadAttention(8, 2, rng=0))(np.zeros((2, 5, 6), np.float32))
+    assert isinstance(vectorize(MultiHeadAttention(8, 2, rng=0)), FastMultiHeadAttention)
