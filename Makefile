@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: sandbox setup run test release export lab models gpt lock clean
+.PHONY: sandbox browser setup run test release export lab lab-instructor models gpt lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), \
@@ -31,6 +31,20 @@ sandbox:
 	    exit 1; \
 	  fi; }
 
+# The browser tests (tests/test_lab.py) drive JupyterLab in Chromium with Playwright, using
+# the system's Chromium (Playwright's own download host is not always reachable). As root on
+# Debian/Ubuntu this installs it when it is missing; elsewhere it says what to do.
+CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser)
+browser:
+	@[ -n "$(CHROMIUM)" ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (the browser tests' browser, about a minute)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
+	  else \
+	    echo "the browser tests need Chromium: apt-get install chromium (or set CHROMIUM=/path/to/chromium)"; \
+	    exit 1; \
+	  fi; }
+
 # Students: create .venv once, then follow the printed next steps.
 setup: $(STAMP)
 	@echo
@@ -46,7 +60,7 @@ run: $(STAMP) sandbox
 
 # Tests run in parallel, one worker per core (pytest-xdist); TEST_JOBS=1 runs them in one process.
 TEST_JOBS ?= auto
-test: $(STAMP) sandbox
+test: $(STAMP) sandbox browser
 	$(BIN)/python -m pytest -n $(TEST_JOBS)
 
 release: $(STAMP)
@@ -57,10 +71,18 @@ export: $(STAMP)
 
 # JupyterLab holds this terminal: run tito in a second one, or in JupyterLab's own
 # terminal. As root (Docker, Codespaces) Jupyter refuses to start without --allow-root.
+# `make lab` is the student setup (lab/student: no Create Assignment, no Formgrader);
+# `make lab-instructor` builds every source/NN/NN.ipynb first and enables all of nbgrader.
+LAB_ARGS = $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
-	@echo "JupyterLab keeps this terminal until you stop it (Ctrl+C twice)."
+	@echo "JupyterLab (student setup) keeps this terminal until you stop it (Ctrl+C twice)."
 	@echo "Run tito in a second terminal, or in JupyterLab (File > New > Terminal): source .venv/bin/activate"
-	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
+	JUPYTER_CONFIG_PATH=$(CURDIR)/lab/student $(BIN)/jupyter lab $(LAB_ARGS)
+
+lab-instructor: $(STAMP)
+	$(BIN)/tito build
+	@echo "JupyterLab (instructor setup: Create Assignment, Formgrader) keeps this terminal until you stop it."
+	JUPYTER_CONFIG_PATH=$(CURDIR)/lab/instructor $(BIN)/jupyter lab $(LAB_ARGS)
 
 # Train the digit MLP and CNN (5 seeds each, a minute or two), print the table,
 # and write the seed-0 models to data/mlp_digits.npz and data/cnn_digits.npz.
@@ -80,4 +102,4 @@ lock: $(STAMP)
 	 $(BIN)/python -m pip freeze --exclude-editable) > constraints.txt
 
 clean:
-	rm -rf $(VENV) autograded/*/ submitted feedback gradebook.db source/*/*.ipynb
+	rm -rf $(VENV) autograded/*/ submitted feedback gradebook.db source/*/*.ipynb exchange
