@@ -73,16 +73,17 @@ export: $(STAMP)
 # terminal. As root (Docker, Codespaces) Jupyter refuses to start without --allow-root.
 # `make lab` is the student setup (lab/student: no Create Assignment, no Formgrader);
 # `make lab-instructor` builds every source/NN/NN.ipynb first and enables all of nbgrader.
+# .venv/bin goes first on PATH: Formgrader runs `alembic` (its gradebook migrations) from PATH.
 LAB_ARGS = $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
 	@echo "JupyterLab (student setup) keeps this terminal until you stop it (Ctrl+C twice)."
 	@echo "Run tito in a second terminal, or in JupyterLab (File > New > Terminal): source .venv/bin/activate"
-	JUPYTER_CONFIG_PATH=$(CURDIR)/lab/student $(BIN)/jupyter lab $(LAB_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" JUPYTER_CONFIG_PATH=$(CURDIR)/lab/student $(BIN)/jupyter lab $(LAB_ARGS)
 
 lab-instructor: $(STAMP)
 	$(BIN)/tito build
 	@echo "JupyterLab (instructor setup: Create Assignment, Formgrader) keeps this terminal until you stop it."
-	JUPYTER_CONFIG_PATH=$(CURDIR)/lab/instructor $(BIN)/jupyter lab $(LAB_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" JUPYTER_CONFIG_PATH=$(CURDIR)/lab/instructor $(BIN)/jupyter lab $(LAB_ARGS)
 
 # Train the digit MLP and CNN (5 seeds each, a minute or two), print the table,
 # and write the seed-0 models to data/mlp_digits.npz and data/cnn_digits.npz.

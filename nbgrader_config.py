@@ -41,6 +41,13 @@ def _exchange_set_elsewhere() -> bool:
 if os.environ.get("TITO_EXCHANGE") or not _exchange_set_elsewhere():
     c.Exchange.root = os.environ.get("TITO_EXCHANGE") or str(COURSE_ROOT / "exchange")
     c.Exchange.assignment_dir = str(COURSE_ROOT / "workspace")
+    # nbgrader's lists (Formgrader, the Assignment List) need the folder to exist; only
+    # release_assignment would create it.
+    for folder in (c.Exchange.root, c.Exchange.assignment_dir):
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError:
+            pass  # nbgrader says the exchange is unwritable, naming the folder
 
 # Formgrader's Generate (and `nbgrader generate_assignment`) reads source/NN/NN.ipynb;
 # the instructor edits source/NN/NN.py. This hook rebuilds the .ipynb from the .py first
