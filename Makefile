@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: sandbox setup run selfcheck test release export lab models gpt lock clean
+.PHONY: sandbox browser setup run selfcheck test release export lab lab-instructor models gpt lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), \
@@ -29,6 +29,20 @@ sandbox:
 	    echo "grading needs bwrap (bubblewrap): apt-get install bubblewrap, dnf install bubblewrap;" \
 	         "or TITO_NO_SANDBOX=1 make ... to grade without a sandbox (student code runs with your rights)"; \
 	    exit 1; \
+	  fi; }
+
+# The browser tests (tests/test_lab.py) drive JupyterLab in Chromium with Playwright, using
+# the system's Chromium (Playwright's own download host is not always reachable). As root on
+# Debian/Ubuntu this installs it when it is missing; elsewhere it says in one line how to get
+# it, and `make test` skips the browser tests (CI sets TINYTORCH_BROWSER_TESTS=required: never skipped).
+CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser)
+browser:
+	@[ -n "$(CHROMIUM)" ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (the browser tests' browser, about a minute)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
+	  else \
+	    echo "no Chromium: the browser tests will be skipped; sudo make browser (or apt-get install chromium) runs them"; \
 	  fi; }
 
 # Students: create .venv once, then follow the printed next steps.
@@ -57,7 +71,7 @@ selfcheck: $(STAMP) sandbox
 
 # Tests run in parallel, one worker per core (pytest-xdist); TEST_JOBS=1 runs them in one process.
 TEST_JOBS ?= auto
-test: $(STAMP) sandbox
+test: $(STAMP) sandbox browser
 	$(BIN)/python -m pytest -n $(TEST_JOBS)
 
 release: $(STAMP)
@@ -68,10 +82,19 @@ export: $(STAMP)
 
 # JupyterLab holds this terminal: run tito in a second one, or in JupyterLab's own
 # terminal. As root (Docker, Codespaces) Jupyter refuses to start without --allow-root.
+# `make lab` is the student setup (lab/student: no Create Assignment, no Formgrader);
+# `make lab-instructor` builds every source/NN/NN.ipynb first and enables all of nbgrader.
+# .venv/bin goes first on PATH: Formgrader runs `alembic` (its gradebook migrations) from PATH.
+LAB_ARGS = $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
-	@echo "JupyterLab keeps this terminal until you stop it (Ctrl+C twice)."
+	@echo "JupyterLab (student setup) keeps this terminal until you stop it (Ctrl+C twice)."
 	@echo "Run tito in a second terminal, or in JupyterLab (File > New > Terminal): source .venv/bin/activate"
-	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
+	PATH="$(CURDIR)/$(BIN):$$PATH" JUPYTER_CONFIG_PATH=$(CURDIR)/lab/student $(BIN)/jupyter lab $(LAB_ARGS)
+
+lab-instructor: $(STAMP)
+	$(BIN)/tito build
+	@echo "JupyterLab (instructor setup: Create Assignment, Formgrader) keeps this terminal until you stop it."
+	PATH="$(CURDIR)/$(BIN):$$PATH" JUPYTER_CONFIG_PATH=$(CURDIR)/lab/instructor $(BIN)/jupyter lab $(LAB_ARGS)
 
 # Train the digit MLP and CNN (5 seeds each, a minute or two), print the table,
 # and write the seed-0 models to data/mlp_digits.npz and data/cnn_digits.npz.
@@ -91,4 +114,4 @@ lock: $(STAMP)
 	 $(BIN)/python -m pip freeze --exclude-editable) > constraints.txt
 
 clean:
-	rm -rf $(VENV) autograded/*/ submitted feedback gradebook.db source/*/*.ipynb
+	rm -rf $(VENV) autograded/*/ submitted feedback gradebook.db source/*/*.ipynb exchange

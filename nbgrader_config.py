@@ -2,9 +2,58 @@
 
 Run nbgrader (or `tito`) from the repository root; that is the course root.
 """
+import os
+from pathlib import Path
+
 c = get_config()  # noqa: F821 (provided by nbgrader)
+COURSE_ROOT = Path(__file__).resolve().parent
 
 c.CourseDirectory.course_id = "tinytorch-optimization"
+
+
+def _exchange_set_elsewhere() -> bool:
+    """Whether another Jupyter config file (a hub's /etc/jupyter/nbgrader_config.py,
+    ~/.jupyter/...) sets Exchange.root: this file is read last and would override it."""
+    from jupyter_core.paths import jupyter_config_path
+    from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
+
+    for folder in jupyter_config_path():
+        if Path(folder).resolve() == COURSE_ROOT:
+            continue
+        for loader, name in ((PyFileConfigLoader, "nbgrader_config.py"), (JSONFileConfigLoader, "nbgrader_config.json")):
+            if (Path(folder) / name).is_file():
+                try:
+                    found = loader(name, path=folder).load_config()
+                except Exception:  # a broken file is nbgrader's to report
+                    continue
+                if "root" in found.get("Exchange", {}):
+                    return True
+    return False
+
+
+# nbgrader's exchange (release_assignment, fetch, submit, collect, the Assignment List and
+# Formgrader's Release/Collect buttons). Its default, /usr/local/share/nbgrader/exchange, is
+# not writable for an ordinary user, so on one machine (`make lab`, `make lab-instructor`)
+# the course uses its own git-ignored folder exchange/, and students' Assignment List fetches
+# into workspace/ (where `tito module start` puts notebooks). A JupyterHub sets Exchange.root
+# for everyone in /etc/jupyter/nbgrader_config.py (README, "Running a class on JupyterHub"):
+# then this file leaves the exchange alone. TITO_EXCHANGE=/path picks another folder.
+if os.environ.get("TITO_EXCHANGE") or not _exchange_set_elsewhere():
+    c.Exchange.root = os.environ.get("TITO_EXCHANGE") or str(COURSE_ROOT / "exchange")
+    c.Exchange.assignment_dir = str(COURSE_ROOT / "workspace")
+    # nbgrader's lists (Formgrader, the Assignment List) need the folder to exist; only
+    # release_assignment would create it.
+    for folder in (c.Exchange.root, c.Exchange.assignment_dir):
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError:
+            pass  # nbgrader says the exchange is unwritable, naming the folder
+
+# Formgrader's Generate (and `nbgrader generate_assignment`) reads source/NN/NN.ipynb;
+# the instructor edits source/NN/NN.py. This hook rebuilds the .ipynb from the .py first
+# (tito/hooks.py), so Generate always releases the current .py. A string, not a function:
+# Formgrader shows and serializes this configuration.
+c.GenerateAssignment.pre_convert_hook = "tito.hooks.build_before_generate"
 
 # source/NN_name/ holds the jupytext .py with the solutions: never release it.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py"]
@@ -40,18 +89,24 @@ c.Execute.extra_arguments = [
 # refuses to run, unless TITO_NO_SANDBOX=1 in the environment (`tito grade
 # --no-sandbox`) accepts running student code with your own rights.
 # Sizes: --SandboxedKernelManager.work_bytes / tmp_bytes / max_processes.
-from nbgrader.converters.autograde import Autograde  # noqa: E402
-from nbgrader.preprocessors import Execute  # noqa: E402
+# Importable names, not class objects: Formgrader shows (and serializes) this configuration.
+# nbgrader's own autograde list, with SandboxedExecute in place of nbgrader.preprocessors.Execute
+# (tests/test_lab.py checks the list still matches nbgrader's default).
 try:
-    from tito.sandbox_kernel import SandboxedExecute
+    import tito.sandbox_kernel  # noqa: F401
 except ImportError as error:
     # traitlets would log this and grade with stock nbgrader: unsandboxed. Stop instead.
     raise SystemExit(f"nbgrader_config.py: cannot import tito ({error}): run nbgrader from the "
                      "course's environment (.venv/bin/nbgrader, after `make test` or `make run`)") from None
 
 c.Autograde.autograde_preprocessors = [
-    SandboxedExecute if p is Execute else p
-    for p in Autograde.class_traits()["autograde_preprocessors"].default()
+    "tito.sandbox_kernel.SandboxedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
 ]
 
 # Test cells a student deleted come back from the source before grading.

@@ -1,0 +1,43 @@
+"""nbgrader hooks named in nbgrader_config.py (as importable strings, so Formgrader can show them).
+
+`build_before_generate` runs before `nbgrader generate_assignment` converts an assignment,
+Formgrader's Generate button included: it rebuilds source/NN_name/NN_name.ipynb from the
+NN_name.py next to it, so Generate releases the .py the instructor edits, never a stale build.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from traitlets.log import get_logger
+
+from .build import build, read_source
+from .modules import Module, TitoError
+
+import nbformat
+
+
+def _hand_edited(py: Path, ipynb: Path, module: Module) -> bool:
+    """The .ipynb was saved after the .py and is not what the .py builds: someone edited it."""
+    if not ipynb.exists() or ipynb.stat().st_mtime <= py.stat().st_mtime:
+        return False
+    return ipynb.read_text() != nbformat.writes(read_source(module, py)) + "\n"
+
+
+def build_before_generate(assignment: str, student: str, notebooks: list[str], **_) -> None:
+    log = get_logger()
+    for notebook in notebooks:
+        ipynb = Path(notebook).resolve()
+        py = ipynb.with_suffix(".py")
+        if not py.exists():  # a scratch course holds only the built notebook
+            continue
+        module = Module(py.stem[:2], py.stem)
+        try:
+            if _hand_edited(py, ipynb, module):
+                log.warning(f"{ipynb.name} was edited after {py.name}: generating from the edited "
+                            f"{ipynb.name}; copy the change into {py.name}, or `tito build` discards it")
+                continue
+            changed = build(module, py)
+        except TitoError as error:
+            log.error(f"{py}: {error}: generating from the last build of {ipynb.name}")
+            continue
+        log.info(f"{ipynb.name}: {'rebuilt' if changed else 'up to date'} from {py.name}")
