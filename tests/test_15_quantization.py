@@ -158,3 +158,23 @@ def test_loading_a_quantized_file_into_the_wrong_architecture_names_the_keys(tmp
         other.load_state_dict(q.state_dict())
     with pytest.raises(ValueError, match="missing keys"):
         net.load_state_dict(q.state_dict())
+
+
+@pytest.mark.parametrize("dtype", ["int8", "fp16"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_weights_that_cannot_be_stored_are_clear_errors(dtype, bad):
+    net = Sequential(Linear(4, 3, rng=0), ReLU(), Linear(3, 2, rng=1))
+    net[2].weight.data[1, 0] = bad
+    # calibration runs the float model first: inf * 0 in its last matmul is NaN (a numpy warning, expected)
+    with pytest.raises(ValueError, match=r"Linear's weight \(2, 3\) holds 1 NaN or infinite"), \
+            np.errstate(invalid="ignore"):
+        quantize(net, [np.ones((2, 4), np.float32)], dtype=dtype)
+
+
+def test_fp16_refuses_weights_above_65504_instead_of_storing_inf():
+    conv = Sequential(Conv2d(1, 2, 3, rng=0))
+    conv[0].weight.data[0, 0, 0, 0] = 1e5
+    with pytest.raises(ValueError, match="above float16's largest value 65504"):
+        quantize(conv, dtype="fp16")
+    conv[0].weight.data[0, 0, 0, 0] = 6e4
+    assert np.isfinite(quantize(conv, dtype="fp16")[0].weight.data).all()

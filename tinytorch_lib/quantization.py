@@ -119,7 +119,7 @@ class PercentileObserver:
             raise ValueError(f"{type(self).__name__}: no values observed; run calibration data through the model first")
         return float(np.percentile(seen, 100 - self.percentile)), float(np.percentile(seen, self.percentile))
 
-# cell cell-38c2fce1a5
+# cell cell-0721eb6261
 def _int8_buffers(q: Module, weight_shape: tuple, per_channel: bool, bias: bool) -> None:
     """Given: the buffers an int8 layer stores (weight codes, weight scales, input quantizer, float bias)."""
     out = weight_shape[0]
@@ -131,8 +131,23 @@ def _int8_buffers(q: Module, weight_shape: tuple, per_channel: bool, bias: bool)
         q.register_buffer("bias", np.zeros(out, dtype=np.float32))
 
 
+def check_storable(layer: Module, who: str, half: bool = False) -> None:
+    """Given: stop on weights that cannot be stored: NaN or infinity; with `half`, |w| above float16's 65504."""
+    for pname, param in layer.named_parameters():
+        w = param.data
+        bad = int(w.size - np.count_nonzero(np.isfinite(w)))
+        if bad:
+            raise ValueError(f"{who}: the {type(layer).__name__}'s {pname} {w.shape} holds {bad} NaN or infinite "
+                             f"value(s); quantize a model whose weights are all finite")
+        big = float(np.abs(w).max()) if w.size else 0.0
+        if half and big > float(np.finfo(np.float16).max):
+            raise ValueError(f"{who}: the {type(layer).__name__}'s {pname} {w.shape} holds |w| = {big:.4g}, "
+                             f"above float16's largest value 65504 (it would become inf)")
+
+
 def _fill_int8(q: Module, layer: Module, input_range: tuple, per_channel: bool) -> Module:
     """Given: q's buffers from a trained float layer (symmetric int8 weights) and a calibrated input range."""
+    check_storable(layer, f"{type(q).__name__}.from_float")
     q.weight_q.data[...], scale, _ = quantize_tensor(layer.weight.data, axis=0 if per_channel else None)
     q.weight_scale.data[...] = scale
     q.input_scale.data[...], q.input_zero_point.data[...] = quantization_params(*input_range, symmetric=False)
@@ -177,7 +192,7 @@ class QuantizedLinear(Module):
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, per_channel={self.per_channel}"
 
-# cell cell-92eabaf93d
+# cell cell-0b3baffbd5
 class QuantizedConv2d(Module):
     """A Conv2d stored as int8 filters (symmetric, per output channel) with an int8 input quantizer."""
 
@@ -218,6 +233,15 @@ class QuantizedConv2d(Module):
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, per_channel={self.per_channel}"
 
 
+def _fill_half(h: Module, layer: Module) -> Module:
+    """h's float16 weight and bias from a trained float layer, after checking they fit in float16."""
+    check_storable(layer, f"{type(h).__name__}.from_float", half=True)
+    h.weight.data[...] = layer.weight.data
+    if layer.bias is not None:
+        h.bias.data[...] = layer.bias.data
+    return h
+
+
 class HalfLinear(Module):
     """A Linear whose weight and bias are stored as float16; computes in float32."""
 
@@ -230,11 +254,7 @@ class HalfLinear(Module):
 
     @classmethod
     def from_float(cls, linear: Linear) -> "HalfLinear":
-        h = cls(linear.in_features, linear.out_features, bias=linear.bias is not None)
-        h.weight.data[...] = linear.weight.data
-        if linear.bias is not None:
-            h.bias.data[...] = linear.bias.data
-        return h
+        return _fill_half(cls(linear.in_features, linear.out_features, bias=linear.bias is not None), linear)
 
     def config(self) -> dict:
         return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.has_bias}
@@ -260,12 +280,8 @@ class HalfConv2d(Module):
 
     @classmethod
     def from_float(cls, conv: Conv2d) -> "HalfConv2d":
-        h = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                bias=conv.bias is not None)
-        h.weight.data[...] = conv.weight.data
-        if conv.bias is not None:
-            h.bias.data[...] = conv.bias.data
-        return h
+        return _fill_half(cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                              bias=conv.bias is not None), conv)
 
     def config(self) -> dict:
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
