@@ -12,7 +12,7 @@ recipe (seed 0 is the shipped model). Rows:
 - pruned S + INT4 levels: the INT8 model whose weight codes are re-derived from the pruned
   float weights with Module 15's own `quantize_tensor(w, bits=4, axis=0)` (codes in [-8, 7],
   still held in the int8 buffer; zeros stay zero). No new quantizer: this only asks Module 15
-  for fewer levels. The file's lzma stage is what turns the fewer levels into fewer bytes.
+  for fewer levels. `save_compressed` stores int8 values that fit in 4 bits two per byte.
 Every file is loaded back with `load_compressed`, checked to give the same outputs as the
 model that was saved, and evaluated on the 360 held-out images. Ratio = FP32 bytes (the
 float32 arrays the model stores, state_dict nbytes) / bytes of the file.

@@ -126,3 +126,46 @@ def test_bench_four_bit_levels_keep_zeros_load_back_exactly_and_shrink_the_file(
     back, _ = load_compressed(tmp_path / "q4.ttc")
     assert np.array_equal(back(te.tensors[0]).data, q4(te.tensors[0]).data)
     assert size4 < size8, (size4, size8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["dense", "bitmask"]), st.integers(0, 9), st.integers(-8, 7),
+                          st.integers(-128, 127), st.booleans()), min_size=1, max_size=5))
+def test_4_bit_packing_gives_back_the_exact_header_and_blob(specs):
+    from tinytorch_lib.compression import _nibbles, _unnibble
+    rng = np.random.default_rng(len(specs))
+    arrays, parts, offset = {}, [], 0
+    for i, (fmt, n, lo4, lo8, fits) in enumerate(specs):
+        values = rng.integers(-8, 8, n) if fits else np.append(rng.integers(-8, 8, n), lo8)
+        values = values.astype(np.int8) if i % 2 == 0 else values.astype(np.float32)   # float32 values stay as they are
+        e = {"dtype": values.dtype.str, "shape": [values.size], "offset": offset, "format": fmt}
+        if fmt == "bitmask":
+            bits = rng.integers(0, 256, 3).astype(np.uint8).tobytes()
+            chunk = bits + values.tobytes()
+            e.update(nbits=3, nvalues=int(values.size))
+        else:
+            chunk = values.tobytes()
+            e.update(nbytes=len(chunk))
+        arrays[f"{i}.w"] = e
+        parts.append(chunk)
+        offset += len(chunk)
+    header, blob = {"arch": {}, "meta": {}, "arrays": arrays}, b"".join(parts)
+    packed_header, packed = _nibbles(header, blob)
+    assert len(packed) <= len(blob)
+    assert _unnibble(packed_header, packed) == (header, blob)
+
+
+def test_4_bit_codes_are_stored_two_per_byte_and_load_back_exactly(tmp_path):
+    net = Sequential(Linear(16, 9, rng=0), ReLU(), Linear(9, 3, rng=1))
+    x = np.random.default_rng(0).uniform(0, 1, (8, 16)).astype(np.float32)
+    q = quantize(make_permanent(prune(net, 0.6, "global")), [x])
+    size8 = save_compressed(tmp_path / "q8.ttc", q)
+    for layer in (q[0], q[2]):
+        layer.weight_q.data[...] = np.clip(layer.weight_q.data // 16, -8, 7)
+    layer.weight_q.data[0, 0] = -8
+    size4 = save_compressed(tmp_path / "q4.ttc", q)
+    back, _ = load_compressed(tmp_path / "q4.ttc")
+    for key, a in q.state_dict().items():
+        assert np.array_equal(back.state_dict()[key], a) and back.state_dict()[key].dtype == a.dtype, key
+    assert size4 < size8
+    assert np.array_equal(back(Tensor(x)).data, q(Tensor(x)).data)

@@ -97,8 +97,8 @@ with blas_threads(1):
 # file's length on disk and its accuracy is that of the **loaded** model on
 # the held-out images. FP32 is Module 08's `save_model` file; every other
 # row is Module 16's `save_compressed` (sparse arrays as bitmask + values,
-# then lzma). Pruning uses global magnitude pruning, fine-tuned for a few
-# epochs with the masks on.
+# then compressed: lzma, and a preset dictionary for the header). Pruning
+# uses global magnitude pruning, fine-tuned for a few epochs with the masks on.
 
 # %%
 SCRATCH = results_dir() / "models"
