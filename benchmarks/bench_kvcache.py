@@ -1,8 +1,10 @@
 """Generation with and without the KV cache on the course GPT: ms per token, speedup, identical tokens.
 
     .venv/bin/python -m benchmarks.bench_kvcache [--tokens 32 64 128 256 512 992] [--repeats 3]
+                                                 [--long-prompt 256] [--long-tokens 32 128 256]
 
-Both sides generate greedily from the same prompt with `tinytorch_lib.kvcache.generate`
+Both sides generate greedily from the same prompt (a 30-character one, then 256 characters of the
+validation text: without a cache every step reruns the prompt too) with `tinytorch_lib.kvcache.generate`
 (use_cache=True / False), timed in the same run with `tinytorch_lib.timing.measure`
 (one BLAS thread, interleaved per length). A speedup counts only if the tokens are
 identical; the table says whether they are. It also checks the cached step's logits
@@ -41,20 +43,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokens", type=int, nargs="+", default=[32, 64, 128, 256, 512, 992])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per side up to 256 tokens (1 beyond)")
+    parser.add_argument("--long-prompt", type=int, default=256,
+                        help="also time a prompt of this many validation-text characters (0: skip)")
+    parser.add_argument("--long-tokens", type=int, nargs="+", default=[32, 128, 256])
     args = parser.parse_args()
     model, tok, _ = load_gpt()
-    prompt = tok.encode(PROMPT)
     print(f"GPT d_model {model.d_model}, {model.n_layers} layers, {model.n_heads} heads, max_len {model.max_len}; "
-          f"prompt {len(prompt)} tokens; greedy; 1 BLAS thread")
-    print(f"{'new tokens':>10} {'no cache ms/token':>18} {'cache ms/token':>15} {'speedup':>8} {'identical':>10}")
+          f"greedy; 1 BLAS thread")
+    print(f"{'prompt':>6} {'new tokens':>10} {'no cache ms/token':>18} {'cache ms/token':>15} {'speedup':>8} "
+          f"{'identical':>10}")
     start = time.perf_counter()
-    for n in args.tokens:
-        same = np.array_equal(generate(model, prompt, n), generate(model, prompt, n, use_cache=False))
-        reps = args.repeats if n <= 256 else 1
-        slow = measure(lambda: generate(model, prompt, n, use_cache=False), repeats=reps, warmup=0, number=1)
-        fast = measure(lambda: generate(model, prompt, n), repeats=max(reps, 3), warmup=1, number=1)
-        print(f"{n:>10} {slow.median / n * 1e3:>18.2f} {fast.median / n * 1e3:>15.2f} "
-              f"{slow.median / fast.median:>7.1f}x {'yes' if same else 'NO':>10}", flush=True)
+    runs = [(tok.encode(PROMPT), args.tokens)]
+    if args.long_prompt:
+        runs.append((tok.encode(load_corpus("val")[:args.long_prompt]), args.long_tokens))
+    for prompt, counts in runs:
+        for n in counts:
+            same = np.array_equal(generate(model, prompt, n), generate(model, prompt, n, use_cache=False))
+            reps = args.repeats if n <= 256 else 1
+            slow = measure(lambda: generate(model, prompt, n, use_cache=False), repeats=reps, warmup=0, number=1)
+            fast = measure(lambda: generate(model, prompt, n), repeats=max(reps, 3), warmup=1, number=1)
+            print(f"{len(prompt):>6} {n:>10} {slow.median / n * 1e3:>18.2f} {fast.median / n * 1e3:>15.2f} "
+                  f"{slow.median / fast.median:>7.1f}x {'yes' if same else 'NO':>10}", flush=True)
     text = load_corpus("val")[:model.max_len]
     diff = max_logit_difference(model, tok.encode(text))
     print(f"logits, cached step vs full forward, all {len(text)} positions of a validation text: "
