@@ -51,7 +51,8 @@ from tinytorch_lib.training import evaluate, load_model  # noqa: E402
 model, _ = load_model(data_dir("mlp_digits.npz") / "mlp_digits.npz")
 test = DataLoader(load_digits("test", flatten=True), batch_size=360)
 METHODS = {"unstructured": "magnitude", "structured": "structured"}  # label -> prune(method=...)
-FOLDER = Path(tempfile.mkdtemp(prefix="pruning-demo-"))
+SCRATCH = tempfile.TemporaryDirectory(prefix="pruning-demo-")  # removed when the kernel exits
+FILE = Path(SCRATCH.name) / "mlp-pruned.ttc"
 
 
 def prune_model(percent: int, kind: str) -> dict:
@@ -65,7 +66,7 @@ def prune_model(percent: int, kind: str) -> dict:
         v, idx, ptr = to_csr(w)
         assert np.array_equal(from_csr(v, idx, ptr, w.shape), w), "CSR round trip changed the weights"
         dense, bitmask, csr = dense + w.nbytes, bitmask + bits.nbytes + values.nbytes, csr + v.nbytes + idx.nbytes + ptr.nbytes
-    file_bytes = save_compressed(FOLDER / f"mlp-{kind}-{percent}.ttc", pruned)
+    file_bytes = save_compressed(FILE, pruned)
     return {"model": pruned, "accuracy": evaluate(pruned, test), "sparsity": zero_fraction(pruned)["total"],
             "dense": dense, "bitmask": bitmask, "csr": csr, "file": file_bytes}
 
