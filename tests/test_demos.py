@@ -257,11 +257,11 @@ STATE_JS = """() => {
         const readout = w.querySelector('.widget-readout'), active = w.querySelector('button.mod-active');
         settings[name] = readout ? readout.innerText.trim() : active ? active.innerText.trim() : null;
     });
-    const img = document.querySelector('.demo-plot img');
+    const img = document.querySelector('img.demo-plot');
     return {shown, settings, src: img ? img.src : null};
 }"""
 CHANGED_JS = """(before) => {
-    const img = document.querySelector('.demo-plot img');
+    const img = document.querySelector('img.demo-plot');
     const shown = {};
     document.querySelectorAll('.demo-result b[class^="demo-"]').forEach(b => shown[b.className.slice(5)] = b.innerText);
     return img && img.src !== before.src && img.complete && JSON.stringify(shown) !== JSON.stringify(before.shown);
@@ -342,7 +342,7 @@ def test_demo_in_lab(demo, lab):
             except Exception:
                 if attempt == 2:
                     raise
-        page.locator(".demo-plot img").first.wait_for(timeout=FIRST_RENDER_LIMIT * 1000)
+        page.locator("img.demo-plot").first.wait_for(timeout=FIRST_RENDER_LIMIT * 1000)
         page.wait_for_function("() => document.querySelector('.demo-result b')")
         first = time.monotonic() - start
         check_shown(demo, state(page)["settings"], state(page)["shown"])
@@ -360,7 +360,7 @@ def test_demo_in_voila(demo, voila):
     with browser_page(f"demos-voila-{demo}", viewport=(1400, 1000)) as (page, shot):
         start = time.monotonic()
         page.goto(f"{voila}/voila/render/{demo}.ipynb")
-        page.locator(".demo-plot img").first.wait_for(timeout=FIRST_RENDER_LIMIT * 1000)
+        page.locator("img.demo-plot").first.wait_for(timeout=FIRST_RENDER_LIMIT * 1000)
         page.wait_for_function("() => document.querySelector('.demo-result b')")
         first = time.monotonic() - start
         check_shown(demo, state(page)["settings"], state(page)["shown"])
@@ -377,7 +377,7 @@ def test_voila_inside_lab(lab):
     url, token = lab
     with browser_page("demos-voila-in-lab") as (page, shot):
         page.goto(f"{url}/voila/render/quantization.ipynb?token={token}")
-        page.locator(".demo-plot img").first.wait_for(timeout=FIRST_RENDER_LIMIT * 1000)
+        page.locator("img.demo-plot").first.wait_for(timeout=FIRST_RENDER_LIMIT * 1000)
         handle = page.locator(".demo-bits .noUi-handle")
         handle.focus()
         changed(page, "quantization", lambda: page.keyboard.press("ArrowRight"), "bits: ArrowRight")
