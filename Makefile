@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: sandbox browser setup run selfcheck test release export lab lab-instructor models gpt lock clean
+.PHONY: sandbox browser setup run selfcheck test release export lab lab-instructor demos models gpt lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), \
@@ -96,6 +96,12 @@ lab-instructor: $(STAMP)
 	@echo "JupyterLab (instructor setup: Create Assignment, Formgrader) keeps this terminal until you stop it."
 	PATH="$(CURDIR)/$(BIN):$$PATH" JUPYTER_CONFIG_PATH=$(CURDIR)/lab/instructor $(BIN)/jupyter lab $(LAB_ARGS)
 
+# Lecture demos (notebooks/demos/, jupytext .py): write the .ipynb next to each .py, for Voila,
+# which serves notebooks only (`.venv/bin/voila notebooks/demos/quantization.ipynb`).
+DEMOS := quantization pruning kvcache vectorization
+demos: $(STAMP)
+	$(BIN)/jupytext --to notebook $(DEMOS:%=notebooks/demos/%.py)
+
 # Train the digit MLP and CNN (5 seeds each, a minute or two), print the table,
 # and write the seed-0 models to data/mlp_digits.npz and data/cnn_digits.npz.
 models: $(STAMP)
@@ -114,4 +120,4 @@ lock: $(STAMP)
 	 $(BIN)/python -m pip freeze --exclude-editable) > constraints.txt
 
 clean:
-	rm -rf $(VENV) autograded/*/ submitted feedback gradebook.db source/*/*.ipynb exchange
+	rm -rf $(VENV) autograded/*/ submitted feedback gradebook.db source/*/*.ipynb notebooks/demos/*.ipynb exchange

@@ -118,3 +118,21 @@ def browser_page(name: str, viewport=(1400, 900)):
             raise
         finally:
             browser.close()
+
+
+def run_command(page, command: str, args: dict | None = None):
+    return page.evaluate("([c, a]) => window.jupyterapp.commands.execute(c, a)", [command, args or {}])
+
+
+def wait_for_kernel(page) -> None:
+    """The current notebook's kernel is connected and has sent its kernel info (which
+    JupyterLab writes into the notebook's metadata): then 'unsaved' means a real change."""
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                           " && window.jupyterapp.shell.currentWidget.sessionContext")
+    page.evaluate("""async () => {
+        const ctx = window.jupyterapp.shell.currentWidget.sessionContext;
+        await ctx.ready;
+        while (!ctx.session || !ctx.session.kernel) await new Promise(r => setTimeout(r, 100));
+        await ctx.session.kernel.info;
+        while (ctx.session.kernel.status !== 'idle') await new Promise(r => setTimeout(r, 100));
+    }""")

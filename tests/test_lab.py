@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from browser import browser_page, jupyter_server, server_errors
+from browser import browser_page, jupyter_server, run_command, server_errors, wait_for_kernel
 from helpers import ROOT, run_tito, scratch_root
 from tito import grading
 
@@ -72,26 +72,8 @@ def lab_server(root: Path, home: Path, setup: str):
         yield url, token, log
 
 
-def run_command(page, command: str, args: dict | None = None):
-    return page.evaluate("([c, a]) => window.jupyterapp.commands.execute(c, a)", [command, args or {}])
-
-
 def has_command(page, command: str) -> bool:
     return page.evaluate("(c) => window.jupyterapp.commands.hasCommand(c)", command)
-
-
-def wait_for_kernel(page) -> None:
-    """The current notebook's kernel is connected and has sent its kernel info (which
-    JupyterLab writes into the notebook's metadata): then 'unsaved' means a real change."""
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                           " && window.jupyterapp.shell.currentWidget.sessionContext")
-    page.evaluate("""async () => {
-        const ctx = window.jupyterapp.shell.currentWidget.sessionContext;
-        await ctx.ready;
-        while (!ctx.session || !ctx.session.kernel) await new Promise(r => setTimeout(r, 100));
-        await ctx.session.kernel.info;
-        while (ctx.session.kernel.status !== 'idle') await new Promise(r => setTimeout(r, 100));
-    }""")
 
 
 def is_dirty(page) -> bool:
