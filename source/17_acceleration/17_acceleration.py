@@ -341,6 +341,16 @@ def im2col_loops(x, kh, kw, s, p):
                      for b in range(n) for y in range(h_out) for z in range(w_out)], dtype=x.dtype)
 
 
+def first_difference(got, want, x_shape, kh, kw, s, p):
+    """Where cols first differ, named as (image, output position) for the row and (channel, offset) for the column."""
+    h_out, w_out = (x_shape[2] + 2 * p - kh) // s + 1, (x_shape[3] + 2 * p - kw) // s + 1
+    r, col = (int(v) for v in np.argwhere(got != want)[0])
+    b, y, z = r // (h_out * w_out), r // w_out % h_out, r % w_out
+    ch, i, j = col // (kh * kw), col // kw % kh, col % kw
+    return (f"first difference at row {r} (image {b}, output position ({y}, {z})), column {col} (channel {ch}, "
+            f"kernel offset ({i}, {j})): expected {want[r, col]:.4g}, got {got[r, col]:.4g}")
+
+
 got = im2col(x_ex, 2, 2)
 want = np.array([[1, 2, 4, 5], [2, 3, 5, 6], [4, 5, 7, 8], [5, 6, 8, 9]], dtype=np.float32)
 assert isinstance(got, np.ndarray) and got.shape == (4, 4), f"worked example (1, 1, 3, 3), 2x2 kernel: expected shape (4, 4), got {getattr(got, 'shape', type(got).__name__)}"
@@ -352,14 +362,17 @@ for shape_x, kh, kw, s, p in [((2, 3, 5, 6), 3, 3, 1, 1), ((2, 2, 7, 7), 3, 2, 2
     want = im2col_loops(xr, kh, kw, s, p)
     got = im2col(xr, kh, kw, s, p)
     assert got.shape == want.shape, f"x {shape_x}, kernel {kh}x{kw}, stride={s}, padding={p}: expected cols {want.shape}, got {got.shape}"
-    assert np.array_equal(got, want), f"x {shape_x}, kernel {kh}x{kw}, stride={s}, padding={p}: cols differ from the definition (check the row and column order)"
+    assert np.array_equal(got, want), (f"x {shape_x}, kernel {kh}x{kw}, stride={s}, padding={p}: cols differ from the definition; "
+                                       + first_difference(got, want, shape_x, kh, kw, s, p))
 print("Task 17.2 visible tests passed")
 ### BEGIN HIDDEN TESTS
 for shape_x, kh, kw, s, p in [((3, 2, 9, 5), 2, 3, 3, 2), ((1, 1, 2, 2), 3, 3, 1, 1), ((2, 4, 4, 4), 1, 1, 1, 0)]:
     xr = rng.standard_normal(shape_x)
     got = im2col(xr, kh, kw, s, p)
     want = im2col_loops(xr, kh, kw, s, p)
-    assert got.shape == want.shape and np.array_equal(got, want), f"x {shape_x}, kernel {kh}x{kw}, stride={s}, padding={p}: cols differ from the definition"
+    assert got.shape == want.shape, f"x {shape_x}, kernel {kh}x{kw}, stride={s}, padding={p}: expected cols {want.shape}, got {got.shape}"
+    assert np.array_equal(got, want), (f"x {shape_x}, kernel {kh}x{kw}, stride={s}, padding={p}: cols differ from the definition; "
+                                       + first_difference(got, want, shape_x, kh, kw, s, p))
 assert im2col(rng.standard_normal((1, 2, 4, 4)), 3, 3).dtype == np.float64, "float64 input: cols should be float64"
 ### END HIDDEN TESTS
 
@@ -394,11 +407,11 @@ def conv2d_im2col(x, weight, bias=None, stride: int = 1, padding: int = 0) -> np
 
 # %% nbgrader={"grade": true, "grade_id": "test_17_3_conv2d_im2col", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 17.3 (they rely on Task 17.2's im2col)
-try:
-    assert np.array_equal(im2col(x_ex, 2, 2), [[1, 2, 4, 5], [2, 3, 5, 6], [4, 5, 7, 8], [5, 6, 8, 9]])
+try:   # two channels: the column order (channel, then kernel offset) matters here
+    assert np.array_equal(im2col(np.arange(18.0).reshape(1, 2, 3, 3), 2, 2)[0], [0, 1, 3, 4, 9, 10, 12, 13])
 except Exception as e:
-    raise AssertionError(f"Task 17.3 calls im2col from Task 17.2, and im2col of the worked example did not return "
-                         f"[[1, 2, 4, 5], ...] ({e!r}): make Task 17.2's tests pass first") from None
+    raise AssertionError(f"Task 17.3 calls im2col from Task 17.2, and the first row of im2col(np.arange(18.0).reshape(1, 2, 3, 3), 2, 2) "
+                         f"is not [0, 1, 3, 4, 9, 10, 12, 13] ({e!r}): make Task 17.2's tests pass first") from None
 got = conv2d_im2col(x_ex, w_ex)
 assert isinstance(got, np.ndarray) and got.shape == (1, 1, 2, 2) and np.array_equal(got[0, 0], [[6, 8], [12, 14]]), \
     f"worked example: expected an array (1, 1, 2, 2) [[6, 8], [12, 14]], got {got!r}"
@@ -688,11 +701,11 @@ def conv2d_im2col_backward(grad: np.ndarray, out: Tensor) -> tuple:
 # "conv2d" and once as "conv2d_im2col"; both rules must give the same gradients.
 from tinytorch_lib.spatial import conv2d_backward
 
-try:
-    assert np.array_equal(im2col(x_ex, 2, 2), [[1, 2, 4, 5], [2, 3, 5, 6], [4, 5, 7, 8], [5, 6, 8, 9]])
+try:   # two channels: the column order (channel, then kernel offset) matters here
+    assert np.array_equal(im2col(np.arange(18.0).reshape(1, 2, 3, 3), 2, 2)[0], [0, 1, 3, 4, 9, 10, 12, 13])
 except Exception as e:
-    raise AssertionError(f"Task 17.5 calls im2col from Task 17.2, and im2col of the worked example did not return "
-                         f"[[1, 2, 4, 5], ...] ({e!r}): make Task 17.2's tests pass first") from None
+    raise AssertionError(f"Task 17.5 calls im2col from Task 17.2, and the first row of im2col(np.arange(18.0).reshape(1, 2, 3, 3), 2, 2) "
+                         f"is not [0, 1, 3, 4, 9, 10, 12, 13] ({e!r}): make Task 17.2's tests pass first") from None
 
 
 def both_rules(x, w, b, s, p, g, needs=(True, True, True)):
