@@ -58,6 +58,9 @@ def test_part1_sizes_are_files_on_disk_and_accuracies_are_the_loaded_files(part1
         assert floor["best"]["accuracy"] >= floor["floor"] >= 0.99 * m["base_accuracy"] - 1e-12
         assert floor["best"]["bytes"] == min(t["bytes"] for t in m["search"] if t["accuracy"] >= floor["floor"])
         assert m["table2"][1]["bytes"] < base["bytes"] / 3  # INT8 is really stored as int8
+    assert data["cnn_vectorize_logit_error"] < 1e-5
+    plain, fast = data["cnn_vectorize"]
+    assert plain["accuracy"] == fast["accuracy"] == data["models"]["cnn"]["base_accuracy"]
     assert (results / "compression_curves.png").stat().st_size > 10_000
     assert "Table 2, static optimization: MLP" in out and "Table 2, static optimization: CNN" in out
 
@@ -73,6 +76,8 @@ def part2(tmp_path_factory):
 def test_part2_tokens_identical_memory_measured_and_files_written(part2):
     results, out, data = part2
     assert data["table3"] and all(r["identical"] for r in data["table3"])
+    assert data["table3_long_prompt"] and all(r["identical"] for r in data["table3_long_prompt"])
+    assert data["table3_long_prompt"][0]["prompt_tokens"] > data["table3"][0]["prompt_tokens"]
     assert all(r["ms_per_token_with"] > 0 and r["ms_per_token_without"] > 0 for r in data["table3"])
     assert all(m["bytes"] == m["formula"] for m in data["cache_memory"])
     assert data["profile"] and all(0 < p["attention_share"] < 1 for p in data["profile"])
