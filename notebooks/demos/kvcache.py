@@ -119,7 +119,7 @@ def redraw(tokens: int) -> tuple:
                    + f" bytes for {len(PROMPT) + n} positions; generate() preallocates max_len "
                    + f"{model.max_len}: {cache_bytes(model.max_len):,} bytes"])
             + row(["tokens identical", value("identical", "yes" if r["identical"] else "NO")
-                   + f" ({len(r['tokens'][True])} tokens each way)"])
+                   + f" ({len(PROMPT)} prompt + {n} new tokens, the same {len(r['tokens'][True])} ids each way)"])
             + row(["without cache", f"<code>{shown[False]}</code>"])
             + row(["with cache", f"<code>{shown[True]}</code>"])
             + "</table>")
