@@ -100,3 +100,10 @@ def test_latency_and_throughput():
 def test_profiler_rejects_a_non_module():
     with pytest.raises(TypeError, match="Module"):
         Profiler(lambda x: x)
+
+
+def test_report_rows_name_an_activation_by_its_class_not_lambda():
+    net = Sequential(Linear(4, 8, rng=0), ReLU(), Linear(8, 2, rng=1))
+    assert type(net[1]).__name__ == "Lambda"  # Sequential wraps Module 02's activations
+    kinds = {r["name"]: r["kind"] for r in profile(net, Tensor(np.ones((3, 4), np.float32)), repeats=2)}
+    assert kinds["0"] == kinds["2"] == "Linear" and kinds["1"] == "ReLU", kinds

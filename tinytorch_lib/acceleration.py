@@ -92,7 +92,7 @@ def conv2d_positions(x, weight, bias=None, stride: int = 1, padding: int = 0) ->
 
 # cell im2col
 def im2col(x, kh: int, kw: int, stride: int = 1, padding: int = 0) -> np.ndarray:
-    """x (batch, in, H, W) -> cols (batch * H_out * W_out, in * kh * kw): rows (n, y, x), columns (c, i, j)."""
+    """x (batch, in, H, W) -> cols (batch * H_out * W_out, in * kh * kw): rows (n, y, z), columns (c, i, j)."""
     x = x.data if isinstance(x, Tensor) else np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"im2col: expected x of shape (batch, channels, H, W), got {x.shape}")

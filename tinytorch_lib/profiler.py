@@ -145,7 +145,7 @@ def throughput(model: Module, inputs, batch_size: int, repeats: int = 5) -> floa
 
     return len(data) / measure(everything, repeats=repeats, warmup=1, number=1).median
 
-# cell cell-90ed109369
+# cell cell-70936a0924
 def count_parameters(model: Module) -> int:
     """Number of trainable values."""
     return int(sum(p.data.size for p in model.parameters()))
@@ -154,6 +154,12 @@ def count_parameters(model: Module) -> int:
 def model_bytes(model: Module) -> int:
     """Bytes of every array the model stores (parameters and buffers, its state_dict)."""
     return int(sum(a.nbytes for a in model.state_dict().values()))
+
+
+def layer_kind(module: Module) -> str:
+    """The class name a report shows; a Lambda (Sequential's wrapper of a Module 02 activation) shows its function's."""
+    fn = getattr(module, "fn", None) if type(module).__name__ == "Lambda" else None
+    return type(fn).__name__ if fn is not None else type(module).__name__
 
 
 def _own_arrays(module: Module) -> list:
@@ -174,7 +180,7 @@ def profile(model: Module, *args, repeats: int = 5) -> list:
         times = np.array([run[name]["self_s"] for run in runs]) * 1e3
         if module._modules and r["flops"] == 0 and not own and np.median(times) < 1e-3:
             continue
-        rows.append({"name": name or "(root)", "kind": type(module).__name__,
+        rows.append({"name": name or "(root)", "kind": layer_kind(module),
                      "params": int(sum(p.data.size for p in module._parameters.values() if p is not None)),
                      "bytes": int(sum(a.nbytes for a in own)), "flops": r["flops"] // r["calls"],
                      "out_bytes": r.get("out_bytes", 0), "self_ms": float(np.median(times)),

@@ -457,6 +457,12 @@ def model_bytes(model: Module) -> int:
     return int(sum(a.nbytes for a in model.state_dict().values()))
 
 
+def layer_kind(module: Module) -> str:
+    """The class name a report shows; a Lambda (Sequential's wrapper of a Module 02 activation) shows its function's."""
+    fn = getattr(module, "fn", None) if type(module).__name__ == "Lambda" else None
+    return type(fn).__name__ if fn is not None else type(module).__name__
+
+
 def _own_arrays(module: Module) -> list:
     return [t.data for t in list(module._parameters.values()) + list(module._buffers.values()) if t is not None]
 
@@ -475,7 +481,7 @@ def profile(model: Module, *args, repeats: int = 5) -> list:
         times = np.array([run[name]["self_s"] for run in runs]) * 1e3
         if module._modules and r["flops"] == 0 and not own and np.median(times) < 1e-3:
             continue
-        rows.append({"name": name or "(root)", "kind": type(module).__name__,
+        rows.append({"name": name or "(root)", "kind": layer_kind(module),
                      "params": int(sum(p.data.size for p in module._parameters.values() if p is not None)),
                      "bytes": int(sum(a.nbytes for a in own)), "flops": r["flops"] // r["calls"],
                      "out_bytes": r.get("out_bytes", 0), "self_ms": float(np.median(times)),

@@ -173,12 +173,12 @@ print("Python loops:", conv2d_python(x_ex, w_ex)[0, 0].tolist())
 # %% [markdown]
 # ## 2. Rung 2: a loop over output positions
 #
-# Fix one output position `(y, x)`. Every output channel there reads the same
+# Fix one output position `(y, z)` (row `y`, column `z`; `x` is the input). Every output channel there reads the same
 # receptive field of the padded input, a block of `in * kh * kw` numbers per
 # image:
 #
 # ```
-# patch = xpad[:, :, y*stride : y*stride + kh, x*stride : x*stride + kw]   # (batch, in, kh, kw)
+# patch = xpad[:, :, y*stride : y*stride + kh, z*stride : z*stride + kw]   # (batch, in, kh, kw)
 # ```
 #
 # and output channel `o` is the dot product of that block with the filter
@@ -186,7 +186,7 @@ print("Python loops:", conv2d_python(x_ex, w_ex)[0, 0].tolist())
 # channels come out of one matrix product:
 #
 # ```
-# patch.reshape(batch, in*kh*kw) @ weight.reshape(out, in*kh*kw).T   ->   out[:, :, y, x]   (batch, out)
+# patch.reshape(batch, in*kh*kw) @ weight.reshape(out, in*kh*kw).T   ->   out[:, :, y, z]   (batch, out)
 # ```
 #
 # For a digit batch `(64, 1, 8, 8)` and `weight (16, 1, 3, 3)` with padding 1:
@@ -197,7 +197,7 @@ print("Python loops:", conv2d_python(x_ex, w_ex)[0, 0].tolist())
 #
 # ### Task 17.1: `conv2d_positions`
 #
-# Pad the input with `np.pad` (zeros), then fill `out[:, :, y, x]` for every
+# Pad the input with `np.pad` (zeros), then fill `out[:, :, y, z]` for every
 # output position with one matrix product as above, and add the bias
 # (`None` means no bias), broadcast as `(1, out, 1, 1)`. The given first line
 # checks the arguments and gives you the output shape. The result is a numpy
@@ -266,14 +266,14 @@ assert err < TOLERANCE, f"digit-shaped float32 batch (4, 1, 8, 8), weight (16, 1
 # are rows, as in most numpy write-ups):
 #
 # ```
-# cols[(n, y, x), (c, i, j)] = xpad[n, c, y*stride + i, x*stride + j]
+# cols[(n, y, z), (c, i, j)] = xpad[n, c, y*stride + i, z*stride + j]
 #
 # cols:   (batch * H_out * W_out,  in * kh * kw)      one row per output position
 # out  =  cols @ weight.reshape(out, in*kh*kw).T      (batch * H_out * W_out, out)
 #      -> reshape (batch, H_out, W_out, out) -> transpose to (batch, out, H_out, W_out)
 # ```
 #
-# Rows run over `(n, y, x)` in row-major order (image, then output row, then
+# Rows run over `(n, y, z)` in row-major order (image, then output row, then
 # output column), columns over `(c, i, j)` in row-major order, the order of
 # `weight.reshape(out, -1)`'s columns. Worked example, the 3x3 input `1..9`,
 # a 2x2 kernel, stride 1, no padding: four positions, four rows
@@ -308,7 +308,7 @@ assert err < TOLERANCE, f"digit-shaped float32 batch (4, 1, 8, 8), weight (16, 1
 
 # %% nbgrader={"grade": false, "grade_id": "im2col", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
 def im2col(x, kh: int, kw: int, stride: int = 1, padding: int = 0) -> np.ndarray:
-    """x (batch, in, H, W) -> cols (batch * H_out * W_out, in * kh * kw): rows (n, y, x), columns (c, i, j)."""
+    """x (batch, in, H, W) -> cols (batch * H_out * W_out, in * kh * kw): rows (n, y, z), columns (c, i, j)."""
     x = x.data if isinstance(x, Tensor) else np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"im2col: expected x of shape (batch, channels, H, W), got {x.shape}")
@@ -332,7 +332,7 @@ def im2col(x, kh: int, kw: int, stride: int = 1, padding: int = 0) -> np.ndarray
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_17_2_im2col", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
-# Tests for Task 17.2: against a loop that reads the definition cols[(n, y, x), (c, i, j)] = xpad[n, c, y*s + i, x*s + j]
+# Tests for Task 17.2: against a loop that reads the definition cols[(n, y, z), (c, i, j)] = xpad[n, c, y*s + i, z*s + j]
 def im2col_loops(x, kh, kw, s, p):
     n, c, h, w = x.shape
     xpad = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
@@ -356,6 +356,10 @@ want = np.array([[1, 2, 4, 5], [2, 3, 5, 6], [4, 5, 7, 8], [5, 6, 8, 9]], dtype=
 assert isinstance(got, np.ndarray) and got.shape == (4, 4), f"worked example (1, 1, 3, 3), 2x2 kernel: expected shape (4, 4), got {getattr(got, 'shape', type(got).__name__)}"
 assert np.array_equal(got, want), f"worked example: expected\n{want}\ngot\n{got}"
 assert got.dtype == np.float32, f"float32 input: cols should be float32, got {got.dtype}"
+row = im2col(np.arange(18.0).reshape(1, 2, 3, 3), 2, 2)[0].tolist()
+assert row == [0, 1, 3, 4, 9, 10, 12, 13], \
+    (f"two channels 0..8 and 9..17 (1, 2, 3, 3), 2x2 kernel: the first row holds channel 0's 2x2 patch, then channel 1's: "
+     f"expected [0, 1, 3, 4, 9, 10, 12, 13], got {row} (columns run over (channel, kernel row, kernel column))")
 rng = np.random.default_rng(1)
 for shape_x, kh, kw, s, p in [((2, 3, 5, 6), 3, 3, 1, 1), ((2, 2, 7, 7), 3, 2, 2, 0)]:
     xr = rng.standard_normal(shape_x)
@@ -555,7 +559,9 @@ def attention_per_head(q, k, v, causal: bool = True) -> np.ndarray:
 # `attention_batched(q, k, v, causal=True, return_weights=False)` computes
 # attention for all batches and heads at once, on numpy arrays:
 #
-# 1. `scores = q @ k^T * (1 / sqrt(d))`, `(batch, heads, s_q, s_k)`, with
+# 1. `scores = q @ k^T * float(1 / np.sqrt(d))`, `(batch, heads, s_q, s_k)` (a Python
+#    `float`: a numpy float64 scalar, such as `/ np.sqrt(d)` gives, would turn float32
+#    scores into float64), with
 #    `k.swapaxes(-1, -2)` as `k^T`;
 # 2. with `causal`, set the scores a query may not see to `-inf`, using Module
 #    12's `causal_mask(s_q, s_k)` (True where query `i` may see key `j`) and `np.where`;
@@ -633,7 +639,7 @@ ATTENTION_LADDER = {
 # A fast forward pass is only half of a training step. To train with it, the
 # op needs a backward rule (Module 05's seam: `record` the op under its own
 # name, `@register_backward` its rule). With `g = grad` rearranged to
-# `(batch * H_out * W_out, out)`, rows in im2col's `(n, y, x)` order
+# `(batch * H_out * W_out, out)`, rows in im2col's `(n, y, z)` order
 # (`grad.transpose(0, 2, 3, 1).reshape(-1, out)`), the forward
 # `out_mat = cols @ W_mat.T` (with `W_mat = weight.reshape(out, -1)`) is one matmul, and
 # the rules of a matmul (Module 05) give
@@ -873,8 +879,9 @@ def as_fast(layer: Module) -> Module:
 #   vectorized before) comes back as a plain copy;
 # - a model with nothing to swap and no fast layer raises a `ValueError` naming
 #   the model's class and the layer types it has, for example
-#   `vectorize: Sequential has no Conv2d or MultiHeadAttention layer to swap (its layers: Linear, ReLU, Sequential)`
-#   (sorted, each once). The given line rejects what is not a `Module`.
+#   `vectorize: Sequential has no Conv2d or MultiHeadAttention layer to swap (its layers: Flatten, Linear, Sequential)`
+#   for `Sequential(Flatten(), Linear(256, 10))` (the types of every module `named_modules()`
+#   gives, the root's own included, sorted, each once). The given line rejects what is not a `Module`.
 
 # %% nbgrader={"grade": false, "grade_id": "vectorize", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
 def vectorize(model: Module) -> Module:
@@ -1106,8 +1113,9 @@ for label, (x, w, b_, s, p) in mem_cases.items():
           f"{out.nbytes / 1024:>8.1f} |                 " + " ".join(f"{pk / 1024:>8.1f}" for pk in peaks))
 
 # %% [markdown]
-# `cols / x` is close to `kh * kw = 9` (a little more with padding, since
-# the padded border is copied too): on a digit batch that is a few hundred
+# `cols / x` is `kh * kw * (H_out * W_out) / (H * W)`: exactly 9 here, since
+# padding 1 keeps a 3x3 kernel's output the size of its input; less without
+# padding or with a stride (fewer positions). On a digit batch that is a few hundred
 # kilobytes, harmless; for a layer with 256 channels on 56x56 images at batch
 # 64 it would be 64 * 56 * 56 * 256 * 9 * 4 bytes, about 1.8 GB for one
 # layer, which is why GPU libraries avoid materialising `cols` at large sizes.
@@ -1228,8 +1236,8 @@ def gpt_step(model):
 
 
 for what, fn in (("forward", lambda m: m(ids)), ("forward + backward", gpt_step)):
-    t_a = measure(lambda: fn(gpt), repeats=3)
-    t_b = measure(lambda: fn(fast_gpt), repeats=3)
+    t_a = measure(lambda: fn(gpt), repeats=5)
+    t_b = measure(lambda: fn(fast_gpt), repeats=5)
     print(f"{what:<19} batch {ids.shape}: original {t_a}; vectorized {t_b}; speedup {t_a.median / t_b.median:.2f}x")
 
 # %% [markdown]
