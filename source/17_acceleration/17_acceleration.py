@@ -1146,8 +1146,8 @@ for shape in att_cases:
 # matrix ones.
 #
 # Batching is not free at every size. From about 256 positions on, the loop
-# over heads can match or beat the batched rung (the benchmark measured it
-# 1.5x faster at 512 positions, 4 sequences): the batched rung builds the
+# over heads can match or beat the batched rung (on the course machine from
+# equal to 2.5x faster, varying between runs): the batched rung builds the
 # score array of every head at once, `batch * heads * s_q * s_k * 4` bytes
 # (4 MB for one 512-position sequence), and the mask, the exponential and the
 # sum each stream it through memory, while one head's `s_q * s_k` block
