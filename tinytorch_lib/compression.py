@@ -157,7 +157,7 @@ def from_csr(values, indices, indptr, shape) -> np.ndarray:
     out[rows, np.asarray(indices, dtype=np.int64)] = values
     return out
 
-# cell cell-596ac1dcc0
+# cell cell-4e9b18477c
 MAGIC = b"TTC1"
 
 
@@ -194,60 +194,51 @@ def _value_span(e: dict) -> tuple:
     return e["offset"], e["nbytes"]
 
 
-def _nibbles(header: dict, blob: bytes) -> tuple:
-    """int8 values that all fit in 4 bits ([-8, 7], Module 15's 4-bit codes) stored two per byte.
-
-    -> (header, blob) with those entries marked "nibbles": true and every offset moved to match.
-    """
+def _rewrite_values(header: dict, blob: bytes, rewrite) -> tuple:
+    """Every entry's values, in blob order, through rewrite(entry, blob, start, length) -> (entry, bytes);
+    -> (header, blob) with every offset moved to match and the keys in their original order."""
     arrays, parts, offset = {}, [], 0
     for key, e in sorted(header["arrays"].items(), key=lambda item: item[1]["offset"]):
         start, n = _value_span(e)
-        head, values = blob[e["offset"]:start], np.frombuffer(blob, np.int8, n, start)   # int8: 1 byte each
-        e = dict(e, offset=offset)
-        if e["dtype"] == "|i1" and n and values.min() >= -8 and values.max() <= 7:
-            u = (values.astype(np.uint8) & 0x0F)
-            u = np.append(u, np.uint8(0)) if n % 2 else u
-            parts.append(head + (u[0::2] | (u[1::2] << 4)).astype(np.uint8).tobytes())
-            e["nibbles"] = True
-        else:
-            parts.append(head + values.tobytes())
+        head = blob[e["offset"]:start]                      # a bitmask entry's bits, kept as they are
+        e, values = rewrite(dict(e, offset=offset), blob, start, n)
         arrays[key] = e
-        offset += len(parts[-1])
-    return dict(header, arrays={key: arrays[key] for key in header["arrays"]}), b"".join(parts)
-
-
-def _unnibble(header: dict, blob: bytes) -> tuple:
-    """Inverse of _nibbles: the header and blob exactly as save_compressed built them."""
-    arrays, parts, offset = {}, [], 0
-    for key, e in sorted(header["arrays"].items(), key=lambda item: item[1]["offset"]):
-        e = dict(e)
-        start, n = _value_span(e)
-        head = blob[e["offset"]:start]
-        if e.pop("nibbles", False):
-            packed = np.frombuffer(blob, np.uint8, (n + 1) // 2, start)
-            u = np.empty(2 * packed.size, np.uint8)
-            u[0::2], u[1::2] = packed & 0x0F, packed >> 4
-            values = ((u[:n].astype(np.int16) ^ 8) - 8).astype(np.int8).tobytes()     # 4-bit two's complement
-        else:
-            values = blob[start:start + n]
-        e["offset"] = offset
         parts.append(head + values)
-        arrays[key] = e
         offset += len(parts[-1])
     return dict(header, arrays={key: arrays[key] for key in header["arrays"]}), b"".join(parts)
+
+
+def _to_nibbles(e: dict, blob: bytes, start: int, n: int) -> tuple:
+    """int8 values that all fit in 4 bits ([-8, 7], Module 15's 4-bit codes): two per byte, entry marked "nibbles"."""
+    values = np.frombuffer(blob, np.int8, n, start)          # int8: 1 byte each
+    if e["dtype"] != "|i1" or not n or values.min() < -8 or values.max() > 7:
+        return e, blob[start:start + n]
+    u = values.astype(np.uint8) & 0x0F
+    u = np.append(u, np.uint8(0)) if n % 2 else u
+    return dict(e, nibbles=True), (u[0::2] | (u[1::2] << 4)).astype(np.uint8).tobytes()
+
+
+def _from_nibbles(e: dict, blob: bytes, start: int, n: int) -> tuple:
+    """Inverse of _to_nibbles: the entry and values exactly as save_compressed built them."""
+    if not e.pop("nibbles", False):
+        return e, blob[start:start + n]
+    packed = np.frombuffer(blob, np.uint8, (n + 1) // 2, start)
+    u = np.empty(2 * packed.size, np.uint8)
+    u[0::2], u[1::2] = packed & 0x0F, packed >> 4
+    return e, ((u[:n].astype(np.int16) ^ 8) - 8).astype(np.int8).tobytes()     # 4-bit two's complement
 
 
 def _pack(header: dict, blob: bytes, compress: bool) -> bytes:
     """Given: the file. MAGIC, 1 flag byte, then
     0: 4-byte header length, JSON header, blob (nothing compressed);
-    2: int8 values that fit in 4 bits packed two per byte (_nibbles), 4-byte length, the JSON header
+    2: int8 values that fit in 4 bits packed two per byte (_to_nibbles), 4-byte length, the JSON header
        compressed by DEFLATE with HEADER_DICTIONARY, the blob compressed by LZMA2.
     """
-    if not compress:
-        text = json.dumps(header, separators=(",", ":")).encode()
-        return MAGIC + b"\x00" + len(text).to_bytes(4, "little") + text + blob
-    header, blob = _nibbles(header, blob)
+    if compress:
+        header, blob = _rewrite_values(header, blob, _to_nibbles)
     text = json.dumps(header, separators=(",", ":")).encode()
+    if not compress:
+        return MAGIC + b"\x00" + len(text).to_bytes(4, "little") + text + blob
     deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zdict=HEADER_DICTIONARY)
     head = deflate.compress(text) + deflate.flush()
     return (MAGIC + b"\x02" + len(head).to_bytes(4, "little") + head
@@ -263,7 +254,7 @@ def _unpack(raw: bytes) -> tuple:
     inflate = zlib.decompressobj(-15, zdict=HEADER_DICTIONARY)
     header = json.loads(inflate.decompress(raw[9:9 + n]) + inflate.flush())
     blob = lzma.decompress(raw[9 + n:], format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
-    return _unnibble(header, blob)
+    return _rewrite_values(header, blob, _from_nibbles)
 
 # cell save_load
 def save_compressed(path, model: Module, meta: dict | None = None, lzma: bool = True) -> int:
