@@ -8,6 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from conv_cases import conv_arrays, conv_case, fits
 from tinytorch_lib.spatial import (Conv2d, Flatten, MaxPool2d, conv2d, conv2d_backward, conv2d_output_shape,
                                    max_pool2d, maxpool2d_backward, small_cnn)
 from tinytorch_lib.tensor import BACKWARD_RULES, Tensor, no_grad
@@ -67,25 +68,6 @@ def central_differences(f, arrays, h=1e-5):
 
 # ---- shapes of a convolution ----
 
-conv_case = st.fixed_dictionaries({
-    "n": st.integers(1, 2), "c": st.integers(1, 3), "o": st.integers(1, 3),
-    "h": st.integers(1, 7), "w": st.integers(1, 7), "kh": st.integers(1, 3), "kw": st.integers(1, 3),
-    "stride": st.integers(1, 3), "padding": st.integers(0, 2), "bias": st.booleans(), "seed": st.integers(0, 2**16),
-})
-
-
-def _fits(case):
-    return case["h"] + 2 * case["padding"] >= case["kh"] and case["w"] + 2 * case["padding"] >= case["kw"]
-
-
-def _arrays(case):
-    rng = np.random.default_rng(case["seed"])
-    x = rng.standard_normal((case["n"], case["c"], case["h"], case["w"]))
-    w = rng.standard_normal((case["o"], case["c"], case["kh"], case["kw"]))
-    b = rng.standard_normal(case["o"]) if case["bias"] else None
-    return x, w, b
-
-
 def test_output_shape_table():
     assert conv2d_output_shape((2, 1, 8, 8), (16, 1, 3, 3), 1, 1) == (2, 16, 8, 8)
     assert conv2d_output_shape((2, 1, 8, 8), (16, 1, 3, 3), 1, 0) == (2, 16, 6, 6)
@@ -115,8 +97,8 @@ def test_output_shape_errors_name_expected_and_given(x_shape, w_shape, kwargs, n
 @given(case=conv_case)
 @settings(max_examples=60, deadline=None)
 def test_conv2d_matches_the_loop_oracle(case):
-    assume(_fits(case))
-    x, w, b = _arrays(case)
+    assume(fits(case))
+    x, w, b = conv_arrays(case)
     got = conv2d(Tensor(x), Tensor(w), None if b is None else Tensor(b), case["stride"], case["padding"])
     want = conv_loops(x, w, b, case["stride"], case["padding"])
     assert got.shape == want.shape == conv2d_output_shape(x.shape, w.shape, case["stride"], case["padding"])
@@ -164,8 +146,8 @@ def test_conv2d_records_its_node_only_when_needed():
 @given(case=conv_case)
 @settings(max_examples=40, deadline=None)
 def test_conv2d_backward_matches_central_differences(case):
-    assume(_fits(case))
-    x, w, b = _arrays(case)
+    assume(fits(case))
+    x, w, b = conv_arrays(case)
     s, p = case["stride"], case["padding"]
     ins = (Tensor(x, requires_grad=True), Tensor(w, requires_grad=True), None if b is None else Tensor(b, requires_grad=True))
     out = conv2d(*ins, stride=s, padding=p)
@@ -320,8 +302,8 @@ def test_small_cnn_shapes_and_parameters():
 @settings(max_examples=25, deadline=None)
 def test_conv2d_backward_through_the_engine_matches_gradcheck(case):
     from tinytorch_lib.autograd import check_rule, gradcheck
-    assume(_fits(case))
-    x, w, b = _arrays(case)
+    assume(fits(case))
+    x, w, b = conv_arrays(case)
     s, p = case["stride"], case["padding"]
     if b is None:
         gradcheck(lambda x_, w_: conv2d(x_, w_, None, s, p), [x, w], atol=1e-6, rtol=1e-5)

@@ -4,8 +4,8 @@ import copy
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
-from hypothesis import strategies as st
 
+from conv_cases import conv_arrays, conv_case, fits
 from tinytorch_lib.acceleration import (ATTENTION_LADDER, CONV_LADDER, TOLERANCE, FastConv2d, FastMultiHeadAttention,
                                         attention_fused, conv2d_fast, conv2d_reference, im2col, relative_error,
                                         vectorize)
@@ -17,29 +17,12 @@ from tinytorch_lib.spatial import Conv2d, conv2d, small_cnn
 from tinytorch_lib.tensor import Tensor, no_grad
 from tinytorch_lib.transformer import GPT, generate, load_gpt
 
-conv_case = st.fixed_dictionaries({
-    "batch": st.integers(1, 3), "c_in": st.integers(1, 3), "c_out": st.integers(1, 4),
-    "h": st.integers(1, 7), "w": st.integers(1, 7), "kh": st.integers(1, 3), "kw": st.integers(1, 3),
-    "stride": st.integers(1, 3), "padding": st.integers(0, 2), "bias": st.booleans(), "seed": st.integers(0, 99)})
-
-
-def _arrays(case, dtype=np.float64):
-    rng = np.random.default_rng(case["seed"])
-    x = rng.standard_normal((case["batch"], case["c_in"], case["h"], case["w"])).astype(dtype)
-    w = rng.standard_normal((case["c_out"], case["c_in"], case["kh"], case["kw"])).astype(dtype)
-    b = rng.standard_normal(case["c_out"]).astype(dtype) if case["bias"] else None
-    return x, w, b
-
-
-def _fits(case):
-    return case["h"] + 2 * case["padding"] >= case["kh"] and case["w"] + 2 * case["padding"] >= case["kw"]
-
 
 @given(case=conv_case)
 @settings(max_examples=60, deadline=None)
 def test_every_conv_rung_equals_module_09(case):
-    assume(_fits(case))
-    x, w, b = _arrays(case)
+    assume(fits(case))
+    x, w, b = conv_arrays(case)
     want = conv2d_reference(x, w, b, case["stride"], case["padding"])
     for name, fn in CONV_LADDER.items():
         got = fn(x, w, b, case["stride"], case["padding"])
@@ -50,8 +33,8 @@ def test_every_conv_rung_equals_module_09(case):
 @given(case=conv_case)
 @settings(max_examples=40, deadline=None)
 def test_im2col_rows_are_the_receptive_fields(case):
-    assume(_fits(case))
-    x, w, _ = _arrays(case)
+    assume(fits(case))
+    x, w, _ = conv_arrays(case)
     s, p, kh, kw = case["stride"], case["padding"], case["kh"], case["kw"]
     cols = im2col(x, kh, kw, s, p)
     xpad = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
@@ -93,8 +76,8 @@ def test_im2col_rejects_a_kernel_larger_than_the_padded_input():
 @given(case=conv_case)
 @settings(max_examples=25, deadline=None)
 def test_conv2d_fast_backward_matches_gradcheck_and_module_09(case):
-    assume(_fits(case))
-    x, w, b = _arrays(case)
+    assume(fits(case))
+    x, w, b = conv_arrays(case)
     s, p = case["stride"], case["padding"]
     ins = [x, w] if b is None else [x, w, b]
     gradcheck(lambda *t: conv2d_fast(t[0], t[1], t[2] if len(t) > 2 else None, s, p), ins, atol=1e-6, rtol=1e-5)

@@ -321,6 +321,21 @@ def report(interface: str, demo: str, first: float, redraws: list) -> None:
           f"max {max(redraws):.2f} s over {len(redraws)} moves")
 
 
+def render_and_drive(page, shot, demo: str, start: float) -> tuple:
+    """Wait for the first plot, check the shown numbers, move every control, screenshot.
+
+    -> (seconds from `start` to the first render, the redraw times of drive()).
+    """
+    page.locator("img.demo-plot").first.wait_for(timeout=FIRST_RENDER_LIMIT * 1000)
+    page.wait_for_function("() => document.querySelector('.demo-result b')")
+    first = time.monotonic() - start
+    check_shown(demo, state(page)["settings"], state(page)["shown"])
+    redraws = drive(page, demo)
+    page.locator(".demo-plot").first.scroll_into_view_if_needed()
+    shot(demo)
+    return first, redraws
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("demo", DEMOS)
 def test_demo_in_lab(demo, lab):
@@ -342,13 +357,7 @@ def test_demo_in_lab(demo, lab):
             except Exception:
                 if attempt == 2:
                     raise
-        page.locator("img.demo-plot").first.wait_for(timeout=FIRST_RENDER_LIMIT * 1000)
-        page.wait_for_function("() => document.querySelector('.demo-result b')")
-        first = time.monotonic() - start
-        check_shown(demo, state(page)["settings"], state(page)["shown"])
-        redraws = drive(page, demo)
-        page.locator(".demo-plot").first.scroll_into_view_if_needed()
-        shot(demo)
+        first, redraws = render_and_drive(page, shot, demo, start)
         page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
     report("Lab", demo, first, redraws)
     assert first < FIRST_RENDER_LIMIT
@@ -360,13 +369,7 @@ def test_demo_in_voila(demo, voila):
     with browser_page(f"demos-voila-{demo}", viewport=(1400, 1000)) as (page, shot):
         start = time.monotonic()
         page.goto(f"{voila}/voila/render/{demo}.ipynb")
-        page.locator("img.demo-plot").first.wait_for(timeout=FIRST_RENDER_LIMIT * 1000)
-        page.wait_for_function("() => document.querySelector('.demo-result b')")
-        first = time.monotonic() - start
-        check_shown(demo, state(page)["settings"], state(page)["shown"])
-        redraws = drive(page, demo)
-        page.locator(".demo-plot").first.scroll_into_view_if_needed()
-        shot(demo)
+        first, redraws = render_and_drive(page, shot, demo, start)
     report("Voila", demo, first, redraws)
     assert first < FIRST_RENDER_LIMIT
 

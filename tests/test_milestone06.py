@@ -29,12 +29,17 @@ def run_part(script: str, results: Path, pythonpath: str | None = None) -> subpr
     return subprocess.run([sys.executable, script], cwd=FOLDER, env=env, capture_output=True, text=True, timeout=600)
 
 
+def run_and_read(tmp_path_factory, script: str, table: str) -> tuple:
+    """Runs a part in quick mode into its own results folder -> (folder, stdout, the JSON table it wrote)."""
+    results = tmp_path_factory.mktemp(Path(script).stem)
+    proc = run_part(script, results)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return results, proc.stdout, json.loads((results / table).read_text())
+
+
 @pytest.fixture(scope="module")
 def part1(tmp_path_factory):
-    results = tmp_path_factory.mktemp("mlperf1")
-    proc = run_part("01_optimization_olympics.py", results)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return results, proc.stdout, json.loads((results / "table2_static.json").read_text())
+    return run_and_read(tmp_path_factory, "01_optimization_olympics.py", "table2_static.json")
 
 
 def test_part1_sizes_are_files_on_disk_and_accuracies_are_the_loaded_files(part1):
@@ -67,10 +72,7 @@ def test_part1_sizes_are_files_on_disk_and_accuracies_are_the_loaded_files(part1
 
 @pytest.fixture(scope="module")
 def part2(tmp_path_factory):
-    results = tmp_path_factory.mktemp("mlperf2")
-    proc = run_part("02_generation_speedup.py", results)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return results, proc.stdout, json.loads((results / "table3_generation.json").read_text())
+    return run_and_read(tmp_path_factory, "02_generation_speedup.py", "table3_generation.json")
 
 
 def test_part2_tokens_identical_memory_measured_and_files_written(part2):
