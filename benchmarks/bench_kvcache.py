@@ -5,8 +5,8 @@
 
 Both sides generate greedily from the same prompt (a 30-character one, then 256 characters of the
 validation text: without a cache every step reruns the prompt too) with `tinytorch_lib.kvcache.generate`
-(use_cache=True / False), timed in the same run with `tinytorch_lib.timing.measure`
-(one BLAS thread, interleaved per length). A speedup counts only if the tokens are
+(use_cache=True / False), timed side by side by Module 18's `time_generation` (the course's
+`measure`, one BLAS thread, per length). A speedup counts only if the tokens are
 identical; the table says whether they are. It also checks the cached step's logits
 against a full forward at every position of a 1024-character text (max |difference|),
 and the cache's nbytes against 2 x layers x heads x length x head_dim x 4.
@@ -18,9 +18,8 @@ import time
 
 import numpy as np
 
-from tinytorch_lib.kvcache import KVCache, generate
+from tinytorch_lib.kvcache import KVCache, time_generation
 from tinytorch_lib.tensor import no_grad
-from tinytorch_lib.timing import measure
 from tinytorch_lib.tokenization import load_corpus
 from tinytorch_lib.transformer import load_gpt
 
@@ -58,12 +57,10 @@ def main() -> None:
         runs.append((tok.encode(load_corpus("val")[:args.long_prompt]), args.long_tokens))
     for prompt, counts in runs:
         for n in counts:
-            same = np.array_equal(generate(model, prompt, n), generate(model, prompt, n, use_cache=False))
-            reps = args.repeats if n <= 256 else 1
-            slow = measure(lambda: generate(model, prompt, n, use_cache=False), repeats=reps, warmup=0, number=1)
-            fast = measure(lambda: generate(model, prompt, n), repeats=max(reps, 3), warmup=1, number=1)
-            print(f"{len(prompt):>6} {n:>10} {slow.median / n * 1e3:>18.2f} {fast.median / n * 1e3:>15.2f} "
-                  f"{slow.median / fast.median:>7.1f}x {'yes' if same else 'NO':>10}", flush=True)
+            r = time_generation(model, prompt, n, repeats=args.repeats if n <= 256 else 1)
+            print(f"{len(prompt):>6} {n:>10} {r['without'].median / n * 1e3:>18.2f} "
+                  f"{r['with'].median / n * 1e3:>15.2f} {r['speedup']:>7.1f}x {'yes' if r['identical'] else 'NO':>10}",
+                  flush=True)
     text = load_corpus("val")[:model.max_len]
     diff = max_logit_difference(model, tok.encode(text))
     print(f"logits, cached step vs full forward, all {len(text)} positions of a validation text: "

@@ -143,3 +143,14 @@ def test_generate_restores_training_mode():
     model.train()
     generate(model, [1], 3)
     assert model.training
+
+
+def test_time_generation_times_both_sides_and_compares_their_tokens():
+    from tinytorch_lib.kvcache import time_generation
+    model = GPT(vocab_size=11, d_model=8, n_heads=2, n_layers=1, context=32, max_len=32, rng=0)
+    r = time_generation(model, [1, 2, 3], 6, repeats=2)
+    assert r["identical"] and r["new_tokens"] == 6
+    assert np.array_equal(r["tokens"][True], generate(model, [1, 2, 3], 6))
+    assert np.array_equal(r["tokens"][False], generate_without_cache(model, [1, 2, 3], 6))
+    assert (r["without"].repeats, r["with"].repeats) == (2, 3)
+    assert r["speedup"] == r["without"].median / r["with"].median > 0

@@ -16,8 +16,8 @@
 #
 # - **time per token** with and without the cache: the time of the whole
 #   `tinytorch_lib.kvcache.generate(model, prompt, n, use_cache=...)` call divided by n (the
-#   cached side includes its prefill of the prompt), median of repeated runs by the course's
-#   `measure` (one BLAS thread);
+#   cached side includes its prefill of the prompt), median of repeated runs, both sides timed
+#   together by Module 18's `time_generation` (the course's `measure`, one BLAS thread);
 # - **the speedup** on the curve over all lengths, with the current point;
 # - **the cache's memory**: `KVCache(...).nbytes` for the prompt plus n positions (and for the
 #   `max_len` positions `generate` preallocates);
@@ -25,7 +25,7 @@
 #
 # Up to 64 tokens the current point is **measured live** when the slider moves (3 runs per side).
 # Longer runs take seconds without the cache, so 128-512 tokens come from a **table measured at
-# start-up** (one run per side, about 10 s); the demo labels which one you see. The curves are
+# start-up** (one run without the cache, three with it, about 10 s); the demo labels which one you see. The curves are
 # that start-up measurement at every length.
 
 # %%
@@ -39,8 +39,7 @@ from demo_common import QUICK, app, control, figure, row, value
 for line in tinytorch_lib.check_ready("transformer", "kvcache"):
     print(line)
 
-from tinytorch_lib.kvcache import KVCache, generate  # noqa: E402
-from tinytorch_lib.timing import measure  # noqa: E402
+from tinytorch_lib.kvcache import KVCache, time_generation  # noqa: E402
 from tinytorch_lib.transformer import load_gpt  # noqa: E402
 
 model, tokenizer, _ = load_gpt()
@@ -55,14 +54,10 @@ def cache_bytes(positions: int) -> int:
 
 
 def run(n: int, repeats: int) -> dict:
-    """Generate n tokens both ways, timed with `measure`; the tokens of the last run of each side are kept."""
-    out = {}
-    slow = measure(lambda: out.__setitem__(False, generate(model, PROMPT, n, use_cache=False)),
-                   repeats=repeats, warmup=0, number=1)
-    fast = measure(lambda: out.__setitem__(True, generate(model, PROMPT, n, use_cache=True)),
-                   repeats=repeats, warmup=1, number=1)
-    return {"n": n, "without": slow.median / n, "with": fast.median / n, "speedup": slow.median / fast.median,
-            "identical": bool(np.array_equal(out[False], out[True])), "tokens": out}
+    """Generate n tokens both ways, timed side by side by Module 18's time_generation; seconds per token."""
+    r = time_generation(model, PROMPT, n, repeats=repeats)
+    return {"n": n, "without": r["without"].median / n, "with": r["with"].median / n, "speedup": r["speedup"],
+            "identical": r["identical"], "tokens": r["tokens"]}
 
 
 START = {n: run(n, 3 if n in LIVE else 1) for n in LIVE + TABLE}
@@ -77,7 +72,7 @@ def redraw(tokens: int) -> tuple:
     n = tokens
     live = n in LIVE
     r = run(n, 3) if live else START[n]
-    source = "measured now (3 runs per side)" if live else "from the start-up table (1 run per side)"
+    source = "measured now (3 runs per side)" if live else "from the start-up table (1 run without the cache, 3 with it)"
 
     fig = figure(12, 3.8)
     ax1, ax2, ax3 = fig.subplots(1, 3)

@@ -37,6 +37,7 @@
 import numpy as np
 
 from tinytorch_lib.tensor import Tensor, no_grad
+from tinytorch_lib.timing import measure
 from tinytorch_lib.transformer import generate as generate_without_cache
 from tinytorch_lib.transformer import next_token
 
@@ -436,12 +437,32 @@ for kwargs, word in (({"prompt_ids": []}, "empty"), ({"max_new_tokens": 0}, "max
 # are timed in this cell with `measure` (one BLAS thread, warm-up, median of
 # the repeats). "ms/token" is a whole `generate` call divided by the tokens it
 # produced. The speedup counts only if the tokens are identical, so the table
-# says whether they are.
+# says whether they are: `time_generation` (given) keeps the tokens of the
+# timed runs and compares them. Milestone 06, the lecture demo and
+# `benchmarks/bench_kvcache.py` measure with it too.
+
+# %% tags=["export"]
+def time_generation(model, prompt_ids, max_new_tokens: int, repeats: int = 3) -> dict:
+    """Given: greedy generation without and with the cache, timed side by side with the course's `measure`.
+
+    -> {"new_tokens", "without", "with" (Timing of one whole generate call), "speedup" (of the medians),
+        "identical" (the tokens of the last timed run of each side), "tokens": {False: ids, True: ids}}.
+    The uncached side runs `repeats` times; the cached side, fast, at least 3 times after a warm-up.
+    """
+    tokens = {}
+
+    def run(use_cache: bool) -> None:
+        tokens[use_cache] = generate(model, prompt_ids, max_new_tokens, use_cache=use_cache)
+
+    t_without = measure(lambda: run(False), repeats=repeats, warmup=0, number=1)
+    t_with = measure(lambda: run(True), repeats=max(repeats, 3), warmup=1, number=1)
+    return {"new_tokens": max_new_tokens, "without": t_without, "with": t_with,
+            "speedup": t_without.median / t_with.median,
+            "identical": bool(np.array_equal(tokens[False], tokens[True])), "tokens": tokens}
 
 # %%
 import os
 
-from tinytorch_lib.timing import measure
 from tinytorch_lib.transformer import load_gpt
 
 gpt, tok, meta = load_gpt()
@@ -452,12 +473,8 @@ if grading:
     print("(autograding: short generations only; run the notebook yourself for lengths up to 512)")
 rows = []
 for n in NEW_TOKENS:
-    with_cache = generate(gpt, prompt_ids, n)
-    without = generate(gpt, prompt_ids, n, use_cache=False)
-    t_without = measure(lambda: generate(gpt, prompt_ids, n, use_cache=False), repeats=3 if n <= 256 else 1,
-                        warmup=1 if n <= 128 else 0, number=1)
-    t_with = measure(lambda: generate(gpt, prompt_ids, n), repeats=5, warmup=1, number=1)
-    rows.append((n, t_without.median / n, t_with.median / n, bool(np.array_equal(with_cache, without))))
+    r = time_generation(gpt, prompt_ids, n, repeats=3 if n <= 256 else 1)
+    rows.append((n, r["without"].median / n, r["with"].median / n, r["identical"]))
 print(f"prompt: {len(prompt_ids)} tokens; GPT d_model {gpt.d_model}, {gpt.n_layers} layers, {gpt.n_heads} heads")
 print(f"{'new tokens':>10} {'no cache ms/token':>18} {'cache ms/token':>15} {'speedup':>8} {'tokens identical':>17}")
 for n, a, b, same in rows:
