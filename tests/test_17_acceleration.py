@@ -179,3 +179,78 @@ def test_fast_attention_keeps_module_12s_shape_check():
     with pytest.raises(ValueError, match=r"expected x of shape \(batch, seq, 8\)"):
         vectorize(MultiHeadAttention(8, 2, rng=0))(np.zeros((2, 5, 6), np.float32))
     assert isinstance(vectorize(MultiHeadAttention(8, 2, rng=0)), FastMultiHeadAttention)
+
+
+def _random_gpts():
+    for vocab, d, heads, layers in ((11, 8, 2, 1), (17, 12, 3, 2), (5, 16, 4, 3)):
+        yield GPT(vocab_size=vocab, d_model=d, n_heads=heads, n_layers=layers, context=24, max_len=24, rng=d)
+
+
+def test_the_fused_pass_is_taken_under_no_grad_and_equals_the_layered_one(monkeypatch):
+    from tinytorch_lib import acceleration
+    calls = []
+    real = acceleration.block_inference
+    monkeypatch.setattr(acceleration, "block_inference", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for gpt in _random_gpts():
+        fast = vectorize(gpt)
+        assert [type(fast).__name__, type(fast.blocks[0]).__name__] == ["FastGPT", "FastTransformerBlock"]
+        ids = np.random.default_rng(gpt.d_model).integers(0, gpt.vocab_size, size=(2, 9))
+        calls.clear()
+        with no_grad():
+            want, got = gpt(ids).data, fast(ids).data
+        assert len(calls) == gpt.n_layers, "under no_grad the vectorized GPT runs every block fused"
+        assert relative_error(got, want) < TOLERANCE
+        calls.clear()
+        fast(ids)                                     # gradients on: the layered path, which records the graph
+        assert calls == []
+
+
+def test_fused_steps_with_the_cache_equal_the_full_forward_and_generate_the_same_tokens():
+    from tinytorch_lib.kvcache import KVCache
+    for gpt in _random_gpts():
+        fast = vectorize(gpt)
+        ids = np.random.default_rng(1).integers(0, gpt.vocab_size, size=20)
+        cache = KVCache(gpt.n_layers, 1, gpt.n_heads, gpt.max_len, gpt.d_model // gpt.n_heads)
+        with no_grad():
+            full = gpt(ids[None, :]).data[0]
+            prefill = fast(ids[None, :5], cache=cache).data[0]
+            steps = [fast(ids[None, t:t + 1], cache=cache).data[0, -1] for t in range(5, 20)]
+        assert relative_error(np.vstack([prefill, *steps]), full) < TOLERANCE
+        for seed in (None, 4):
+            temperature = 0.0 if seed is None else 0.8
+            want = generate(gpt, ids[:3], 15, temperature=temperature, seed=seed)
+            assert np.array_equal(generate_with_cache(fast, ids[:3], 15, temperature=temperature, seed=seed), want)
+            assert np.array_equal(generate(fast, ids[:3], 15, temperature=temperature, seed=seed), want)
+
+
+def test_a_hooked_or_swapped_child_sends_the_block_back_to_the_layered_path(monkeypatch):
+    from tinytorch_lib import acceleration
+    from tinytorch_lib.compression import prune
+    from tinytorch_lib.profiler import profile
+    from tinytorch_lib.quantization import quantize
+    gpt = GPT(vocab_size=11, d_model=8, n_heads=2, n_layers=2, context=16, max_len=16, rng=0)
+    ids = np.random.default_rng(2).integers(0, 11, size=(1, 6))
+    calls = []
+    real = acceleration.block_inference
+    monkeypatch.setattr(acceleration, "block_inference", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fast = vectorize(gpt)
+    seen = []
+    handle = fast.blocks[1].mlp.fc.register_forward_hook(lambda m, a, out: seen.append(out.shape))
+    with no_grad():
+        got = fast(ids).data
+    assert seen == [(1, 6, 32)], "a hook on a child must run"
+    assert calls == [1], "only the hooked block runs layer by layer; the other stays fused"
+    handle.remove()
+    with no_grad():
+        assert relative_error(got, gpt(ids).data) < TOLERANCE
+    calls.clear()
+    rows = profile(fast, ids, repeats=1)          # Module 14 times every layer through hooks
+    assert {"Linear", "LayerNorm"} <= {r["kind"] for r in rows} and calls == []
+    plain = profile(gpt, ids, repeats=1)
+    assert [r["flops"] for r in rows] == [r["flops"] for r in plain], "FastGPT's layers count as their base classes"
+    for changed, reference in ((prune(fast, 0.5), prune(gpt, 0.5)),      # Modules 16 and 15 on the vectorized GPT
+                               (quantize(fast, dtype="fp16"), quantize(gpt, dtype="fp16"))):
+        calls.clear()
+        with no_grad():
+            assert relative_error(changed(ids).data, reference(ids).data) < 1e-3
+        assert calls == []

@@ -40,14 +40,14 @@ def attention_flops(batch: int, heads: int, s_q: int, s_k: int, head_dim: int) -
     scores = batch * heads * s_q * s_k
     return int(2 * scores * head_dim + 5 * scores + 2 * scores * head_dim)
 
-# cell cell-8f76903278
+# cell cell-5c357ddb92
 def _shape(v) -> tuple:
     return tuple(v.shape) if hasattr(v, "shape") else tuple(np.shape(v))
 
 
 def layer_flops(module: Module, inputs: tuple, output) -> int:
     """Analytic FLOPs of one call of `module` (its own work, not its children's)."""
-    kind = type(module).__name__
+    kinds = {c.__name__ for c in type(module).__mro__}    # a subclass (Module 17's FastGPT) counts as its base
     out_shape = _shape(output)
     n_out = int(np.prod(out_shape, dtype=np.int64)) if out_shape else 1
     if isinstance(module, Linear):
@@ -57,16 +57,16 @@ def layer_flops(module: Module, inputs: tuple, output) -> int:
         b, c_out, h, w = out_shape
         kh, kw = module.kernel_size
         return conv2d_flops(b, module.in_channels, c_out, kh, kw, h, w, module.bias is not None)
-    if kind == "MultiHeadAttention":  # without a cache: every query against every key of the same input
+    if "MultiHeadAttention" in kinds:  # without a cache: every query against every key of the same input
         b, s_q, _ = _shape(inputs[0])
         return attention_flops(b, module.n_heads, s_q, s_q, module.head_dim)
-    if kind == "LayerNorm":
+    if "LayerNorm" in kinds:
         return 8 * n_out
-    if kind == "MLP":  # its own work is the GELU on the 4 x wider hidden layer
+    if "MLP" in kinds:  # its own work is the GELU on the 4 x wider hidden layer
         return 4 * n_out
-    if kind == "TransformerBlock":  # two residual adds
+    if "TransformerBlock" in kinds:  # two residual adds
         return 2 * n_out
-    if kind in ("Embedding", "Flatten", "Dropout", "Sequential", "GPT"):
+    if kinds & {"Embedding", "Flatten", "Dropout", "Sequential", "GPT"}:
         return 0
     return n_out  # ReLU (in a Lambda), MaxPool2d, positional encodings, ...
 

@@ -30,6 +30,9 @@
 # then one batched matmul). Finally `vectorize(model)` swaps the fast kernels
 # into a trained model through the `Module` seam (`set_submodule`): the same
 # outputs, the same gradients, and an epoch of training measured before and after.
+# For inference, the transformer block and the whole GPT get a **fused** pass
+# that removes most of what one generated token costs: the per-operation
+# overhead of the library.
 #
 # | task | what you build | points |
 # |---|---|---|
@@ -40,10 +43,11 @@
 # | 17.5 | `conv2d_im2col_backward`: gradients through im2col (col2im) | 4 |
 # | 17.6 | `vectorize(model)`: a new model with the fast layers swapped in | 3 |
 #
-# This module builds on Modules 01-12: `Tensor` and the autograd seam from
+# This module builds on Modules 01-13: `Tensor` and the autograd seam from
 # `tinytorch_lib.tensor`, `Module` from `tinytorch_lib.layers`, `Conv2d`,
 # `conv2d` and `conv2d_output_shape` from `tinytorch_lib.spatial` (Module 09),
 # `MultiHeadAttention` and its helpers from `tinytorch_lib.attention` (Module 12),
+# `TransformerBlock` and `GPT` from `tinytorch_lib.transformer` (Module 13),
 # and for the systems analysis the digits (07), the trained CNN (08) and the
 # trained GPT (13). Timings use `tinytorch_lib.timing.measure`.
 
@@ -53,11 +57,13 @@ import copy
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from tinytorch_lib.activations import GELU
 from tinytorch_lib.attention import MultiHeadAttention, causal_mask, merge_heads, split_heads
 from tinytorch_lib.attention import scaled_dot_product_attention
-from tinytorch_lib.layers import Module
+from tinytorch_lib.layers import Linear, Module
 from tinytorch_lib.spatial import Conv2d, conv2d, conv2d_output_shape
-from tinytorch_lib.tensor import Tensor, no_grad, record, register_backward
+from tinytorch_lib.tensor import AUTOGRAD, Tensor, no_grad, record, register_backward
+from tinytorch_lib.transformer import GPT, MLP, LayerNorm, TransformerBlock
 
 # %% [markdown]
 # ## Which library files are you running on?
@@ -830,12 +836,134 @@ class FastMultiHeadAttention(MultiHeadAttention):
             k, v = cache.update(k, v, layer_idx)         # (batch, heads, cached + seq, head_dim)
         return self.out_proj(merge_heads(attention_fused(q, k, v, causal=True)))
 
+# %% [markdown]
+# ### Fused inference (given): a whole block, and the whole GPT, in one pass
+#
+# Every `Tensor` operation costs a few microseconds of Python before numpy
+# does any arithmetic: checking shapes, wrapping the result, asking whether
+# to record a node. For a `(256, 128) @ (128, 512)` matmul that is nothing;
+# for one generated token, a `(1, 128) @ (128, 128)` matmul of 16 thousand
+# multiply-adds, it is most of the time. A transformer block is about forty
+# such operations (projections, head reshapes, scores, softmax, residuals,
+# norms), so a step that generates one token is bound by **overhead**, not
+# arithmetic. Module 18 measures exactly that.
+#
+# The standard fix is **fusion**: run a whole block as one function on raw
+# arrays, with no graph, the way inference engines fuse kernels or replay a
+# captured graph for each decoding step. `block_inference` is Module 13's
+# block written that way: the same arithmetic, step for step, in about twenty
+# numpy calls; your `attention_batched` does the attention (one query at the
+# end of the sequence sees every key, so it skips the mask), and Module 12's
+# cache seam is called unchanged. `FastGPT` does the same for the whole
+# model: embedding and positions (their modules, with their checks), every
+# block, the final norm and the head.
+#
+# A fused pass is only taken when it computes exactly what the layer-by-layer
+# pass would:
+#
+# - gradients are off (`no_grad()`): with them on, the block runs its
+#   children, so training records the graph as before;
+# - every child is the type the fused pass reads (`LayerNorm`, `Linear`,
+#   `GELU`, ...): a layer that Module 15 or 16 swapped for another class
+#   sends the block back to the layer-by-layer path;
+# - no child has a hook: Module 14's profiler and Module 16's pruning masks
+#   work through hooks, and a fused pass would skip them.
+#
+# Otherwise `FastTransformerBlock` and `FastGPT` call Module 13's `forward`.
 
-FAST_LAYERS = {Conv2d: FastConv2d, MultiHeadAttention: FastMultiHeadAttention}  # exact type -> fast subclass
+# %% tags=["export"]
+def linear_arrays(layer: Linear, x: np.ndarray) -> np.ndarray:
+    """Module 03's Linear on an array, the same two operations: x @ W.T, then + b."""
+    y = x @ layer.weight.data.T
+    return y + layer.bias.data if layer.bias is not None else y
+
+
+def layer_norm_arrays(norm: LayerNorm, x: np.ndarray) -> np.ndarray:
+    """Module 13's layer_norm on an array; np.add.reduce / n is np.mean without its Python-level checks."""
+    n = x.shape[-1]
+    centred = x - np.add.reduce(x, axis=-1, keepdims=True) / n
+    rstd = 1.0 / np.sqrt(np.add.reduce(centred * centred, axis=-1, keepdims=True) / n + norm.eps)
+    return (centred * rstd * norm.weight.data + norm.bias.data).astype(x.dtype, copy=False)
+
+
+def unhooked(*modules) -> bool:
+    """No forward hooks or pre-hooks on any of `modules` (a fused pass would skip them)."""
+    for m in modules:
+        if getattr(m, "_forward_pre_hooks", None) or getattr(m, "_forward_hooks", None):
+            return False
+    return True
+
+
+def fusable(block: TransformerBlock) -> bool:
+    """Can one fused pass replace the block's children? Only if each is the type it reads, with no hooks on it."""
+    attn, mlp = block.attn, block.mlp
+    parts = ((block.ln1, LayerNorm), (block.ln2, LayerNorm), (attn, MultiHeadAttention), (mlp, MLP),
+             (attn.q_proj, Linear), (attn.k_proj, Linear), (attn.v_proj, Linear), (attn.out_proj, Linear),
+             (mlp.fc, Linear), (mlp.act, GELU), (mlp.proj, Linear))
+    for m, kind in parts:
+        if type(m) is not kind and type(m) is not FAST_LAYERS.get(kind) or not unhooked(m):
+            return False
+    return True
+
+
+def block_inference(block: TransformerBlock, x: np.ndarray, cache=None, layer_idx: int = 0) -> np.ndarray:
+    """One TransformerBlock on an array (batch, seq, d_model), no graph: the arithmetic of its children, fused."""
+    attn, mlp = block.attn, block.mlp
+    if x.ndim != 3 or x.shape[-1] != attn.d_model:
+        raise ValueError(f"MultiHeadAttention: expected x of shape (batch, seq, {attn.d_model}), got {x.shape}")
+    batch, seq, d_model = x.shape
+    split = (batch, seq, attn.n_heads, attn.head_dim)                 # split_heads on arrays: reshape, transpose
+    h = layer_norm_arrays(block.ln1, x)
+    q = linear_arrays(attn.q_proj, h).reshape(split).transpose(0, 2, 1, 3)
+    k = linear_arrays(attn.k_proj, h).reshape(split).transpose(0, 2, 1, 3)
+    v = linear_arrays(attn.v_proj, h).reshape(split).transpose(0, 2, 1, 3)
+    if cache is not None:
+        k, v = cache.update(Tensor(k), Tensor(v), layer_idx)           # Module 12's seam, unchanged
+        k, v = k.data, v.data
+    # one query at the last position sees every key: the causal mask would keep them all
+    a = attention_batched(q, k, v, causal=seq > 1).transpose(0, 2, 1, 3).reshape(batch, seq, d_model)
+    x = x + linear_arrays(attn.out_proj, a)
+    h = layer_norm_arrays(block.ln2, x)
+    return x + linear_arrays(mlp.proj, mlp.act.forward(Tensor(linear_arrays(mlp.fc, h))).data)
+
+
+class FastTransformerBlock(TransformerBlock):
+    """Module 13's block; with gradients off, one fused pass (block_inference); else the layer-by-layer forward."""
+
+    def forward(self, x, cache=None, layer_idx: int = 0) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        if AUTOGRAD["enabled"] or x.dtype != np.float32 or not fusable(self):
+            return super().forward(x, cache=cache, layer_idx=layer_idx)
+        return Tensor(block_inference(self, x.data, cache, layer_idx))
+
+
+class FastGPT(GPT):
+    """Module 13's GPT; with gradients off and every block fusable, ids -> logits in one fused pass."""
+
+    def forward(self, ids, cache=None) -> Tensor:
+        ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
+        blocks = list(self.blocks)
+        if (AUTOGRAD["enabled"] or ids.ndim != 2 or ids.dtype.kind not in "iu"   # unusual input: GPT's own checks
+                or type(self.ln_f) is not LayerNorm or type(self.lm_head) is not Linear
+                or not unhooked(self.blocks, self.ln_f, self.lm_head, *blocks)
+                or not all(type(b) is FastTransformerBlock and fusable(b) for b in blocks)):
+            return super().forward(ids, cache=cache)
+        offset = cache.get_seq_length(0) if cache is not None else 0
+        x = self.pos(self.tok_emb(ids), offset=offset).data   # their checks: ids in the vocabulary, positions fit
+        if x.dtype != np.float32:
+            return super().forward(ids, cache=cache)
+        for i, block in enumerate(blocks):
+            x = block_inference(block, x, cache, i)
+        return Tensor(linear_arrays(self.lm_head, layer_norm_arrays(self.ln_f, x)))
+
+
+FAST_LAYERS = {Conv2d: FastConv2d, MultiHeadAttention: FastMultiHeadAttention,  # exact type -> fast subclass
+               TransformerBlock: FastTransformerBlock, GPT: FastGPT}
 
 
 def as_fast(layer: Module) -> Module:
-    """A Conv2d or MultiHeadAttention -> its fast subclass, holding the same parameters, buffers, hooks and mode."""
+    """A layer whose exact type is a key of FAST_LAYERS -> its fast subclass, holding the same parameters,
+    buffers, hooks and training mode."""
     cls = FAST_LAYERS[type(layer)]
     fast = cls.__new__(cls)
     fast.__dict__.update({key: dict(value) if isinstance(value, dict) else value
@@ -855,15 +983,16 @@ def as_fast(layer: Module) -> Module:
 # ```
 # cnn           Sequential(Conv2d, Lambda(ReLU), MaxPool2d, Flatten, Linear)
 # vectorize ->  Sequential(FastConv2d, Lambda(ReLU), MaxPool2d, Flatten, Linear)   (a new model)
-# gpt           GPT(... blocks.0.attn: MultiHeadAttention ...)
-# vectorize ->  GPT(... blocks.0.attn: FastMultiHeadAttention ...)
+# gpt           GPT(blocks.0: TransformerBlock(attn: MultiHeadAttention, ...), ...)
+# vectorize ->  FastGPT(blocks.0: FastTransformerBlock(attn: FastMultiHeadAttention, ...), ...)
 # ```
 #
 # No attribute of any class is reassigned and no function is patched: each
 # swapped layer is a new object whose class is a subclass, put in place
-# through `set_submodule`. Max pooling, `Linear` and the activations are left
-# as they are: pooling is already one `np.maximum` per window offset, and a
-# `Linear` is already one matmul.
+# through `set_submodule`; the root, which has no parent to hold it, is
+# replaced by its fast version directly. Max pooling, `Linear` and the
+# activations are left as they are: pooling is already one `np.maximum` per
+# window offset, and a `Linear` is already one matmul.
 #
 # ### Task 17.6: `vectorize`
 #
@@ -871,10 +1000,13 @@ def as_fast(layer: Module) -> Module:
 #
 # - `copy.deepcopy(model)` first; never change `model` itself;
 # - in the copy, replace every layer whose **exact** type is a key of
-#   `FAST_LAYERS` (`Conv2d`, `MultiHeadAttention`) by `as_fast(layer)`, through
-#   `set_submodule(name, ...)` with the name that `named_modules()` gives;
-#   the root itself (name `""`) cannot be replaced that way: when the model
-#   *is* such a layer, return `as_fast(copy)`;
+#   `FAST_LAYERS` (`Conv2d`, `MultiHeadAttention`, `TransformerBlock`, `GPT`)
+#   by `as_fast(layer)`, through `set_submodule(name, ...)` with the name that
+#   `named_modules()` gives;
+# - the root itself (name `""`, listed first) cannot be replaced that way: when
+#   the model *is* such a layer, replace the copy by `as_fast(copy)` first,
+#   then swap the other layers in it (a bare `MultiHeadAttention` has no
+#   others; a `GPT` has its blocks and their attention);
 # - a model with nothing to swap that already holds fast layers (it was
 #   vectorized before) comes back as a plain copy;
 # - a model with nothing to swap and no fast layer raises a `ValueError` naming
@@ -885,10 +1017,10 @@ def as_fast(layer: Module) -> Module:
 
 # %% nbgrader={"grade": false, "grade_id": "vectorize", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
 def vectorize(model: Module) -> Module:
-    """A copy of `model` with every Conv2d / MultiHeadAttention swapped for its fast version; `model` is unchanged."""
+    """A copy of `model` with every layer of a FAST_LAYERS type swapped for its fast version; `model` is unchanged."""
     if not isinstance(model, Module):
         raise TypeError(f"vectorize: expected a Module, got {type(model).__name__}")
-    # Task 17.6: deepcopy; swap each exact FAST_LAYERS type through set_submodule (the root: return as_fast);
+    # Task 17.6: deepcopy; swap each exact FAST_LAYERS type through set_submodule (the root first: as_fast);
     # nothing to swap: a copy if it already has fast layers, else a ValueError naming the layer types
     ### BEGIN SOLUTION
     new = copy.deepcopy(model)
@@ -900,9 +1032,9 @@ def vectorize(model: Module) -> Module:
         kinds = ", ".join(sorted({type(m).__name__ for _, m in layers}))
         raise ValueError(f"vectorize: {type(model).__name__} has no Conv2d or MultiHeadAttention layer to swap "
                          f"(its layers: {kinds})")
-    if targets == [""]:
-        return as_fast(new)
-    for name in targets:
+    if targets[0] == "":                 # the model itself: named_modules() lists the root first
+        new = as_fast(new)
+    for name in targets[1:] if targets[0] == "" else targets:
         new.set_submodule(name, as_fast(new.get_submodule(name)))
     return new
     ### END SOLUTION
@@ -951,6 +1083,15 @@ nested = Sequential(Sequential(Conv2d(1, 2, 3, rng=0)), Conv2d(2, 3, 1, rng=1))
 fast_nested = vectorize(nested)
 assert [type(fast_nested.get_submodule(n)).__name__ for n in ("0.0", "1")] == ["FastConv2d", "FastConv2d"], "nested Conv2d layers ('0.0' and '1'): both must be swapped"
 assert type(nested.get_submodule("0.0")) is Conv2d, "the original nested model must keep its Conv2d"
+small_gpt = GPT(vocab_size=11, d_model=8, n_heads=2, n_layers=2, context=16, max_len=16, rng=0)
+fast_gpt_small = vectorize(small_gpt)
+swapped = [type(fast_gpt_small.get_submodule(n)).__name__ for n in ("", "blocks.0", "blocks.1.attn")]
+assert swapped == ["FastGPT", "FastTransformerBlock", "FastMultiHeadAttention"], f"vectorize(GPT(d_model=8, n_layers=2)): the root, 'blocks.0' and 'blocks.1.attn' should be FastGPT, FastTransformerBlock, FastMultiHeadAttention (the root first, then the others in it), got {swapped}"
+assert type(small_gpt) is GPT and type(small_gpt.get_submodule("blocks.0")) is TransformerBlock, "vectorize changed the original GPT's layers"
+gids = np.random.default_rng(3).integers(0, 11, size=(2, 7))
+with no_grad():
+    err = relative_error(fast_gpt_small(gids).data, small_gpt(gids).data)
+assert err < TOLERANCE, f"GPT(d_model=8) on ids of shape (2, 7): vectorized logits differ by {err:.2e}"
 try:
     vectorize(np.zeros(3))
 except TypeError:
@@ -1244,8 +1385,31 @@ for what, fn in (("forward", lambda m: m(ids)), ("forward + backward", gpt_step)
 # Attention is one part of a transformer block; the projections, the MLP,
 # the layer norms and the language-model head are `Linear` layers that were
 # already single matmuls, so the GPT gains less than the attention kernel
-# alone. Module 18 attacks the larger cost of generation, recomputing every
-# key and value at every step.
+# alone. (With gradients on, as here, the fused pass is not taken.)
+#
+# ### The fused pass: overhead, not arithmetic
+#
+# Under `no_grad()` the vectorized GPT takes the fused pass. The same two
+# models on one token, the shape of a generation step, and on the batch above:
+
+# %%
+one_token = ids[:1, :1]
+with no_grad():
+    fused_err = relative_error(fast_gpt(ids).data, gpt(ids).data)
+    for what, x in (("1 token", one_token), (f"batch {ids.shape}", ids)):
+        t_a = measure(lambda: gpt(x), repeats=5)
+        t_b = measure(lambda: fast_gpt(x), repeats=5)
+        print(f"no_grad forward, {what:<15}: original {t_a}; fused {t_b}; speedup {t_a.median / t_b.median:.2f}x")
+print(f"fused logits differ from the original's by {fused_err:.1e} (relative)")
+
+# %% [markdown]
+# On one token the fused pass is several times faster: the original spends
+# most of its time in the forty-odd `Tensor` operations' bookkeeping, which
+# the fused pass does not have. On the batch the matmuls dominate and both
+# do the same matmuls, so the gain is small. Generation with a KV cache
+# (Module 18) runs one token per step, so this is the case that matters
+# there: Module 18 and Milestone 06 measure the cache's speedup on both
+# models.
 #
 # ## Summary
 #
@@ -1261,6 +1425,9 @@ for what, fn in (("forward", lambda m: m(ids)), ("forward + backward", gpt_step)
 # - `vectorize(model)` swaps `Conv2d` and `MultiHeadAttention` for fast
 #   subclasses through `set_submodule`, on a copy: same outputs, same
 #   gradients, a faster epoch, all measured in the same run.
+# - For inference, `TransformerBlock` and `GPT` get fused passes: the same
+#   arithmetic on raw arrays, taken only with gradients off and no hook or
+#   swapped child; one token runs several times faster, a large batch barely.
 #
 # Next: `tito module export 17`. Module 18 builds the KV cache on Module 12's
 # cache seam; the milestone combines this module's `vectorize` with
