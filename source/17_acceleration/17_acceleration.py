@@ -60,7 +60,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tinytorch_lib.activations import GELU
 from tinytorch_lib.attention import MultiHeadAttention, causal_mask, merge_heads, split_heads
 from tinytorch_lib.attention import scaled_dot_product_attention
-from tinytorch_lib.layers import Linear, Module
+from tinytorch_lib.embeddings import Embedding, SinusoidalPositionalEncoding
+from tinytorch_lib.layers import Linear, Module, Sequential
 from tinytorch_lib.spatial import Conv2d, conv2d, conv2d_output_shape
 from tinytorch_lib.tensor import AUTOGRAD, Tensor, no_grad, record, register_backward
 from tinytorch_lib.transformer import GPT, MLP, LayerNorm, TransformerBlock
@@ -855,8 +856,8 @@ class FastMultiHeadAttention(MultiHeadAttention):
 # numpy calls; your `attention_batched` does the attention (one query at the
 # end of the sequence sees every key, so it skips the mask), and Module 12's
 # cache seam is called unchanged. `FastGPT` does the same for the whole
-# model: embedding and positions (their modules, with their checks), every
-# block, the final norm and the head.
+# model: the embedding rows plus the positions, every block, the final norm
+# and the head.
 #
 # A fused pass is only taken when it computes exactly what the layer-by-layer
 # pass would:
@@ -867,7 +868,10 @@ class FastMultiHeadAttention(MultiHeadAttention):
 #   `GELU`, ...): a layer that Module 15 or 16 swapped for another class
 #   sends the block back to the layer-by-layer path;
 # - no child has a hook: Module 14's profiler and Module 16's pruning masks
-#   work through hooks, and a fused pass would skip them.
+#   work through hooks, and a fused pass would skip them;
+# - the input is what the model's own checks accept (integer ids in the
+#   vocabulary, positions within `max_len`): anything else goes the
+#   layer-by-layer way, which raises Module 13's clear errors.
 #
 # Otherwise `FastTransformerBlock` and `FastGPT` call Module 13's `forward`.
 
@@ -937,22 +941,28 @@ class FastTransformerBlock(TransformerBlock):
         return Tensor(block_inference(self, x.data, cache, layer_idx))
 
 
+def gpt_fusable(model: GPT, ids: np.ndarray, offset: int) -> bool:
+    """Can one fused pass replace the GPT's layers for these ids? Only with the layers it reads, unhooked, fusable
+    blocks, and ids that GPT's own checks would pass (anything unusual takes the layered path, with its messages)."""
+    blocks = list(model.blocks)
+    layers = ((model.tok_emb, Embedding), (model.pos, SinusoidalPositionalEncoding), (model.ln_f, LayerNorm),
+              (model.lm_head, Linear), (model.blocks, Sequential))
+    return (all(type(m) is kind for m, kind in layers) and unhooked(*(m for m, _ in layers), *blocks)
+            and all(type(b) is FastTransformerBlock and fusable(b) for b in blocks)
+            and ids.ndim == 2 and ids.dtype.kind in "iu" and 0 < ids.shape[1] <= model.max_len - offset
+            and 0 <= ids.min() and ids.max() < model.vocab_size)
+
+
 class FastGPT(GPT):
-    """Module 13's GPT; with gradients off and every block fusable, ids -> logits in one fused pass."""
+    """Module 13's GPT; with gradients off and gpt_fusable, ids -> logits in one fused pass."""
 
     def forward(self, ids, cache=None) -> Tensor:
         ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
-        blocks = list(self.blocks)
-        if (AUTOGRAD["enabled"] or ids.ndim != 2 or ids.dtype.kind not in "iu"   # unusual input: GPT's own checks
-                or type(self.ln_f) is not LayerNorm or type(self.lm_head) is not Linear
-                or not unhooked(self.blocks, self.ln_f, self.lm_head, *blocks)
-                or not all(type(b) is FastTransformerBlock and fusable(b) for b in blocks)):
-            return super().forward(ids, cache=cache)
         offset = cache.get_seq_length(0) if cache is not None else 0
-        x = self.pos(self.tok_emb(ids), offset=offset).data   # their checks: ids in the vocabulary, positions fit
-        if x.dtype != np.float32:
+        if AUTOGRAD["enabled"] or not gpt_fusable(self, ids, offset):
             return super().forward(ids, cache=cache)
-        for i, block in enumerate(blocks):
+        x = self.tok_emb.weight.data[ids] + self.pos.pe.data[offset:offset + ids.shape[1]]   # (batch, seq, d_model)
+        for i, block in enumerate(self.blocks):
             x = block_inference(block, x, cache, i)
         return Tensor(linear_arrays(self.lm_head, layer_norm_arrays(self.ln_f, x)))
 
