@@ -170,14 +170,15 @@ for plain in table3_plain:
           f"({plain['ms_per_token_without'] / fast['ms_per_token_without']:.1f}x)")
 
 # %% [markdown]
-# Without the cache both models spend their time in arithmetic (each step
-# reruns every position), so vectorizing changes that column little. With
-# the cache a step is one position, and the model as trained spends most of
-# it on per-operation overhead: the cache removes the recomputation, and the
+# Without the cache both models spend most of each step in arithmetic (it
+# reruns every position), so vectorizing changes that column less. With the
+# cache a step is one position, and the model as trained spends most of it
+# on per-operation overhead: the cache removes the recomputation, and the
 # fused pass then removes most of what is left. The cache's speedup is the
-# ratio of the two columns, so it is smaller on the model as trained: the
-# same algorithmic saving, divided by a step that costs more than its
-# arithmetic. This is why inference engines fuse the decoding step.
+# ratio of the two columns, so where overhead dominated the cached step it
+# is smaller on the model as trained: the same algorithmic saving, divided
+# by a step that costs more than its arithmetic. This is why inference
+# engines fuse the decoding step.
 
 # %% [markdown]
 # ### REPEAT: the prompt counts too
