@@ -78,6 +78,8 @@ def part2(tmp_path_factory):
 def test_part2_tokens_identical_memory_measured_and_files_written(part2):
     results, out, data = part2
     assert data["table3"] and all(r["identical"] for r in data["table3"])
+    assert data["table3_as_trained"] and all(r["identical"] for r in data["table3_as_trained"])
+    assert {r["new_tokens"] for r in data["table3_as_trained"]} <= {r["new_tokens"] for r in data["table3"]}
     assert data["table3_long_prompt"] and all(r["identical"] for r in data["table3_long_prompt"])
     assert data["table3_long_prompt"][0]["prompt_tokens"] > data["table3"][0]["prompt_tokens"]
     assert all(r["ms_per_token_with"] > 0 and r["ms_per_token_without"] > 0 for r in data["table3"])
