@@ -138,6 +138,15 @@ def test_bad_arguments_are_module_13s_clear_errors(kwargs, pattern):
         generate(model, **args)
 
 
+def test_cached_generation_runs_the_model_once_for_the_prompt_and_once_per_later_token():
+    model = GPT(vocab_size=6, d_model=8, n_heads=2, n_layers=1, context=10, max_len=10, rng=0)
+    calls = []
+    handle = model.register_forward_hook(lambda m, args, out: calls.append(np.shape(args[0])))
+    generate(model, [1, 2, 3], 4)        # the argument checks run Module 13's generate on a stand-in, not the model
+    handle.remove()
+    assert calls == [(1, 3), (1, 1), (1, 1), (1, 1)]
+
+
 def test_generate_restores_training_mode():
     model = GPT(vocab_size=6, d_model=8, n_heads=2, n_layers=1, context=10, max_len=10, rng=0)
     model.train()

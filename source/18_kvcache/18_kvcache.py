@@ -342,23 +342,41 @@ print(f"9 positions whole vs one at a time through the cache: max |difference| =
 # - `use_cache=True`: if `len(prompt) + max_new_tokens > model.max_len`, raise
 #   `ValueError`: `generate: 30 prompt + 1000 new tokens = 1030 positions do not fit in the cache (max_len 1024); use use_cache=False, which crops the window`.
 #   The other arguments are checked for you (given): one call of
-#   `generate_without_cache` for a single token raises Module 13's clear errors,
-#   at the cost of one short step.
+#   `generate_without_cache` for a single token, with the model replaced by a
+#   stand-in (`ChecksOnly`, zero logits, no forward pass: the same trick as
+#   Module 13's bigram test model), raises Module 13's clear errors at no cost.
 #   Then, in eval mode under `no_grad()` (and the model's training mode put
 #   back afterwards), run the loop above with
 #   `rng = np.random.default_rng(seed)` and `next_token(logits, temperature, top_k, rng)`,
 #   so that the draws match Module 13's one for one.
 
 # %% nbgrader={"grade": false, "grade_id": "generate", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+class ChecksOnly:
+    """Given: `model`'s stand-in for Module 13's generate, which then checks the prompt and arguments only.
+
+    Every attribute is the model's (vocab_size, max_len, eval, train, ...); calling it returns zero logits
+    (1, n, vocab_size) instead of running the model.
+    """
+
+    def __init__(self, model):
+        self.model = model
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def __call__(self, ids, *args, **kwargs) -> Tensor:
+        return Tensor(np.zeros(np.shape(ids) + (self.model.vocab_size,), dtype=np.float32))
+
+
 def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 0.0, top_k: int | None = None,
              seed: int | None = None, use_cache: bool = True) -> np.ndarray:
     """prompt_ids: (n,) ints -> (n + max_new_tokens,) int64; with use_cache, one new position per step."""
     if not use_cache:
         return generate_without_cache(model, prompt_ids, max_new_tokens, temperature, top_k, seed)
     prompt = np.asarray(prompt_ids.data if isinstance(prompt_ids, Tensor) else prompt_ids)
-    # given: Module 13's checks of every argument, at the cost of one short step (a bad count is passed on to fail)
+    # given: Module 13's checks of every argument, without a forward pass (a bad count is passed on to fail)
     count_ok = isinstance(max_new_tokens, (int, np.integer)) and not isinstance(max_new_tokens, bool) and max_new_tokens >= 1
-    generate_without_cache(model, prompt, 1 if count_ok else max_new_tokens, temperature, top_k, seed)
+    generate_without_cache(ChecksOnly(model), prompt, 1 if count_ok else max_new_tokens, temperature, top_k, seed)
     # Task 18.3: check the length fits, then prefill and one model call per new token through a KVCache
     ### BEGIN SOLUTION
     total = prompt.size + max_new_tokens
