@@ -129,11 +129,11 @@ class Tensor:
     # ---- given: small helpers ----
     @property
     def ndim(self) -> int:
-        return len(self.shape)
+        return self.data.ndim
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return int(self.data.size)
 
     def numpy(self) -> np.ndarray:
         return self.data
