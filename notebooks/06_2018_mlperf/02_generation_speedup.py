@@ -218,7 +218,7 @@ ax1.set_xlabel("new tokens")
 ax1.set_ylabel("ms per token")
 ax1.set_title("Time per token")
 ax1.set_yscale("log")
-ax1.legend()
+ax1.legend(loc="upper left", fontsize=8)
 ax2.plot(x, [r["speedup"] for r in table3], marker="o", color="tab:green", label="vectorize(GPT)")
 ax2.plot(xp, [r["speedup"] for r in table3_plain], marker="o", ls="--", color="tab:green", alpha=0.5,
          label="as trained")
