@@ -105,11 +105,11 @@ def gpt_sizes() -> tuple:
     return model.n_layers, model.n_heads, model.d_model // model.n_heads, len(tok.encode(PROMPT))
 
 
-def expected_kvcache(tokens: str) -> dict:
+def expected_kvcache(tokens: str, model_kind: str) -> dict:
     """Cache bytes = 2 (keys, values) x layers x heads x (prompt + n) x head_dim x 4; tokens identical."""
     layers, heads, head_dim, prompt = gpt_sizes()
     n = int(tokens)
-    return {"tokens": str(n), "cache-bytes": f"{2 * layers * heads * (prompt + n) * head_dim * 4:,}",
+    return {"tokens": str(n), "model": model_kind, "cache-bytes": f"{2 * layers * heads * (prompt + n) * head_dim * 4:,}",
             "identical": "yes", "speedup": re.compile(r"\d+\.\dx"),
             "without": re.compile(r"\d+\.\d\d"), "with": re.compile(r"\d+\.\d\d")}
 
@@ -128,7 +128,7 @@ def expected_vectorization(batch: str, rung: str) -> dict:
 
 EXPECTED = {"quantization": lambda s: expected_quantization(s["bits"], s["scheme"]),
             "pruning": lambda s: expected_pruning(s["sparsity"], s["method"]),
-            "kvcache": lambda s: expected_kvcache(s["tokens"]),
+            "kvcache": lambda s: expected_kvcache(s["tokens"], s["model_kind"]),
             "vectorization": lambda s: expected_vectorization(s["batch"], s["rung"])}
 
 
@@ -151,7 +151,7 @@ SETTINGS = {  # control name -> values set from an extra cell, in order
                      {"bits": 4, "scheme": "per-tensor symmetric"}, {"bits": 2, "scheme": "per-channel affine"}],
     "pruning": [{"sparsity": 0, "method": "unstructured"}, {"sparsity": 80, "method": "unstructured"},
                 {"sparsity": 50, "method": "structured"}],
-    "kvcache": [{"tokens": 16}, {"tokens": 128}],
+    "kvcache": [{"tokens": 16, "model_kind": "vectorize(gpt)"}, {"tokens": 128, "model_kind": "as trained"}],
     "vectorization": [{"batch": 2, "rung": "loop over positions"},
                       {"batch": 16, "rung": "pure Python loops"}, {"batch": 16, "rung": "loop over positions"}],
 }

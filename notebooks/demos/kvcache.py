@@ -12,7 +12,9 @@
 # Without a cache, generating token t runs the model over all t positions again; with Module 18's
 # `KVCache`, each step runs one position and reads the keys and values stored by the steps before.
 # Move the number of generated tokens, and see, for the course's character-level GPT
-# (`data/gpt_corpus.npz`, greedy decoding from a fixed prompt):
+# (`data/gpt_corpus.npz`, greedy decoding from a fixed prompt), either as trained (every layer
+# runs its `Tensor` operations) or as `vectorize(gpt)` (Module 17: the same weights and logits,
+# each block one fused numpy pass under `no_grad`):
 #
 # - **time per token** with and without the cache: the time of the whole
 #   `tinytorch_lib.kvcache.generate(model, prompt, n, use_cache=...)` call divided by n (the
@@ -25,8 +27,8 @@
 #
 # Up to 64 tokens the current point is **measured live** when the slider moves (3 runs per side).
 # Longer runs take seconds without the cache, so 128-512 tokens come from a **table measured at
-# start-up** (one run without the cache, three with it, about 10 s); the demo labels which one you see. The curves are
-# that start-up measurement at every length.
+# start-up** for both models (one run without the cache, three with it, about 20 s); the demo labels which
+# one you see. The curves are that start-up measurement at every length, the other model's faded.
 
 # %%
 import ipywidgets as W
@@ -36,13 +38,15 @@ from IPython.display import display
 import tinytorch_lib
 from demo_common import QUICK, app, control, figure, row, value
 
-for line in tinytorch_lib.check_ready("transformer", "kvcache"):
+for line in tinytorch_lib.check_ready("transformer", "acceleration", "kvcache"):
     print(line)
 
+from tinytorch_lib.acceleration import vectorize  # noqa: E402
 from tinytorch_lib.kvcache import KVCache, time_generation  # noqa: E402
 from tinytorch_lib.transformer import load_gpt  # noqa: E402
 
 model, tokenizer, _ = load_gpt()
+MODELS = {"vectorize(gpt)": vectorize(model), "as trained": model}
 PROMPT = tokenizer.encode("And the LORD said unto Moses, ")
 LIVE = [1, 2, 4, 8, 16, 24, 32, 48, 64]             # measured when the slider moves
 TABLE = [128, 256] if QUICK else [128, 256, 512]     # measured once, at start-up
@@ -53,41 +57,51 @@ def cache_bytes(positions: int) -> int:
     return KVCache(model.n_layers, 1, model.n_heads, positions, HEAD_DIM).nbytes
 
 
-def run(n: int, repeats: int) -> dict:
-    """Generate n tokens both ways, timed side by side by Module 18's time_generation; seconds per token."""
-    r = time_generation(model, PROMPT, n, repeats=repeats)
+def run(which: str, n: int, repeats: int) -> dict:
+    """Generate n tokens both ways with MODELS[which], timed side by side by Module 18's time_generation."""
+    r = time_generation(MODELS[which], PROMPT, n, repeats=repeats)
     return {"n": n, "without": r["without"].median / n, "with": r["with"].median / n, "speedup": r["speedup"],
             "identical": r["identical"], "tokens": r["tokens"]}
 
 
-START = {n: run(n, 3 if n in LIVE else 1) for n in LIVE + TABLE}
+START = {which: {n: run(which, n, 3 if n in LIVE else 1) for n in LIVE + TABLE} for which in MODELS}
 print(f"GPT: {model.n_layers} layers, {model.n_heads} heads, d_model {model.d_model}, max_len {model.max_len}; "
-      f"prompt {len(PROMPT)} tokens. Start-up curve measured at {len(START)} lengths"
+      f"prompt {len(PROMPT)} tokens. Start-up curves measured at {len(LIVE + TABLE)} lengths for each model"
       + (" (quick run: table up to 256 tokens)" if QUICK else ""))
-assert all(r["identical"] for r in START.values()), "cached and uncached generation differ"
+assert all(r["identical"] for rows in START.values() for r in rows.values()), "cached and uncached generation differ"
 
 
 # %%
-def redraw(tokens: int) -> tuple:
+def redraw(tokens: int, model_kind: str) -> tuple:
     n = tokens
     live = n in LIVE
-    r = run(n, 3) if live else START[n]
+    r = run(model_kind, n, 3) if live else START[model_kind][n]
+    other = next(k for k in MODELS if k != model_kind)
     source = "measured now (3 runs per side)" if live else "from the start-up table (1 run without the cache, 3 with it)"
 
     fig = figure(12, 3.8)
     ax1, ax2, ax3 = fig.subplots(1, 3)
-    lengths = sorted(START)
-    ax1.plot(lengths, [START[k]["without"] * 1e3 for k in lengths], marker="o", ms=3, label="without cache")
-    ax1.plot(lengths, [START[k]["with"] * 1e3 for k in lengths], marker="s", ms=3, label="with KV cache")
+    lengths = sorted(START[model_kind])
+    for which, alpha, style in ((model_kind, 1.0, "-"), (other, 0.35, "--")):
+        tag = "" if which == model_kind else f", {which}"
+        ax1.plot(lengths, [START[which][k]["without"] * 1e3 for k in lengths], style, marker="o", ms=3,
+                 color="#4477aa", alpha=alpha, label="without cache" + tag)
+        ax1.plot(lengths, [START[which][k]["with"] * 1e3 for k in lengths], style, marker="s", ms=3,
+                 color="#ee6677", alpha=alpha, label="with KV cache" + tag)
     ax1.plot([n, n], [r["without"] * 1e3, r["with"] * 1e3], "o", ms=11, mfc="none", mec="black", mew=2,
              label="current setting")
     ax1.set_xscale("log", base=2)
+    ax1.set_yscale("log")
     ax1.set_xlabel("new tokens")
     ax1.set_ylabel("ms per token")
     ax1.set_title("Time per token (lines: start-up)")
-    ax1.legend(fontsize=8)
+    ax1.legend(fontsize=7)
 
-    ax2.plot(lengths, [START[k]["speedup"] for k in lengths], marker="o", ms=3, color="#228833")
+    ax2.plot(lengths, [START[model_kind][k]["speedup"] for k in lengths], marker="o", ms=3, color="#228833",
+             label=model_kind)
+    ax2.plot(lengths, [START[other][k]["speedup"] for k in lengths], "--", marker="o", ms=3, color="#228833",
+             alpha=0.35, label=other)
+    ax2.legend(fontsize=7)
     ax2.plot([n], [r["speedup"]], "o", ms=11, mfc="none", mec="black", mew=2)
     ax2.axhline(1, color="gray", lw=1, ls="--")
     ax2.set_xscale("log", base=2)
@@ -107,6 +121,7 @@ def redraw(tokens: int) -> tuple:
              .replace("\n", "&#8629;") for k, t in text.items()}
     html = ("<table>"
             + row(["new tokens", value("tokens", f"{n}") + f" after a {len(PROMPT)}-token prompt; {source}"])
+            + row(["model", value("model", model_kind) + " (both sides of the comparison)"])
             + row(["ms per token", "without cache " + value("without", f"{r['without'] * 1e3:.2f}")
                    + ", with cache " + value("with", f"{r['with'] * 1e3:.2f}")])
             + row(["speedup", value("speedup", f"{r['speedup']:.1f}x")])
@@ -121,8 +136,10 @@ def redraw(tokens: int) -> tuple:
     return html, fig
 
 
-controls = {"tokens": control(W.SelectionSlider(options=LIVE + TABLE, value=32, description="new tokens"), "tokens")}
-box, result, plot = app(controls, redraw, f"Computed at start-up: the curves (every length, both ways). "
+controls = {"tokens": control(W.SelectionSlider(options=LIVE + TABLE, value=32, description="new tokens"), "tokens"),
+            "model_kind": control(W.ToggleButtons(options=list(MODELS), value="vectorize(gpt)", description="model"),
+                                  "model_kind")}
+box, result, plot = app(controls, redraw, f"Computed at start-up: the curves (every length, both ways, both models). "
                         f"On every change: up to {LIVE[-1]} tokens measured live; {', '.join(map(str, TABLE))} tokens "
                         "shown from the start-up table.")
 display(box)
@@ -133,6 +150,10 @@ display(box)
 # - Without the cache the time per token grows with the length (each step reruns every position);
 #   with it, it stays nearly flat, so the speedup grows with the number of tokens.
 # - For a few tokens the cache does not pay: its prefill and bookkeeping cost about what it saves.
+# - Switch the model. With the cache a step is one position, and the model as trained spends most
+#   of it on per-operation overhead, which the fused pass removes. Without the cache each step is
+#   mostly arithmetic over every position, which both models do (the fused attention also gains at
+#   the longest lengths). The speedup is the ratio of the two: compare the two green curves.
 # - The memory grows linearly: 2 (keys and values) x layers x heads x positions x head_dim x 4
 #   bytes. This is the price of the speed, and at large models and long contexts it is what limits
 #   the batch size.
