@@ -254,3 +254,13 @@ def test_a_hooked_or_swapped_child_sends_the_block_back_to_the_layered_path(monk
         with no_grad():
             assert relative_error(changed(ids).data, reference(ids).data) < 1e-3
         assert calls == []
+
+
+@pytest.mark.parametrize("ids, pattern", [(np.array([[1, 11]]), "id 11 .* out of range"),
+                                          (np.array([[1.0]]), "ids must be integers"),
+                                          (np.zeros((1, 17), np.int64), "do not fit in max_len 16"),
+                                          (np.array([1, 2]), r"expected ids of shape \(batch, seq\)")])
+def test_unusual_ids_take_the_layered_path_and_its_clear_errors(ids, pattern):
+    fast = vectorize(GPT(vocab_size=11, d_model=8, n_heads=2, n_layers=1, context=16, max_len=16, rng=0))
+    with no_grad(), pytest.raises(ValueError, match=pattern):
+        fast(ids)

@@ -302,7 +302,7 @@ class FastMultiHeadAttention(MultiHeadAttention):
             k, v = cache.update(k, v, layer_idx)         # (batch, heads, cached + seq, head_dim)
         return self.out_proj(merge_heads(attention_fused(q, k, v, causal=True)))
 
-# cell cell-da3d69bcb0
+# cell cell-2bc528a830
 def linear_arrays(layer: Linear, x: np.ndarray) -> np.ndarray:
     """Module 03's Linear on an array, the same two operations: x @ W.T, then + b."""
     y = x @ layer.weight.data.T
@@ -332,7 +332,7 @@ def fusable(block: TransformerBlock) -> bool:
              (attn.q_proj, Linear), (attn.k_proj, Linear), (attn.v_proj, Linear), (attn.out_proj, Linear),
              (mlp.fc, Linear), (mlp.act, GELU), (mlp.proj, Linear))
     for m, kind in parts:
-        if type(m) is not kind and type(m) is not FAST_LAYERS.get(kind) or not unhooked(m):
+        if (type(m) is not kind and type(m) is not FAST_LAYERS.get(kind)) or not unhooked(m):
             return False
     return True
 
@@ -376,7 +376,7 @@ def gpt_fusable(model: GPT, ids: np.ndarray, offset: int) -> bool:
               (model.lm_head, Linear), (model.blocks, Sequential))
     return (all(type(m) is kind for m, kind in layers) and unhooked(*(m for m, _ in layers), *blocks)
             and all(type(b) is FastTransformerBlock and fusable(b) for b in blocks)
-            and ids.ndim == 2 and ids.dtype.kind in "iu" and 0 < ids.shape[1] <= model.max_len - offset
+            and ids.ndim == 2 and ids.dtype.kind in "iu" and 0 < ids.size and ids.shape[1] <= model.max_len - offset
             and 0 <= ids.min() and ids.max() < model.vocab_size)
 
 

@@ -856,9 +856,9 @@ class FastMultiHeadAttention(MultiHeadAttention):
 # a plain numpy call of about a microsecond instead of a `Tensor` operation
 # of several; your `attention_batched` does the attention (with one query,
 # a generation step, every key is visible, so the mask is skipped; longer
-# inputs use it), and Module 12's cache seam is called unchanged. `FastGPT` does the same for the whole
-# model: the embedding rows plus the positions, every block, the final norm
-# and the head.
+# inputs use it), and Module 12's cache seam is called unchanged. `FastGPT`
+# does the same for the whole model: the embedding rows plus the positions,
+# every block, the final norm and the head.
 #
 # A fused pass is only taken when it computes exactly what the layer-by-layer
 # pass would:
@@ -907,7 +907,7 @@ def fusable(block: TransformerBlock) -> bool:
              (attn.q_proj, Linear), (attn.k_proj, Linear), (attn.v_proj, Linear), (attn.out_proj, Linear),
              (mlp.fc, Linear), (mlp.act, GELU), (mlp.proj, Linear))
     for m, kind in parts:
-        if type(m) is not kind and type(m) is not FAST_LAYERS.get(kind) or not unhooked(m):
+        if (type(m) is not kind and type(m) is not FAST_LAYERS.get(kind)) or not unhooked(m):
             return False
     return True
 
@@ -951,7 +951,7 @@ def gpt_fusable(model: GPT, ids: np.ndarray, offset: int) -> bool:
               (model.lm_head, Linear), (model.blocks, Sequential))
     return (all(type(m) is kind for m, kind in layers) and unhooked(*(m for m, _ in layers), *blocks)
             and all(type(b) is FastTransformerBlock and fusable(b) for b in blocks)
-            and ids.ndim == 2 and ids.dtype.kind in "iu" and 0 < ids.shape[1] <= model.max_len - offset
+            and ids.ndim == 2 and ids.dtype.kind in "iu" and 0 < ids.size and ids.shape[1] <= model.max_len - offset
             and 0 <= ids.min() and ids.max() < model.vocab_size)
 
 
