@@ -54,7 +54,8 @@ print(f"prompt: {PROMPT!r} ({len(prompt_ids)} tokens)" + ("   [quick run: short 
 #
 # Without a cache, every step of generation is one forward pass over the
 # whole sequence so far. Your `Profiler` (Module 14) splits one such pass at
-# several lengths into the `Linear` layers (work per position: `O(n)`) and the
+# several lengths into the `Linear` layers (the same work at every position:
+# `O(n)` per pass) and the
 # attention core (`MultiHeadAttention`'s own time: every position against
 # every earlier one, `O(n^2)`).
 
@@ -88,10 +89,12 @@ ax.legend()
 save_figure(fig, "generation_profile.png")
 
 # %% [markdown]
-# The profile names the bottleneck: as the sequence grows, attention takes
-# the larger share of each step, and all of it, like most of the `Linear`
-# work, recomputes keys and values the previous step already had. The fix
-# is the one targeted at exactly that: keep them.
+# The profile names the bottleneck: attention's share of a pass grows with
+# the length, and at the longest lengths it takes most of the pass. And
+# nearly all of a pass, in attention and in the `Linear` layers alike, is
+# work for positions the previous step already processed: only the last
+# position's logits are used. The fix targets exactly that: keep the keys
+# and values those positions contribute, and run only the new one.
 #
 # ## 2. OPTIMIZE + VALIDATE: Table 3, with and without YOUR KV cache
 #
@@ -184,9 +187,10 @@ for plain in table3_plain:
 # ### REPEAT: the prompt counts too
 #
 # Without a cache, every step reruns the prompt as well; with it, the prompt
-# is processed once (the prefill) and each step costs the same one-position
-# pass whatever came before. So the same number of new tokens gains more
-# after a longer prompt. The same table after a 256-character prompt, the
+# is processed once (the prefill) and each later step is a one-position
+# pass. The with-cache column includes that prefill, spread over the new
+# tokens, so it is highest for the fewest new tokens. Still, the same number
+# of new tokens gains more after a longer prompt. The same table after a 256-character prompt, the
 # start of the validation text (quick run: 64 characters):
 
 # %%
@@ -201,11 +205,13 @@ assert all(r["identical"] for r in table3_long), "cached and uncached generation
 # ## 3. Curves: time per token, speedup and cache memory against length
 
 # %%
+from matplotlib.ticker import FixedLocator, ScalarFormatter  # noqa: E402
+
 hd = model.d_model // model.n_heads
 mem = [{"length": n, "bytes": KVCache(model.n_layers, 1, model.n_heads, n, hd).nbytes,
         "formula": 2 * model.n_layers * model.n_heads * n * hd * 4} for n in (64, 128, 256, 512, 1024)]
 assert all(m["bytes"] == m["formula"] for m in mem), mem
-fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 3.4))
+fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 4.2))
 x = [r["new_tokens"] for r in table3]
 ax1.plot(x, [r["ms_per_token_without"] for r in table3], marker="o", label="without cache")
 ax1.plot(x, [r["ms_per_token_with"] for r in table3], marker="s", label="with KV cache")
@@ -218,11 +224,18 @@ ax1.set_xlabel("new tokens")
 ax1.set_ylabel("ms per token")
 ax1.set_title("Time per token")
 ax1.set_yscale("log")
-ax1.legend(loc="upper left", fontsize=8)
+ax1.set_xscale("log", base=2)
+ax1.yaxis.set_major_locator(FixedLocator([0.1, 0.2, 0.5, 1, 2, 5, 10, 20]))
+ax1.yaxis.set_major_formatter(ScalarFormatter())
+ax1.legend(loc="upper left", fontsize=7)
 ax2.plot(x, [r["speedup"] for r in table3], marker="o", color="tab:green", label="vectorize(GPT)")
 ax2.plot(xp, [r["speedup"] for r in table3_plain], marker="o", ls="--", color="tab:green", alpha=0.5,
          label="as trained")
 ax2.legend()
+ax2.set_xscale("log", base=2)
+ax2.set_yscale("log")
+ax2.yaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100]))
+ax2.yaxis.set_major_formatter(ScalarFormatter())
 ax2.set_xlabel("new tokens")
 ax2.set_ylabel("speedup (x)")
 ax2.set_title("Speedup, identical tokens")

@@ -452,8 +452,9 @@ for kwargs, word in (({"prompt_ids": []}, "empty"), ({"max_new_tokens": 0}, "max
 # ### The trained GPT: identical tokens, time per token
 #
 # Both sides generate from the same prompt with the course GPT, greedy, and
-# are timed in this cell with `measure` (one BLAS thread, warm-up, median of
-# the repeats). "ms/token" is a whole `generate` call divided by the tokens it
+# are timed in this cell with `measure` (one BLAS thread; the median of 3
+# runs per side, one for the 512-token row; the cached side after one
+# warm-up run). "ms/token" is a whole `generate` call divided by the tokens it
 # produced. The speedup counts only if the tokens are identical, so the table
 # says whether they are: `time_generation` (given) keeps the tokens of the
 # timed runs and compares them. Milestone 06, the lecture demo and
@@ -502,22 +503,25 @@ print("\nthe same greedy text, both ways:", repr(tok.decode(generate(gpt, prompt
 # %% [markdown]
 # Read the two columns separately. **Without a cache** the time per token
 # rises with the number of tokens: step `t` reruns all `prompt + t` positions,
-# so a generation of `N` tokens does about `N^2 / 2` position-passes and the
-# average per token grows like `N`. **With the cache** the time per token is
-# nearly flat: each step runs one position through the same layers, and only
-# attention's read of the cache grows with `t` (one `(1, t)` row of scores per
-# head, small next to the layers at these lengths). So the speedup grows with
-# the length, roughly linearly, and is modest for short generations. The
+# so a generation of `N` tokens does about `N^2 / 2` position-passes: the
+# work per token grows with `N`. In the table it grows slowly at first, while
+# each step's fixed costs dominate, then faster, once attention's `(t, t)`
+# scores (which grow like `t^2` per step) take over. **With the cache** the
+# time per token is nearly flat: each step runs one position through the same
+# layers, and only attention's read of the cache grows with `t` (one `(1, t)`
+# row of scores per head, small next to the layers at these lengths). So the
+# speedup grows with the length: modest for short generations, large for
+# long ones. The
 # prompt counts the same way: without a cache every step reruns it too, so
 # after a longer prompt the same number of new tokens gains more (Milestone
 # 06 measures both: after 256 characters, 128 new tokens gain about 3x more
 # than after 30).
 #
 # Why is a cached step not faster still? At one position, a step's arithmetic
-# is tiny (a `(1, 128) @ (128, 128)` matmul is 33 thousand multiply-adds), and
-# the time goes to running the library: each of the few dozen Tensor
-# operations of a step costs microseconds of Python and numpy call overhead,
-# whatever its size. The next cell measures that floor.
+# is tiny (a `(1, 128) @ (128, 128)` matmul is 16 thousand multiply-adds), and
+# the time goes to running the library: each of the some eighty Tensor
+# operations of a step (about forty per block, two blocks) costs microseconds
+# of Python and numpy call overhead, whatever its size. The next cell measures that floor.
 
 # %%
 one = Tensor(np.ones((1, 1, 128), dtype=np.float32))
@@ -542,8 +546,9 @@ print(f"a cached step costs as much as {t_step.median / t_op.median:.0f} such ma
 # ### Removing the overhead: the cache on Module 17's fused GPT
 #
 # Module 17's `vectorize(gpt)` holds the same weights and, under `no_grad`,
-# runs each block as one fused pass on arrays: about twenty numpy calls
-# instead of about forty `Tensor` operations, with the same logits. It calls
+# runs each block as one fused pass on arrays: the same operations as plain
+# numpy calls of about a microsecond each, instead of `Tensor` operations of
+# several, with the same logits. It calls
 # the cache through the same seam, so your `KVCache` works with it unchanged.
 # The same step and the same table, both sides on the fused model:
 
@@ -575,9 +580,10 @@ for (n, a, b, same), (_, a0, b0, _) in zip(fast_rows, rows):
 # Both columns change, for different reasons. With the cache a step is one
 # position, and fusing removes most of its cost, which was overhead. Without
 # the cache each step reruns every position: at short lengths both models
-# spend that time in the same matmuls, so the gain is small; at the longest,
-# attention's `(t, t)` score matrices dominate, and Module 17's attention
-# makes fewer passes over them than Module 12's `Tensor` version. The
+# spend that time in the same matmuls, so the gain is small. At the longest
+# lengths, where each step allocates and sweeps `(t, t)` score matrices, the
+# no-cache times of both models vary from run to run by tens of percent, so
+# read those rows as approximate. The
 # cache's speedup is the ratio of the two columns: where overhead was most
 # of the cached step, the fused model's speedup is the larger one, the same
 # saving in arithmetic no longer hidden behind the library's bookkeeping.
@@ -604,7 +610,9 @@ measured = [KVCache(gpt.n_layers, 1, gpt.n_heads, n, gpt.d_model // gpt.n_heads)
 formula = [2 * gpt.n_layers * gpt.n_heads * n * (gpt.d_model // gpt.n_heads) * 4 for n in mem_lengths]
 assert measured == formula, (measured, formula)
 ax2.plot(mem_lengths, np.array(measured) / 2**20, marker="o")
-ax2.axhline(sum(a.nbytes for a in gpt.state_dict().values()) / 2**20, color="gray", ls="--", label="model's stored arrays")
+model_mib = sum(a.nbytes for a in gpt.state_dict().values()) / 2**20
+ax2.axhline(model_mib, color="gray", ls="--", label="model's stored arrays")
+ax2.set_ylim(0, 1.15 * max(model_mib, measured[-1] / 2**20))
 ax2.set_xlabel("cache length (positions)")
 ax2.set_ylabel("cache size (MiB)")
 ax2.set_title("The cache grows linearly with length")
@@ -635,6 +643,6 @@ for n, b in zip(mem_lengths, measured):
 #   `2 x layers x heads x length x head_dim x bytes`.
 # - A cached step is one position, so its time is mostly the library's
 #   per-operation overhead; on Module 17's fused GPT the step is several times
-#   cheaper and the cache's speedup correspondingly larger.
+#   cheaper (measured above) and the cache's speedup larger.
 #
 # Next: `tito module export 18`. Milestone 06 runs this on your GPT.
