@@ -490,14 +490,27 @@ grading = bool(os.environ.get("NBGRADER_EXECUTION"))
 NEW_TOKENS = [16, 32, 64] if grading else [32, 64, 128, 256, 512]
 if grading:
     print("(autograding: short generations only; run the notebook yourself for lengths up to 512)")
-rows = []
-for n in NEW_TOKENS:
-    r = time_generation(gpt, prompt_ids, n, repeats=3 if n <= 256 else 1)
-    rows.append((n, r["without"].median / n, r["with"].median / n, r["identical"]))
+HEADER = f"{'new tokens':>10} {'no cache ms/token':>18} {'cache ms/token':>15} {'speedup':>8} {'tokens identical':>17}"
+
+
+def generation_rows(model) -> list:
+    """[(new tokens, s/token without, s/token with, identical)] for NEW_TOKENS, both sides timed together."""
+    rows = []
+    for n in NEW_TOKENS:
+        r = time_generation(model, prompt_ids, n, repeats=3 if n <= 256 else 1)
+        rows.append((n, r["without"].median / n, r["with"].median / n, r["identical"]))
+    return rows
+
+
+def row_text(n, a, b, same) -> str:
+    return f"{n:>10} {a * 1e3:>18.2f} {b * 1e3:>15.2f} {a / b:>7.1f}x {'yes' if same else 'NO':>17}"
+
+
+rows = generation_rows(gpt)
 print(f"prompt: {len(prompt_ids)} tokens; GPT d_model {gpt.d_model}, {gpt.n_layers} layers, {gpt.n_heads} heads")
-print(f"{'new tokens':>10} {'no cache ms/token':>18} {'cache ms/token':>15} {'speedup':>8} {'tokens identical':>17}")
-for n, a, b, same in rows:
-    print(f"{n:>10} {a * 1e3:>18.2f} {b * 1e3:>15.2f} {a / b:>7.1f}x {'yes' if same else 'NO':>17}")
+print(HEADER)
+for row in rows:
+    print(row_text(*row))
 print("\nthe same greedy text, both ways:", repr(tok.decode(generate(gpt, prompt_ids, 60)[len(prompt_ids):])))
 
 # %% [markdown]
@@ -527,16 +540,23 @@ print("\nthe same greedy text, both ways:", repr(tok.decode(generate(gpt, prompt
 one = Tensor(np.ones((1, 1, 128), dtype=np.float32))
 w = Tensor(np.ones((128, 128), dtype=np.float32))
 t_op = measure(lambda: one @ w)
-small_cache = KVCache(gpt.n_layers, 1, gpt.n_heads, gpt.max_len, gpt.d_model // gpt.n_heads)
-with no_grad():
-    gpt(np.array(prompt_ids)[None, :], cache=small_cache)
-    start_len = small_cache.get_seq_length()
 
-    def one_step():
-        small_cache.lengths = [start_len] * gpt.n_layers  # rewind: every timed step is the same step
-        gpt(np.array([[prompt_ids[-1]]]), cache=small_cache)
 
-    t_step = measure(one_step)
+def time_cached_step(model):
+    """Prefill the prompt into a new cache, then time one more position, rewound before every call."""
+    cache = KVCache(model.n_layers, 1, model.n_heads, model.max_len, model.d_model // model.n_heads)
+    with no_grad():
+        model(np.array(prompt_ids)[None, :], cache=cache)
+        start_len = cache.get_seq_length()
+
+        def one_step():
+            cache.lengths = [start_len] * model.n_layers  # rewind: every timed step is the same step
+            model(np.array([[prompt_ids[-1]]]), cache=cache)
+
+        return measure(one_step)
+
+
+t_step = time_cached_step(gpt)
 print(f"one Tensor matmul (1, 1, 128) @ (128, 128): {t_op}")
 print(f"one cached step of the GPT (1 position):    {t_step}")
 print(f"a cached step costs as much as {t_step.median / t_op.median:.0f} such matmuls: "
@@ -556,25 +576,11 @@ print(f"a cached step costs as much as {t_step.median / t_op.median:.0f} such ma
 from tinytorch_lib.acceleration import vectorize
 
 fast_gpt = vectorize(gpt)
-with no_grad():
-    fast_cache = KVCache(gpt.n_layers, 1, gpt.n_heads, gpt.max_len, gpt.d_model // gpt.n_heads)
-    fast_gpt(np.array(prompt_ids)[None, :], cache=fast_cache)
-
-    def fast_step():
-        fast_cache.lengths = [start_len] * gpt.n_layers
-        fast_gpt(np.array([[prompt_ids[-1]]]), cache=fast_cache)
-
-    t_fast = measure(fast_step)
+t_fast = time_cached_step(fast_gpt)
 print(f"one cached step: layer by layer {t_step}; fused {t_fast} ({t_step.median / t_fast.median:.1f}x)")
-fast_rows = []
-for n in NEW_TOKENS:
-    r = time_generation(fast_gpt, prompt_ids, n, repeats=3 if n <= 256 else 1)
-    fast_rows.append((n, r["without"].median / n, r["with"].median / n, r["identical"]))
-print(f"{'new tokens':>10} {'no cache ms/token':>18} {'cache ms/token':>15} {'speedup':>8} {'tokens identical':>17}"
-      f"   (vectorize(gpt) on both sides)")
-for (n, a, b, same), (_, a0, b0, _) in zip(fast_rows, rows):
-    print(f"{n:>10} {a * 1e3:>18.2f} {b * 1e3:>15.2f} {a / b:>7.1f}x {'yes' if same else 'NO':>17}"
-          f"   (layer by layer: {a0 / b0:.1f}x)")
+print(HEADER + "   (vectorize(gpt) on both sides)")
+for row, (_, a0, b0, _) in zip(generation_rows(fast_gpt), rows):
+    print(row_text(*row) + f"   (layer by layer: {a0 / b0:.1f}x)")
 
 # %% [markdown]
 # Both columns change, for different reasons. With the cache a step is one
