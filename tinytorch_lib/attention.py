@@ -85,10 +85,14 @@ class MultiHeadAttention(Module):
         self.v_proj = Linear(self.d_model, self.d_model, rng=rng)
         self.out_proj = Linear(self.d_model, self.d_model, rng=rng)
 
+    def attend(self, q, k, v) -> Tensor:
+        """Given: causal attention of q over k, v (batch, heads, seq, head_dim); a subclass may override it."""
+        return scaled_dot_product_attention(q, k, v, causal=True)
+
     def forward(self, x, cache=None, layer_idx: int = 0) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(x)
         # Task 12.4: check x; project and split q, k, v; cache.update(k, v, layer_idx) if a cache is given;
-        # causal attention; merge the heads; out_proj
+        # self.attend(q, k, v); merge the heads; out_proj
         if x.ndim != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"MultiHeadAttention: expected x of shape (batch, seq, {self.d_model}), got {x.shape}")
         q = split_heads(self.q_proj(x), self.n_heads)   # (batch, heads, seq, head_dim)
@@ -96,8 +100,7 @@ class MultiHeadAttention(Module):
         v = split_heads(self.v_proj(x), self.n_heads)
         if cache is not None:
             k, v = cache.update(k, v, layer_idx)         # (batch, heads, cached + seq, head_dim)
-        a = scaled_dot_product_attention(q, k, v, causal=True)
-        return self.out_proj(merge_heads(a))
+        return self.out_proj(merge_heads(self.attend(q, k, v)))
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, n_heads={self.n_heads}"

@@ -388,7 +388,7 @@ else:
 # k = split_heads(k_proj(x), n_heads)          (batch, heads, seq, head_dim)
 # v = split_heads(v_proj(x), n_heads)          (batch, heads, seq, head_dim)
 #     [with a cache: k, v = cache.update(k, v, layer_idx)    -> (batch, heads, cached + seq, head_dim)]
-# a = scaled_dot_product_attention(q, k, v, causal=True)     (batch, heads, seq, head_dim)
+# a = self.attend(q, k, v)   [scaled_dot_product_attention(q, k, v, causal=True)]   (batch, heads, seq, head_dim)
 # y = out_proj(merge_heads(a))                 (batch, seq, d_model)
 # ```
 #
@@ -453,7 +453,10 @@ class ListCache:
 # `v_proj`, `out_proj`, from `rng`). Write `forward(x, cache=None, layer_idx=0)`
 # as in the diagram above, with your Tasks 12.1-12.3: when `cache` is not
 # `None`, call `cache.update(k, v, layer_idx)` exactly once and attend over
-# what it returns. Raise `ValueError` for an `x` that is not
+# what it returns. Attend through the given method `self.attend(q, k, v)`
+# (your causal `scaled_dot_product_attention`): it is the seam through which
+# Module 17's faster layer swaps in its own attention kernel while keeping
+# this forward. Raise `ValueError` for an `x` that is not
 # `(batch, seq, d_model)`:
 # `MultiHeadAttention: expected x of shape (batch, seq, 16), got (2, 5, 8)`.
 # The test checks the layer against a float64 numpy computation with the same
@@ -486,10 +489,14 @@ class MultiHeadAttention(Module):
         self.v_proj = Linear(self.d_model, self.d_model, rng=rng)
         self.out_proj = Linear(self.d_model, self.d_model, rng=rng)
 
+    def attend(self, q, k, v) -> Tensor:
+        """Given: causal attention of q over k, v (batch, heads, seq, head_dim); a subclass may override it."""
+        return scaled_dot_product_attention(q, k, v, causal=True)
+
     def forward(self, x, cache=None, layer_idx: int = 0) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(x)
         # Task 12.4: check x; project and split q, k, v; cache.update(k, v, layer_idx) if a cache is given;
-        # causal attention; merge the heads; out_proj
+        # self.attend(q, k, v); merge the heads; out_proj
         ### BEGIN SOLUTION
         if x.ndim != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"MultiHeadAttention: expected x of shape (batch, seq, {self.d_model}), got {x.shape}")
@@ -498,8 +505,7 @@ class MultiHeadAttention(Module):
         v = split_heads(self.v_proj(x), self.n_heads)
         if cache is not None:
             k, v = cache.update(k, v, layer_idx)         # (batch, heads, cached + seq, head_dim)
-        a = scaled_dot_product_attention(q, k, v, causal=True)
-        return self.out_proj(merge_heads(a))
+        return self.out_proj(merge_heads(self.attend(q, k, v)))
         ### END SOLUTION
 
     def extra_repr(self) -> str:
@@ -562,6 +568,17 @@ else:
     raise AssertionError("MultiHeadAttention(16, 4) on x (2, 5, 8) should raise ValueError")
 print("Task 12.4 visible tests passed")
 ### BEGIN HIDDEN TESTS
+class ZeroAttention(MultiHeadAttention):
+    def attend(self, q, k, v):
+        return Tensor(np.zeros(q.shape, dtype=np.float32))
+
+
+probe = ZeroAttention(8, 2, rng=0)
+out = probe(Tensor(np.ones((1, 3, 8), dtype=np.float32))).data
+assert np.allclose(out, np.broadcast_to(probe.out_proj.bias.data, (1, 3, 8))), \
+    "a subclass whose attend() returns zeros: forward should attend through self.attend(q, k, v) (output = out_proj's bias), got another output"
+
+
 class CountingCache(ListCache):
     def __init__(self):
         super().__init__()

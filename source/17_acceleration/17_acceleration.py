@@ -58,7 +58,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from tinytorch_lib.activations import GELU
-from tinytorch_lib.attention import MultiHeadAttention, causal_mask, merge_heads, split_heads
+from tinytorch_lib.attention import MultiHeadAttention, causal_mask
 from tinytorch_lib.attention import scaled_dot_product_attention
 from tinytorch_lib.embeddings import Embedding, SinusoidalPositionalEncoding
 from tinytorch_lib.layers import Linear, Module, Sequential
@@ -778,8 +778,10 @@ assert got[0] is None and got[2] is None and got[1].shape == (4, 1, 3, 3), "x an
 # backward pass visits each; the fused rule below does the same arithmetic in
 # five matmuls and one softmax-backward formula,
 # `dS = P * (dP - sum(dP * P, axis=-1)) / sqrt(d)`.
-# `FastMultiHeadAttention` is a `MultiHeadAttention` whose forward uses it,
-# with the same cache seam (Module 18's cache works with it unchanged).
+# `FastMultiHeadAttention` is a `MultiHeadAttention` that overrides only
+# Module 12's seam `attend(q, k, v)` to use it: the forward, the cache seam
+# and the parameters are Module 12's (Module 18's cache works with it
+# unchanged).
 #
 # `as_fast(layer)` builds the fast layer from an existing one: a new object
 # of the fast class holding the **same** parameters, buffers, hooks and
@@ -824,18 +826,10 @@ def fused_attention_backward(grad: np.ndarray, out: Tensor) -> tuple:
 
 
 class FastMultiHeadAttention(MultiHeadAttention):
-    """Module 12's MultiHeadAttention with attention computed by attention_fused; same parameters and cache seam."""
+    """Module 12's MultiHeadAttention (its forward, parameters and cache seam) attending with attention_fused."""
 
-    def forward(self, x, cache=None, layer_idx: int = 0) -> Tensor:
-        x = x if isinstance(x, Tensor) else Tensor(x)
-        if x.ndim != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"MultiHeadAttention: expected x of shape (batch, seq, {self.d_model}), got {x.shape}")
-        q = split_heads(self.q_proj(x), self.n_heads)   # (batch, heads, seq, head_dim)
-        k = split_heads(self.k_proj(x), self.n_heads)
-        v = split_heads(self.v_proj(x), self.n_heads)
-        if cache is not None:
-            k, v = cache.update(k, v, layer_idx)         # (batch, heads, cached + seq, head_dim)
-        return self.out_proj(merge_heads(attention_fused(q, k, v, causal=True)))
+    def attend(self, q, k, v) -> Tensor:
+        return attention_fused(q, k, v, causal=True)
 
 # %% [markdown]
 # ### Fused inference (given): a whole block, and the whole GPT, in one pass
