@@ -129,7 +129,7 @@ def cmd_grade(args) -> int:
     with tempfile.TemporaryDirectory(prefix="tito-grade-") as tmp:
         # Records the assignment in gradebook.db without touching release/.
         grading.generate(ROOT, module, release_dir=Path(tmp) / "release")
-        lib = grading.reference_library(Path(tmp) / "lib")
+        lib = grading.reference_library(Path(tmp) / "lib", module)
         failed = classgrade.grade_class(ROOT, module, intake.ready, lib, jobs=args.jobs, progress=True,
                                         sandboxed=not args.no_sandbox)
     failed.update(intake.rejected)

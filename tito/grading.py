@@ -3,6 +3,10 @@
 nbgrader runs in a subprocess so its kernel sees the PYTHONPATH we choose:
 autograding puts a fresh reference export of tinytorch_lib first, so each
 module is graded on its own work against the reference of the earlier ones.
+The graded module's own file and the later ones are never on the kernel's
+path (reference_library(where, module); the sandbox shows a kernel only the
+earlier modules' files, tito/sandbox.py visible_library): a solution cell that
+imports the course's reference of its own task gets an ImportError.
 """
 from __future__ import annotations
 
@@ -87,16 +91,18 @@ def failure_reason(error: TitoError) -> str:
     return (raised or lines)[-1][:200]
 
 
-def reference_library(where: Path) -> Path:
-    """A fresh reference export of every module in `where`/tinytorch_lib; returns `where`."""
+def reference_library(where: Path, module: Module | None = None) -> Path:
+    """A fresh reference export in `where`/tinytorch_lib of every module, or with `module`, of the
+    modules before it only (what grading `module` may import); returns `where`."""
     lib = where / "tinytorch_lib"
     lib.mkdir(parents=True, exist_ok=True)
     for name in sorted({p.name for p in LIBRARY.glob("*.py")} - set(LIBRARY_FILES.values())):  # hand-written
         shutil.copy(LIBRARY / name, lib / name)
     if not (where / "data").is_symlink():  # tinytorch_lib.data_dir(): data/ beside the package
         (where / "data").symlink_to(ROOT / "data", target_is_directory=True)
-    for module in all_modules():
-        export_reference(module, lib)
+    for earlier in all_modules():
+        if module is None or earlier.number < module.number:
+            export_reference(earlier, lib)
     return where
 
 

@@ -6,7 +6,8 @@ leaves isolation to the deployer. Here every grading kernel starts inside
 unprivileged uid, and sees only:
 
     the Python environment (sys.prefix, base prefix) and /usr     read-only
-    the tinytorch_lib it is graded against, and data/ beside it    read-only
+    tinytorch_lib: only the files of the modules before the       read-only
+    graded one (never its own or later ones), data/ beside it
     its own working copy (autograded/<student>/<A>/, copied in)    size-limited tmpfs, lost at exit
     /tmp, a private /proc and a minimal /dev                       size-limited tmpfs
 
@@ -90,6 +91,23 @@ def library_folder(pythonpath: str) -> Path | None:
     return Path(spec.origin).resolve().parent.parent if spec and spec.origin else None
 
 
+def visible_library(library: Path, assignment: str) -> list[str]:
+    """The tinytorch_lib files a kernel grading `assignment` (a folder name, "06_optimizers") may import:
+    the hand-written ones (__init__.py, timing.py) and the files of the modules before it. The graded
+    module's own file and every later one stay outside, so a solution cell that imports the course's
+    reference of its own task gets an ImportError and scores what the student's code earns."""
+    from .modules import LIBRARY_FILES
+
+    number = assignment[:2]
+    if not (number.isdigit() and assignment[2:3] == "_" and number in LIBRARY_FILES):
+        raise TitoError(f"cannot tell which module the notebook in {assignment!r} belongs to (expected a folder "
+                        "named like 06_optimizers): grading gives no library to a notebook it cannot place")
+    module_files = set(LIBRARY_FILES.values())
+    earlier = {name for n, name in LIBRARY_FILES.items() if n < number}
+    return sorted(p.name for p in (library / "tinytorch_lib").glob("*.py")
+                  if p.name not in module_files or p.name in earlier)
+
+
 def python_roots() -> list[Path]:
     """Folders holding the Python environment: the venv and the interpreter it was made from."""
     roots = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
@@ -97,9 +115,13 @@ def python_roots() -> list[Path]:
     return sorted(r for r in roots if not r.is_relative_to("/usr"))
 
 
-def bwrap_argv(kernel_cmd: list[str], cwd: Path, connection_dir: Path, library: Path | None,
-               uid: int | None, work_bytes: int, tmp_bytes: int, max_processes: int) -> list[str]:
+def bwrap_argv(kernel_cmd: list[str], cwd: Path, connection_dir: Path | None, library: Path | None,
+               uid: int | None, work_bytes: int, tmp_bytes: int, max_processes: int,
+               library_files: list[str] | None = None) -> list[str]:
     """The command that runs `kernel_cmd` in the sandbox, in a copy of `cwd`.
+
+    library_files: the names in library/tinytorch_lib the kernel sees (see visible_library);
+    None shows the whole folder.
 
     uid: when grading as root, the unprivileged uid the kernel runs as (RLIMIT_NPROC does not
     bind root); None when grading as an ordinary user, who stays themselves in a new user
@@ -128,9 +150,17 @@ def bwrap_argv(kernel_cmd: list[str], cwd: Path, connection_dir: Path, library: 
             mount("--ro-bind", path, path)
     for root in python_roots():
         mount("--ro-bind", str(root), str(root))
-    mount("--bind", str(connection_dir), str(connection_dir))
+    if connection_dir is not None:  # a kernel's ZeroMQ sockets (None: a process talking over pipes)
+        mount("--bind", str(connection_dir), str(connection_dir))
     if library is not None:
-        mount("--ro-bind", str(library / "tinytorch_lib"), str(library / "tinytorch_lib"))
+        package = library / "tinytorch_lib"
+        if library_files is None:
+            mount("--ro-bind", str(package), str(package))
+        else:  # an empty read-only folder holding only the files named
+            mount("--size", str(1 << 20), "--tmpfs", str(package))
+            for name in library_files:
+                argv.extend(["--ro-bind", str(package / name), str(package / name)])
+            argv.extend(["--remount-ro", str(package)])
         if (library / "data").is_dir():  # tinytorch_lib.data_dir(): the data/ beside the package
             mount("--ro-bind", str((library / "data").resolve()), str(library / "data"))
     mount("--ro-bind", str(cwd), WORKDIR_COPY)

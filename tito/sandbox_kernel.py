@@ -17,7 +17,7 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import Integer
 
 from .safe_execute import SafeExecute
-from .sandbox import OPT_OUT, bwrap, bwrap_argv, kernel_env, library_folder, opted_out
+from .sandbox import OPT_OUT, bwrap, bwrap_argv, kernel_env, library_folder, opted_out, visible_library
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -58,8 +58,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         env = kw.get("env") or os.environ
         library = library_folder(env.get("PYTHONPATH", ""))
         kw["env"] = kernel_env(env, library)
+        # nbgrader runs the notebook in autograded/<student>/<assignment>/: the assignment decides
+        # which library files the kernel sees (the modules before it, never its own).
+        files = visible_library(library, cwd.name) if library is not None else None
         argv = bwrap_argv(list(kernel_cmd), cwd, self._connection_dir, library, uid,
-                          self.work_bytes, self.tmp_bytes, self.max_processes)
+                          self.work_bytes, self.tmp_bytes, self.max_processes, files)
         return await super()._async_launch_kernel(argv, **kw)
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:

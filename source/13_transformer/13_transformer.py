@@ -755,8 +755,8 @@ assert sharp[2] / 300 > 0.95, f"temperature 0.25 sharpens [0.1, 0.2, 0.7]: id 2 
 # The trained GPT is stored in Module 08's format: `save_model` writes the
 # architecture as `[["transformer.GPT", {vocab_size: ..., d_model: ...}]]`
 # and the `state_dict`; the tokenizer's `to_dict()` goes into `meta`, so a
-# file alone can turn text into ids and back. `load_model` rebuilds a
-# `Sequential` around the GPT; `load_gpt` unwraps it (given):
+# file alone can turn text into ids and back. `load_gpt` reads that file
+# back into this module's own `GPT` class (given): in this notebook, yours.
 
 # %% tags=["export"]
 GPT_FILE = "gpt_corpus.npz"
@@ -771,21 +771,37 @@ def save_gpt(path, model: GPT, tokenizer, meta: dict | None = None) -> int:
 
 
 def load_gpt(path=None) -> tuple:
-    """A file written by save_gpt (default: the course's data/gpt_corpus.npz) -> (model, tokenizer, meta)."""
+    """A file written by save_gpt (default: the course's data/gpt_corpus.npz) -> (model, tokenizer, meta).
+
+    Builds the `GPT` defined beside this function (not Module 08's `load_model`, which would import
+    `tinytorch_lib.transformer`): the notebook's own class in the notebook, the library's once exported.
+    """
+    import json
+    import os
+
     from tinytorch_lib import data_dir
     from tinytorch_lib.tokenization import CharTokenizer
-    from tinytorch_lib.training import load_model
 
     if path is None:
         try:
             path = data_dir(GPT_FILE) / GPT_FILE
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{e}; or make it again with `make gpt` (about 25 minutes)") from None
-    wrapped, meta = load_model(path)
-    # by name: build_model makes tinytorch_lib.transformer.GPT, which in the notebook is a different class object
-    if len(wrapped) != 1 or type(wrapped[0]).__name__ != "GPT" or "tokenizer" not in meta:
-        raise ValueError(f"load_gpt: {path} is not a GPT file written by save_gpt (no GPT layer or no tokenizer in meta)")
-    model = wrapped[0]
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"load_gpt: {path} does not exist")
+    not_gpt = f"load_gpt: {path} is not a GPT file written by save_gpt"
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        arch = json.loads(str(arrays.pop("__arch__")))
+        [[name, config]] = arch["layers"]
+        meta = arch.get("meta", {})
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as e:  # not an .npz, no or odd __arch__
+        raise ValueError(f"{not_gpt} ({type(e).__name__}: {e})") from None
+    if name != "transformer.GPT" or "tokenizer" not in meta:
+        raise ValueError(f"{not_gpt} (no GPT layer or no tokenizer in meta)")
+    model = GPT(**config)
+    model.load_state_dict({key.removeprefix("0."): value for key, value in arrays.items()})  # saved as Sequential(gpt)
     model.eval()
     return model, CharTokenizer.from_dict(meta["tokenizer"]), meta
 
