@@ -99,8 +99,12 @@ except ImportError as error:
     raise SystemExit(f"nbgrader_config.py: cannot import tito ({error}): run nbgrader from the "
                      "course's environment (.venv/bin/nbgrader, after `make test` or `make run`)") from None
 
+# OutsideChecks: each test cell also scores on its module's check in source/NN/checks.py, run on the
+# student's exported cells in a sandboxed process of its own and compared here (tito/checks.py):
+# what the student's code does inside the kernel cannot change that half of the grade.
 c.Autograde.autograde_preprocessors = [
     "tito.sandbox_kernel.SandboxedExecute",
+    "tito.checks.OutsideChecks",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",

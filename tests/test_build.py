@@ -71,7 +71,12 @@ def test_solution_markers_sit_inside_function_bodies(module):
 
 @pytest.mark.parametrize("module", MODULES, ids=IDS)
 def test_every_task_has_graded_tests_with_hidden_tests(module):
+    """Hidden cases live in source/NN/checks.py (run outside the kernel, tito/checks.py), one check per
+    test cell, and then nowhere in the notebook; a module without that file still has hidden blocks."""
+    from tito.checks import load_checks
+
     nb = read_source(module)
+    checks = load_checks(module)
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     tasks = sorted(set(re.findall(rf"### Task ({module.number}\.\d+)", text)))
     assert tasks, "no '### Task NN.M' headings"
@@ -81,7 +86,13 @@ def test_every_task_has_graded_tests_with_hidden_tests(module):
             f"test_{module.number}_{number}_")]
         assert cells, f"Task {task} has no test cell named test_{module.number}_{number}_*"
         assert all(c.metadata["nbgrader"]["points"] > 0 for c in cells)
-        assert any("### BEGIN HIDDEN TESTS" in c.source for c in cells), f"Task {task} has no hidden tests"
+        if checks:
+            missing = [c.metadata["nbgrader"]["grade_id"] for c in cells if c.metadata["nbgrader"]["grade_id"] not in checks]
+            assert not missing, f"Task {task}: no outside check for {missing} in source/{module.name}/checks.py"
+            assert not any("### BEGIN HIDDEN TESTS" in c.source for c in cells), \
+                f"Task {task}: hidden tests in the notebook would run beside the student's code; move them to checks.py"
+        else:
+            assert any("### BEGIN HIDDEN TESTS" in c.source for c in cells), f"Task {task} has no hidden tests"
 
 
 def test_release_never_ships_the_solution_source():

@@ -90,7 +90,7 @@ def answer_task_01_1_wrongly(notebook: Path) -> None:
 
 def test_course_config_is_serializable_and_keeps_nbgrader_autograde_steps(tmp_path):
     """Formgrader shows the configuration as JSON: importable names, no class objects; the
-    autograde list is nbgrader's own with SandboxedExecute in place of Execute."""
+    autograde list is nbgrader's own with SandboxedExecute and OutsideChecks in place of Execute."""
     from nbgrader.apps import NbGrader
     from nbgrader.converters.autograde import Autograde
 
@@ -104,8 +104,9 @@ def test_course_config_is_serializable_and_keeps_nbgrader_autograde_steps(tmp_pa
     json.dumps(app.config)
     default = [f"{c.__module__.rsplit('.', 1)[0]}.{c.__name__}" if c.__module__.startswith("nbgrader.preprocessors")
                else f"{c.__module__}.{c.__name__}" for c in Autograde.class_traits()["autograde_preprocessors"].default()]
-    expected = ["tito.sandbox_kernel.SandboxedExecute" if name == "nbgrader.preprocessors.Execute" else name
-                for name in default]
+    expected = [step for name in default for step in
+                (["tito.sandbox_kernel.SandboxedExecute", "tito.checks.OutsideChecks"]
+                 if name == "nbgrader.preprocessors.Execute" else [name])]
     names = [n.replace("nbconvert.preprocessors.clearmetadata", "nbconvert.preprocessors") for n in expected]
     assert app.config.Autograde.autograde_preprocessors == names
     assert app.config.Exchange.root == str(tmp_path / "exchange")

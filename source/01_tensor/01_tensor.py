@@ -227,22 +227,6 @@ assert q.nbytes == 3, f"nbytes of 3 int8 values: expected 3, got {q.nbytes}"
 h = Tensor([1, 2, 3], dtype=np.float16)
 assert h.dtype == np.float16 and h.nbytes == 6, f"dtype=float16: expected float16 and 6 bytes, got {h.dtype}, {h.nbytes}"
 print("Task 01.1 visible tests passed")
-### BEGIN HIDDEN TESTS
-d = Tensor(np.zeros((4, 5), dtype=np.float64))
-assert d.dtype == np.float64 and d.nbytes == 160, \
-    f"Tensor(np.zeros((4, 5), dtype=float64)): an existing array keeps float64 (rule 2), 160 bytes; got {d.dtype}, {d.nbytes}"
-assert Tensor(q).dtype == np.int8, f"Tensor(Tensor of int8): expected int8 (rule 2), got {Tensor(q).dtype}"
-f = Tensor(3.5)
-assert f.shape == () and f.dtype == np.float32, f"Tensor(3.5): expected shape () and float32 (rule 3), got {f.shape}, {f.dtype}"
-assert Tensor([[1, 2]]).dtype.kind == "i", f"Tensor([[1, 2]]): a list of ints stays integer, got {Tensor([[1, 2]]).dtype}"
-assert Tensor(np.float64(2.5)).dtype == np.float64, \
-    f"Tensor(np.float64(2.5)): a numpy scalar keeps its dtype (rule 2), got {Tensor(np.float64(2.5)).dtype}"
-assert isinstance(Tensor(np.int8(3)).data, np.ndarray), \
-    f"Tensor(np.int8(3)).data: expected an np.ndarray (0-d), got {type(Tensor(np.int8(3)).data).__name__}"
-big = Tensor(np.ones((7, 11, 3), dtype=np.int16))
-assert big.shape == (7, 11, 3) and big.nbytes == 7 * 11 * 3 * 2, \
-    f"Tensor(np.ones((7, 11, 3), dtype=int16)): expected shape (7, 11, 3) and 462 bytes, got {big.shape}, {big.nbytes}"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ### Given: how operators report to autograd
@@ -380,24 +364,6 @@ except ValueError as e:
 else:
     raise AssertionError("broadcast_shape((3, 4), (4, 3)) should raise ValueError")
 print("Task 01.2 visible tests passed")
-### BEGIN HIDDEN TESTS
-rng = np.random.default_rng(0)
-for _ in range(200):
-    a = tuple(int(x) for x in rng.integers(1, 4, size=rng.integers(0, 4)))
-    b = tuple(int(x) for x in rng.integers(1, 4, size=rng.integers(0, 4)))
-    try:
-        want = np.broadcast_shapes(a, b)
-    except ValueError:
-        want = None
-    if want is None:
-        try:
-            broadcast_shape(a, b)
-        except ValueError:
-            continue
-        raise AssertionError(f"broadcast_shape({a}, {b}) should raise ValueError (numpy cannot broadcast them)")
-    got = broadcast_shape(a, b)
-    assert got == want, f"broadcast_shape({a}, {b}): expected {want}, got {got}"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 3. Elementwise operations
@@ -459,21 +425,6 @@ except ValueError as e:
 else:
     raise AssertionError("(3, 4) + (4, 3) should raise ValueError")
 print("Task 01.3 visible tests passed")
-### BEGIN HIDDEN TESTS
-q = Tensor(np.array([1, 2, 3], dtype=np.int8))
-assert (q + 1).dtype == np.int8, f"int8 tensor [1, 2, 3] + 1: expected dtype int8, got {(q + 1).dtype}"
-assert (q * q).dtype == np.int8, f"int8 tensor * int8 tensor: expected dtype int8, got {(q * q).dtype}"
-r = Tensor(np.arange(24, dtype=np.float32).reshape(2, 3, 4))
-s = Tensor(np.arange(4, dtype=np.float32))
-assert (r - s).shape == (2, 3, 4) and np.array_equal((r - s).data, r.data - s.data), \
-    "(2, 3, 4) - (4,) with r = arange(24), s = arange(4): expected r.data - s.data, shape (2, 3, 4)"
-try:
-    r * Tensor(np.ones((2, 4)))
-except ValueError as e:
-    assert "mul" in str(e) and "(2, 3, 4)" in str(e), f"(2, 3, 4) * (2, 4): the error should name 'mul' and both shapes, got: {e}"
-else:
-    raise AssertionError("(2, 3, 4) * (2, 4) should raise ValueError")
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 4. Matrix multiplication
@@ -522,23 +473,6 @@ except ValueError as e:
 else:
     raise AssertionError("(3, 4) @ (5, 2) should raise ValueError")
 print("Task 01.4 visible tests passed")
-### BEGIN HIDDEN TESTS
-rng = np.random.default_rng(1)
-a = rng.standard_normal((4, 5, 6)).astype(np.float32)
-b = rng.standard_normal((4, 6, 7)).astype(np.float32)
-got = matmul(Tensor(a), Tensor(b))
-assert got.shape == (4, 5, 7) and np.allclose(got.data, a @ b, atol=1e-5), \
-    f"batched matmul (4, 5, 6) @ (4, 6, 7) of random float32: expected shape (4, 5, 7) equal to a @ b, got {got.shape}"
-v = rng.standard_normal(6).astype(np.float32)
-assert np.allclose(matmul(Tensor(a[0]), Tensor(v)).data, a[0] @ v, atol=1e-5), \
-    "matrix (5, 6) @ vector (6,): expected np.matmul's result, shape (5,)"
-try:
-    matmul(Tensor(a), Tensor(a))
-except ValueError as e:
-    assert "6 and 5" in str(e), f"(4, 5, 6) @ (4, 5, 6): the error should name inner dimensions 6 and 5, got: {e}"
-else:
-    raise AssertionError("(4, 5, 6) @ (4, 5, 6) should raise ValueError (inner dimensions 6 and 5)")
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 5. Reductions
@@ -590,29 +524,6 @@ except ValueError as e:
 else:
     raise AssertionError("sum(axis=2) of a (2, 3) tensor should raise ValueError")
 print("Task 01.5 visible tests passed")
-### BEGIN HIDDEN TESTS
-r = np.random.default_rng(2).standard_normal((3, 4, 5)).astype(np.float32)
-t = Tensor(r)
-got = t.mean(axis=(0, 2))
-assert got.shape == (4,) and np.allclose(got.data, r.mean(axis=(0, 2)), atol=1e-6), \
-    f"mean(axis=(0, 2)) of a (3, 4, 5) tensor: expected shape (4,) equal to numpy's, got shape {got.shape}"
-assert t.max(axis=1, keepdims=True).shape == (3, 1, 5), \
-    f"max(axis=1, keepdims=True) of (3, 4, 5): expected (3, 1, 5), got {t.max(axis=1, keepdims=True).shape}"
-assert t.sum(axis=-3).shape == (4, 5), f"sum(axis=-3) of (3, 4, 5): expected (4, 5), got {t.sum(axis=-3).shape}"
-for bad in (3, -4):
-    try:
-        t.max(axis=bad)
-    except ValueError:
-        pass
-    else:
-        raise AssertionError(f"max(axis={bad}) of shape (3, 4, 5) should raise ValueError")
-try:
-    reduce(t, "median")
-except ValueError:
-    pass
-else:
-    raise AssertionError("reduce(t, 'median'): an unknown kind should raise ValueError")
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 6. Memory layout: reshape and transpose
@@ -682,23 +593,6 @@ except ValueError as e:
 else:
     raise AssertionError("reshape of 6 elements into (4, 2) should raise ValueError")
 print("Task 01.6 visible tests passed")
-### BEGIN HIDDEN TESTS
-y = Tensor(np.arange(120, dtype=np.int8).reshape(2, 3, 4, 5))
-got = y.transpose(0, 2, 1, 3)
-assert got.shape == (2, 4, 3, 5) and np.array_equal(got.data, np.transpose(y.data, (0, 2, 1, 3))), \
-    f"transpose(0, 2, 1, 3) of a (2, 3, 4, 5) tensor: expected shape (2, 4, 3, 5), got {got.shape}"
-assert y.transpose().shape == (5, 4, 3, 2), f"transpose() of (2, 3, 4, 5): expected (5, 4, 3, 2), got {y.transpose().shape}"
-got = y.reshape(2, -1)
-assert got.shape == (2, 60) and got.dtype == np.int8, \
-    f"reshape(2, -1) of a (2, 3, 4, 5) int8 tensor: expected (2, 60) int8, got {got.shape} {got.dtype}"
-for bad in [(7, -1), (-1, -1)]:
-    try:
-        y.reshape(*bad)
-    except ValueError:
-        pass
-    else:
-        raise AssertionError(f"reshape{bad} of a (2, 3, 4, 5) tensor (120 elements) should raise ValueError")
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 7. Systems analysis: what did we build?

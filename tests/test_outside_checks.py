@@ -1,0 +1,144 @@
+"""Tests the student's code cannot rewrite: Module 01 is graded on checks run outside the kernel.
+
+Four attacks live inside the grading kernel, where no sandbox can stop them: an IPython input
+transformer that turns every later test cell into `pass`, a patched `np.allclose`, and two ways of
+reading a test's expected value while it runs (`sys._getframe`, `sys.settrace`). Graded with the
+outside checks switched off they raise their scores (that is what makes them attacks); graded as
+configured, each earns exactly what its own code earns, and the honest students beside them are
+unchanged. Also: what the checks' process sees, and that it costs well under a second a notebook.
+"""
+import time
+
+import nbformat
+import numpy as np
+import pytest
+
+from helpers import fill_in
+from tito import grading
+from tito.checks import StudentError, load_checks, run_checks
+from tito.modules import find_module
+
+MODULE = find_module("01")
+NB = f"{MODULE.name}.ipynb"
+
+TRANSFORMER = '''
+def _every_test_passes(lines):
+    return ["pass\\n"] if any(line.startswith("# Tests for Task") for line in lines[:3]) else lines
+get_ipython().input_transformers_cleanup.append(_every_test_passes)
+'''
+PATCH_ALLCLOSE = '''
+np.allclose = lambda *args, **kwargs: True
+'''
+WRONG_MATMUL = '''
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    a, b = Tensor(a), Tensor(b)
+    if a.shape[-1] != (b.shape[-2] if b.ndim >= 2 else b.shape[0]):
+        raise ValueError(f"matmul: {a.shape} @ {b.shape}: inner dimensions {a.shape[-1]} and {b.shape[-2]} differ")
+    return Tensor(np.matmul(a.data, b.data) + 1)
+'''
+FRAME_PEEK = '''
+import sys
+def broadcast_shape(a, b):
+    seen = sys._getframe(1).f_locals
+    if seen.get("a") == a and seen.get("b") == b and seen.get("want") is not None:
+        return seen["want"]
+    raise ValueError(f"cannot broadcast {a} and {b}")
+'''
+SETTRACE_PEEK = '''
+import sys
+_seen = {}
+def _tracer(frame, event, arg):
+    if "want" in frame.f_locals:
+        _seen.update(frame.f_locals)
+    return _tracer
+sys.settrace(_tracer)
+def broadcast_shape(a, b):
+    if _seen.get("a") == a and _seen.get("b") == b and _seen.get("want") is not None:
+        return _seen["want"]
+    raise ValueError(f"cannot broadcast {a} and {b}")
+'''
+
+def notebook(out, base: str, cells: dict[str, str] | None = None, append: str = ""):
+    """`base` ("full" or "stub") with solution cells replaced (grade_id -> source) and code appended to
+    the first solution cell."""
+    if base == "full":
+        fill_in(MODULE, out)
+        nb = nbformat.read(out, as_version=4)
+    else:
+        nb = nbformat.read(MODULE.release_ipynb, as_version=4)
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cells and gid in cells:
+            cell.source = cells[gid]
+    next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")).source += "\n" + append
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out)
+    return out
+
+
+# student -> (notebook, score with the outside checks, score with them switched off)
+CLASS = {
+    "a_honest_full": (("full",), 24, 24),
+    "b_transformer": (("stub", None, TRANSFORMER), 0, 24),
+    "c_honest_stub": (("stub",), 0, 0),
+    "d_allclose": (("full", {"matmul": WRONG_MATMUL}, PATCH_ALLCLOSE), 20, 24),
+    "e_honest_wrong_matmul": (("full", {"matmul": WRONG_MATMUL}), 20, 20),
+    "f_frame": (("stub", {"broadcast_shape": FRAME_PEEK}), 0, 4),
+    "g_settrace": (("stub", {"broadcast_shape": SETTRACE_PEEK}), 0, 4),
+    "h_honest_full": (("full",), 24, 24),
+}
+
+
+@pytest.mark.pipeline
+def test_attacks_from_inside_the_kernel_no_longer_change_a_grade(tmp_path):
+    course = grading.new_course(tmp_path / "course", [MODULE])
+    grading.generate(course, MODULE)
+    lib = grading.reference_library(tmp_path / "lib", MODULE)
+    submissions = {s: notebook(tmp_path / "in" / s / NB, *spec) for s, (spec, _, _) in CLASS.items()}
+
+    unchecked = grading.autograde(course, MODULE, submissions, lib, options=("--OutsideChecks.enabled=False",))
+    assert {s: g.score for s, g in unchecked.items()} == {s: off for s, (_, _, off) in CLASS.items()}, \
+        "graded inside the kernel only, each attack should raise its score (else it tests nothing)"
+
+    start = time.perf_counter()
+    checked = grading.autograde(course, MODULE, submissions, lib)
+    seconds = (time.perf_counter() - start) / len(CLASS)
+    assert {s: g.score for s, g in checked.items()} == {s: on for s, (_, on, _) in CLASS.items()}
+    graded = nbformat.read(course / "autograded" / "b_transformer" / MODULE.name / NB, as_version=4)
+    failures = [o.evalue for c in graded.cells for o in c.get("outputs", []) if o.get("ename") == "CheckFailed"]
+    assert len(failures) == 6 and all("NotImplementedError: Module 01 (tensor), Task 01." in f for f in failures), failures
+    print(f"\ngraded {len(CLASS)} notebooks, {seconds:.1f} s each with the outside checks")
+
+
+def test_the_checks_process_holds_the_export_and_the_earlier_modules_only(tmp_path):
+    """No hidden value reaches it: it sees its inputs, the student's export, earlier library files."""
+    nb = nbformat.read(fill_in(MODULE, tmp_path / NB), as_version=4)
+    probe = {"test_01_1_tensor": lambda s: seen.update(
+        names=s.value("sorted(k for k in globals() if not k.startswith('_'))"),
+        files=s.value("sorted(__import__('os').listdir(__import__('tinytorch_lib').__path__[0]))"),
+        cwd=s.value("sorted(__import__('os').listdir('.'))"),
+        error=s.raises("Tensor(np.zeros((3, 4))) + Tensor(np.zeros((4, 3)))"),
+        roundtrip=s.value("(x, x.dtype, {'k': (1, 2.5, None, 'a')})", x=np.arange(6, dtype=np.int8).reshape(2, 3)))}
+    seen = {}
+    start = time.perf_counter()
+    assert run_checks(MODULE, nb, probe) == {"test_01_1_tensor": None}
+    print(f"\nstart, load the export, 5 requests: {time.perf_counter() - start:.2f} s")
+    assert "Tensor" in seen["names"] and "matmul" in seen["names"] and "want" not in seen["names"]
+    assert seen["files"] == ["__init__.py", "timing.py"], seen["files"]  # Module 01 has no earlier module
+    assert seen["cwd"] == [], seen["cwd"]
+    assert isinstance(seen["error"], StudentError) and seen["error"].type == "ValueError"
+    assert "line" in seen["error"].at and "your exported cells" in seen["error"].at, seen["error"].at
+    x, dtype, extra = seen["roundtrip"]
+    assert x.dtype == np.int8 and np.array_equal(x, np.arange(6).reshape(2, 3)) and dtype == np.int8
+    assert extra == {"k": (1, 2.5, None, "a")}
+
+
+def test_values_that_are_not_data_and_dying_processes_fail_the_check_clearly(tmp_path):
+    nb = nbformat.read(fill_in(MODULE, tmp_path / NB), as_version=4)
+    probes = {"test_01_1_tensor": lambda s: s.value("Tensor([1.0])"),
+              "test_01_2_broadcast": lambda s: s.run("__import__('os')._exit(3)"),
+              "test_01_3_elementwise": load_checks(MODULE)["test_01_3_elementwise"]}
+    out = run_checks(MODULE, nb, probes, timeout=20)
+    assert "raised NotData: a tinytorch_lib.tensor.Tensor" in out["test_01_1_tensor"], out
+    assert "ended (os._exit, a crash, or out of memory)" in out["test_01_2_broadcast"], out
+    assert out["test_01_3_elementwise"] is None, "a new process serves the checks after one died"

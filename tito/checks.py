@@ -1,0 +1,300 @@
+"""Graded checks that run outside the student's interpreter.
+
+A test cell in the notebook runs in the grading kernel, beside the student's code: code there can
+rewrite later cells (an IPython input transformer), patch numpy, or read a test's expected values
+out of its frame. So a module's grade does not rest on it alone. `source/NN_name/checks.py`
+(instructor only: never released, never in the sandbox) holds one check per test cell:
+
+    from tito.checks import check
+
+    @check("test_01_4_matmul")
+    def matmul(s):
+        a, b = rng.standard_normal((4, 5, 6)), rng.standard_normal((4, 6, 7))
+        got = s.value("matmul(Tensor(a), Tensor(b)).data", a=a, b=b)   # runs in the sandbox
+        assert np.allclose(got, a @ b), f"batched matmul ...: got shape {got.shape}"  # runs here
+
+`s.run(code, **inputs)` executes code and `s.value(expr, **inputs)` evaluates an expression in a
+sandboxed process that holds only the student's exported cells (as `tito module export` writes them)
+and the library files of the earlier modules; inputs go in and values come back as data (numbers,
+strings, tuples, lists, dicts, numpy arrays; tito/check_runner.py), and every comparison and expected
+value stays in this process, where no student code ever ran. `s.raises(code, **inputs)` runs code
+that should raise and returns the StudentError (None when nothing was raised).
+
+`OutsideChecks`, an autograde preprocessor after the kernel ran the notebook, runs each test cell's
+check and appends the failure to that cell as an error output, so the cell scores 0 unless the
+notebook's own tests and the outside check both pass.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import secrets
+import selectors
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from nbformat.v4 import new_output
+from traitlets import Integer
+
+from . import check_runner
+from .export import export_text
+from .modules import LIBRARY_FILES, Module, TitoError, all_modules, SOURCE
+from .sandbox import bwrap_argv, kernel_env, library_folder, opted_out, visible_library
+
+RUNNER = Path(check_runner.__file__).read_text()
+ANSWER_BYTES = 64 << 20      # the largest answer read from the sandbox
+MEMORY_BYTES = 4 << 30       # address space of the checks' process
+WORK_BYTES = 64 << 20        # its working folder and /tmp (tmpfs)
+CHECK = Callable[["Scope"], None]
+
+
+class StudentError(Exception):
+    """The student's code raised: its type, message and the exported line that raised."""
+
+    def __init__(self, code: str, type_: str, message: str, at: str = ""):
+        self.code, self.type, self.message, self.at = code, type_, message, at
+        where = f" (at {at})" if at else ""
+        super().__init__(f"`{_short(code)}` raised {type_}: {message}{where}")
+
+
+class SandboxError(Exception):
+    """The checks' process stopped answering (it died, hung past the limit, or sent garbage)."""
+
+
+def _short(code: str, limit: int = 160) -> str:
+    code = " ".join(code.split())
+    return code if len(code) <= limit else code[:limit] + " ..."
+
+
+def check(grade_id: str) -> Callable[[CHECK], CHECK]:
+    """Register the decorated function as the outside check of test cell `grade_id`."""
+    def register(fn: CHECK) -> CHECK:
+        fn.grade_id = grade_id
+        return fn
+    return register
+
+
+def checks_file(module: Module) -> Path:
+    return SOURCE / module.name / "checks.py"
+
+
+def load_checks(module: Module) -> dict[str, CHECK]:
+    """grade_id -> check, from source/NN_name/checks.py ({} when the module has none)."""
+    path = checks_file(module)
+    if not path.exists():
+        return {}
+    spec = importlib.util.spec_from_file_location(f"tito_checks_{module.number}", path)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    found = {}
+    for value in vars(loaded).values():
+        gid = getattr(value, "grade_id", None)
+        if callable(value) and isinstance(gid, str):
+            if gid in found:
+                raise TitoError(f"{path}: two checks for {gid}")
+            found[gid] = value
+    return found
+
+
+class Runner:
+    """The sandboxed process that holds the student's export and answers requests."""
+
+    def __init__(self, module: Module, export: str, env: dict, timeout: float):
+        self.timeout = timeout
+        self._tmp = Path(tempfile.mkdtemp(prefix="tito-checks-"))
+        work = self._tmp / module.name  # the folder's name tells the sandbox which module this is
+        work.mkdir()
+        library = library_folder(env.get("PYTHONPATH", ""))
+        cmd = [sys.executable, "-s", "-c", RUNNER]
+        if opted_out():
+            argv, run_env = cmd, dict(env, PYTHONPATH=str(library)) if library else dict(env)
+        else:
+            uid = None
+            if os.geteuid() == 0:
+                uid = 200_000 + secrets.randbelow(800_000)
+            files = visible_library(library, work.name) if library is not None else None
+            argv = bwrap_argv(cmd, work, None, library, uid, WORK_BYTES, WORK_BYTES, 64, files)
+            run_env = kernel_env(env, library)
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, env=run_env, cwd=str(work),
+                                      preexec_fn=_limit_memory)
+        self._buffer = b""
+        self._next = 0
+        self.request({"op": "load", "file": LIBRARY_FILES[module.number][:-3], "code": export})
+
+    def request(self, request: dict):
+        self._next += 1
+        request["id"] = self._next
+        try:
+            self._proc.stdin.write((json.dumps(request) + "\n").encode())
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise SandboxError("the process running your code had stopped") from None
+        answer = self._answer(time.monotonic() + self.timeout)
+        if answer.get("id") != self._next:
+            raise SandboxError("the process running your code answered out of turn")
+        if "error" in answer:
+            error = answer["error"]
+            if not isinstance(error, dict):
+                raise SandboxError("the process running your code sent a malformed answer")
+            raise StudentError(request.get("code", "your exported cells"), str(error.get("type")),
+                               str(error.get("message")), str(error.get("at") or ""))
+        try:
+            return check_runner.decode(answer.get("value"), np)
+        except (ValueError, TypeError, KeyError) as e:
+            raise SandboxError(f"the process running your code sent a value that is not data ({e})") from None
+
+    def _answer(self, deadline: float) -> dict:
+        out = self._proc.stdout
+        with selectors.DefaultSelector() as sel:
+            sel.register(out, selectors.EVENT_READ)
+            while b"\n" not in self._buffer:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.close()
+                    raise SandboxError(f"no answer within {self.timeout:g} s (the code ran too long)")
+                if not sel.select(left):
+                    continue
+                chunk = os.read(out.fileno(), 1 << 20)
+                if not chunk:
+                    self.close()
+                    raise SandboxError("the process running your code ended (os._exit, a crash, or out of memory)")
+                self._buffer += chunk
+                if len(self._buffer) > ANSWER_BYTES:
+                    self.close()
+                    raise SandboxError(f"an answer larger than {ANSWER_BYTES >> 20} MiB")
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            raise SandboxError("the process running your code sent something that is not an answer") from None
+        if not isinstance(answer, dict):
+            raise SandboxError("the process running your code sent a malformed answer")
+        return answer
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        for stream in (self._proc.stdin, self._proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _limit_memory() -> None:
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
+
+
+class Scope:
+    """One check's names in the sandbox: a copy of the student's exported module."""
+
+    def __init__(self, runner: Runner, name: str):
+        self._runner, self._name = runner, name
+
+    def run(self, code: str, **inputs) -> None:
+        """Execute `code` (statements); StudentError when it raises."""
+        self._runner.request({"op": "exec", "scope": self._name, "code": code, "inputs": _encode(inputs)})
+
+    def value(self, expr: str, **inputs):
+        """Evaluate `expr` and return its value as data; StudentError when it raises."""
+        return self._runner.request({"op": "eval", "scope": self._name, "code": expr, "inputs": _encode(inputs)})
+
+    def raises(self, code: str, **inputs) -> StudentError | None:
+        """Execute `code` that should raise: the error it raised, or None."""
+        try:
+            self.run(code, **inputs)
+        except StudentError as e:
+            return e
+        return None
+
+
+def _encode(inputs: dict):
+    return check_runner.encode(inputs, np)
+
+
+def run_checks(module: Module, nb, checks: dict[str, CHECK], env: dict | None = None,
+               timeout: float = 60) -> dict[str, str | None]:
+    """grade_id -> None (passed) or the failure message, for each test cell of `nb` with a check."""
+    env = dict(os.environ if env is None else env)
+    wanted = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+              if c.metadata.get("nbgrader", {}).get("grade") and c.metadata["nbgrader"].get("grade_id") in checks]
+    try:
+        export = export_text(module, nb, "your notebook")
+    except TitoError as e:
+        return {gid: f"your notebook's exported cells cannot run: {e}" for gid in wanted}
+    outcomes: dict[str, str | None] = {}
+    runner = None
+    try:
+        for i, gid in enumerate(wanted):
+            try:
+                if runner is None or not runner.alive:
+                    if runner is not None:
+                        runner.close()
+                    runner = Runner(module, export, env, timeout)
+                checks[gid](Scope(runner, f"check{i}"))
+                outcomes[gid] = None
+            except AssertionError as e:
+                outcomes[gid] = str(e) or f"{gid} failed"
+            except StudentError as e:
+                if e.code == "your exported cells":
+                    outcomes[gid] = f"running your notebook's exported cells raised {e.type}: {e.message}" + \
+                                    (f" (at {e.at})" if e.at else "")
+                else:
+                    outcomes[gid] = str(e)
+            except SandboxError as e:
+                outcomes[gid] = str(e)
+                if runner is not None:
+                    runner.close()
+                    runner = None
+    finally:
+        if runner is not None:
+            runner.close()
+    return outcomes
+
+
+def _module_named(assignment: str) -> Module | None:
+    return next((m for m in all_modules() if m.name == assignment), None)
+
+
+try:
+    from nbgrader.preprocessors import NbGraderPreprocessor
+except ImportError:  # tito's student commands do not need nbgrader's preprocessors
+    NbGraderPreprocessor = object
+
+
+class OutsideChecks(NbGraderPreprocessor):
+    """Autograde step: each test cell with a check also scores on the check, run outside the kernel."""
+
+    timeout = Integer(60, config=True, help="seconds one request to the checks' process may take")
+
+    def preprocess(self, nb, resources):
+        module = _module_named(resources.get("nbgrader", {}).get("assignment", ""))
+        checks = load_checks(module) if module is not None else {}
+        if not checks:
+            return nb, resources
+        start = time.monotonic()
+        outcomes = run_checks(module, nb, checks, timeout=self.timeout)
+        for cell in nb.cells:
+            message = outcomes.get(cell.metadata.get("nbgrader", {}).get("grade_id"))
+            if message:
+                cell.outputs.append(new_output("error", ename="CheckFailed", evalue=message,
+                                               traceback=[f"CheckFailed (graded outside your notebook): {message}"]))
+        failed = sum(1 for m in outcomes.values() if m)
+        self.log.info(f"outside checks: {len(outcomes) - failed}/{len(outcomes)} passed in "
+                      f"{time.monotonic() - start:.2f} s")
+        return nb, resources
