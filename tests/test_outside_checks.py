@@ -106,7 +106,10 @@ def test_attacks_from_inside_the_kernel_no_longer_change_a_grade(tmp_path):
     assert {s: g.score for s, g in checked.items()} == {s: on for s, (_, on, _) in CLASS.items()}
     graded = nbformat.read(course / "autograded" / "b_transformer" / MODULE.name / NB, as_version=4)
     failures = [o.evalue for c in graded.cells for o in c.get("outputs", []) if o.get("ename") == "CheckFailed"]
-    assert len(failures) == 6 and all("NotImplementedError: Module 01 (tensor), Task 01." in f for f in failures), failures
+    # Its export runs get_ipython(), which exists only in IPython: every check fails on that, saying so.
+    assert len(failures) == 6 and all(f.startswith("running your notebook's exported cells raised NameError: "
+                                                   "name 'get_ipython' is not defined (at cell ") for f in failures), failures
+    assert "get_ipython().input_transformers_cleanup.append(_every_test_passes)" in failures[0], failures[0]
     print(f"\ngraded {len(CLASS)} notebooks, {seconds:.1f} s each with the outside checks")
 
 
@@ -127,7 +130,7 @@ def test_the_checks_process_holds_the_export_and_the_earlier_modules_only(tmp_pa
     assert seen["files"] == ["__init__.py", "timing.py"], seen["files"]  # Module 01 has no earlier module
     assert seen["cwd"] == [], seen["cwd"]
     assert isinstance(seen["error"], StudentError) and seen["error"].type == "ValueError"
-    assert "line" in seen["error"].at and "your exported cells" in seen["error"].at, seen["error"].at
+    assert seen["error"].at.startswith("cell ") and "of your exported cells: " in seen["error"].at, seen["error"].at
     x, dtype, extra = seen["roundtrip"]
     assert x.dtype == np.int8 and np.array_equal(x, np.arange(6).reshape(2, 3)) and dtype == np.int8
     assert extra == {"k": (1, 2.5, None, "a")}

@@ -15,6 +15,7 @@ warnings go to /dev/null.
 """
 import base64
 import json
+import linecache
 import math
 import os
 import sys
@@ -108,11 +109,19 @@ def text_of(error: BaseException) -> str:
 
 
 def raised_at(error: BaseException) -> str:
-    """The exported line that raised, as 'line 42: return x @ w' (the innermost in the export)."""
+    """Where in the export it raised (the innermost such frame), as
+    'cell matmul, line 5 of your exported cells: return x @ w'."""
     at = ""
+    lines = linecache.getlines(EXPORT_FILE)
     for frame in traceback.extract_tb(error.__traceback__):
-        if frame.filename == EXPORT_FILE:
-            at = f"line {frame.lineno} of your exported cells: {(frame.line or '').strip()}"
+        if frame.filename != EXPORT_FILE:
+            continue
+        where = f"line {frame.lineno}"
+        marker = next((i for i in range(min(frame.lineno, len(lines)) - 1, -1, -1)
+                       if lines[i].startswith("# cell ")), None)
+        if marker is not None:  # export_text writes "# cell <id>" above each cell's lines
+            where = f"cell {lines[marker][len('# cell '):].strip()}, line {frame.lineno - marker - 1}"
+        at = f"{where} of your exported cells: {(frame.line or '').strip()}"
     return at
 
 
@@ -139,6 +148,8 @@ def serve() -> None:
                 module = types.ModuleType(name)
                 module.__file__ = EXPORT_FILE
                 sys.modules[name] = module
+                linecache.cache[EXPORT_FILE] = (len(request["code"]), None, request["code"].splitlines(True),
+                                                EXPORT_FILE)  # tracebacks quote the student's line
                 exec(compile(request["code"], EXPORT_FILE, "exec"), module.__dict__)
                 answer["value"] = None
             else:

@@ -53,6 +53,7 @@ ANSWER_BYTES = 64 << 20      # the largest answer read from the sandbox
 MEMORY_BYTES = 4 << 30       # address space of the checks' process
 WORK_BYTES = 64 << 20        # its working folder and /tmp (tmpfs)
 CHECK = Callable[["Scope"], None]
+EXPORTED = "your exported cells"  # the code a StudentError names when loading the export raised
 
 
 class StudentError(Exception):
@@ -144,7 +145,8 @@ class Runner:
             error = answer["error"]
             if not isinstance(error, dict):
                 raise SandboxError("the process running your code sent a malformed answer")
-            raise StudentError(request.get("code", "your exported cells"), str(error.get("type")),
+            code = EXPORTED if request["op"] == "load" else request.get("code", "")
+            raise StudentError(code, str(error.get("type")),
                                str(error.get("message")), str(error.get("at") or ""))
         try:
             return check_runner.decode(answer.get("value"), np)
@@ -251,7 +253,7 @@ def run_checks(module: Module, nb, checks: dict[str, CHECK], env: dict | None = 
             except AssertionError as e:
                 outcomes[gid] = str(e) or f"{gid} failed"
             except StudentError as e:
-                if e.code == "your exported cells":
+                if e.code == EXPORTED:
                     outcomes[gid] = f"running your notebook's exported cells raised {e.type}: {e.message}" + \
                                     (f" (at {e.at})" if e.at else "")
                 else:
