@@ -224,6 +224,17 @@ class Scope:
             return e
         return None
 
+    def expect_error(self, code: str, what: str, needles: tuple[str, ...] = (), error: str = "ValueError",
+                     **inputs) -> StudentError:
+        """Execute `code`, which must raise `error` with every string of `needles` in its message;
+        AssertionError saying `what` was run and what happened instead."""
+        raised = self.raises(code, **inputs)
+        assert raised is not None, f"{what} should raise {error}"
+        assert raised.type == error, f"{what} should raise {error}, raised {raised.type}: {raised.message}"
+        missing = [n for n in needles if n not in raised.message]
+        assert not missing, f"{what}: the error should name {', '.join(needles)}, got: {raised.message}"
+        return raised
+
 
 def _encode(inputs: dict):
     return check_runner.encode(inputs, np)

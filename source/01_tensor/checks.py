@@ -68,14 +68,6 @@ def broadcast(s):
         assert got == want, f"broadcast_shape({a}, {b}): expected {want}, got {got}"
 
 
-def shape_error(s, code: str, what: str, *needles: str, **inputs):
-    error = s.raises(code, **inputs)
-    assert error is not None, f"{what} should raise ValueError"
-    assert error.type == "ValueError", f"{what} should raise ValueError, raised {error.type}: {error.message}"
-    assert all(n in error.message for n in needles), \
-        f"{what}: the error should name {', '.join(needles)}, got: {error.message}"
-
-
 @check("test_01_3_elementwise")
 def elementwise(s):
     try:
@@ -90,7 +82,7 @@ def elementwise(s):
     assert np.allclose(s.value("(x * 2).data"), [[2, 4, 6], [8, 10, 12]]), "Tensor * number"
     assert np.allclose(s.value("(1 - x).data"), [[0, -1, -2], [-3, -4, -5]]), "number - Tensor (reflected)"
     assert np.allclose(s.value("(x / Tensor([[2.0], [4.0]])).data"), [[0.5, 1, 1.5], [1, 1.25, 1.5]]), "(2, 3) / (2, 1)"
-    shape_error(s, "Tensor(np.zeros((3, 4))) + Tensor(np.zeros((4, 3)))", "(3, 4) + (4, 3)", "(3, 4)", "(4, 3)")
+    s.expect_error("Tensor(np.zeros((3, 4))) + Tensor(np.zeros((4, 3)))", "(3, 4) + (4, 3)", ("(3, 4)", "(4, 3)"))
     s.run("q = Tensor(np.array([1, 2, 3], dtype=np.int8))")
     dtype = s.value("(q + 1).dtype")
     assert dtype == np.int8, f"int8 tensor [1, 2, 3] + 1: expected dtype int8, got {dtype}"
@@ -100,7 +92,7 @@ def elementwise(s):
     got = s.value("(Tensor(r) - Tensor(v)).data", r=r, v=v)
     assert got.shape == (2, 3, 4) and np.array_equal(got, r - v), \
         "(2, 3, 4) - (4,) with r = arange(24), s = arange(4): expected r.data - s.data, shape (2, 3, 4)"
-    shape_error(s, "Tensor(r) * Tensor(np.ones((2, 4)))", "(2, 3, 4) * (2, 4)", "mul", "(2, 3, 4)", r=r)
+    s.expect_error("Tensor(r) * Tensor(np.ones((2, 4)))", "(2, 3, 4) * (2, 4)", ("mul", "(2, 3, 4)"), r=r)
 
 
 @check("test_01_4_matmul")
@@ -110,7 +102,7 @@ def matmul_(s):
     got = s.value("(Tensor(a) @ Tensor(b)).data", a=a, b=b)
     assert got.shape == (3, 3), f"(3, 2) @ (2, 3): expected shape (3, 3), got {got.shape}"
     assert np.allclose(got, [[1, 2, 8], [3, 4, 18], [5, 6, 28]]), f"wrong product: {got}"
-    shape_error(s, "Tensor(np.ones((3, 4))) @ Tensor(np.ones((5, 2)))", "(3, 4) @ (5, 2)", "(3, 4)", "(5, 2)", "4", "5")
+    s.expect_error("Tensor(np.ones((3, 4))) @ Tensor(np.ones((5, 2)))", "(3, 4) @ (5, 2)", ("(3, 4)", "(5, 2)", "4", "5"))
     rng = np.random.default_rng(1)
     a = rng.standard_normal((4, 5, 6)).astype(np.float32)
     b = rng.standard_normal((4, 6, 7)).astype(np.float32)
@@ -121,7 +113,7 @@ def matmul_(s):
     got = s.value("matmul(Tensor(m), Tensor(v)).data", m=a[0], v=v)
     assert got.shape == (5,) and np.allclose(got, a[0] @ v, atol=1e-5), \
         "matrix (5, 6) @ vector (6,): expected np.matmul's result, shape (5,)"
-    shape_error(s, "matmul(Tensor(a), Tensor(a))", "(4, 5, 6) @ (4, 5, 6) (inner dimensions 6 and 5)", "6 and 5", a=a)
+    s.expect_error("matmul(Tensor(a), Tensor(a))", "(4, 5, 6) @ (4, 5, 6) (inner dimensions 6 and 5)", ("6 and 5",), a=a)
 
 
 @check("test_01_5_reduce")
@@ -135,7 +127,7 @@ def reduce_(s):
     assert got == (2, 1), f"mean(axis=1, keepdims=True): got shape {got}"
     got = s.value("x.max(axis=-1).data")
     assert np.allclose(got, [3, 6]), f"max(axis=-1): got {got}"
-    shape_error(s, "x.sum(axis=2)", "sum(axis=2) of a (2, 3) tensor", "2", "(2, 3)")
+    s.expect_error("x.sum(axis=2)", "sum(axis=2) of a (2, 3) tensor", ("2", "(2, 3)"))
     r = np.random.default_rng(2).standard_normal((3, 4, 5)).astype(np.float32)
     s.run("t = Tensor(r)", r=r)
     got = s.value("t.mean(axis=(0, 2)).data")
@@ -146,8 +138,8 @@ def reduce_(s):
     got = s.value("t.sum(axis=-3).shape")
     assert got == (4, 5), f"sum(axis=-3) of (3, 4, 5): expected (4, 5), got {got}"
     for bad in (3, -4):
-        shape_error(s, f"t.max(axis={bad})", f"max(axis={bad}) of shape (3, 4, 5)")
-    shape_error(s, "reduce(t, 'median')", "reduce(t, 'median') (an unknown kind)")
+        s.expect_error(f"t.max(axis={bad})", f"max(axis={bad}) of shape (3, 4, 5)")
+    s.expect_error("reduce(t, 'median')", "reduce(t, 'median') (an unknown kind)")
 
 
 @check("test_01_6_layout")
@@ -160,7 +152,7 @@ def layout(s):
     assert got == (3, 2), f"reshape(-1, 2): expected (3, 2), got {got}"
     got = s.value("x.T.data")
     assert np.array_equal(got, [[0, 3], [1, 4], [2, 5]]), f"x.T: got {got}"
-    shape_error(s, "x.reshape(4, 2)", "reshape of 6 elements into (4, 2)", "(2, 3)", "(4, 2)")
+    s.expect_error("x.reshape(4, 2)", "reshape of 6 elements into (4, 2)", ("(2, 3)", "(4, 2)"))
     y = np.arange(120, dtype=np.int8).reshape(2, 3, 4, 5)
     s.run("y = Tensor(a)", a=y)
     got = s.value("y.transpose(0, 2, 1, 3).data")
@@ -172,4 +164,4 @@ def layout(s):
     assert shape == (2, 60) and dtype == np.int8, \
         f"reshape(2, -1) of a (2, 3, 4, 5) int8 tensor: expected (2, 60) int8, got {shape} {dtype}"
     for bad in [(7, -1), (-1, -1)]:
-        shape_error(s, f"y.reshape{bad}", f"reshape{bad} of a (2, 3, 4, 5) tensor (120 elements)")
+        s.expect_error(f"y.reshape{bad}", f"reshape{bad} of a (2, 3, 4, 5) tensor (120 elements)")
