@@ -145,3 +145,14 @@ def test_values_that_are_not_data_and_dying_processes_fail_the_check_clearly(tmp
     assert "raised NotData: a tinytorch_lib.tensor.Tensor" in out["test_01_1_tensor"], out
     assert "ended (os._exit, a crash, or out of memory)" in out["test_01_2_broadcast"], out
     assert out["test_01_3_elementwise"] is None, "a new process serves the checks after one died"
+
+
+def test_an_export_that_never_loads_fails_every_check_once(tmp_path):
+    """A loop at the top of a solution cell: one timeout, not one per check."""
+    nb = nbformat.read(notebook(tmp_path / NB, "full", append="while True:\n    pass\n"), as_version=4)
+    start = time.perf_counter()
+    out = run_checks(MODULE, nb, load_checks(MODULE), timeout=3)
+    assert time.perf_counter() - start < 15
+    assert set(out) == {f"test_01_{i}_{name}" for i, name in
+                        enumerate(["tensor", "broadcast", "elementwise", "matmul", "reduce", "layout"], 1)}
+    assert all(m == "no answer within 3 s (the code ran too long)" for m in out.values()), out

@@ -128,7 +128,11 @@ class Runner:
                                       preexec_fn=_limit_memory)
         self._buffer = b""
         self._next = 0
-        self.request({"op": "load", "file": LIBRARY_FILES[module.number][:-3], "code": export})
+        try:
+            self.request({"op": "load", "file": LIBRARY_FILES[module.number][:-3], "code": export})
+        except BaseException:
+            self.close()
+            raise
 
     def request(self, request: dict):
         self._next += 1
@@ -240,9 +244,19 @@ def _encode(inputs: dict):
     return check_runner.encode(inputs, np)
 
 
+def _failure(e: Exception) -> str:
+    if isinstance(e, StudentError) and e.code == EXPORTED:
+        return f"running your notebook's exported cells raised {e.type}: {e.message}" + (f" (at {e.at})" if e.at else "")
+    return str(e)
+
+
 def run_checks(module: Module, nb, checks: dict[str, CHECK], env: dict | None = None,
-               timeout: float = 60) -> dict[str, str | None]:
-    """grade_id -> None (passed) or the failure message, for each test cell of `nb` with a check."""
+               timeout: float = 60, budget: float = 300) -> dict[str, str | None]:
+    """grade_id -> None (passed) or the failure message, for each test cell of `nb` with a check.
+
+    timeout: seconds one request may take; budget: seconds for all of this notebook's checks. A
+    process that dies is replaced for the next check; an export that cannot load fails them all.
+    """
     env = dict(os.environ if env is None else env)
     wanted = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells
               if c.metadata.get("nbgrader", {}).get("grade") and c.metadata["nbgrader"].get("grade_id") in checks]
@@ -251,27 +265,29 @@ def run_checks(module: Module, nb, checks: dict[str, CHECK], env: dict | None = 
     except TitoError as e:
         return {gid: f"your notebook's exported cells cannot run: {e}" for gid in wanted}
     outcomes: dict[str, str | None] = {}
-    runner = None
+    runner, unloadable, deadline = None, None, time.monotonic() + budget
     try:
         for i, gid in enumerate(wanted):
+            if unloadable or time.monotonic() > deadline:
+                outcomes[gid] = unloadable or f"not checked: this notebook's checks used up their {budget:g} s"
+                continue
             try:
                 if runner is None or not runner.alive:
                     if runner is not None:
                         runner.close()
-                    runner = Runner(module, export, env, timeout)
+                    runner = None
+                    try:
+                        runner = Runner(module, export, env, timeout)
+                    except (StudentError, SandboxError) as e:
+                        unloadable = _failure(e)
+                        raise
                 checks[gid](Scope(runner, f"check{i}"))
                 outcomes[gid] = None
             except AssertionError as e:
                 outcomes[gid] = str(e) or f"{gid} failed"
-            except StudentError as e:
-                if e.code == EXPORTED:
-                    outcomes[gid] = f"running your notebook's exported cells raised {e.type}: {e.message}" + \
-                                    (f" (at {e.at})" if e.at else "")
-                else:
-                    outcomes[gid] = str(e)
-            except SandboxError as e:
-                outcomes[gid] = str(e)
-                if runner is not None:
+            except (StudentError, SandboxError) as e:
+                outcomes[gid] = _failure(e)
+                if isinstance(e, SandboxError) and runner is not None:
                     runner.close()
                     runner = None
     finally:
@@ -294,6 +310,7 @@ class OutsideChecks(NbGraderPreprocessor):
     """Autograde step: each test cell with a check also scores on the check, run outside the kernel."""
 
     timeout = Integer(60, config=True, help="seconds one request to the checks' process may take")
+    budget = Integer(300, config=True, help="seconds all of one notebook's checks may take")
 
     def preprocess(self, nb, resources):
         module = _module_named(resources.get("nbgrader", {}).get("assignment", ""))
@@ -301,7 +318,7 @@ class OutsideChecks(NbGraderPreprocessor):
         if not checks:
             return nb, resources
         start = time.monotonic()
-        outcomes = run_checks(module, nb, checks, timeout=self.timeout)
+        outcomes = run_checks(module, nb, checks, timeout=self.timeout, budget=self.budget)
         for cell in nb.cells:
             message = outcomes.get(cell.metadata.get("nbgrader", {}).get("grade_id"))
             if message:
