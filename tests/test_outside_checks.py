@@ -156,3 +156,30 @@ def test_an_export_that_never_loads_fails_every_check_once(tmp_path):
     assert set(out) == {f"test_01_{i}_{name}" for i, name in
                         enumerate(["tensor", "broadcast", "elementwise", "matmul", "reduce", "layout"], 1)}
     assert all(m == "no answer within 3 s (the code ran too long)" for m in out.values()), out
+
+
+def test_data_crosses_intact_and_nothing_else_is_accepted():
+    from tito.check_runner import decode, encode
+
+    values = [np.float32(2.5), np.array(3.0), np.zeros((0, 3), np.int8), np.arange(6).reshape(2, 3).T,
+              (np.int64(4), {"a": [np.bool_(True), None, float("nan")]}), np.dtype("float16"), 1 + 2j]
+    for value in values:
+        back = decode(encode(value, np), np)
+        assert type(back) is type(value), (value, back)
+        if isinstance(value, (np.ndarray, np.generic)):
+            assert back.shape == value.shape and back.dtype == value.dtype and np.array_equal(back, value), (value, back)
+        else:
+            assert repr(back) == repr(value), (value, back)
+    for forged in ({"__ndarray__": ["|O", [1], "AAAAAAAAAAA="]}, {"__ndarray__": ["<f4", [3], "AAAA"]},
+                   {"__pickle__": "x"}, {"__dtype__": "O"}, {"a": 1, "b": 2}):
+        with pytest.raises(ValueError):
+            decode(forged, np)
+
+
+def test_a_check_that_cannot_compare_what_came_back_fails_that_cell_only(tmp_path):
+    nb = nbformat.read(fill_in(MODULE, tmp_path / NB), as_version=4)
+    probes = {"test_01_1_tensor": lambda s: s.value("None") + 1,
+              "test_01_2_broadcast": load_checks(MODULE)["test_01_2_broadcast"]}
+    out = run_checks(MODULE, nb, probes)
+    assert out["test_01_1_tensor"].startswith("a value your code returned could not be checked (TypeError: "), out
+    assert out["test_01_2_broadcast"] is None, out

@@ -50,8 +50,8 @@ def encode(value, np, depth=0):
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in ARRAY_KINDS:
             raise NotData(f"an array of dtype {value.dtype}")
-        data = np.ascontiguousarray(value)
-        return {"__ndarray__": [data.dtype.str, list(data.shape), base64.b64encode(data.tobytes()).decode()]}
+        data = np.ascontiguousarray(value)  # note: 1-d for a 0-d array; the shape comes from `value`
+        return {"__ndarray__": [data.dtype.str, list(value.shape), base64.b64encode(data.tobytes()).decode()]}
     if isinstance(value, tuple):
         return {"__tuple__": [encode(v, np, depth + 1) for v in value]}
     if isinstance(value, list):

@@ -290,6 +290,8 @@ def run_checks(module: Module, nb, checks: dict[str, CHECK], env: dict | None = 
                 if isinstance(e, SandboxError) and runner is not None:
                     runner.close()
                     runner = None
+            except Exception as e:  # a check comparing a value of an unexpected type or shape
+                outcomes[gid] = f"a value your code returned could not be checked ({type(e).__name__}: {e})"
     finally:
         if runner is not None:
             runner.close()
