@@ -233,7 +233,7 @@ def conv2d_backward_(s):
                 f"{case}: {name} should have shape {wv.shape}, got {None if gv is None else gv.shape}"
             assert kind == "builtins.ndarray" or kind == "numpy.ndarray", f"{case}: {name} should be an np.ndarray, got {kind}"
             assert np.allclose(gv, wv, atol=1e-5), \
-                f"{case}: {name} differs from finite differences by {np.abs(gv - wv).max():.3g}"
+                f"{case}: {name} differs from the loop oracle's exact gradient (what finite differences approximate) by {np.abs(gv - wv).max():.3g}"
 
     x, w = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((2, 3, 3, 2))
     for st, p in [(2, 1), (3, 0), (1, 2)]:
@@ -244,10 +244,10 @@ def conv2d_backward_(s):
         (_, dx), (_, dw), (kind, db) = backward_of(s, case)
         assert kind is None, f"{case}: dbias should be None, got a {kind}"
         want_dx, want_dw, _ = conv2d_adjoint(x, w, st, p, g)
-        assert close(dx, want_dx, atol=1e-5), f"{case}: dx differs from finite differences" + \
+        assert close(dx, want_dx, atol=1e-5), f"{case}: dx differs from the loop oracle's exact gradient (what finite differences approximate)" + \
             ("" if dx is None or dx.shape != want_dx.shape else f" by up to {np.abs(dx - want_dx).max():.3g}") + \
             (f" (expected shape {want_dx.shape}, got {None if dx is None else dx.shape})" if dx is None or dx.shape != want_dx.shape else "")
-        assert close(dw, want_dw, atol=1e-5), f"{case}: dweight differs from finite differences" + \
+        assert close(dw, want_dw, atol=1e-5), f"{case}: dweight differs from the loop oracle's exact gradient (what finite differences approximate)" + \
             ("" if dw is None or dw.shape != want_dw.shape else f" by up to {np.abs(dw - want_dw).max():.3g}") + \
             (f" (expected shape {want_dw.shape}, got {None if dw is None else dw.shape})" if dw is None or dw.shape != want_dw.shape else "")
 
@@ -263,13 +263,13 @@ def conv2d_backward_(s):
     assert close(got[2][1], np.full(3, 25.0)), f"{case}: dbias should be 25 per channel, got {got[2][1]}"
     want_dx, want_dw, _ = conv2d_adjoint(x32.astype(np.float64), w32.astype(np.float64), 1, 1, ones.astype(np.float64))
     assert close(got[0][1], want_dx, atol=1e-4) and close(got[1][1], want_dw, atol=1e-4), \
-        f"{case}: dx or dweight differs from finite differences"
+        f"{case}: dx or dweight differs from the loop oracle's exact gradient (what finite differences approximate)"
     s.run("out = hand_built_conv(x, w, b, 1, 1, values, need=(False, True, False))", x=x32, w=w32, b=b32, values=values)
     case = "x and bias with requires_grad=False (weight True), float32 x (1, 2, 5, 5), weight (3, 2, 3, 3), padding 1"
     got = backward_of(s, case)
     shapes = [None if a is None else a.shape for _, a in got]
     assert shapes == [None, (3, 2, 3, 3), None], f"{case}: expected (None, dweight (3, 2, 3, 3), None), got shapes {shapes}"
-    assert close(got[1][1], want_dw, atol=1e-4), f"{case}: dweight differs from finite differences"
+    assert close(got[1][1], want_dw, atol=1e-4), f"{case}: dweight differs from the loop oracle's exact gradient (what finite differences approximate)"
 
 
 def pool_backward(s, what: str, **inputs):
