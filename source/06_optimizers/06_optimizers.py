@@ -227,31 +227,6 @@ try:
 except ValueError as e:
     assert "(2, 3)" in str(e) and "(3, 2)" in str(e), f"the message should name both shapes, got: {e}"
 print("Task 06.1 visible tests passed")
-### BEGIN HIDDEN TESTS
-w.grad = Tensor(np.ones((3, 2), dtype=np.float32))
-try:
-    opt.step()
-except ValueError as e:
-    assert str(e) == "Recorder.step: parameter 0 has shape (2, 3) but its grad has shape (3, 2)", str(e)
-ps = [Tensor(np.full(s, 2.0, dtype=np.float32)) for s in [(4,), (2, 2), (), (3, 1, 2)]]
-opt = Recorder(ps, lr=0.5)
-ps[0].grad = Tensor(np.ones(4, dtype=np.float32))
-ps[2].grad = Tensor(np.float32(2.0))
-ps[3].grad = Tensor(np.ones((3, 1, 2), dtype=np.float32))
-for _ in range(2):
-    opt.step()
-assert [c[2] is opt.state[i] for c, i in zip(opt.calls, [0, 2, 3, 0, 2, 3])] == [True] * 6, "state dicts"
-assert np.allclose(ps[0].data, 1.0) and np.allclose(ps[1].data, 2.0), "skipped / updated"
-assert np.allclose(ps[2].data, 0.0) and np.allclose(ps[3].data, 1.0), "0-d and 3-d parameters"
-assert all(p.dtype == np.float32 for p in ps), "dtypes stay float32"
-opt.zero_grad()
-assert all(p.grad is None for p in ps), "zero_grad on every parameter"
-d = Tensor(np.ones(2))  # a float64 parameter keeps float64 gradients
-d.grad = Tensor(np.array([0.25, 0.5]))
-opt = Recorder([d], lr=1.0)
-opt.step()
-assert opt.calls[0][1] == np.float64 and np.allclose(d.data, [0.75, 0.5]), "float64 parameter"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 2. SGD: weight decay and momentum
@@ -373,27 +348,6 @@ assert np.allclose(w.data, [[-0.25, -3.25]]), (f"w = [[1, -2]], grad [[1, 1]], l
                                                f"expected [[-0.25, -3.25]], got {w.data}")
 assert opt.state_nbytes() == w.nbytes, f"momentum keeps one buffer of w's size ({w.nbytes} bytes), measured {opt.state_nbytes()}"
 print("Task 06.2 visible tests passed")
-### BEGIN HIDDEN TESTS
-rng = np.random.default_rng(6)
-for mu, wd, lr in [(0.0, 0.0, 0.05), (0.9, 0.0, 0.01), (0.0, 0.01, 0.1), (0.8, 0.05, 0.02)]:
-    p0 = rng.standard_normal((3, 4))
-    grads = [rng.standard_normal((3, 4)) for _ in range(5)]
-    p, state = run_update(SGD(dummy, lr=lr, momentum=mu, weight_decay=wd), p0, grads)
-    q, v = p0.copy(), np.zeros_like(p0)
-    for g in grads:
-        d = g + wd * q
-        if mu:
-            v = mu * v + d
-            d = v
-        q = q - lr * d
-    assert np.allclose(p, q, rtol=1e-5, atol=1e-6), f"SGD mu={mu} wd={wd} lr={lr}: 5 steps differ from the float64 oracle"
-    assert p.dtype == np.float32, "p stays float32"
-    assert (len(state) == 1) == (mu != 0), f"state keys with mu={mu}: {list(state)}"
-p = np.ones(3, dtype=np.float32)
-array_before = p
-SGD(dummy, lr=0.1, momentum=0.9).update(p, np.ones(3, dtype=np.float32), {})
-assert p is array_before and np.allclose(p, 0.9), "p updated in place"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 3. Adam: a step size per weight
@@ -537,26 +491,6 @@ opt.step()
 assert np.allclose(w.data, 0.99), f"Adam lr 0.01 on w = 1, grad 1: expected 0.99 everywhere, got {w.data}"
 assert opt.state_nbytes() == 2 * w.nbytes, f"Adam keeps 2 arrays of w's size: expected {2 * w.nbytes} bytes, measured {opt.state_nbytes()}"
 print("Task 06.3 visible tests passed")
-### BEGIN HIDDEN TESTS
-rng = np.random.default_rng(7)
-for (b1, b2), wd, lr, eps in [((0.9, 0.999), 0.0, 0.01, 1e-8), ((0.5, 0.9), 0.1, 0.05, 1e-3), ((0.0, 0.99), 0.0, 0.1, 1e-8)]:
-    p0 = rng.standard_normal((4, 2))
-    grads = [rng.standard_normal((4, 2)) * 3 for _ in range(6)]
-    p, state = run_update(Adam(dummy, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd), p0, grads)
-    q, m, v = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
-    for t, g in enumerate(grads, start=1):
-        d = g + wd * q
-        m = b1 * m + (1 - b1) * d
-        v = b2 * v + (1 - b2) * d * d
-        q = q - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
-    assert np.allclose(p, q, rtol=1e-5, atol=1e-5), f"Adam betas=({b1}, {b2}) wd={wd}: 6 steps differ from the oracle"
-    assert state["step"] == 6 and p.dtype == np.float32 and state["exp_avg_sq"].dtype == np.float32
-m_array = state["exp_avg"]
-Adam(dummy, lr=0.1).direction(np.ones((4, 2), dtype=np.float32), state)
-assert state["exp_avg"] is m_array, "m updated in place"
-r = Adam(dummy).direction(np.zeros(3, dtype=np.float32), {})
-assert np.array_equal(r, np.zeros(3)) and r.dtype == np.float32, "zero gradient: zero direction, float32"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 4. AdamW: weight decay that is not divided away
@@ -627,27 +561,6 @@ want = np.array([2.0, -4.0]) * (1 - 0.1 * 0.5) ** 10
 assert np.allclose(p, want, rtol=1e-5), f"AdamW, zero gradient, 10 steps: expected p0 * (1 - lr wd)^10 = {want}, got {p}"
 assert AdamW(dummy).weight_decay == 0.01, "AdamW's default weight_decay is 0.01"
 print("Task 06.4 visible tests passed")
-### BEGIN HIDDEN TESTS
-rng = np.random.default_rng(8)
-for wd, lr in [(0.01, 0.01), (0.3, 0.05), (0.0, 0.02)]:
-    p0 = rng.standard_normal((5,))
-    grads = [rng.standard_normal(5) for _ in range(6)]
-    p, _ = run_update(AdamW(dummy, lr=lr, weight_decay=wd), p0, grads)
-    q, m, v = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
-    for t, g in enumerate(grads, start=1):
-        q = q - lr * wd * q
-        m = 0.9 * m + 0.1 * g
-        v = 0.999 * v + 0.001 * g * g
-        q = q - lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
-    assert np.allclose(p, q, rtol=1e-5, atol=1e-5), f"AdamW wd={wd} lr={lr}: 6 steps differ from the oracle"
-p_adam, _ = run_update(Adam(dummy, lr=0.05), p0, grads)
-p_adamw, _ = run_update(AdamW(dummy, lr=0.05, weight_decay=0.0), p0, grads)
-assert np.array_equal(p_adam, p_adamw), "AdamW with wd 0 is Adam"
-p = np.ones(3, dtype=np.float32)
-array_before = p
-AdamW(dummy, lr=0.1).update(p, np.ones(3, dtype=np.float32), {})
-assert p is array_before and p.dtype == np.float32, "in place, float32"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 5. Systems analysis

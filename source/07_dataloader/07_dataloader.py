@@ -202,32 +202,6 @@ except ValueError as e:
 else:
     raise AssertionError("TensorDataset(x (5, 3), y (4,)) should raise ValueError: 5 samples vs 4 labels")
 print("Task 07.1 visible tests passed")
-### BEGIN HIDDEN TESTS
-a = np.arange(40, dtype=np.uint8).reshape(10, 2, 2)
-b = np.arange(10, dtype=np.int64) * 3
-c = np.linspace(0, 1, 10, dtype=np.float64)
-ds3 = TensorDataset(a, Tensor(b), c)
-assert len(ds3) == 10, f"len of three tensors of 10 rows: got {len(ds3)}"
-assert isinstance(ds3.tensors, tuple) and all(isinstance(t, Tensor) for t in ds3.tensors), \
-    "self.tensors should be a tuple of Tensors (numpy arrays wrapped)"
-assert [t.dtype for t in ds3.tensors] == [np.uint8, np.int64, np.float64], \
-    f"dtypes must be kept: expected uint8, int64, float64, got {[t.dtype for t in ds3.tensors]}"
-s = ds3[1:4]
-assert len(s) == 3 and [t.shape for t in s] == [(3, 2, 2), (3,), (3,)], f"ds[1:4] shapes: got {[t.shape for t in s]}"
-assert np.array_equal(s[0].data, a[1:4]) and np.array_equal(s[1].data, b[1:4]), "ds[1:4] rows 1..3"
-idx = np.array([9, 3, 3, 0])
-s = ds3[idx]
-assert np.array_equal(s[0].data, a[idx]) and np.array_equal(s[2].data, c[idx]), "ds[int array] with repeats"
-assert np.array_equal(ds3.get_batch(slice(2, 5))[1].data, b[2:5]), "get_batch(slice) uses __getitem__"
-for bad in [(np.zeros((3, 2)), np.zeros(3), np.zeros(7)), (np.zeros(2), np.zeros((9, 2)))]:
-    try:
-        TensorDataset(*bad)
-    except ValueError as e:
-        for t in bad:
-            assert str(len(t)) in str(e), f"error should name length {len(t)}: {e}"
-    else:
-        raise AssertionError(f"lengths {[len(t) for t in bad]} should raise ValueError")
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 2. The digits
@@ -364,21 +338,6 @@ except ValueError as e:
 else:
     raise AssertionError('load_digits("validation") should raise ValueError: the splits are "train" and "test"')
 print("Task 07.2 visible tests passed")
-### BEGIN HIDDEN TESTS
-r = read_digits()
-for split in ("train", "test"):
-    rows = r[f"{split}_index"]
-    ds = load_digits(split)
-    assert np.array_equal(ds.tensors[0].data, r["images"][rows].reshape(-1, 64) / np.float32(16)), \
-        f"{split}: x should be images[{split}_index] / 16, rows in index order"
-    assert np.array_equal(ds.tensors[1].data, r["labels"][rows]), f"{split}: y should be labels[{split}_index]"
-    raw_ds = load_digits(split, flatten=False, normalize=False)
-    assert raw_ds.tensors[0].dtype == np.float32, f"normalize=False: still float32, got {raw_ds.tensors[0].dtype}"
-    assert np.array_equal(raw_ds.tensors[0].data, r["images"][rows][:, None]), "normalize=False keeps 0..16, (N, 1, 8, 8)"
-    assert raw_ds.tensors[1].dtype == np.int64
-assert np.array_equal(load_digits("test", flatten=False).tensors[0].data.reshape(360, 64),
-                      load_digits("test").tensors[0].data), "flatten=False holds the same pixels in (N, 1, 8, 8)"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 3. The DataLoader
@@ -502,18 +461,6 @@ assert shapes == [((4, 2), (4,)), ((4, 2), (4,)), ((2, 2), (2,))], \
 labels = [y.data.tolist() for _, y in DataLoader(Squares(10), batch_size=4, drop_last=True)]
 assert labels == [[0, 1, 2, 3], [4, 5, 6, 7]], f"drop_last=True, 10 samples, batch 4: expected labels [[0..3], [4..7]], got {labels}"
 print("Task 07.3 visible tests passed")
-### BEGIN HIDDEN TESTS
-rng = np.random.default_rng(7)
-for _ in range(200):
-    n, b, drop = int(rng.integers(1, 60)), int(rng.integers(1, 70)), bool(rng.integers(2))
-    got = batch_slices(n, b, drop)
-    starts = range(0, n - n % b if drop else n, b)
-    want = [(s, min(s + b, n)) for s in starts]
-    assert all(isinstance(s, slice) for s in got), f"batch_slices({n}, {b}, {drop}) should return slices"
-    assert [(s.start, s.stop) for s in got] == want, f"batch_slices({n}, {b}, {drop}): expected {want}, got {got}"
-assert batch_slices(3, 5, drop_last=True) == [], "3 samples, batch 5, drop_last: no full batch, no batch"
-assert batch_slices(3, 5) == [slice(0, 3)], "3 samples, batch 5: one short batch"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ### Task 07.4: `shuffled_batches`
@@ -582,18 +529,6 @@ assert sorted(first.tolist()) == list(range(10)), f"one shuffled epoch should ho
 assert not np.array_equal(first, second), f"two epochs of one loader gave the same order {first.tolist()}"
 assert np.array_equal(first, fresh), f"a new loader with the same seed should repeat epoch 0: {first.tolist()} vs {fresh.tolist()}"
 print("Task 07.4 visible tests passed")
-### BEGIN HIDDEN TESTS
-for n, b, drop, seed, epoch in [(1437, 32, False, 0, 5), (1437, 128, True, 11, 0), (7, 3, False, 2, 9), (360, 360, False, 1, 2)]:
-    got = shuffled_batches(n, b, drop, seed, epoch)
-    order = np.random.default_rng([seed, epoch]).permutation(n)
-    stop = n - n % b if drop else n
-    want = [order[s:min(s + b, n)] for s in range(0, stop, b)]
-    assert len(got) == len(want) and all(np.array_equal(g, w) for g, w in zip(got, want)), \
-        f"shuffled_batches({n}, {b}, {drop}, seed={seed}, epoch={epoch}) differs from default_rng([seed, epoch]).permutation cut in order"
-    assert all(np.asarray(g).dtype.kind == "i" for g in got), "batches should be int arrays"
-assert not np.array_equal(np.concatenate(shuffled_batches(50, 10, False, 1, 0)),
-                          np.concatenate(shuffled_batches(50, 10, False, 2, 0))), "different seeds, different orders"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ### All together
