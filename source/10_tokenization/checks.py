@@ -41,8 +41,8 @@ def fetch(s, expr: str, **inputs):
 
 def array_of(s, what: str, expr: str, **inputs) -> np.ndarray:
     """expr must give an int64 np.ndarray: returns it, or AssertionError saying what came back."""
-    got = s.value(f"(lambda a: (type(a).__name__, a if isinstance(a, np.ndarray) else None))({expr})", **inputs)
-    kind, arr = got
+    s.run(f"_out = {expr}", **inputs)  # the call alone, so an error quotes just it
+    kind, arr = s.value("(type(_out).__name__, _out if isinstance(_out, np.ndarray) else None)")
     assert arr is not None, f"{what}: expected an int64 np.ndarray, got {kind}"
     assert arr.dtype == np.int64, f"{what}: expected an int64 np.ndarray, got dtype {arr.dtype}"
     return arr
