@@ -64,6 +64,9 @@ class StudentError(Exception):
         where = f" (at {at})" if at else ""
         super().__init__(f"`{_short(code)}` raised {type_}: {message}{where}")
 
+    def __repr__(self) -> str:  # messages print it inside "(...)": the sentence, not the class
+        return str(self)
+
 
 class SandboxError(Exception):
     """The checks' process stopped answering (it died, hung past the limit, or sent garbage)."""
@@ -238,6 +241,31 @@ class Scope:
         missing = [n for n in needles if n not in raised.message]
         assert not missing, f"{what}: the error should name {', '.join(needles)}, got: {raised.message}"
         return raised
+
+
+def tensor_data(s: Scope, what: str, expr: str, **inputs) -> np.ndarray:
+    """`expr` must give a Tensor: its .data, else AssertionError saying what came back. The call runs
+    alone first, so an error it raises quotes just the student's call."""
+    s.run(f"_out = {expr}", **inputs)
+    kind, data = s.value("(type(_out).__name__, _out.data if isinstance(_out, Tensor) else None)")
+    assert data is not None, f"{what}: expected a Tensor, got {kind}"
+    return data
+
+
+def numerical_gradients(fn, arrays, w, eps=1e-6):
+    """Central finite differences of sum(w * fn(*arrays)) with respect to each array (float64): the
+    gradient a check compares a student's backward with, computed here from an oracle `fn`."""
+    grads = []
+    for i, a in enumerate(arrays):
+        g = np.zeros_like(a)
+        for idx in np.ndindex(*a.shape):
+            plus = [x.copy() for x in arrays]
+            minus = [x.copy() for x in arrays]
+            plus[i][idx] += eps
+            minus[i][idx] -= eps
+            g[idx] = (np.sum(w * fn(*plus)) - np.sum(w * fn(*minus))) / (2 * eps)
+        grads.append(g)
+    return grads
 
 
 def _encode(inputs: dict):

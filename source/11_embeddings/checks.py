@@ -7,18 +7,7 @@ stays here. A Tensor cannot cross, so the sandbox sends back `.data`.
 """
 import numpy as np
 
-from tito.checks import check
-
-TENSOR = "(type(_out).__name__, _out.data if isinstance(_out, Tensor) else None)"
-
-
-def tensor_data(s, what: str, expr: str, **inputs) -> np.ndarray:
-    """expr must give a Tensor: its data, or AssertionError saying what came back."""
-    s.run(f"_out = {expr}", **inputs)  # the call alone, so an error quotes just it
-    kind, data = s.value(TENSOR)
-    assert data is not None, f"{what}: expected a Tensor, got {kind}"
-    return data
-
+from tito.checks import check, tensor_data
 
 def sinusoid(max_len: int, dim: int) -> np.ndarray:
     """The definition, float64: column j uses the angle p / 10000^(2 (j // 2) / dim), sine even, cosine odd."""

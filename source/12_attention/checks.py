@@ -9,18 +9,7 @@ the gradients back).
 """
 import numpy as np
 
-from tito.checks import StudentError, check
-
-TENSOR = "(type(_out).__name__, _out.data if isinstance(_out, Tensor) else None)"
-
-
-def tensor_data(s, what: str, expr: str, **inputs) -> np.ndarray:
-    """expr must give a Tensor: its data, or AssertionError saying what came back."""
-    s.run(f"_out = {expr}", **inputs)  # the call alone, so an error quotes just it
-    kind, data = s.value(TENSOR)
-    assert data is not None, f"{what}: expected a Tensor, got {kind}"
-    return data
-
+from tito.checks import StudentError, check, numerical_gradients, tensor_data
 
 def attention_oracle(q, k, v, causal):
     """float64 numpy, with explicit loops over the mask: the definition."""
@@ -33,21 +22,6 @@ def attention_oracle(q, k, v, causal):
                     s[:, :, i, j] = -np.inf
     w = np.exp(s - s.max(axis=-1, keepdims=True))
     return (w / w.sum(axis=-1, keepdims=True)) @ v
-
-
-def numerical_gradients(fn, arrays, w, eps=1e-6):
-    """Central finite differences of sum(w * fn(*arrays)) with respect to each array (float64)."""
-    grads = []
-    for i, a in enumerate(arrays):
-        g = np.zeros_like(a)
-        for idx in np.ndindex(*a.shape):
-            plus = [x.copy() for x in arrays]
-            minus = [x.copy() for x in arrays]
-            plus[i][idx] += eps
-            minus[i][idx] -= eps
-            g[idx] = (np.sum(w * fn(*plus)) - np.sum(w * fn(*minus))) / (2 * eps)
-        grads.append(g)
-    return grads
 
 
 def attention_gradcheck(s, shapes, seed):
