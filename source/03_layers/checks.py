@@ -84,7 +84,12 @@ def hooks(s):
         f"hooks run in registration order, later ones see replaced args and output: expected log [[2, 2], [2, 2], [24, 36]], got {log}"
     s.run("for h in hs:\n    h.remove()\nonce = []\n"
           "def remove_self(mod, args, out):\n    once.append(1)\n    h.remove()\n"
-          "h = m.register_forward_hook(remove_self)\nm(Tensor([1.0, 1.0]))\nm(Tensor([1.0, 1.0]))")
+          "h = m.register_forward_hook(remove_self)")
+    error = s.raises("m(Tensor([1.0, 1.0]))\nm(Tensor([1.0, 1.0]))")
+    assert error is None, \
+        f"a hook that removes itself (handle.remove() inside the hook), module called twice: raised {error and error.type}: " \
+        f"{error and error.message}" + (f" (at {error.at})" if error and error.at else "") + \
+        (" (iterate over a copy of the hooks: list(...))" if error and "changed size" in error.message else "")
     once = s.value("len(once)")
     assert once == 1, f"a hook that removes itself (handle.remove() inside the hook) should run once, ran {once} times"
 
