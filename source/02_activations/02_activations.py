@@ -105,12 +105,6 @@ assert y.shape == (2, 3), f"shape: expected (2, 3), got {y.shape}"
 assert np.array_equal(y.data, [[0, 0, 3], [1.5, 0, 7]]), f"ReLU([[-2, 0, 3], [1.5, -0.5, 7]]): got {y.data}"
 assert y.dtype == np.float32, f"float32 in should give float32 out, got {y.dtype}"
 print("Task 02.1 visible tests passed")
-### BEGIN HIDDEN TESTS
-r = np.random.default_rng(0).standard_normal((5, 7, 3))
-assert np.array_equal(ReLU()(Tensor(r)).data, np.maximum(r, 0)), "ReLU on random float64"
-assert ReLU()(Tensor(r)).dtype == np.float64, "float64 in, float64 out"
-assert ReLU()(Tensor([-1, 2])).dtype == np.float32, "int input becomes float32"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ### Task 02.2: Sigmoid, without overflow
@@ -151,13 +145,6 @@ with np.errstate(over="raise", invalid="raise"):  # an overflow fails this test
 assert np.allclose(big.data, [0.0, 1.0]), f"sigmoid([-1000, 1000]): expected [0, 1], got {big.data}"
 assert big.dtype == np.float32, f"float32 in should give float32 out, got {big.dtype}"
 print("Task 02.2 visible tests passed")
-### BEGIN HIDDEN TESTS
-r = np.random.default_rng(1).standard_normal((4, 6)) * 30
-with np.errstate(over="raise", invalid="raise"):
-    got = Sigmoid()(Tensor(r)).data
-assert np.allclose(got, 0.5 * (1 + np.tanh(r / 2)), atol=1e-12), "sigmoid on random float64"
-assert np.allclose(got + Sigmoid()(Tensor(-r)).data, 1.0), "sigmoid(x) + sigmoid(-x) = 1"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ### Task 02.3: Tanh and GELU
@@ -210,15 +197,6 @@ g = GELU()(Tensor([0.0, 1.0, -1.0]))
 assert np.allclose(g.data, [0.0, 0.8412, -0.1588], atol=1e-4), f"gelu([0, 1, -1]): expected [0, 0.8412, -0.1588], got {g.data}"
 assert g.dtype == np.float32 and t.dtype == np.float32, f"float32 in should give float32 out, got {g.dtype}, {t.dtype}"
 print("Task 02.3 visible tests passed")
-### BEGIN HIDDEN TESTS
-r = np.random.default_rng(2).standard_normal((3, 50)) * 4
-ref = 0.5 * r * (1 + np.tanh(np.sqrt(2 / np.pi) * (r + 0.044715 * r**3)))
-assert np.allclose(GELU()(Tensor(r)).data, ref, atol=1e-12), "GELU on random float64"
-assert np.allclose(Tanh()(Tensor(r)).data, np.tanh(r)), "Tanh on random float64"
-with np.errstate(over="raise", invalid="raise"):
-    far = GELU()(Tensor([-30.0, 30.0]))
-assert np.allclose(far.data, [0.0, 30.0], atol=1e-5), "GELU far from 0 behaves like ReLU"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ### Task 02.4: Softmax along an axis
@@ -268,16 +246,6 @@ with np.errstate(over="raise", invalid="raise"):  # an overflow fails this test
 assert not np.isnan(big.data).any(), f"logits of 1000 gave NaN: {big.data}"
 assert np.allclose(big.data, [[0.0900, 0.2447, 0.6652]], atol=1e-4), f"softmax([1000, 1001, 1002]): got {big.data}"
 print("Task 02.4 visible tests passed")
-### BEGIN HIDDEN TESTS
-r = np.random.default_rng(3).standard_normal((2, 5, 7)) * 50
-for axis in (-1, 0, 1):
-    with np.errstate(over="raise", invalid="raise"):
-        got = Softmax(axis=axis)(Tensor(r)).data
-    e = np.exp(r - r.max(axis=axis, keepdims=True))
-    assert np.allclose(got, e / e.sum(axis=axis, keepdims=True)), f"softmax axis={axis}"
-assert np.allclose(Softmax()(Tensor(r + 123.0)).data, Softmax()(Tensor(r)).data), "shift invariance"
-assert Softmax()(Tensor(r.astype(np.float32))).dtype == np.float32
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## Systems analysis: what do activations cost?

@@ -126,25 +126,6 @@ except ValueError as e:
 else:
     raise AssertionError("MSELoss on pred (4, 1) and target (4,) should raise ValueError, not broadcast to (4, 4)")
 print("Task 04.1 visible tests passed")
-### BEGIN HIDDEN TESTS
-r = np.random.default_rng(0)
-p64, t64 = r.standard_normal((3, 4, 5)), r.standard_normal((3, 4, 5))
-got = MSELoss()(Tensor(p64), t64)
-assert got.dtype == np.float64 and np.isclose(got.item(), np.mean((p64 - t64) ** 2)), \
-    f"MSE of random float64 (3, 4, 5): expected {np.mean((p64 - t64) ** 2)} (float64), got {got.item()} ({got.dtype})"
-got = MSELoss()(Tensor(p64.astype(np.float32)), t64)
-assert got.dtype == np.float32, f"float32 pred with a float64 target: the loss should be float32, got {got.dtype}"
-pg = Tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
-out = MSELoss()(pg, np.zeros((2, 3)))
-assert out.node is not None and out.node.op == "mean", \
-    f"MSELoss should be built from Tensor operators, ending in .mean() (recorded as 'mean'); got node {out.node}"
-try:
-    MSELoss()(Tensor(np.zeros((2, 3))), np.zeros((3, 2)))
-except ValueError as e:
-    assert "(2, 3)" in str(e) and "(3, 2)" in str(e), f"the error should name (2, 3) and (3, 2), got: {e}"
-else:
-    raise AssertionError("MSELoss on (2, 3) and (3, 2) should raise ValueError")
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 2. Log-softmax, stably
@@ -210,19 +191,6 @@ with np.errstate(over="raise", invalid="raise", divide="raise"):  # an overflow 
     big = log_softmax(np.array([[1000.0, 1001.0, 1002.0]], dtype=np.float32))
 assert np.allclose(big, [[-2.4076, -1.4076, -0.4076]], atol=1e-3), f"log_softmax([[1000, 1001, 1002]]): expected [[-2.4076, -1.4076, -0.4076]], got {big}"
 print("Task 04.2 visible tests passed")
-### BEGIN HIDDEN TESTS
-r = np.random.default_rng(1).standard_normal((4, 3, 10)) * 300
-with np.errstate(over="raise", invalid="raise", divide="raise"):
-    got = log_softmax(r)
-m = r.max(axis=-1, keepdims=True)
-ref = r - m - np.log(np.exp(r - m).sum(axis=-1, keepdims=True))
-assert got.shape == (4, 3, 10) and np.allclose(got, ref, atol=1e-10), "log_softmax of random (4, 3, 10) float64 logits of scale 300"
-assert np.allclose(np.exp(got).sum(axis=-1), 1.0), "exp(log_softmax) should sum to 1 along the last axis"
-with np.errstate(over="raise", invalid="raise", divide="raise"):
-    far = log_softmax(np.array([[-1e4, 0.0, 1e4]], dtype=np.float32))
-assert np.isfinite(far).all() and np.allclose(far, [[-2e4, -1e4, 0.0]]), f"log_softmax([[-1e4, 0, 1e4]]): expected [[-2e4, -1e4, 0]], got {far}"
-assert np.allclose(log_softmax(r + 55.5), got), "log_softmax is shift invariant"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 3. Cross-entropy from logits and integer labels
@@ -320,40 +288,6 @@ for bad, needle in [(np.array([0, 3]), "3"), (np.array([0.0, 1.0]), "float64"), 
     else:
         raise AssertionError(f"labels {bad.tolist()} ({bad.dtype}) for logits (2, 3) should raise ValueError")
 print("Task 04.3 visible tests passed")
-### BEGIN HIDDEN TESTS
-r = np.random.default_rng(2)
-z = r.standard_normal((7, 5)) * 20
-y = r.integers(0, 5, 7)
-m = z.max(axis=1, keepdims=True)
-ref_logp = z - m - np.log(np.exp(z - m).sum(axis=1, keepdims=True))
-want = -ref_logp[np.arange(7), y].mean()
-got = CrossEntropyLoss()(Tensor(z), Tensor(y))
-assert got.dtype == np.float64 and np.isclose(got.item(), want), f"random (7, 5) float64 logits, Tensor labels {y.tolist()}: expected {want}, got {got.item()}"
-zg = Tensor(z.astype(np.float32), requires_grad=True)
-out = CrossEntropyLoss()(zg, y.astype(np.int32).tolist())
-assert out.node is not None and out.node.op == "cross_entropy" and out.node.inputs[0] is zg, \
-    f"the loss should be recorded as op 'cross_entropy' with input the logits; got node {out.node}"
-saved = out.node.saved
-assert saved["targets"].dtype == np.int64 and np.array_equal(saved["targets"], y), \
-    f"saved 'targets' should be the labels as int64 {y.tolist()}, got {saved['targets']!r}"
-assert saved["probs"].shape == (7, 5) and np.allclose(saved["probs"], np.exp(ref_logp), atol=1e-5), \
-    "saved 'probs' should be softmax(logits), shape (7, 5)"
-try:
-    CrossEntropyLoss()(Tensor(z), np.array([0, 1, 2, 3, 4, 0, -1]))
-except ValueError as e:
-    assert "-1" in str(e) and "6" in str(e) and "5" in str(e), f"label -1 at index 6 of 5 classes: the error should name -1, index 6 and 5, got: {e}"
-else:
-    raise AssertionError("a label of -1 should raise ValueError (numpy would silently pick the last class)")
-try:
-    CrossEntropyLoss()(Tensor(z), np.array([True] * 7))
-except ValueError:
-    pass
-else:
-    raise AssertionError("boolean labels should raise ValueError (not an integer dtype)")
-with np.errstate(over="raise", invalid="raise", divide="raise"):
-    far = CrossEntropyLoss()(Tensor(np.array([[1e4, -1e4], [-1e4, 1e4]], dtype=np.float32)), [0, 1])
-assert np.isclose(far.item(), 0.0) and far.dtype == np.float32, f"confident, correct logits of 1e4: expected loss 0, got {far.item()}"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 4. Systems analysis

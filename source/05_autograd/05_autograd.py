@@ -187,24 +187,6 @@ except ValueError as e:
 else:
     raise AssertionError("unbroadcast(ones((2, 3)), (4,)) should raise ValueError")
 print("Task 05.1 visible tests passed")
-### BEGIN HIDDEN TESTS
-got = unbroadcast(np.full((2, 2), 1.5), ())
-assert np.shape(got) == () and np.isclose(got, 6.0), f"unbroadcast(full((2, 2), 1.5), ()): expected 6.0 of shape (), got {got}"
-rng = np.random.default_rng(0)
-for shape, out in [((1, 4, 1), (3, 2, 4, 5)), ((1,), (6,)), ((2, 1), (2, 7)), ((3, 1, 2), (3, 4, 2))]:
-    g = rng.standard_normal(out)
-    want = g.sum(axis=tuple(range(len(out) - len(shape))))
-    want = want.sum(axis=tuple(i for i, s in enumerate(shape) if s == 1), keepdims=True)
-    got = unbroadcast(g, shape)
-    assert got.shape == shape and np.allclose(got, want), f"unbroadcast of a random {out} gradient to {shape}"
-for grad_shape, shape in [((3,), (2, 3)), ((2, 3), (2, 4))]:
-    try:
-        unbroadcast(np.ones(grad_shape), shape)
-    except ValueError:
-        pass
-    else:
-        raise AssertionError(f"unbroadcast of a {grad_shape} gradient to {shape} should raise ValueError")
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 3. How a rule is written, and how it is checked
@@ -488,18 +470,6 @@ assert got[1] is None, f"(2, 3) float32 requiring grad * a constant (3,) Tensor:
 assert got[0].dtype == np.float32 and np.allclose(got[0], 2.0), \
     f"gradient of x in x * [2, 2, 2] with grad = ones: expected float32 twos, got {got[0].dtype} {got[0]}"
 print("Task 05.2 visible tests passed")
-### BEGIN HIDDEN TESTS
-r = np.random.default_rng(1)
-p, q = r.standard_normal((4, 1, 3)), r.uniform(0.5, 2.0, (2, 1))
-for rule, f in [(add_backward, lambda a, b: a + b), (sub_backward, lambda a, b: a - b),
-                (mul_backward, lambda a, b: a * b), (div_backward, lambda a, b: a / b)]:
-    check_rule(rule, f, [p, q])
-    check_rule(rule, f, [q, p + 3.0])
-check_rule(div_backward, lambda k, a: k / a, [3.0, q])
-check_rule(div_backward, lambda a, k: a / k, [p, 4.0])
-check_rule(add_backward, lambda k, a: k + a, [2.0, p])
-check_rule(neg_backward, lambda a: -a, [r.standard_normal((2, 3, 4))])
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 5. Matmul
@@ -572,14 +542,6 @@ assert got[0] is None, f"(2, 3) constant @ (3, 4) requiring grad: the constant n
 assert got[1].shape == (3, 4) and got[1].dtype == np.float32 and np.allclose(got[1], 2.0), \
     f"ones (2, 3) @ W (3, 4) with grad = ones (2, 4): expected g_W = x.T @ g = twos (3, 4) float32, got {got[1]}"
 print("Task 05.3 visible tests passed")
-### BEGIN HIDDEN TESTS
-r = np.random.default_rng(1)
-check_rule(matmul_backward, mm, [r.standard_normal((4, 3)), r.standard_normal(3)])             # matrix @ vector
-check_rule(matmul_backward, mm, [r.standard_normal(5), r.standard_normal(5)])                  # vector @ vector
-check_rule(matmul_backward, mm, [r.standard_normal((2, 3, 4)), r.standard_normal((2, 4, 5))])  # batched
-check_rule(matmul_backward, mm, [r.standard_normal((2, 1, 3, 4)), r.standard_normal((5, 4, 2))])  # broadcast batch
-check_rule(matmul_backward, mm, [r.standard_normal((4, 3)), r.standard_normal((2, 3, 2))])     # shared a
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 6. Reductions and shape operations
@@ -726,26 +688,6 @@ v = Tensor([1.0, 2.0, 3.0], requires_grad=True)
 got = getitem_backward(np.ones(3), v[np.array([0, 0, 1])])[0]
 assert np.allclose(got, [2, 1, 0]), f"x[[0, 0, 1]] of a (3,) tensor with grad = ones: expected [2, 1, 0] (np.add.at), got {got}"
 print("Task 05.4 visible tests passed")
-### BEGIN HIDDEN TESTS
-r = np.random.default_rng(1)
-y = r.standard_normal((3, 4, 5))
-check_rule(sum_backward, lambda x: x.sum(axis=(0, 2)), [y])
-check_rule(sum_backward, lambda x: x.sum(axis=-2, keepdims=True), [y])
-check_rule(mean_backward, lambda x: x.mean(), [y])
-check_rule(mean_backward, lambda x: x.mean(axis=(0, 1)), [y])
-check_rule(max_backward, lambda x: x.max(), [y])
-check_rule(max_backward, lambda x: x.max(axis=-1, keepdims=True), [y])
-check_rule(max_backward, lambda x: x.max(axis=(0, 2)), [y])
-check_rule(transpose_backward, lambda x: x.T, [y])
-check_rule(transpose_backward, lambda x: x.transpose((2, 0, 1)), [y])
-check_rule(reshape_backward, lambda x: x.reshape(60), [y])
-check_rule(getitem_backward, lambda x: x[np.array([2, 0, 2, 2])], [y])
-check_rule(getitem_backward, lambda x: x[:, 1], [y])
-check_rule(getitem_backward, lambda x: x[np.array([0, 1, 1]), np.array([3, 3, 0])], [y])
-tie = Tensor(np.ones((2, 2)), requires_grad=True)
-got = max_backward(np.array(4.0), tie.max())[0]
-assert np.allclose(got, 1.0), f"max of ones((2, 2)) with grad 4: four tied maxima each get 1, got {got}"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 7. Activations and the loss
@@ -888,20 +830,6 @@ f32 = Tensor(x.astype(np.float32), requires_grad=True)
 got = gelu_backward(np.ones((3, 4), dtype=np.float32), GELU()(f32))[0]
 assert got.dtype == np.float32, f"GELU of a float32 (3, 4) input: expected a float32 gradient, got {got.dtype}"
 print("Task 05.5 visible tests passed")
-### BEGIN HIDDEN TESTS
-r = np.random.default_rng(1)
-y = r.standard_normal((2, 3, 5)) * 2
-y[np.abs(y) < 0.01] = -0.7
-for act, rule in [(ReLU(), relu_backward), (Sigmoid(), sigmoid_backward), (Tanh(), tanh_backward), (GELU(), gelu_backward)]:
-    check_rule(rule, act, [y])
-for axis in (0, 1, -1):
-    check_rule(softmax_backward, Softmax(axis=axis), [y])
-check_rule(cross_entropy_backward, lambda z: ce_forward(z, np.array([4, 4, 0, 2, 1])), [r.standard_normal((5, 5))])
-t = Tensor(np.zeros((2, 3), dtype=np.float32), requires_grad=True)
-got = cross_entropy_backward(np.array(2.0), ce_forward(t, np.array([0, 2])))[0]
-assert got.dtype == np.float32 and np.allclose(got, [[-2 / 3, 1 / 3, 1 / 3], [1 / 3, 1 / 3, -2 / 3]]), \
-    f"cross-entropy of zero logits (2, 3) float32, targets [0, 2], grad 2: expected 2 * (1/3 - onehot) / 2, got {got}"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 8. The engine
@@ -1100,53 +1028,6 @@ except RuntimeError as e:
 else:
     raise AssertionError("backward() of a (2,) tensor without grad should raise RuntimeError")
 print("Task 05.6 visible tests passed")
-### BEGIN HIDDEN TESTS
-deep = Tensor([1.0], requires_grad=True)
-h = deep
-for _ in range(3000):  # deeper than Python's default recursion limit
-    h = scale(h, 1.0)
-backward(h)
-assert np.allclose(deep.grad.data, [1.0]), f"a chain of 3000 scale(., 1) ops: expected grad [1], got {deep.grad}"
-a = Tensor(np.ones((2, 2), dtype=np.float32), requires_grad=True)
-d1, d2 = scale(a, 2.0), scale(a, 3.0)
-top = plus(plus(d1, d2), d1)  # diamond: a -> d1, d2 -> ... -> top, d1 used twice
-order = topological_order(top)
-assert len(order) == 5 and len({id(t) for t in order}) == 5, f"diamond graph: expected 5 distinct tensors, got {len(order)}"
-pos = {id(t): k for k, t in enumerate(order)}
-for t in order:
-    for v in (t.node.inputs if t.node else ()):
-        assert pos[id(v)] < pos[id(t)], "every tensor must come after its inputs"
-backward(top, np.ones((2, 2)))
-assert np.allclose(a.grad.data, 7.0) and a.grad.dtype == np.float32 and a.grad.shape == (2, 2), \
-    f"top = 2a + 3a + 2a: expected a.grad = 7 everywhere, float32 (2, 2), got {a.grad}"
-c = Tensor([1.0, 2.0])  # a constant: the fake rule returns a gradient for it, the engine must skip it
-w = Tensor([1.0, 1.0], requires_grad=True)
-backward(plus(scale(w, 2.0), c), np.ones(2))
-assert np.allclose(w.grad.data, 2.0) and c.grad is None, \
-    f"plus(scale(w, 2), constant c): expected w.grad = [2, 2] and no c.grad, got {w.grad}, {c.grad}"
-record_missing = record("test_no_such_op", Tensor([1.0]), (Tensor([1.0], requires_grad=True),))
-try:
-    backward(record_missing)
-except RuntimeError as e:
-    assert "test_no_such_op" in str(e), f"a missing rule: the error should name the op, got: {e}"
-else:
-    raise AssertionError("backward through an op with no rule should raise RuntimeError")
-try:
-    backward(Tensor([1.0]))
-except RuntimeError:
-    pass
-else:
-    raise AssertionError("backward of a tensor that does not require grad should raise RuntimeError")
-try:
-    backward(scale(x, 2.0), np.ones(3))
-except ValueError as e:
-    assert "(3,)" in str(e) and "(2,)" in str(e), f"grad (3,) for a (2,) tensor: the error should name both shapes, got: {e}"
-except Exception as e:
-    raise AssertionError(f"backward(t, grad) with t of shape (2,) and grad np.ones(3): expected your backward to raise "
-                         f"ValueError naming both shapes before running any rule, got {type(e).__name__}: {e}") from None
-else:
-    raise AssertionError("backward with a grad of shape (3,) for a (2,) tensor should raise ValueError")
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 9. The tiny graph of Section 1, through your engine
