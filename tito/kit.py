@@ -9,6 +9,7 @@ What goes in (everything else stays with the instructor):
   solutions/                      released solutions (`--solutions-through NN`), when there are any
   data/                           data sets and trained weights the notebooks load
   notebooks/06_2018_mlperf/       Milestone 06, when the kit holds every module
+  notebooks/demos/                the lecture demos, likewise (no solution in them; they run on YOUR library)
   benchmarks/bench_acceleration.py  Module 17's notebook points to it
   tito/                           the student commands only (tito/student.py)
   lab/student/                    the student JupyterLab setup (`make lab`)
@@ -37,6 +38,9 @@ from .modules import LIBRARY, LIBRARY_FILES, ROOT, Module, TitoError, all_module
 KIT_FILES = Path(__file__).resolve().parent / "kit_files"  # README, Makefile, tests of the kit
 TITO_FILES = ["__init__.py", "modules.py", "build.py", "export.py", "student.py"]
 MILESTONE = "notebooks/06_2018_mlperf"
+# The lecture demos hold no solution (tests/test_kit.py checks it by content) and run on the student's
+# own library, so students can replay the lecture: they come with the milestone.
+DEMOS = "notebooks/demos"
 # Packages the student does not need: property tests, parallel tests, browsers, Voila (lecture demos).
 INSTRUCTOR_ONLY = {"hypothesis", "pytest-xdist", "playwright", "voila"}
 GIT = ["git", "-c", "user.name=tito kit", "-c", "user.email=tito-kit@localhost", "-c", "commit.gpgsign=false"]
@@ -139,8 +143,9 @@ def build_kit(dest: Path, modules: list[Module] | None = None, solutions_through
         elif not path.exists():  # never overwrite a file a student may have exported over (git pull)
             path.write_text(student.stub_text(m))
     _copytree(ROOT / "data", dest / "data")
-    if milestone:
+    if milestone:  # both need most of the library; each stops naming the first unfinished task
         _copytree(ROOT / MILESTONE, dest / MILESTONE)
+        _copytree(ROOT / DEMOS, dest / DEMOS)
     if any(m.number == "17" for m in modules):  # Module 17's notebook names `python -m benchmarks.bench_acceleration`
         (dest / "benchmarks").mkdir(exist_ok=True)
         for name in ("__init__.py", "bench_acceleration.py"):

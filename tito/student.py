@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -142,7 +143,7 @@ def run_notebook(notebook: Path) -> nbformat.NotebookNode:
     with tempfile.TemporaryDirectory(prefix="tito-test-") as tmp:
         client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3", allow_errors=True,
                                 resources={"metadata": {"path": tmp}})
-        client.execute(env=env)
+        client.execute(env=env, stderr=subprocess.DEVNULL)  # the kernel's own log lines (cell errors are outputs)
     return nb
 
 
