@@ -201,7 +201,7 @@ def test_partial_kit_solutions_and_an_update(tmp_path):
     info = kitmod.build_kit(dest, kitmod.parse_modules("04"), solutions_through="02")
     assert info["modules"] == ["01", "02", "03", "04"] and info["solutions_through"] == "02"
     log = subprocess.run(["git", "log", "--format=%s"], cwd=dest, capture_output=True, text=True).stdout
-    assert len(log.splitlines()) == 2 and "Modules 04 handed out" in log and "through Module 02" in log, log
+    assert len(log.splitlines()) == 2 and "Module 04 handed out" in log and "through Module 02" in log, log
     changed = subprocess.run(["git", "diff", "--name-only", "HEAD~1"], cwd=dest, capture_output=True,
                              text=True).stdout.split()
     assert "tinytorch_lib/activations.py" not in changed  # so a student's pull never conflicts with an export

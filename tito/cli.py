@@ -186,7 +186,8 @@ def cmd_kit(args) -> int:
     """Write (or update) the student kit: a git repository of its own, with no solution in it."""
     from . import kit
 
-    info = kit.build_kit(Path(args.dest), kit.parse_modules(args.modules), args.solutions_through)
+    modules = kit.parse_modules(args.modules) if args.modules else None  # None: all, or what the kit has
+    info = kit.build_kit(Path(args.dest), modules, args.solutions_through)
     mods = info["modules"]
     print(f"{args.dest}: student kit, Modules {', '.join(mods)}"
           + (f"; solutions released through Module {info['solutions_through']}" if info["solutions_through"] else "")

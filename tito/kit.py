@@ -171,12 +171,12 @@ def build_kit(dest: Path, modules: list[Module] | None = None, solutions_through
         info["commit"] = None
         return info
     added = sorted(numbers - set(before["modules"]))
-    if not update:
-        message = f"TinyTorch student kit: Modules {modules[0].number}-{modules[-1].number}"
-    else:
-        message = "Kit update:" + (f" Modules {', '.join(added)} handed out;" if added else "")
+    parts = [f"Modules {modules[0].number}-{modules[-1].number}"] if not update else []
+    if update and added:
+        parts.append(f"Module{'s' if len(added) > 1 else ''} {', '.join(added)} handed out")
     if solutions and through != before["solutions_through"]:
-        message += f" solutions released through Module {through} (`tito module reset NN` takes one)"
-    _git(dest, "commit", "-q", "-m", message.rstrip(";"))
+        parts.append(f"solutions released through Module {through} (`tito module reset NN` takes one)")
+    message = ("TinyTorch student kit: " if not update else "Kit update: ") + "; ".join(parts or ["files refreshed"])
+    _git(dest, "commit", "-q", "-m", message)
     info["commit"] = _git(dest, "rev-parse", "HEAD").strip()
     return info

@@ -25,9 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import nbformat
-
-from .export import export_notebook, export_text, remaining_stubs
 from .modules import ROOT, WORKSPACE, Module, TitoError, all_modules, find_module
 
 STATUS_FILE = WORKSPACE / ".tito-status.json"
@@ -69,6 +66,10 @@ def owner(path: Path) -> str:
 
 def stub_text(module: Module) -> str:
     """The untouched stub of `module`'s library file: the export of its release notebook."""
+    import nbformat
+
+    from .export import export_text
+
     nb = nbformat.read(module.release_ipynb, as_version=4)
     return export_text(module, nb, f"release/{module.name}/{module.name}.ipynb")
 
@@ -135,6 +136,7 @@ def _workspace_notebook(module: Module) -> Path:
 def run_notebook(notebook: Path) -> nbformat.NotebookNode:
     """Execute a copy of `notebook` (every cell, errors recorded, as nbgrader does) in a scratch
     folder, with this kit's tinytorch_lib first on the kernel's path; returns the executed notebook."""
+    import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(notebook, as_version=4)
@@ -203,6 +205,8 @@ def _earlier_files(errors: list[str], module: Module) -> list[str]:
 
 
 def cmd_test(args) -> int:
+    import nbformat
+
     module = find_module(args.module)
     nb = _workspace_notebook(module)
     print(f"Running {_rel(nb)} as saved, with your tinytorch_lib: VISIBLE tests only. {HIDDEN_NOTE}", flush=True)
@@ -236,6 +240,8 @@ def cmd_test(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from .export import export_notebook, remaining_stubs  # nbformat and jupytext: slow imports, only here
+
     module = find_module(args.module)
     path = export_notebook(module, _workspace_notebook(module))
     stubs = remaining_stubs(path)
