@@ -10,7 +10,7 @@ What goes in (everything else stays with the instructor):
   data/                           data sets and trained weights the notebooks load
   notebooks/06_2018_mlperf/       Milestone 06, when the kit holds every module
   notebooks/demos/                the lecture demos, likewise (no solution in them; they run on YOUR library)
-  benchmarks/bench_acceleration.py  Module 17's notebook points to it
+  benchmarks/                     the two measurement scripts Modules 17 and 18 point to
   tito/                           the student commands only (tito/student.py)
   lab/student/                    the student JupyterLab setup (`make lab`)
   tests/                          the kit's own checks (`make test`)
@@ -24,6 +24,7 @@ without conflicts with their own exports, and `tito module reset NN` takes a rel
 """
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -41,6 +42,10 @@ MILESTONE = "notebooks/06_2018_mlperf"
 # The lecture demos hold no solution (tests/test_kit.py checks it by content) and run on the student's
 # own library, so students can replay the lecture: they come with the milestone.
 DEMOS = "notebooks/demos"
+# Measurement scripts the release notebooks tell students to run (Modules 17 and 18), on their own library.
+# Not the others: train_gpt.py holds its own training loop (Task 08.2's solution, near enough), and
+# bench_compression/bench_quantization import train_digits; bench_grading/bench_sandbox are the grader's.
+BENCHMARKS = ["bench_acceleration.py", "bench_kvcache.py"]
 # Packages the student does not need: property tests, parallel tests, browsers, Voila (lecture demos).
 INSTRUCTOR_ONLY = {"hypothesis", "pytest-xdist", "playwright", "voila"}
 GIT = ["git", "-c", "user.name=tito kit", "-c", "user.email=tito-kit@localhost", "-c", "commit.gpgsign=false"]
@@ -65,6 +70,17 @@ def parse_modules(spec: str | None) -> list[Module]:
 def hand_written() -> list[str]:
     """tinytorch_lib files that no module exports (__init__.py, timing.py)."""
     return sorted({p.name for p in LIBRARY.glob("*.py")} - set(LIBRARY_FILES.values()))
+
+
+def _library_imports(path: Path) -> set[str]:
+    """The tinytorch_lib files (stems) a script imports."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tinytorch_lib."):
+            names.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            names |= {a.name.split(".")[1] for a in node.names if a.name.startswith("tinytorch_lib.")}
+    return names
 
 
 def _git(dest: Path, *args: str) -> str:
@@ -146,10 +162,12 @@ def build_kit(dest: Path, modules: list[Module] | None = None, solutions_through
     if milestone:  # both need most of the library; each stops naming the first unfinished task
         _copytree(ROOT / MILESTONE, dest / MILESTONE)
         _copytree(ROOT / DEMOS, dest / DEMOS)
-    if any(m.number == "17" for m in modules):  # Module 17's notebook names `python -m benchmarks.bench_acceleration`
-        (dest / "benchmarks").mkdir(exist_ok=True)
-        for name in ("__init__.py", "bench_acceleration.py"):
-            shutil.copy(ROOT / "benchmarks" / name, dest / "benchmarks" / name)
+    have = {m.library_file.stem for m in modules} | {Path(name).stem for name in hand_written()}
+    for name in BENCHMARKS:  # those whose library files the kit holds
+        if _library_imports(ROOT / "benchmarks" / name) <= have:
+            (dest / "benchmarks").mkdir(exist_ok=True)
+            for f in ("__init__.py", name):
+                shutil.copy(ROOT / "benchmarks" / f, dest / "benchmarks" / f)
     (dest / "tito").mkdir(exist_ok=True)
     for name in TITO_FILES:
         shutil.copy(ROOT / "tito" / name, dest / "tito" / name)
