@@ -234,7 +234,9 @@ def test_a_student_works_through_the_whole_kit(kit, tmp_path):
 
     # All stubs: the milestone stops at once, naming the first unfinished task.
     proc = run_milestone("01_optimization_olympics.py")
-    assert proc.returncode != 0 and "Module 01 (tensor), Task 01.1" in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert "the first: Module 01 (tensor), Task 01.1, Tensor.__init__\n" in proc.stderr, proc.stderr[-2000:]
+    assert "Module 02 (activations)" not in proc.stderr  # the first one, then a count per file
     assert "tito module export NN" in proc.stderr and not (tmp_path / "results" / "table2_static.json").exists()
 
     # The untouched notebook: visible tests only, every task fails, and it says who runs the hidden ones.

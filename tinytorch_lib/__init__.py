@@ -36,19 +36,26 @@ def unfinished(name: str) -> list[str]:
 
 
 def check_ready(*names: str) -> list[str]:
-    """Where each named library file comes from (one line each); stops naming every unfinished task.
+    """Where each named library file comes from (one line each); stops naming the first unfinished task.
 
     A milestone calls this first, so a stub left in an export stops the run before any figure
     is computed, with the module and task to finish instead of a traceback halfway through.
     """
-    lines, missing = [], []
+    lines, missing, per_file = [], [], {}
     for name in names:
         lines.append(origin(name))
-        missing += unfinished(name)
+        left = unfinished(name)
+        missing += left
+        if left:
+            per_file[name] = len(left)
     if missing:
-        raise RuntimeError("these tasks are unfinished in your exported library:\n  " + "\n  ".join(missing)
-                           + "\nFinish them in your notebook and `tito module export NN`, or go back to the "
-                             "course reference with `tito module reset NN`.")
+        more = ""
+        if len(missing) > 1:
+            counts = ", ".join(f"{name}.py {n}" for name, n in per_file.items())
+            more = f"\n{len(missing) - 1} more stubs after it; per library file: {counts}"
+        raise RuntimeError(f"your exported library has unfinished tasks; the first: {missing[0]}{more}"
+                           "\nFinish it in your notebook and `tito module export NN`. (`tito module reset NN` puts "
+                           "back the course reference; in a student kit, a released solution once there is one.)")
     return lines
 
 
