@@ -23,7 +23,7 @@ import pytest
 from helpers import fill_in
 from tito import kit as kitmod
 from tito.build import build
-from tito.modules import ROOT, all_modules
+from tito.modules import ROOT, TitoError, all_modules
 
 BLOCK = re.compile(r"^[ \t]*### BEGIN (SOLUTION|HIDDEN TESTS)[ \t]*\n(.*?)^[ \t]*### END \1[ \t]*$", re.M | re.S)
 MIN_CHARS = 25  # shorter lines (`pass`, `return x`, `out = a + b`) prove nothing
@@ -176,6 +176,8 @@ def test_partial_kit_solutions_and_an_update(tmp_path):
     dest = tmp_path / "kit"
     info = kitmod.build_kit(dest, kitmod.parse_modules("01-03"), solutions_through="01")
     assert info["modules"] == ["01", "02", "03"] and not info["milestone"]
+    with pytest.raises(TitoError, match="the kit's last module is 03"):
+        kitmod.build_kit(dest, solutions_through="05")
     assert sorted(p.name for p in (dest / "release").iterdir()) == ["01_tensor", "02_activations", "03_layers"]
     assert not (dest / "notebooks").exists()
     assert sorted(p.name for p in (dest / "solutions").iterdir()) == ["tensor.py"]

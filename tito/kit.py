@@ -133,6 +133,9 @@ def build_kit(dest: Path, modules: list[Module] | None = None, solutions_through
     modules = [m for m in course if m.number in numbers]
     through = max(filter(None, [before["solutions_through"],
                                 find_module(solutions_through).number if solutions_through else None]), default=None)
+    if through and through > modules[-1].number:  # else a later update would hand out 07 with its solution
+        raise TitoError(f"--solutions-through {through}: the kit's last module is {modules[-1].number}; "
+                        f"release solutions of modules it holds")
     solutions = [m for m in modules if through and m.number <= through]
     milestone = len(modules) == len(course)
     for m in modules:
