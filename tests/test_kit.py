@@ -176,6 +176,8 @@ def test_partial_kit_solutions_and_an_update(tmp_path):
     dest = tmp_path / "kit"
     info = kitmod.build_kit(dest, kitmod.parse_modules("01-03"), solutions_through="01")
     assert info["modules"] == ["01", "02", "03"] and not info["milestone"]
+    with pytest.raises(TitoError, match="without a gap"):
+        kitmod.build_kit(tmp_path / "gap", kitmod.parse_modules("01-03,05"))
     with pytest.raises(TitoError, match="the kit's last module is 03"):
         kitmod.build_kit(dest, solutions_through="05")
     assert sorted(p.name for p in (dest / "release").iterdir()) == ["01_tensor", "02_activations", "03_layers"]

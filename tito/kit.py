@@ -52,7 +52,7 @@ GIT = ["git", "-c", "user.name=tito kit", "-c", "user.email=tito-kit@localhost",
 
 
 def parse_modules(spec: str | None) -> list[Module]:
-    """'01-06', '1-6,9', '03_layers' -> modules in course order; None -> every module."""
+    """'01-06', '1-6,7', '07' -> modules in course order; None -> every module."""
     course = all_modules()
     if not spec:
         return course
@@ -131,6 +131,10 @@ def build_kit(dest: Path, modules: list[Module] | None = None, solutions_through
     if not numbers:
         numbers = {m.number for m in course}
     modules = [m for m in course if m.number in numbers]
+    if modules != course[:len(modules)]:  # a notebook imports every earlier module's library file
+        raise TitoError(f"a kit holds Modules {course[0].number} to NN without a gap (each notebook imports the "
+                        f"earlier modules' library files); asked for {', '.join(sorted(numbers))}: "
+                        f"--modules {course[0].number}-{modules[-1].number}")
     through = max(filter(None, [before["solutions_through"],
                                 find_module(solutions_through).number if solutions_through else None]), default=None)
     if through and through > modules[-1].number:  # else a later update would hand out 07 with its solution
