@@ -90,7 +90,16 @@ def _git(dest: Path, *args: str) -> str:
     return proc.stdout
 
 
-def _copytree(src: Path, dest: Path) -> None:
+def _copytree(src: Path, dest: Path, tracked: bool = True) -> None:
+    """Copy `src` into `dest`: the files git tracks there (not an instructor's scratch files), or,
+    outside a git checkout (or with tracked=False), every file but caches and generated notebooks."""
+    proc = subprocess.run(["git", "ls-files", "-z", "--", "."], cwd=src, capture_output=True, text=True)
+    if tracked and proc.returncode == 0 and proc.stdout:
+        for name in proc.stdout.split("\0"):
+            if name and (src / name).is_file():
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(src / name, dest / name)
+        return
     shutil.copytree(src, dest, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.ipynb", "*.pyc"))
 
@@ -179,7 +188,7 @@ def build_kit(dest: Path, modules: list[Module] | None = None, solutions_through
     for name in TITO_FILES:
         shutil.copy(ROOT / "tito" / name, dest / "tito" / name)
     _copytree(ROOT / "lab" / "student", dest / "lab" / "student")
-    _copytree(KIT_FILES / "tests", dest / "tests")
+    _copytree(KIT_FILES / "tests", dest / "tests", tracked=False)
     for name in ("constraints.txt", "jupytext.toml"):
         shutil.copy(ROOT / name, dest / name)
     shutil.copy(KIT_FILES / "Makefile", dest / "Makefile")
