@@ -195,13 +195,15 @@ def test_partial_kit_solutions_and_an_update(tmp_path):
     assert re.search(r"^02_activations +not started +activations.py: stub$", status.stdout, re.M), status.stdout
     assert "04_losses" not in status.stdout
 
-    # A student (a clone) exports their own Module 02; then the instructor hands out Module 04 and
-    # Module 02's solution (one more commit in the kit), and the student pulls it.
+    # A student (a clone) exports and commits their own Module 02; then the instructor hands out Module 04
+    # and Module 02's solution (one more commit in the kit), and the student pulls it: a clean merge.
     clone = tmp_path / "student"
     subprocess.run(["git", "clone", "-q", str(dest), str(clone)], check=True)
     assert kit_tito(clone, "module", "start", "02").returncode == 0
     assert kit_tito(clone, "module", "export", "02").returncode == 0
     mine = (clone / "tinytorch_lib" / "activations.py").read_text()
+    subprocess.run([*kitmod.GIT, "add", "workspace", "tinytorch_lib"], cwd=clone, check=True)
+    subprocess.run([*kitmod.GIT, "commit", "-q", "-m", "my Module 02"], cwd=clone, check=True)
     info = kitmod.build_kit(dest, kitmod.parse_modules("04"), solutions_through="02")
     assert info["modules"] == ["01", "02", "03", "04"] and info["solutions_through"] == "02"
     log = subprocess.run(["git", "log", "--format=%s"], cwd=dest, capture_output=True, text=True).stdout
@@ -210,7 +212,8 @@ def test_partial_kit_solutions_and_an_update(tmp_path):
                              text=True).stdout.split()
     assert "tinytorch_lib/activations.py" not in changed  # so a student's pull never conflicts with an export
     assert {"solutions/activations.py", "tinytorch_lib/losses.py", "release/04_losses/04_losses.ipynb"} <= set(changed)
-    pull = subprocess.run(["git", "pull", "-q", "--ff-only"], cwd=clone, capture_output=True, text=True)
+    pull = subprocess.run([*kitmod.GIT, "pull", "-q", "--no-rebase", "--no-edit"], cwd=clone, capture_output=True,
+                          text=True)
     assert pull.returncode == 0, pull.stderr
     assert (clone / "tinytorch_lib" / "activations.py").read_text() == mine
     status = kit_tito(clone, "module", "status").stdout
