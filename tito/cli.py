@@ -360,8 +360,8 @@ def parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kit", help="write the student kit (a git repository: release notebooks, stub library, "
                                    "data, student tito), or add modules/solutions to an existing one")
     k.add_argument("dest")
-    k.add_argument("--modules", help="hand out part of the course, from 01 without a gap: 01-06 (default: every module; "
-                                     "on an existing kit: the modules it has, plus these, e.g. 07-12)")
+    k.add_argument("--modules", help="hand out part of the course, from 01 without a gap: 01-06 (default: "
+                                     "every module; on an existing kit: the modules it has, plus these: 07-12)")
     k.add_argument("--solutions-through", metavar="NN",
                    help="release the reference solutions of the kit's modules up to NN (after their deadline)")
     k.set_defaults(fn=cmd_kit)
