@@ -177,6 +177,7 @@ def test_the_kits_own_tests_pass_on_a_clean_clone(kit, tmp_path):
     assert " passed" in proc.stdout and "failed" not in proc.stdout
 
 
+@pytest.mark.pipeline
 def test_partial_kit_solutions_and_an_update(tmp_path):
     dest = tmp_path / "kit"
     info = kitmod.build_kit(dest, kitmod.parse_modules("01-03"), solutions_through="01")
