@@ -138,14 +138,25 @@ def run_notebook(notebook: Path) -> nbformat.NotebookNode:
     folder, with this kit's tinytorch_lib first on the kernel's path; returns the executed notebook."""
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import DeadKernelError
 
-    nb = nbformat.read(notebook, as_version=4)
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except Exception as e:  # a notebook file that is not JSON
+        raise TitoError(f"{_rel(notebook)} is not a readable notebook: {e}") from None
     env = dict(os.environ, NBGRADER_EXECUTION="autograde")  # the notebooks' short timing, as under grading
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     with tempfile.TemporaryDirectory(prefix="tito-test-") as tmp:
-        client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3", allow_errors=True,
-                                resources={"metadata": {"path": tmp}})
-        client.execute(env=env, stderr=subprocess.DEVNULL)  # the kernel's own log lines (cell errors are outputs)
+        # A cell over the time limit is interrupted and counts as an error; the next cells still run.
+        client = NotebookClient(nb, timeout=CELL_TIMEOUT, interrupt_on_timeout=True, kernel_name="python3",
+                                allow_errors=True, resources={"metadata": {"path": tmp}})
+        try:
+            client.execute(env=env, stderr=subprocess.DEVNULL)  # the kernel's log lines (cell errors are outputs)
+        except DeadKernelError as e:
+            ran = [i + 1 for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.execution_count]
+            where = f" in cell {ran[-1]}" if ran else ""  # the kernel numbers a cell as it starts it
+            raise TitoError(f"the kernel died{where} ({e}): a cell ran out of memory or ended Python "
+                            f"(os._exit, sys.exit in a loop); run the notebook in JupyterLab to see where") from None
     return nb
 
 
