@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: sandbox browser setup run selfcheck test release export lab lab-instructor demos models gpt lock clean
+.PHONY: sandbox browser setup run selfcheck test release export kit lab lab-instructor demos models gpt lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), \
@@ -79,6 +79,13 @@ release: $(STAMP)
 
 export: $(STAMP)
 	$(BIN)/tito export --reference
+
+# The student kit (tito/kit.py): a git repository of its own with the release notebooks, a stub library,
+# data, the student tito, no solution. `make kit DEST=../tinytorch-kit` (every module), MODULES=01-06 for
+# part of the course, SOLUTIONS_THROUGH=05 to release solutions; on an existing kit: one more commit.
+kit: $(STAMP)
+	@[ -n "$(DEST)" ] || { echo "usage: make kit DEST=/path/to/kit [MODULES=01-06] [SOLUTIONS_THROUGH=NN]"; exit 1; }
+	$(BIN)/tito kit "$(DEST)" $(if $(MODULES),--modules $(MODULES)) $(if $(SOLUTIONS_THROUGH),--solutions-through $(SOLUTIONS_THROUGH))
 
 # JupyterLab holds this terminal: run tito in a second one, or in JupyterLab's own
 # terminal. As root (Docker, Codespaces) Jupyter refuses to start without --allow-root.

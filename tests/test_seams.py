@@ -97,4 +97,4 @@ def test_backward_without_module_05_says_what_to_do(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 1
     assert "RuntimeError: backward() needs Module 05 (autograd)" in proc.stderr
-    assert "tito export --reference" in proc.stderr
+    assert "tito module export 05" in proc.stderr

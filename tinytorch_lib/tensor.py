@@ -129,7 +129,7 @@ class Tensor:
     def T(self):
         return self.transpose()
 
-# cell cell-8128f7c2b3
+# cell cell-aca749b79b
 class Node:
     """How a tensor was computed: `op` applied to `inputs` (Tensors or numbers), plus `saved` values."""
 
@@ -189,7 +189,7 @@ def run_backward(tensor: "Tensor", grad=None) -> None:
             if e.name != "tinytorch_lib.autograd":
                 raise
             raise RuntimeError("backward() needs Module 05 (autograd), and tinytorch_lib/autograd.py is "
-                               f"not there ({e}): export Module 05 or run `tito export --reference`") from None
+                               f"not there ({e}): export Module 05 first (`tito module export 05`)") from None
     if AUTOGRAD["engine"] is None:
         raise RuntimeError("backward(): tinytorch_lib.autograd registered no engine (set_backward_engine)")
     AUTOGRAD["engine"](tensor, grad)

@@ -2,6 +2,7 @@
 
     tito module status | start NN | test NN | export NN | reset NN   (students)
     tito build | release | export --reference | selfcheck | grade A [--jobs N] | feedback A   (instructors)
+    tito kit DEST [--modules 01-06] [--solutions-through NN]   (the student repository, tito/kit.py)
 """
 from __future__ import annotations
 
@@ -175,8 +176,23 @@ def cmd_feedback(args) -> int:
                         f"grade first with `tito grade {module.number}`")
     for path in files:
         print(_rel(path))
-    print(f"{len(files)} feedback files. They show the hidden tests (nbgrader#917): return them after the "
-          f"deadline, with `nbgrader release_feedback {module.name}` on a JupyterHub exchange.")
+    print(f"{len(files)} feedback files. They show the hidden tests (nbgrader#917): hidden tests are run by "
+          f"the instructor and feedback is released after the deadline, never before it "
+          f"(`nbgrader release_feedback {module.name}` on a JupyterHub exchange).")
+    return 0
+
+
+def cmd_kit(args) -> int:
+    """Write (or update) the student kit: a git repository of its own, with no solution in it."""
+    from . import kit
+
+    modules = kit.parse_modules(args.modules) if args.modules else None  # None: all, or what the kit has
+    info = kit.build_kit(Path(args.dest), modules, args.solutions_through)
+    mods = info["modules"]
+    print(f"{args.dest}: student kit, Modules {', '.join(mods)}"
+          + (f"; solutions released through Module {info['solutions_through']}" if info["solutions_through"] else "")
+          + ("" if info["milestone"] else "; no Milestone 06 (it needs every module)"))
+    print(f"  commit {info['commit']}" if info["commit"] else "  unchanged: nothing to commit")
     return 0
 
 
@@ -341,6 +357,14 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", "-j", type=int, default=None,
                    help=f"students graded at once (default: the number of cores, {classgrade.default_jobs()})")
     g.set_defaults(fn=cmd_grade)
+    k = sub.add_parser("kit", help="write the student kit (a git repository: release notebooks, stub library, "
+                                   "data, student tito), or add modules/solutions to an existing one")
+    k.add_argument("dest")
+    k.add_argument("--modules", help="hand out part of the course, from 01 without a gap: 01-06 (default: "
+                                     "every module; on an existing kit: the modules it has, plus these: 07-12)")
+    k.add_argument("--solutions-through", metavar="NN",
+                   help="release the reference solutions of the kit's modules up to NN (after their deadline)")
+    k.set_defaults(fn=cmd_kit)
     f = sub.add_parser("feedback", help="nbgrader generate_feedback: HTML per graded student")
     f.add_argument("assignment")
     f.set_defaults(fn=cmd_feedback)

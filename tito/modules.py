@@ -75,9 +75,10 @@ class Module:
 
 
 def all_modules() -> list[Module]:
-    """Every module folder in source/, in course order."""
+    """Every module folder in source/, in course order (in a student kit, which has no
+    source/, every module folder in release/: the modules handed out)."""
     found = []
-    for d in sorted(SOURCE.glob("[0-9][0-9]_*")):
+    for d in sorted((SOURCE if SOURCE.is_dir() else RELEASE).glob("[0-9][0-9]_*")):
         if not d.is_dir():
             continue
         number = d.name[:2]
@@ -100,4 +101,4 @@ def find_module(spec: str) -> Module:
     known = ", ".join(f"{mod.number} ({mod.title})" for mod in modules)
     raise TitoError(f"unknown module '{spec}': this course has modules {known}; "
                     f"give a number or a name, e.g. `{modules[0].number}` or `{modules[0].title}`"
-                    if modules else f"unknown module '{spec}': source/ has no modules")
+                    if modules else f"unknown module '{spec}': this course has no modules")
