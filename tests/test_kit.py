@@ -2,7 +2,8 @@
 
 - No solution and no hidden test of any source/ notebook is anywhere in the kit or its git
   history, checked by content: the distinctive lines of every `### BEGIN SOLUTION` and
-  `### BEGIN HIDDEN TESTS` block are searched for in every file and every git blob.
+  `### BEGIN HIDDEN TESTS` block, and of every module's outside checks (source/NN/checks.py),
+  are searched for in every file and every git blob.
 - The kit's own `make test` passes on a clean `git clone` (run with this checkout's .venv
   python and PYTHONPATH at the clone: no second virtual environment).
 - Partial kits, released solutions, and updating a kit (one more commit, student files untouched).
@@ -39,10 +40,14 @@ def _lines(text: str) -> set[str]:
 
 def secret_lines(modules=None) -> set[str]:
     """The distinctive lines of every solution and hidden-test block of source/NN/NN.py (of `modules`
-    only, when given: the others count as handed out): long enough, and found neither in a release
-    notebook nor outside those blocks in any source notebook."""
+    only, when given: the others count as handed out) and of every outside check (source/NN/checks.py,
+    never handed out): long enough, and found neither in a release notebook nor outside those blocks
+    in any source notebook."""
     secret, given = set(), set()
     for module in all_modules():
+        checks = module.source_py.with_name("checks.py")
+        if checks.exists():
+            secret |= _lines(checks.read_text())
         text = module.source_py.read_text()
         for m in BLOCK.finditer(text):
             if modules is None or module in modules:
@@ -118,11 +123,13 @@ def kit(tmp_path_factory):
 def test_no_solution_or_hidden_test_in_the_kit_or_its_history(kit):
     secret = secret_lines()
     assert len(secret) > 1000, len(secret)
-    # The search finds them where they are: every one in the built source notebooks (JSON, escaped),
-    # and the solutions in the reference library.
+    # The search finds them where they are: every one in the built source notebooks (JSON, escaped) or
+    # the outside checks, and the solutions in the reference library.
     for module in all_modules():
         build(module)
     notebooks = {m.name: m.source_ipynb.read_bytes() for m in all_modules()}
+    notebooks.update({f"{m.name}/checks.py": m.source_py.with_name("checks.py").read_bytes() for m in all_modules()
+                      if m.source_py.with_name("checks.py").exists()})
     assert set().union(*leaks(notebooks, secret).values()) == secret
     reference = {p.name: p.read_bytes() for p in (ROOT / "tinytorch_lib").glob("*.py")}
     assert sum(len(v) for v in leaks(reference, secret).values()) > 500
