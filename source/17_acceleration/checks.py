@@ -275,7 +275,14 @@ def state_of(model) -> dict:
     return {k: np.array(v) for k, v in model.state_dict().items()}
 
 
-TYPE = "type({m}.get_submodule({name!r})).__name__"
+def classes(s, model: str, *names: str) -> list:
+    """'module.Class' of each named submodule of `model` in the sandbox, compared here (not there)."""
+    return s.value(f"[(lambda t: t.__module__ + '.' + t.__qualname__)(type({model}.get_submodule(n))) for n in names]",
+                   names=list(names))
+
+
+FAST = "tinytorch_lib.acceleration."
+CONV, MHA = "tinytorch_lib.spatial.Conv2d", "tinytorch_lib.attention.MultiHeadAttention"
 
 
 @check("test_17_6_vectorize")
@@ -292,10 +299,10 @@ def vectorize_(s):
     s.run("cnn_small = small_cnn(channels=4, rng=0); cnn_small.load_state_dict(state); fast_small = vectorize(cnn_small)",
           state=state)
     assert s.value("fast_small is not cnn_small"), "vectorize must return a new model"
-    got = s.value(TYPE.format(m="cnn_small", name="0"))
-    assert got == "Conv2d", f"the original model's layer '0' must stay a Conv2d, got {got}"
-    got = s.value(TYPE.format(m="fast_small", name="0")), s.value("type(fast_small.get_submodule('0')) is FastConv2d")
-    assert got[1], f"small_cnn's layer '0': expected FastConv2d in the new model, got {got[0]}"
+    got = classes(s, "cnn_small", "0")[0]
+    assert got == CONV, f"the original model's layer '0' must stay a Conv2d, got {got}"
+    got = classes(s, "fast_small", "0")[0]
+    assert got == FAST + "FastConv2d", f"small_cnn's layer '0': expected FastConv2d in the new model, got {got}"
     assert s.value("fast_small.get_submodule('0').weight is not cnn_small.get_submodule('0').weight"), \
         "the new model must hold copies of the parameters (deepcopy), not the original's"
     xb = np.random.default_rng(1).standard_normal((5, 1, 8, 8)).astype(np.float32)
@@ -318,22 +325,25 @@ def vectorize_(s):
     # the root is a layer to swap
     mha = ref["MultiHeadAttention"](8, 2, rng=0)
     s.run("mha = MultiHeadAttention(8, 2, rng=0); mha.load_state_dict(state); fast_mha = vectorize(mha)", state=state_of(mha))
-    got = s.value("(type(fast_mha).__name__, type(fast_mha) is FastMultiHeadAttention, type(mha) is MultiHeadAttention)")
-    assert got[1], f"vectorize(MultiHeadAttention(8, 2)): the model itself is a layer to swap; expected a FastMultiHeadAttention, got {got[0]}"
-    assert got[2], "vectorize of a bare MultiHeadAttention changed the original's class"
+    got = classes(s, "fast_mha", "")[0], classes(s, "mha", "")[0]
+    assert got[0] == FAST + "FastMultiHeadAttention", \
+        f"vectorize(MultiHeadAttention(8, 2)): the model itself is a layer to swap; expected a FastMultiHeadAttention, got {got[0]}"
+    assert got[1] == MHA, f"vectorize of a bare MultiHeadAttention changed the original's class to {got[1]}"
     xa = np.random.default_rng(2).standard_normal((2, 5, 8)).astype(np.float32)
     err = relative_error(s.value("fast_mha(Tensor(x)).data", x=xa), mha(Tensor(xa)).data)
     assert err < TOLERANCE, f"MultiHeadAttention(8, 2) on (2, 5, 8): vectorized output differs by {err:.2e}"
     # nothing to swap
     s.expect_error("vectorize(small_cnn(channels=2, rng=0)[3:])", "vectorize of Sequential(Flatten, Linear) (nothing to swap)",
                    ("Sequential", "Flatten", "Linear"))
-    got = s.value("(lambda a: (a is not fast_small, type(a.get_submodule('0')) is FastConv2d))(vectorize(fast_small))")
-    assert got == (True, True), "vectorize of an already vectorized model: expected a copy with its FastConv2d"
+    s.run("again = vectorize(fast_small)")
+    got = s.value("again is not fast_small"), classes(s, "again", "0")[0]
+    assert got == (True, FAST + "FastConv2d"), \
+        f"vectorize of an already vectorized model: expected a new copy with its FastConv2d, got {'a copy' if got[0] else 'the same object'} with {got[1]}"
     s.run("nested = Sequential(Sequential(Conv2d(1, 2, 3, rng=0)), Conv2d(2, 3, 1, rng=1)); fast_nested = vectorize(nested)")
-    got = s.value("[type(fast_nested.get_submodule(n)) is FastConv2d for n in ('0.0', '1')] + [type(nested.get_submodule('0.0')) is Conv2d]")
-    names = s.value("[type(fast_nested.get_submodule(n)).__name__ for n in ('0.0', '1')]")
-    assert got[:2] == [True, True], f"nested Conv2d layers ('0.0' and '1'): both must be swapped for FastConv2d, got {names}"
-    assert got[2], "the original nested model must keep its Conv2d"
+    got = classes(s, "fast_nested", "0.0", "1")
+    assert got == [FAST + "FastConv2d"] * 2, f"nested Conv2d layers ('0.0' and '1'): both must be swapped for FastConv2d, got {got}"
+    got = classes(s, "nested", "0.0")[0]
+    assert got == CONV, f"the original nested model must keep its Conv2d, got {got}"
     # a GPT: the root first, then the layers in it
     gpt = ref["GPT"](vocab_size=11, d_model=8, n_heads=2, n_layers=2, context=16, max_len=16, rng=0)
     s.run("""
@@ -341,13 +351,15 @@ small_gpt = GPT(vocab_size=11, d_model=8, n_heads=2, n_layers=2, context=16, max
 small_gpt.load_state_dict(state)
 fast_gpt_small = vectorize(small_gpt)
 """, state=state_of(gpt))
-    swapped = s.value("[type(fast_gpt_small.get_submodule(n)).__name__ for n in ('', 'blocks.0', 'blocks.1.attn')]")
-    exact = s.value("[type(fast_gpt_small.get_submodule(n)) is c for n, c in (('', FastGPT), ('blocks.0', FastTransformerBlock), "
-                    "('blocks.1.attn', FastMultiHeadAttention), ('blocks.1', FastTransformerBlock), ('blocks.0.attn', FastMultiHeadAttention))]")
-    assert all(exact), \
-        f"vectorize(GPT(d_model=8, n_layers=2)): the root, 'blocks.0' and 'blocks.1.attn' should be FastGPT, FastTransformerBlock, FastMultiHeadAttention (the root first, then the others in it), got {swapped}"
-    got = s.value("(type(small_gpt) is GPT, type(small_gpt.get_submodule('blocks.0')) is TransformerBlock)")
-    assert got == (True, True), "vectorize changed the original GPT's layers"
+    names = ("", "blocks.0", "blocks.1.attn", "blocks.1", "blocks.0.attn")
+    swapped = classes(s, "fast_gpt_small", *names)
+    want = [FAST + c for c in ("FastGPT", "FastTransformerBlock", "FastMultiHeadAttention", "FastTransformerBlock",
+                               "FastMultiHeadAttention")]
+    assert swapped == want, \
+        f"vectorize(GPT(d_model=8, n_layers=2)): the root, 'blocks.0' and 'blocks.1.attn' should be FastGPT, FastTransformerBlock, FastMultiHeadAttention (the root first, then the others in it), got {dict(zip(names, swapped))}"
+    got = classes(s, "small_gpt", "", "blocks.0")
+    assert got == ["tinytorch_lib.transformer.GPT", "tinytorch_lib.transformer.TransformerBlock"], \
+        f"vectorize changed the original GPT's layers: they are now {got}"
     gids = np.random.default_rng(3).integers(0, 11, size=(2, 7))
     with ref["no_grad"]():
         want = gpt(gids).data
