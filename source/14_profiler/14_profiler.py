@@ -165,18 +165,6 @@ except ValueError as e:
 else:
     raise AssertionError("linear_flops(-1, 2, 3) should raise ValueError")
 print("Task 14.1 visible tests passed")
-### BEGIN HIDDEN TESTS
-assert conv2d_flops(2, 3, 5, 2, 4, 6, 7, bias=False) == 2 * 2 * 5 * 6 * 7 * 3 * 2 * 4, "conv2d_flops(2, 3, 5, 2, 4, 6, 7, bias=False)"
-assert attention_flops(2, 3, 1, 50, 8) == 2 * 3 * 50 * (4 * 8 + 5), "attention_flops with one query against 50 keys (a cached step)"
-assert linear_flops(0, 5, 5) == 0, "zero rows: 0 FLOPs"
-for fn, args in ((conv2d_flops, (1, 1, 1, 1, 1, 1, -2)), (attention_flops, (1, 1, 1, 1, 2.0))):
-    try:
-        fn(*args)
-    except ValueError:
-        pass
-    else:
-        raise AssertionError(f"{fn.__name__}{args} should raise ValueError")
-### END HIDDEN TESTS
 
 # %% [markdown]
 # Given: `layer_flops(module, inputs, output)` picks the formula for one
@@ -321,27 +309,6 @@ assert abs(parts - root["total_s"]) < 1e-6, f"self times should add up to the ro
 assert all(not m._forward_pre_hooks and not m._forward_hooks for _, m in net.named_modules()), "every hook should be removed after run"
 assert not out.requires_grad, "run should not record a graph (no_grad)"
 print("Task 14.2 visible tests passed")
-### BEGIN HIDDEN TESTS
-
-
-class Boom(Module):
-    def forward(self, x):
-        raise RuntimeError("boom")
-
-
-bad = Sequential(Linear(2, 2, rng=0), Boom())
-try:
-    Profiler(bad).run(Tensor(np.ones((1, 2), np.float32)))
-except RuntimeError:
-    pass
-assert all(not m._forward_pre_hooks and not m._forward_hooks for _, m in bad.named_modules()), "hooks must be removed also when the model raises"
-p2 = Profiler(net)
-p2.run(x)
-p2.run(x)
-assert p2.records["0"]["calls"] == 2 and p2.records["0"]["flops"] == 2 * linear_flops(5, 8, 16), "two runs accumulate calls and FLOPs"
-assert p2.records["0"]["self_s"] <= p2.records["0"]["total_s"] + 1e-12 and p2.records[""]["self_s"] < p2.records[""]["total_s"], \
-    "a leaf's self time equals its total; the root's self time excludes its children"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 4. Latency and throughput, the MLPerf way
@@ -428,12 +395,6 @@ except ValueError as e:
 else:
     raise AssertionError("throughput with batch_size 0 should raise ValueError")
 print("Task 14.3 visible tests passed")
-### BEGIN HIDDEN TESTS
-calls.clear()
-throughput(Counting(), Tensor(np.ones((3, 2), np.float32)), batch_size=8, repeats=1)
-assert calls[0] == (3, 2), f"batch_size larger than the data: one batch of all 3 samples, got {calls[:1]}"
-assert len(calls) == 2, f"warmup 1 + 1 repeat of one batch: expected 2 calls, got {len(calls)}"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 5. The report (given)
