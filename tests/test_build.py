@@ -72,7 +72,7 @@ def test_solution_markers_sit_inside_function_bodies(module):
 @pytest.mark.parametrize("module", MODULES, ids=IDS)
 def test_every_task_has_graded_tests_with_hidden_tests(module):
     """Hidden cases live in source/NN/checks.py (run outside the kernel, tito/checks.py), one check per
-    test cell, and then nowhere in the notebook; a module without that file still has hidden blocks."""
+    test cell, and nowhere in the notebook: nothing hidden enters the grading sandbox."""
     from tito.checks import load_checks
 
     nb = read_source(module)
@@ -86,13 +86,12 @@ def test_every_task_has_graded_tests_with_hidden_tests(module):
             f"test_{module.number}_{number}_")]
         assert cells, f"Task {task} has no test cell named test_{module.number}_{number}_*"
         assert all(c.metadata["nbgrader"]["points"] > 0 for c in cells)
-        if checks:
-            missing = [c.metadata["nbgrader"]["grade_id"] for c in cells if c.metadata["nbgrader"]["grade_id"] not in checks]
-            assert not missing, f"Task {task}: no outside check for {missing} in source/{module.name}/checks.py"
-            assert not any("### BEGIN HIDDEN TESTS" in c.source for c in cells), \
-                f"Task {task}: hidden tests in the notebook would run beside the student's code; move them to checks.py"
-        else:
-            assert any("### BEGIN HIDDEN TESTS" in c.source for c in cells), f"Task {task} has no hidden tests"
+        missing = [c.metadata["nbgrader"]["grade_id"] for c in cells if c.metadata["nbgrader"]["grade_id"] not in checks]
+        assert not missing, f"Task {task}: no outside check for {missing} in source/{module.name}/checks.py"
+    graded = {c.metadata["nbgrader"]["grade_id"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    assert set(checks) <= graded, f"checks for test cells the notebook does not have: {sorted(set(checks) - graded)}"
+    assert not any("BEGIN HIDDEN TESTS" in c.source for c in nb.cells), \
+        "hidden tests in the notebook would run beside the student's code: move them to checks.py"
 
 
 def test_release_never_ships_the_solution_source():

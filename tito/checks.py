@@ -343,10 +343,14 @@ class OutsideChecks(NbGraderPreprocessor):
     budget = Integer(300, config=True, help="seconds all of one notebook's checks may take")
 
     def preprocess(self, nb, resources):
-        module = _module_named(resources.get("nbgrader", {}).get("assignment", ""))
-        checks = load_checks(module) if module is not None else {}
-        if not checks:
-            return nb, resources
+        assignment = resources.get("nbgrader", {}).get("assignment", "")
+        module = _module_named(assignment)
+        if module is None:
+            raise TitoError(f"outside checks: {assignment!r} is not a module of this course (source/NN_name/)")
+        checks = load_checks(module)
+        if not checks:  # every module has them (tests/test_build.py): grading without would trust the kernel
+            raise TitoError(f"outside checks: {checks_file(module)} is missing or holds no check: write one "
+                            "check per test cell (source/AUTHORING.md) before grading this module")
         start = time.monotonic()
         outcomes = run_checks(module, nb, checks, timeout=self.timeout, budget=self.budget)
         for cell in nb.cells:
