@@ -17,6 +17,7 @@ autograde writes, and moves autograded/<student>/<A>/ into the course.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -28,6 +29,7 @@ from pathlib import Path
 import nbformat
 
 from .grading import env_with_library, failure_reason, nbgrader
+from .intake import submitted_refusal
 from .modules import Module, TitoError, all_modules
 from .sandbox import grading_env
 
@@ -48,15 +50,28 @@ class Intake:
     notes: dict[str, str] = field(default_factory=dict)      # student -> graded, but worth a word
 
 
-def grade_ids(path: Path) -> set[str]:
-    nb = nbformat.read(path, as_version=4)
+def grade_ids(path_or_nb) -> set[str]:
+    nb = nbformat.read(path_or_nb, as_version=4) if isinstance(path_or_nb, Path) else path_or_nb
     return {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells} - {None}
+
+
+def read_without_outputs(path: Path):
+    """The notebook at `path` with its code cells' outputs and execution counts removed. nbgrader
+    clears them before grading anyway; removed first, an output that breaks the notebook schema
+    cannot make a correct notebook unreadable."""
+    from nbformat.reader import parse_json
+
+    raw = parse_json(path.read_text(encoding="utf-8"))
+    for cell in raw.get("cells", []) if isinstance(raw, dict) and isinstance(raw.get("cells"), list) else []:
+        if isinstance(cell, dict) and cell.get("cell_type") == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    return nbformat.reads(json.dumps(raw), as_version=4)
 
 
 def _unreadable(path: Path) -> str | None:
     """Why `path` is not a notebook nbgrader can read, else None."""
     try:
-        nbformat.read(path, as_version=4)
+        read_without_outputs(path)
     except Exception as e:  # NotJSONError, ValidationError, UnicodeDecodeError, ...
         kind = type(e).__qualname__ if type(e).__module__ == "builtins" else f"{type(e).__module__}.{type(e).__qualname__}"
         text = " ".join(str(e).split())[:120]
@@ -65,16 +80,64 @@ def _unreadable(path: Path) -> str | None:
     return None
 
 
+def _sources(nb) -> set[str]:
+    return {c.source.strip() for c in nb.cells if c.source.strip()}
+
+
 def _other_assignment(path: Path, module: Module, expected: set[str]) -> str | None:
     """Why `path` is not this assignment's notebook (none of its graded cells match), else None."""
-    found = grade_ids(path)
+    nb = read_without_outputs(path)
+    found = grade_ids(nb)
     if found & expected:
         return None
+    release = nbformat.read(module.release_ipynb, as_version=4)
+    if not found and any(c.metadata.get("nbgrader", {}).get("grade") and c.source.strip() in _sources(nb)
+                         for c in release.cells):
+        return (f"{path.name} holds {module.name}'s test cells but no cell has nbgrader metadata any more (it "
+                "was stripped, e.g. by pasting the cells into a new notebook or by a tool that drops cell "
+                "metadata), so nbgrader cannot tell the tasks and tests apart: ask the student to paste their "
+                f"solutions into a fresh copy of the released {module.name}.ipynb and resubmit")
     matches = [m.name for m in all_modules() if m != module and m.release_ipynb.exists()
                and found & grade_ids(m.release_ipynb)]
     what = f"it is the notebook of {', '.join(matches)}" if matches else "none of its cells are this assignment's"
     return (f"{path.name} is not {module.name}: {what} (no grade_id in common): "
             f"ask the student to submit {module.name}.ipynb")
+
+
+def _changed_grade_ids(path: Path, module: Module) -> str | None:
+    """Why `path`'s nbgrader cells do not match the release's (a grade_id changed to another cell's
+    or to a new one), else None. nbgrader itself stops on these with KeyError: 'grade_id'."""
+    nb = read_without_outputs(path)
+    release = nbformat.read(module.release_ipynb, as_version=4)
+    released = {c.metadata["nbgrader"]["grade_id"]: (i, c) for i, c in enumerate(release.cells)
+                if c.metadata.get("nbgrader", {}).get("grade_id")}
+    cells = [(i, c, c.metadata["nbgrader"]["grade_id"]) for i, c in enumerate(nb.cells)
+             if c.metadata.get("nbgrader", {}).get("grade_id")]
+    missing = [g for g in released if g not in {gid for _, _, gid in cells}]
+    by_source = {c.source.strip(): gid for gid, (_, c) in released.items() if c.source.strip()}
+
+    def own(cell) -> str:
+        """The release grade_id this cell was, when it can be told."""
+        gid = by_source.get(cell.source.strip())
+        if gid is None and len(missing) == 1:
+            gid = missing[0]
+        return f" (in the release it is {gid})" if gid else ""
+
+    problems = []
+    for gid in dict.fromkeys(g for _, _, g in cells):
+        holders = [(i, c) for i, c, g in cells if g == gid]
+        if gid not in released:
+            i, c = holders[0]
+            problems.append(f"cell {i + 1}'s grade_id was changed to {gid}, which is not in the release{own(c)}")
+        elif len(holders) > 1:
+            genuine = [(i, c) for i, c in holders if c.source.strip() == released[gid][1].source.strip()] or holders[:1]
+            for i, c in holders:
+                if (i, c) not in genuine[:1]:
+                    problems.append(f"cell {i + 1}'s grade_id was changed to {gid}, which belongs to cell "
+                                    f"{genuine[0][0] + 1}{own(c)}")
+    if not problems:
+        return None
+    return "; ".join(problems[:3]) + ": restore the cell from the release (nbgrader cannot grade it)"
 
 
 def find_submissions(root: Path, module: Module) -> Intake:
@@ -84,7 +147,14 @@ def find_submissions(root: Path, module: Module) -> Intake:
     name = f"{module.name}.ipynb"
     for folder in sorted((root / "submitted").glob(f"*/{module.name}")):
         student = folder.parent.name
-        if not folder.is_dir() or student.startswith("."):
+        if student.startswith("."):
+            continue
+        # Links, fifos, devices: refused before anything is read through them.
+        refused = submitted_refusal(root / "submitted", student, module.name)
+        if refused:
+            intake.rejected[student] = refused
+            continue
+        if not folder.is_dir():
             continue
         notebooks = sorted(p.name for p in folder.glob("*.ipynb") if p.is_file())
         if name not in notebooks:
@@ -93,7 +163,8 @@ def find_submissions(root: Path, module: Module) -> Intake:
                                         "resubmit")
             continue
         notebook = folder / name
-        reason = _unreadable(notebook) or _other_assignment(notebook, module, expected)
+        reason = (_unreadable(notebook) or _other_assignment(notebook, module, expected)
+                  or _changed_grade_ids(notebook, module))
         if reason:
             intake.rejected[student] = reason
             continue
@@ -102,6 +173,18 @@ def find_submissions(root: Path, module: Module) -> Intake:
             intake.notes[student] = (f"graded {name}; also submitted {', '.join(others)}, which nbgrader does "
                                      "not grade")
         intake.ready[student] = notebook
+    # One file handed in by two students (a hard link, kept by tar or rsync -H): the instructor decides.
+    inodes: dict[tuple[int, int], list[str]] = {}
+    for student, notebook in intake.ready.items():
+        st = os.lstat(notebook)
+        if st.st_nlink > 1:
+            inodes.setdefault((st.st_dev, st.st_ino), []).append(student)
+    for sharing in (s for s in inodes.values() if len(s) > 1):
+        for student in sharing:
+            others = ", ".join(f"submitted/{o}/" for o in sharing if o != student)
+            note = (f"its {name} is the same file as {others}'s (a hard link): one of them did not write it; "
+                    "replace the copy with the student's own file and regrade")
+            intake.notes[student] = f"{intake.notes[student]}; {note}" if student in intake.notes else note
     return intake
 
 
@@ -113,11 +196,11 @@ def _scratch_course(where: Path, root: Path, module: Module, student: str, noteb
     shutil.copy(snapshot, where / "gradebook.db")
     dest = where / "submitted" / student / module.name
     dest.mkdir(parents=True)
-    shutil.copy(notebook, dest / notebook.name)
+    nbformat.write(read_without_outputs(notebook), dest / notebook.name)  # checked by find_submissions
     # nbgrader collect writes them: the submission time, and the secret release_feedback names the
     # feedback file by (autograde carries it to autograded/, generate_feedback to feedback/).
     for name in ("timestamp.txt", "submission_secret.txt"):
-        if (notebook.parent / name).is_file():
+        if (notebook.parent / name).is_file() and not (notebook.parent / name).is_symlink():
             shutil.copy(notebook.parent / name, dest / name)
     return where
 

@@ -1,0 +1,42 @@
+"""nbgrader's Autograde, refusing a submission folder with links or special files before reading it.
+
+Plain `nbgrader autograde` (and formgrader's Autograde button) reads
+submitted/<student>/<A>/ with the grader's rights: timestamp.txt (whose content
+can end up in the log), the notebook (whose first bytes a JSON error prints) and
+every other file (copied into autograded/). A symbolic link there hands the
+grader somebody else's notebook or a file only the grader may read. This
+subclass checks the folder with lstat (tito/intake.py) before nbgrader touches
+it, and fails that one submission, naming the offending entries and nothing of
+what they point to; the other students are graded as usual.
+
+nbgrader builds its Autograde converter by name inside AutogradeApp and offers
+no option for the class, so nbgrader_config.py puts this one in its place
+(`install()`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from nbgrader.converters import Autograde, NbGraderException
+
+from .intake import submitted_refusal
+
+
+class SafeAutograde(Autograde):
+    """Autograde that refuses a submission holding links or special files, unread."""
+
+    def init_destination(self, assignment_id: str, student_id: str) -> bool:
+        # The first step nbgrader takes for a submission (it reads timestamp.txt when not --force).
+        refused = submitted_refusal(Path(self.coursedir.root) / self.coursedir.submitted_directory,
+                                    student_id, assignment_id)
+        if refused:
+            self.log.error("Not grading %s's %s: %s", student_id, assignment_id, refused)
+            raise NbGraderException(f"{student_id}'s {assignment_id}: {refused}")
+        return super().init_destination(assignment_id, student_id)
+
+
+def install() -> None:
+    """Make `nbgrader autograde` (and formgrader) use SafeAutograde."""
+    import nbgrader.apps.autogradeapp as app
+
+    app.Autograde = SafeAutograde
