@@ -17,7 +17,6 @@ autograde writes, and moves autograded/<student>/<A>/ into the course.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 import nbformat
 
 from .grading import env_with_library, failure_reason, nbgrader
-from .intake import submitted_refusal
+from .intake import read_without_outputs, submitted_refusal
 from .modules import Module, TitoError, all_modules
 from .sandbox import grading_env
 
@@ -53,19 +52,6 @@ class Intake:
 def grade_ids(path_or_nb) -> set[str]:
     nb = nbformat.read(path_or_nb, as_version=4) if isinstance(path_or_nb, Path) else path_or_nb
     return {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells} - {None}
-
-
-def read_without_outputs(path: Path):
-    """The notebook at `path` with its code cells' outputs and execution counts removed. nbgrader
-    clears them before grading anyway; removed first, an output that breaks the notebook schema
-    cannot make a correct notebook unreadable."""
-    from nbformat.reader import parse_json
-
-    raw = parse_json(path.read_text(encoding="utf-8"))
-    for cell in raw.get("cells", []) if isinstance(raw, dict) and isinstance(raw.get("cells"), list) else []:
-        if isinstance(cell, dict) and cell.get("cell_type") == "code":
-            cell["outputs"], cell["execution_count"] = [], None
-    return nbformat.reads(json.dumps(raw), as_version=4)
 
 
 def _unreadable(path: Path) -> str | None:

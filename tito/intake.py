@@ -16,6 +16,7 @@ by `nbgrader collect` (tito/exchange.py, which also checks who owns the files).
 """
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -105,3 +106,17 @@ def submitted_refusal(submitted: Path, student: str, assignment: str) -> str | N
     if kind:
         return refusal(student_dir, label=f"submitted/{student}")
     return refusal(student_dir / assignment, label=f"submitted/{student}/{assignment}")
+
+
+def read_without_outputs(path: Path):
+    """The notebook at `path` with its code cells' outputs and execution counts removed. nbgrader
+    clears them before grading anyway; removed first, an output that breaks the notebook schema
+    cannot make a correct notebook unreadable."""
+    import nbformat
+    from nbformat.reader import parse_json
+
+    raw = parse_json(path.read_text(encoding="utf-8"))
+    for cell in raw.get("cells", []) if isinstance(raw, dict) and isinstance(raw.get("cells"), list) else []:
+        if isinstance(cell, dict) and cell.get("cell_type") == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    return nbformat.reads(json.dumps(raw), as_version=4)
