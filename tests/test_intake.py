@@ -278,8 +278,12 @@ app.main()
 # As the attacker: a folder in the victim's name (newer than anything) with an empty notebook, and a
 # symbolic link to the secret in place of the submission_secret.txt of its own latest submission.
 FORGE = '''
-import glob, os, sys, nbformat
+import json, os, pwd, sys
 inbound, victim, attacker, secret, assignment = sys.argv[1:6]
+pw = pwd.getpwnam(attacker)
+os.setgroups([])
+os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid)
+os.setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)
 try:
     open(secret).read()
     sys.exit("the attacker can read the secret: the test proves nothing")
@@ -287,12 +291,13 @@ except PermissionError:
     pass
 forged = os.path.join(inbound, f"{victim}+{assignment}+2099-01-01 00:00:00.000000 UTC+forged")
 os.mkdir(forged)
-nbformat.write(nbformat.v4.new_notebook(), os.path.join(forged, f"{assignment}.ipynb"))
+with open(os.path.join(forged, f"{assignment}.ipynb"), "w") as f:  # an empty notebook
+    json.dump({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, f)
 with open(os.path.join(forged, "timestamp.txt"), "w") as f:
     f.write("2099-01-01 00:00:00.000000 UTC")
-for mine in glob.glob(os.path.join(inbound, f"{attacker}+{assignment}+*")):
-    os.remove(os.path.join(mine, "submission_secret.txt"))
-    os.symlink(secret, os.path.join(mine, "submission_secret.txt"))
+mine = sys.argv[6]  # inbound is not listable, but submit printed where it wrote
+os.remove(os.path.join(mine, "submission_secret.txt"))
+os.symlink(secret, os.path.join(mine, "submission_secret.txt"))
 print("forged", forged)
 '''
 
@@ -333,7 +338,7 @@ def test_collect_takes_only_what_each_student_handed_in_themselves(users, secret
         ex = f"--Exchange.root={exchange}"
         grading.nbgrader(root, "release_assignment", A, ex, env=instructor)
 
-        homes = {}
+        homes, destination = {}, {}
         for user in users:
             home = homes[user] = base / "home" / user
             home.mkdir(parents=True)
@@ -345,14 +350,12 @@ def test_collect_takes_only_what_each_student_handed_in_themselves(users, secret
             shutil.chown(fetched, user, user)
             out = as_user(user, home, "submit", A, f"--course={COURSE_ID}", ex)
             assert f"{user}+{A}+" in out, out
+            destination[user] = re.search(r"Destination: (.*)$", out, re.M).group(1)
         inbound = exchange / COURSE_ID / "inbound"
         owners = {p.name.split("+")[0]: pwd.getpwuid(p.stat().st_uid).pw_name for p in inbound.iterdir()}
         assert owners == {victim: victim, attacker: attacker}, owners
-        forge = subprocess.run([sys.executable, "-c", "import os, pwd, sys; pw = pwd.getpwnam(sys.argv[1]); "
-                                "os.setgroups([]); os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid); "
-                                "os.setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid); sys.argv = sys.argv[1:]; "
-                                f"exec(compile({FORGE!r}, 'forge', 'exec'))",
-                                attacker, str(inbound), victim, attacker, str(shadow), A],
+        forge = subprocess.run([sys.executable, "-c", FORGE, str(inbound), victim, attacker, str(shadow), A,
+                                destination[attacker]],
                                capture_output=True, text=True, timeout=120)
         assert forge.returncode == 0 and "forged" in forge.stdout, forge.stdout + forge.stderr
 
@@ -362,9 +365,10 @@ def test_collect_takes_only_what_each_student_handed_in_themselves(users, secret
         print(log)
         assert collect.returncode == 0, log
         forged = f"{victim}+{A}+2099-01-01 00:00:00.000000 UTC+forged"
-        assert re.search(rf"Not collecting {re.escape(forged)}: {re.escape(forged)} is owned by {attacker}, not by "
-                         rf"{victim}.*only {victim}'s own OS user hands in under {victim}'s name", log), log
-        assert re.search(rf"Not collecting {attacker}\+{A}\+.*/submission_secret.txt is a symbolic link", log), log
+        assert re.search(rf"Not collecting {re.escape(forged)}: the folder is owned by {attacker}, not by {victim}; "
+                         rf"{NB} is owned by {attacker}.*only {victim}'s own OS user hands in under {victim}'s name",
+                         log), log
+        assert re.search(rf"Not collecting {attacker}\+{A}\+[^:]*: submission_secret.txt is a symbolic link", log), log
         assert (root / "submitted" / victim / A / NB).read_bytes() == (homes[victim] / A / NB).read_bytes()
         assert not (root / "submitted" / attacker).exists()
 

@@ -51,7 +51,7 @@ def problems(folder: Path, owner: int | None = None, label: str | None = None) -
     """Every entry of `folder` (itself included, recursively) that is not a regular file or folder
     of its own: '<name> is a symbolic link', ... With `owner` (a uid), also every entry owned by
     another uid. Uses lstat only: nothing is followed, opened or read."""
-    label = label or folder.name
+    label = folder.name if label is None else label  # "": the folder itself is "the folder", entries relative
     found: list[str] = []
 
     def check(path: Path, name: str) -> bool:
@@ -78,9 +78,9 @@ def problems(folder: Path, owner: int | None = None, label: str | None = None) -
             found.append(f"{name} cannot be listed ({e.strerror})")
             return
         for entry in entries:
-            walk(Path(entry.path), f"{name}/{entry.name}")
+            walk(Path(entry.path), f"{name}/{entry.name}" if name != "the folder" else entry.name)
 
-    walk(folder, label)
+    walk(folder, label or "the folder")
     return found
 
 
