@@ -189,6 +189,11 @@ def test_plain_nbgrader_autograde_refuses_links_unread(tmp_path, secret):
     fill_in(MODULE, folder(course, "link_secret") / NB)
     (folder(course, "link_secret") / "submission_secret.txt").symlink_to(shadow)
     (course / "submitted" / "link_dir").symlink_to(course / "submitted" / "a_honest")
+    duplicated = fill_in(MODULE, folder(course, "duplicated_id") / NB)  # nbgrader: KeyError: 'grade_id'
+    nb = nbformat.read(duplicated, as_version=4)
+    next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_01_2_broadcast"
+         ).metadata.nbgrader.grade_id = "test_01_1_tensor"
+    nbformat.write(nb, duplicated)
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -201,6 +206,8 @@ def test_plain_nbgrader_autograde_refuses_links_unread(tmp_path, secret):
         assert re.search(rf"Not grading {student}'s {A}: refused unread: submitted/{student}\S* is a symbolic link",
                          log), (student, log)
         assert not (course / "autograded" / student / A / NB).exists(), student
+    assert re.search(rf"Not grading duplicated_id's {A}: cell \d+'s grade_id was changed to test_01_1_tensor, "
+                     r"which belongs to cell \d+ \(in the release it is test_01_2_broadcast\)", log), log
     assert sum(s for _, s in scores(course, ["a_honest"])["a_honest"]) == 24
     assert leaks(token, course, text=log) == [] and str(shadow) not in log
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import nbformat
 
 from .grading import env_with_library, failure_reason, nbgrader
-from .intake import read_without_outputs, submitted_refusal
+from .intake import changed_grade_ids, read_without_outputs, stripped_metadata, submitted_refusal
 from .modules import Module, TitoError, all_modules
 from .sandbox import grading_env
 
@@ -66,23 +66,15 @@ def _unreadable(path: Path) -> str | None:
     return None
 
 
-def _sources(nb) -> set[str]:
-    return {c.source.strip() for c in nb.cells if c.source.strip()}
-
-
 def _other_assignment(path: Path, module: Module, expected: set[str]) -> str | None:
     """Why `path` is not this assignment's notebook (none of its graded cells match), else None."""
     nb = read_without_outputs(path)
     found = grade_ids(nb)
     if found & expected:
         return None
-    release = nbformat.read(module.release_ipynb, as_version=4)
-    if not found and any(c.metadata.get("nbgrader", {}).get("grade") and c.source.strip() in _sources(nb)
-                         for c in release.cells):
-        return (f"{path.name} holds {module.name}'s test cells but no cell has nbgrader metadata any more (it "
-                "was stripped, e.g. by pasting the cells into a new notebook or by a tool that drops cell "
-                "metadata), so nbgrader cannot tell the tasks and tests apart: ask the student to paste their "
-                f"solutions into a fresh copy of the released {module.name}.ipynb and resubmit")
+    stripped = stripped_metadata(nb, nbformat.read(module.release_ipynb, as_version=4), path.name, module.name)
+    if stripped:
+        return stripped
     matches = [m.name for m in all_modules() if m != module and m.release_ipynb.exists()
                and found & grade_ids(m.release_ipynb)]
     what = f"it is the notebook of {', '.join(matches)}" if matches else "none of its cells are this assignment's"
@@ -91,39 +83,7 @@ def _other_assignment(path: Path, module: Module, expected: set[str]) -> str | N
 
 
 def _changed_grade_ids(path: Path, module: Module) -> str | None:
-    """Why `path`'s nbgrader cells do not match the release's (a grade_id changed to another cell's
-    or to a new one), else None. nbgrader itself stops on these with KeyError: 'grade_id'."""
-    nb = read_without_outputs(path)
-    release = nbformat.read(module.release_ipynb, as_version=4)
-    released = {c.metadata["nbgrader"]["grade_id"]: (i, c) for i, c in enumerate(release.cells)
-                if c.metadata.get("nbgrader", {}).get("grade_id")}
-    cells = [(i, c, c.metadata["nbgrader"]["grade_id"]) for i, c in enumerate(nb.cells)
-             if c.metadata.get("nbgrader", {}).get("grade_id")]
-    missing = [g for g in released if g not in {gid for _, _, gid in cells}]
-    by_source = {c.source.strip(): gid for gid, (_, c) in released.items() if c.source.strip()}
-
-    def own(cell) -> str:
-        """The release grade_id this cell was, when it can be told."""
-        gid = by_source.get(cell.source.strip())
-        if gid is None and len(missing) == 1:
-            gid = missing[0]
-        return f" (in the release it is {gid})" if gid else ""
-
-    problems = []
-    for gid in dict.fromkeys(g for _, _, g in cells):
-        holders = [(i, c) for i, c, g in cells if g == gid]
-        if gid not in released:
-            i, c = holders[0]
-            problems.append(f"cell {i + 1}'s grade_id was changed to {gid}, which is not in the release{own(c)}")
-        elif len(holders) > 1:
-            genuine = [(i, c) for i, c in holders if c.source.strip() == released[gid][1].source.strip()] or holders[:1]
-            for i, c in holders:
-                if (i, c) not in genuine[:1]:
-                    problems.append(f"cell {i + 1}'s grade_id was changed to {gid}, which belongs to cell "
-                                    f"{genuine[0][0] + 1}{own(c)}")
-    if not problems:
-        return None
-    return "; ".join(problems[:3]) + ": restore the cell from the release (nbgrader cannot grade it)"
+    return changed_grade_ids(read_without_outputs(path), nbformat.read(module.release_ipynb, as_version=4))
 
 
 def find_submissions(root: Path, module: Module) -> Intake:

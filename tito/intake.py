@@ -120,3 +120,51 @@ def read_without_outputs(path: Path):
         if isinstance(cell, dict) and cell.get("cell_type") == "code":
             cell["outputs"], cell["execution_count"] = [], None
     return nbformat.reads(json.dumps(raw), as_version=4)
+
+
+def stripped_metadata(nb, release, filename: str, assignment: str) -> str | None:
+    """Why `nb` cannot be graded when it holds the release's test cells but no nbgrader metadata
+    (nbgrader would take it for another notebook or grade it 0), else None."""
+    if any(c.metadata.get("nbgrader") for c in nb.cells):
+        return None
+    sources = {c.source.strip() for c in nb.cells if c.source.strip()}
+    if not any(c.metadata.get("nbgrader", {}).get("grade") and c.source.strip() in sources for c in release.cells):
+        return None
+    return (f"{filename} holds {assignment}'s test cells but no cell has nbgrader metadata any more (it was "
+            "stripped, e.g. by pasting the cells into a new notebook or by a tool that drops cell metadata), so "
+            "nbgrader cannot tell the tasks and tests apart: ask the student to paste their solutions into a fresh "
+            f"copy of the released {assignment}.ipynb and resubmit")
+
+
+def changed_grade_ids(nb, release) -> str | None:
+    """Why `nb`'s nbgrader cells do not match the `release` notebook's (a grade_id changed to another
+    cell's, or to one the release does not have), else None. nbgrader itself stops on these with
+    KeyError: 'grade_id'."""
+    released = {c.metadata["nbgrader"]["grade_id"]: (i, c) for i, c in enumerate(release.cells)
+                if c.metadata.get("nbgrader", {}).get("grade_id")}
+    cells = [(i, c, c.metadata["nbgrader"]["grade_id"]) for i, c in enumerate(nb.cells)
+             if c.metadata.get("nbgrader", {}).get("grade_id")]
+    missing = [g for g in released if g not in {gid for _, _, gid in cells}]
+    by_source = {c.source.strip(): gid for gid, (_, c) in released.items() if c.source.strip()}
+
+    def own(cell) -> str:
+        """The release grade_id this cell had, when it can be told (same source, or the one missing)."""
+        gid = by_source.get(cell.source.strip())
+        if gid is None and len(missing) == 1:
+            gid = missing[0]
+        return f" (in the release it is {gid})" if gid else ""
+
+    found = []
+    for gid in dict.fromkeys(g for _, _, g in cells):
+        holders = [(i, c) for i, c, g in cells if g == gid]
+        if gid not in released:
+            i, c = holders[0]
+            found.append(f"cell {i + 1}'s grade_id was changed to {gid}, which is not in the release{own(c)}")
+        elif len(holders) > 1:
+            same = [i for i, c in holders if c.source.strip() == released[gid][1].source.strip()]
+            genuine = same[0] if same else holders[0][0]
+            found += [f"cell {i + 1}'s grade_id was changed to {gid}, which belongs to cell {genuine + 1}{own(c)}"
+                      for i, c in holders if i != genuine]
+    if not found:
+        return None
+    return "; ".join(found[:MAX_LISTED]) + ": restore the cell from the release (nbgrader cannot grade it)"

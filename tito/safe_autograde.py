@@ -19,7 +19,7 @@ from pathlib import Path
 
 from nbgrader.converters import Autograde, NbGraderException
 
-from .intake import submitted_refusal
+from .intake import changed_grade_ids, read_without_outputs, stripped_metadata, submitted_refusal
 
 
 class SafeAutograde(Autograde):
@@ -28,11 +28,33 @@ class SafeAutograde(Autograde):
     def init_destination(self, assignment_id: str, student_id: str) -> bool:
         # The first step nbgrader takes for a submission (it reads timestamp.txt when not --force).
         refused = submitted_refusal(Path(self.coursedir.root) / self.coursedir.submitted_directory,
-                                    student_id, assignment_id)
+                                    student_id, assignment_id) or self._unclear(assignment_id, student_id)
         if refused:
             self.log.error("Not grading %s's %s: %s", student_id, assignment_id, refused)
             raise NbGraderException(f"{student_id}'s {assignment_id}: {refused}")
         return super().init_destination(assignment_id, student_id)
+
+
+    def _unclear(self, assignment_id: str, student_id: str) -> str | None:
+        """Why a notebook cannot be graded (nbgrader metadata stripped, a grade_id changed), when the
+        course has the release to compare with; else None."""
+        import nbformat
+
+        source = Path(self._format_source(assignment_id, student_id))
+        release = Path(self.coursedir.format_path(self.coursedir.release_directory, ".", assignment_id))
+        for notebook in sorted(source.glob("*.ipynb")):
+            if not (release / notebook.name).is_file():
+                continue
+            try:
+                nb = read_without_outputs(notebook)
+            except Exception:
+                continue  # nbgrader says why it cannot read it
+            released = nbformat.read(release / notebook.name, as_version=4)
+            reason = (stripped_metadata(nb, released, notebook.name, assignment_id)
+                      or changed_grade_ids(nb, released))
+            if reason:
+                return reason
+        return None
 
 
 def install() -> None:
