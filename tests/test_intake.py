@@ -189,6 +189,11 @@ def test_plain_nbgrader_autograde_refuses_links_unread(tmp_path, secret):
     fill_in(MODULE, folder(course, "link_secret") / NB)
     (folder(course, "link_secret") / "submission_secret.txt").symlink_to(shadow)
     (course / "submitted" / "link_dir").symlink_to(course / "submitted" / "a_honest")
+    saved = fill_in(MODULE, folder(course, "broken_saved_output") / NB)  # nbgrader: ValidationError
+    raw = json.loads(saved.read_text())
+    next(c for c in raw["cells"] if c["cell_type"] == "code")["outputs"] = [
+        {"output_type": "display_data", "data": ["not", "a", "bundle"], "metadata": {}}]
+    saved.write_text(json.dumps(raw))
     duplicated = fill_in(MODULE, folder(course, "duplicated_id") / NB)  # nbgrader: KeyError: 'grade_id'
     nb = nbformat.read(duplicated, as_version=4)
     next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_01_2_broadcast"
@@ -208,7 +213,8 @@ def test_plain_nbgrader_autograde_refuses_links_unread(tmp_path, secret):
         assert not (course / "autograded" / student / A / NB).exists(), student
     assert re.search(rf"Not grading duplicated_id's {A}: cell \d+'s grade_id was changed to test_01_1_tensor, "
                      r"which belongs to cell \d+ \(in the release it is test_01_2_broadcast\)", log), log
-    assert sum(s for _, s in scores(course, ["a_honest"])["a_honest"]) == 24
+    totals = {s: sum(x for _, x in c) for s, c in scores(course, ["a_honest", "broken_saved_output"]).items()}
+    assert totals == {"a_honest": 24, "broken_saved_output": 24}, totals
     assert leaks(token, course, text=log) == [] and str(shadow) not in log
 
 

@@ -15,15 +15,36 @@ no option for the class, so nbgrader_config.py puts this one in its place
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import nbformat
+from nbconvert.exporters import Exporter, NotebookExporter
 from nbgrader.converters import Autograde, NbGraderException
+from traitlets import Type
 
 from .intake import changed_grade_ids, read_without_outputs, stripped_metadata, submitted_refusal
 
 
+class OutputlessExporter(NotebookExporter):
+    """nbconvert's notebook exporter, reading a notebook without its saved outputs (nbgrader clears
+    them before grading anyway): a saved output that breaks the notebook schema cannot stop it."""
+
+    def from_file(self, file_stream, resources=None, **kw):
+        from nbformat.reader import parse_json
+
+        raw = parse_json(file_stream.read())
+        for cell in raw.get("cells", []) if isinstance(raw, dict) and isinstance(raw.get("cells"), list) else []:
+            if isinstance(cell, dict) and cell.get("cell_type") == "code":
+                cell["outputs"], cell["execution_count"] = [], None
+        return self.from_notebook_node(nbformat.reads(json.dumps(raw), as_version=4), resources=resources, **kw)
+
+
 class SafeAutograde(Autograde):
-    """Autograde that refuses a submission holding links or special files, unread."""
+    """Autograde that refuses a submission holding links or special files, unread, and reads
+    notebooks without their saved outputs."""
+
+    exporter_class = Type(OutputlessExporter, klass=Exporter).tag(config=True)
 
     def init_destination(self, assignment_id: str, student_id: str) -> bool:
         # The first step nbgrader takes for a submission (it reads timestamp.txt when not --force).
@@ -38,8 +59,6 @@ class SafeAutograde(Autograde):
     def _unclear(self, assignment_id: str, student_id: str) -> str | None:
         """Why a notebook cannot be graded (nbgrader metadata stripped, a grade_id changed), when the
         course has the release to compare with; else None."""
-        import nbformat
-
         source = Path(self._format_source(assignment_id, student_id))
         release = Path(self.coursedir.format_path(self.coursedir.release_directory, ".", assignment_id))
         for notebook in sorted(source.glob("*.ipynb")):
