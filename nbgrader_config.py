@@ -99,6 +99,19 @@ except ImportError as error:
     raise SystemExit(f"nbgrader_config.py: cannot import tito ({error}): run nbgrader from the "
                      "course's environment (.venv/bin/nbgrader, after `make test` or `make run`)") from None
 
+# A submission folder holding a symbolic link, fifo or device is refused before nbgrader reads
+# anything in it (tito/safe_autograde.py): nbgrader builds its Autograde class by name, so this
+# puts tito's subclass in its place; the other students are graded as usual.
+import tito.safe_autograde  # noqa: E402
+
+tito.safe_autograde.install()
+
+# nbgrader collect: a submission filed under another student's name (its files owned by another
+# OS user) or holding links or special files is refused, unread; each student's latest acceptable
+# submission is collected (tito/exchange.py). Student ids are OS user names; map others with
+# c.SafeExchangeCollect.owners = {"student id": "os user"} or .owner_name = "{student}".
+c.ExchangeFactory.collect = "tito.exchange.SafeExchangeCollect"
+
 # OutsideChecks: each test cell also scores on its module's check in source/NN/checks.py, run on the
 # student's exported cells in a sandboxed process of its own and compared here (tito/checks.py):
 # what the student's code does inside the kernel cannot change that half of the grade.

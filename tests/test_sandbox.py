@@ -196,7 +196,9 @@ def test_an_ordinary_user_gets_the_same_sandbox(tmp_path, monkeypatch):
             "            os._exit(0)\n        n += 1\nexcept OSError as e:\n    print(n, e.strerror)\n")
     from tito import sandbox
     monkeypatch.setattr(sandbox, "python_roots", lambda: [])  # the system python lives in /usr
-    argv = sandbox.bwrap_argv([python, "-c", code], work, connection, None, None, 1 << 20, 1 << 20, 50)
+    (work / "timestamp.txt").write_text("not for the kernel")  # only the files named in keep go in
+    argv = sandbox.bwrap_argv([python, "-c", code], work, connection, None, None, 1 << 20, 1 << 20, 50,
+                              keep=("mine.txt",))
     as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
     proc = subprocess.run([*as_nobody, *argv], capture_output=True, text=True, timeout=60, cwd="/")
     assert proc.returncode == 0, proc.stderr

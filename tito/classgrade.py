@@ -28,6 +28,7 @@ from pathlib import Path
 import nbformat
 
 from .grading import env_with_library, failure_reason, nbgrader
+from .intake import changed_grade_ids, read_without_outputs, stripped_metadata, submitted_refusal
 from .modules import Module, TitoError, all_modules
 from .sandbox import grading_env
 
@@ -48,15 +49,15 @@ class Intake:
     notes: dict[str, str] = field(default_factory=dict)      # student -> graded, but worth a word
 
 
-def grade_ids(path: Path) -> set[str]:
-    nb = nbformat.read(path, as_version=4)
+def grade_ids(path_or_nb) -> set[str]:
+    nb = nbformat.read(path_or_nb, as_version=4) if isinstance(path_or_nb, Path) else path_or_nb
     return {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells} - {None}
 
 
 def _unreadable(path: Path) -> str | None:
     """Why `path` is not a notebook nbgrader can read, else None."""
     try:
-        nbformat.read(path, as_version=4)
+        read_without_outputs(path)
     except Exception as e:  # NotJSONError, ValidationError, UnicodeDecodeError, ...
         kind = type(e).__qualname__ if type(e).__module__ == "builtins" else f"{type(e).__module__}.{type(e).__qualname__}"
         text = " ".join(str(e).split())[:120]
@@ -67,14 +68,22 @@ def _unreadable(path: Path) -> str | None:
 
 def _other_assignment(path: Path, module: Module, expected: set[str]) -> str | None:
     """Why `path` is not this assignment's notebook (none of its graded cells match), else None."""
-    found = grade_ids(path)
+    nb = read_without_outputs(path)
+    found = grade_ids(nb)
     if found & expected:
         return None
+    stripped = stripped_metadata(nb, nbformat.read(module.release_ipynb, as_version=4), path.name, module.name)
+    if stripped:
+        return stripped
     matches = [m.name for m in all_modules() if m != module and m.release_ipynb.exists()
                and found & grade_ids(m.release_ipynb)]
     what = f"it is the notebook of {', '.join(matches)}" if matches else "none of its cells are this assignment's"
     return (f"{path.name} is not {module.name}: {what} (no grade_id in common): "
             f"ask the student to submit {module.name}.ipynb")
+
+
+def _changed_grade_ids(path: Path, module: Module) -> str | None:
+    return changed_grade_ids(read_without_outputs(path), nbformat.read(module.release_ipynb, as_version=4))
 
 
 def find_submissions(root: Path, module: Module) -> Intake:
@@ -84,7 +93,14 @@ def find_submissions(root: Path, module: Module) -> Intake:
     name = f"{module.name}.ipynb"
     for folder in sorted((root / "submitted").glob(f"*/{module.name}")):
         student = folder.parent.name
-        if not folder.is_dir() or student.startswith("."):
+        if student.startswith("."):
+            continue
+        # Links, fifos, devices: refused before anything is read through them.
+        refused = submitted_refusal(root / "submitted", student, module.name)
+        if refused:
+            intake.rejected[student] = refused
+            continue
+        if not folder.is_dir():
             continue
         notebooks = sorted(p.name for p in folder.glob("*.ipynb") if p.is_file())
         if name not in notebooks:
@@ -93,7 +109,8 @@ def find_submissions(root: Path, module: Module) -> Intake:
                                         "resubmit")
             continue
         notebook = folder / name
-        reason = _unreadable(notebook) or _other_assignment(notebook, module, expected)
+        reason = (_unreadable(notebook) or _other_assignment(notebook, module, expected)
+                  or _changed_grade_ids(notebook, module))
         if reason:
             intake.rejected[student] = reason
             continue
@@ -102,6 +119,18 @@ def find_submissions(root: Path, module: Module) -> Intake:
             intake.notes[student] = (f"graded {name}; also submitted {', '.join(others)}, which nbgrader does "
                                      "not grade")
         intake.ready[student] = notebook
+    # One file handed in by two students (a hard link, kept by tar or rsync -H): the instructor decides.
+    inodes: dict[tuple[int, int], list[str]] = {}
+    for student, notebook in intake.ready.items():
+        st = os.lstat(notebook)
+        if st.st_nlink > 1:
+            inodes.setdefault((st.st_dev, st.st_ino), []).append(student)
+    for sharing in (s for s in inodes.values() if len(s) > 1):
+        for student in sharing:
+            others = ", ".join(f"submitted/{o}/" for o in sharing if o != student)
+            note = (f"its {name} is the same file as {others}'s (a hard link): one of them did not write it; "
+                    "replace the copy with the student's own file and regrade")
+            intake.notes[student] = f"{intake.notes[student]}; {note}" if student in intake.notes else note
     return intake
 
 
@@ -113,11 +142,11 @@ def _scratch_course(where: Path, root: Path, module: Module, student: str, noteb
     shutil.copy(snapshot, where / "gradebook.db")
     dest = where / "submitted" / student / module.name
     dest.mkdir(parents=True)
-    shutil.copy(notebook, dest / notebook.name)
+    nbformat.write(read_without_outputs(notebook), dest / notebook.name)  # checked by find_submissions
     # nbgrader collect writes them: the submission time, and the secret release_feedback names the
     # feedback file by (autograde carries it to autograded/, generate_feedback to feedback/).
     for name in ("timestamp.txt", "submission_secret.txt"):
-        if (notebook.parent / name).is_file():
+        if (notebook.parent / name).is_file() and not (notebook.parent / name).is_symlink():
             shutil.copy(notebook.parent / name, dest / name)
     return where
 

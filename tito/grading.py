@@ -24,6 +24,7 @@ import nbformat
 from . import feedback
 from .build import build
 from .export import export_reference
+from .intake import read_without_outputs
 from .modules import LIBRARY, LIBRARY_FILES, ROOT, Module, TitoError, all_modules
 from .sandbox import grading_env
 
@@ -157,7 +158,7 @@ def _notes(course: Path, module: Module, student: str) -> tuple[list[str], list[
     submitted = course / "submitted" / student / module.name / f"{module.name}.ipynb"
     if not (graded.exists() and submitted.exists()):
         return [], []
-    graded, submitted = nbformat.read(graded, as_version=4), nbformat.read(submitted, as_version=4)
+    graded, submitted = nbformat.read(graded, as_version=4), read_without_outputs(submitted)
     return feedback.raised_before_tests(graded, submitted), feedback.restored_cells(graded, submitted)
 
 

@@ -8,7 +8,7 @@ unprivileged uid, and sees only:
     the Python environment (sys.prefix, base prefix) and /usr     read-only
     tinytorch_lib: only the files of the modules before the       read-only
     graded one (never its own or later ones), data/ beside it
-    its own working copy (autograded/<student>/<A>/, copied in)    size-limited tmpfs, lost at exit
+    its own working copy (the notebook only, copied in)            size-limited tmpfs, lost at exit
     /tmp, a private /proc and a minimal /dev                       size-limited tmpfs
 
 and nothing else: no gradebook.db, no submitted/ or autograded/ of others, no
@@ -117,8 +117,10 @@ def python_roots() -> list[Path]:
 
 def bwrap_argv(kernel_cmd: list[str], cwd: Path, connection_dir: Path | None, library: Path | None,
                uid: int | None, work_bytes: int, tmp_bytes: int, max_processes: int,
-               library_files: list[str] | None = None) -> list[str]:
-    """The command that runs `kernel_cmd` in the sandbox, in a copy of `cwd`.
+               library_files: list[str] | None = None, keep: tuple[str, ...] = ()) -> list[str]:
+    """The command that runs `kernel_cmd` in the sandbox, in a tmpfs at `cwd` holding a copy of
+    the files of `cwd` named in `keep` (the notebook being executed) and nothing else of `cwd`: not
+    timestamp.txt, submission_secret.txt or whatever else a submission folder holds.
 
     library_files: the names in library/tinytorch_lib the kernel sees (see visible_library);
     None shows the whole folder.
@@ -163,7 +165,11 @@ def bwrap_argv(kernel_cmd: list[str], cwd: Path, connection_dir: Path | None, li
             argv.extend(["--remount-ro", str(package)])
         if (library / "data").is_dir():  # tinytorch_lib.data_dir(): the data/ beside the package
             mount("--ro-bind", str((library / "data").resolve()), str(library / "data"))
-    mount("--ro-bind", str(cwd), WORKDIR_COPY)
+    mount("--perms", "0755", "--dir", WORKDIR_COPY)
+    made.add(Path(WORKDIR_COPY))
+    for name in keep:  # regular files only: never a link's target
+        if os.sep not in name and os.path.isfile(cwd / name) and not os.path.islink(cwd / name):
+            mount("--ro-bind", str(cwd / name), f"{WORKDIR_COPY}/{name}")
     mount("--perms", "1777", "--size", str(work_bytes), "--tmpfs", str(cwd))
     # jupyter_client sets JPY_PARENT_PID for the kernel to watch; that pid is outside this PID
     # namespace, so the kernel would think its parent died. 1 (bwrap's init) means "do not

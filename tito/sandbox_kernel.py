@@ -28,6 +28,9 @@ class SandboxedKernelManager(AsyncKernelManager):
     max_processes = Integer(256, config=True, help="processes and threads the kernel's uid may have")
 
     _connection_dir: Path | None = None
+    # The file (in the kernel's cwd) of the notebook being executed, set by SandboxedExecute: the
+    # only file the kernel's working copy holds. None: an empty working copy.
+    notebook: str | None = None
 
     async def _async_pre_start_kernel(self, **kw):
         if opted_out():
@@ -62,7 +65,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         # which library files the kernel sees (the modules before it, never its own).
         files = visible_library(library, cwd.name) if library is not None else None
         argv = bwrap_argv(list(kernel_cmd), cwd, self._connection_dir, library, uid,
-                          self.work_bytes, self.tmp_bytes, self.max_processes, files)
+                          self.work_bytes, self.tmp_bytes, self.max_processes, files,
+                          keep=(self.notebook,) if self.notebook else ())
         return await super()._async_launch_kernel(argv, **kw)
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
@@ -82,3 +86,10 @@ class SandboxedExecute(SafeExecute):
         # nbgrader's Execute sets kernel_manager_class the same way, overriding config.
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         super().__init__(*args, **kwargs)
+
+    def create_kernel_manager(self):
+        km = super().create_kernel_manager()
+        name = ((self.resources or {}).get("metadata") or {}).get("name")
+        if isinstance(km, SandboxedKernelManager) and name:
+            km.notebook = f"{name}.ipynb"  # nbconvert's name of the file it read (nbgrader's notebook id)
+        return km
