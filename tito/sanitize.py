@@ -38,6 +38,7 @@ from html.parser import HTMLParser
 
 import nh3
 from nbconvert.exporters import HTMLExporter
+from nbformat import from_dict
 from nbgrader.preprocessors import NbGraderPreprocessor
 from pygments.token import STANDARD_TYPES
 
@@ -54,6 +55,7 @@ URL_SCHEMES = {"http", "https", "mailto"}
 IMAGE_DATA = re.compile(r"data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/=\s]*\Z")
 NOTE = ("<p><em>[Grading removed HTML, links or images from this cell that could run in a browser; "
         "the submitted notebook has the original.]</em></p>")
+RAW_NOTE = "<p><em>[Grading removed a raw cell's formatting: it is shown as text.]</em></p>"
 
 
 def _attribute(element: str, attribute: str, value: str) -> str | None:
@@ -306,7 +308,7 @@ def sanitize_notebook(nb, known_cells: dict | None = None) -> list[str]:
     for index, cell in enumerate(nb.cells):
         where = f"cell {index + 1}"
         nbgrader = cell.get("metadata", {}).get("nbgrader") or {}
-        cell.metadata = clean_cell_metadata(cell.get("metadata", {}), known)
+        cell.metadata = from_dict(clean_cell_metadata(cell.get("metadata", {}), known))
         cid = cell.get("id")
         if cid is not None and (not isinstance(cid, str) or not CELL_ID.match(cid) or cid in seen_ids):
             cell.id = uuid.uuid4().hex[:8]
@@ -321,7 +323,7 @@ def sanitize_notebook(nb, known_cells: dict | None = None) -> list[str]:
                 cell.attachments = attachments
         if cell.cell_type == "raw":
             cell.cell_type = "markdown"
-            cell.source = escaped_text(_text(cell.source))
+            cell.source = escaped_text(_text(cell.source), RAW_NOTE)
             changes.append(f"{where}: raw cell shown as text")
         elif cell.cell_type == "markdown":
             grade_id = nbgrader.get("grade_id") if isinstance(nbgrader, dict) else None
@@ -339,11 +341,11 @@ def sanitize_notebook(nb, known_cells: dict | None = None) -> list[str]:
                     changes.append(f"{where}: output removed ({', '.join(removed)})")
                 if clean is not None:
                     outputs.append(clean)
-            cell.outputs = outputs
+            cell.outputs = [from_dict(o) for o in outputs]
             count = cell.get("execution_count")
             if not (count is None or (isinstance(count, int) and not isinstance(count, bool))):
                 cell.execution_count = None
-    nb.metadata = clean_notebook_metadata(nb.get("metadata", {}))
+    nb.metadata = from_dict(clean_notebook_metadata(nb.get("metadata", {})))
     return changes
 
 
@@ -351,11 +353,7 @@ class SanitizeSubmission(NbGraderPreprocessor):
     """The autograded notebook as it can be shown in a browser (tito/sanitize.py)."""
 
     def preprocess(self, nb, resources):
-        from nbformat import from_dict
-
         changes = sanitize_notebook(nb, _gradebook_cells(resources))
-        for i, cell in enumerate(nb.cells):
-            nb.cells[i] = from_dict(cell)
         if changes:
             self.log.warning("Removed what could run in the instructor's browser: %s", "; ".join(changes[:20])
                              + (f"; and {len(changes) - 20} more" if len(changes) > 20 else ""))
