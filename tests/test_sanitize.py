@@ -165,3 +165,13 @@ def test_formgrader_policy_allows_only_nbgraders_own_inline_scripts():
     assert "script-src 127.0.0.1:8888/formgrader/static/ 'sha256-" in policy
     assert "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]
     assert formgrader_csp.sha256(script("x")) not in policy
+
+
+def test_links_go_to_anchors_or_the_web_only():
+    """A relative link would open a file of the graded folder, which formgrader serves from the
+    instructor's origin (and generate_feedback copies next to the feedback)."""
+    source, changed = sanitize.safe_markdown("[notes](evil.html), [top](#Task-1), [numpy](https://numpy.org), "
+                                             "[mail](mailto:a@b.org), [x](//evil.org/x), [d](data:text/html,hi)")
+    html = sanitize.render_markdown(source)
+    assert changed
+    assert re.findall(r'href="([^"]*)"', html) == ["#Task-1", "https://numpy.org", "mailto:a@b.org"]

@@ -19,7 +19,7 @@ import pytest
 
 from helpers import fill_in, run_tito
 from test_lab import lab_server, small_course
-from xss_submissions import GROUPS, payloads, plant
+from xss_submissions import GROUPS, evil_file, payloads, plant
 from browser import browser_page, server_errors
 from tito import grading
 from tito.build import build
@@ -60,12 +60,12 @@ def submission_ids(root, students) -> dict[str, str]:
         return {s: gb.find_submission_notebook(MODULE.name, MODULE.name, s).id for s in students}
 
 
-def visit(page, url: str, what: str, shot) -> None:
+def visit(page, url: str, what: str, shot, click: bool = True) -> None:
     """Open `url`, give any script time to run, click every 'click me' link (coming back after)."""
     page.goto(url)
     page.wait_for_load_state("networkidle")
     page.wait_for_timeout(500)
-    for i in range(page.locator("a", has_text="click me").count()):
+    for i in range(page.locator("a", has_text="click me").count() if click else 0):
         link = page.locator("a", has_text="click me").nth(i)
         try:
             link.click(timeout=3000)
@@ -78,6 +78,26 @@ def visit(page, url: str, what: str, shot) -> None:
     shot(what)
 
 
+def unsanitized(root, student) -> None:
+    """Replace `student`'s autograded notebook by the submitted one, with the outputs its payload
+    cells would have had before sanitizing (what an autograded notebook from before held)."""
+    from xss_submissions import script, svg
+
+    nb = nbformat.read(root / "submitted" / student / MODULE.name / NB, as_version=4)
+    fake = {
+        "HTML(": {"text/html": f'<img src=x onerror="{script("out_html")}">', "text/plain": "<HTML>"},
+        "Javascript(": {"application/javascript": script("out_javascript"), "text/plain": "<JS>"},
+        "image/svg+xml": {"image/svg+xml": svg("out_svg"), "text/plain": "a red square"},
+        "widget-view": {"application/vnd.jupyter.widget-view+json": {"model_id": "evil", "version_major": 2,
+                                                                    "version_minor": 0}, "text/plain": "w"},
+    }
+    for cell in nb.cells:
+        for marker, data in fake.items():
+            if cell.cell_type == "code" and marker in cell.source:
+                cell.outputs = [nbformat.v4.new_output("display_data", data=data)]
+    nbformat.write(nb, root / "autograded" / student / MODULE.name / NB)
+
+
 def test_nothing_a_student_wrote_runs_in_the_instructors_browser(tmp_path):
     started = time.monotonic()
     build(MODULE)  # source/01_tensor/01_tensor.ipynb, for fill_in
@@ -87,6 +107,9 @@ def test_nothing_a_student_wrote_runs_in_the_instructors_browser(tmp_path):
     students = sorted(p.name for p in (root / "submitted").iterdir())
     proc = run_tito(root, "grade", "01")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # What plain `nbgrader autograde` (formgrader's Autograde button) copies along: every submitted
+    # file; generate_feedback copies it on into feedback/.
+    (root / "autograded" / "xss_markdown" / MODULE.name / "evil.html").write_text(evil_file())
     proc = run_tito(root, "feedback", "01")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     graded = time.monotonic()
@@ -102,11 +125,18 @@ def test_nothing_a_student_wrote_runs_in_the_instructors_browser(tmp_path):
     config = hashlib.sha256((root / "nbgrader_config.py").read_bytes()).hexdigest()
     ids = submission_ids(root, students)
 
-    ran, requests = {}, []  # where -> console lines; (where, method, url)
+    ran, requests, errors, csp_blocked = {}, [], [], set()  # where -> console lines; (where, method, url); ...
+    violations = errors  # Chromium logs each Content-Security-Policy violation as a console error
+    attackers = [s for s in students if s.startswith("xss_")]
     with lab_server(root, home, "instructor") as (url, token, log), browser_page("xss") as (page, shot):
         where = ["login"]
-        page.on("console", lambda m: ran.setdefault(where[0], []).append(m.text) if "XSS-RAN" in m.text else None)
+        page.on("console", lambda m: ran.setdefault(where[0], []).append(m.text)
+                if m.text.startswith("XSS-RAN") else None)
+        page.on("console", lambda m: errors.append(f"{where[0]}: {m.text[:300]}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(f"{where[0]}: {e}"))
         page.on("request", lambda r: requests.append((where[0], r.method, r.url)))
+        # Chromium reports a request the Content-Security-Policy stopped, then fails it: it never left.
+        page.on("requestfailed", lambda r: csp_blocked.add(r.url) if "BLOCKED_BY_CSP" in (r.failure or "") else None)
         page.on("dialog", lambda d: d.dismiss())
         page.goto(f"{url}/formgrader?token={token}")  # logs in (cookie), as the instructor does
         page.wait_for_load_state("networkidle")
@@ -133,11 +163,35 @@ def test_nothing_a_student_wrote_runs_in_the_instructors_browser(tmp_path):
             if student == "honest_full":
                 assert page.locator("img[src^='data:image/png']").last.evaluate("i => i.naturalWidth > 100")
 
+        # The second wall alone: the same payloads in notebooks that were never sanitized (graded
+        # before tito/sanitize.py, or something it missed), shown by formgrader and in feedback
+        # regenerated from them: the Content-Security-Policies alone must stop them.
+        for student in attackers:
+            unsanitized(root, student)
+        proc = run_tito(root, "feedback", "01")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        for student in attackers:
+            where[0] = f"csp-only-formgrader:{student}"
+            visit(page, f"{url}/formgrader/submissions/{ids[student]}/", f"csp-only-formgrader-{student}", shot)
+            where[0] = f"csp-only-feedback:{student}"
+            html = root / "feedback" / student / MODULE.name / f"{MODULE.name}.html"
+            # No clicks here: a link to another file opens another document, which the feedback's
+            # policy does not cover (in file://, away from Jupyter; Jupyter serves files sandboxed).
+            visit(page, html.as_uri(), f"csp-only-feedback-{student}", shot, click=False)
+        # formgrader serves any file of the graded folder from the instructor's origin: sandboxed.
+        where[0] = "csp-only-formgrader-file:xss_markdown"
+        visit(page, f"{url}/formgrader/submissions/{ids['xss_markdown']}/evil.html", "csp-only-file", shot)
+        assert any(e.startswith("csp-only") and "Content Security Policy" in e for e in violations), \
+            "the unsanitized pages show no Content-Security-Policy violation: did the policies apply?"
+
         # Formgrader's grading buttons still work (on an honest submission, after the checks above).
         where[0] = "grading-ui"
         page.goto(f"{url}/formgrader/submissions/{ids['honest_partial']}/")
-        scores_shown = "() => [...document.querySelectorAll('input.score')].every(i => i.placeholder !== '')"
-        page.wait_for_function(scores_shown)  # the autograder's scores, loaded by formgrader's script
+        scores_shown = "() => [...document.querySelectorAll('input.score')].some(i => i.placeholder !== '')"
+        try:
+            page.wait_for_function(scores_shown)  # the autograder's scores, loaded by formgrader's script
+        except Exception:
+            raise AssertionError("formgrader's scores did not load; console:\n" + "\n".join(errors[-20:]))
         score = page.locator("input.score").first
         grade_id = score.get_attribute("id")
         score.locator("xpath=ancestor::div[contains(@class,'nbgrader_cell')]").locator("button.no-credit").click()
@@ -146,7 +200,8 @@ def test_nothing_a_student_wrote_runs_in_the_instructors_browser(tmp_path):
         shot("no-credit-button")
     browsed = time.monotonic()
 
-    own = [(w, m, u) for w, m, u in requests if w != "grading-ui"]
+    own = [(w, m, u) for w, m, u in requests if w != "grading-ui" and u not in csp_blocked]
+    blocked = sorted({e.split(":")[0] for e in violations if "Content Security Policy" in e})
     outside = [r for r in own if not r[2].startswith((url, "file://", "data:"))]
     writes = [r for r in own if r[1] != "GET" and "/api/security/csp-report" not in r[2]]
     contents = [r for r in own if "/api/contents" in r[2]]
@@ -156,6 +211,7 @@ def test_nothing_a_student_wrote_runs_in_the_instructors_browser(tmp_path):
     for name in payloads():
         hits = [w.split(":")[0] for w, lines in ran.items() if any(f"XSS-RAN {name}" in l for l in lines)]
         print(f"  {name:20s} ran in: {', '.join(hits) or 'nowhere'}")
+    print(f"  pages where the Content-Security-Policy blocked something: {len(blocked)}")
     for path in markers:
         print(f"  marker written: {path}")
     for r in writes + contents + outside:

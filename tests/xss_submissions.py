@@ -63,6 +63,9 @@ def payloads() -> dict:
         "md_a_javascript": ([md(f'<a href="javascript:{script("md_a_javascript")}">click me</a>')], {}),
         "md_svg_onload": ([md(svg("md_svg_onload"))], {}),
         "md_link_javascript": ([md(f"[click me](javascript:{script('md_link_javascript')})")], {}),
+        # A relative link to a file of the graded folder, which formgrader serves from its own origin
+        # (plain `nbgrader autograde` copies every submitted file there; tests/test_xss.py puts it).
+        "file_html": ([md("My [click me](evil.html) notes.")], {}),
         "out_html": ([new_code_cell(
             "from IPython.display import HTML, display\n"
             f"display(HTML({json.dumps('<img src=x onerror=' + chr(34) + script('out_html') + chr(34) + '>')}))")], {}),
@@ -95,11 +98,17 @@ def payloads() -> dict:
 
 # One attacker per group: payloads that need no separate notebook share one.
 GROUPS = {
-    "markdown": ["md_img_onerror", "md_script", "md_a_javascript", "md_svg_onload", "md_link_javascript"],
+    "markdown": ["md_img_onerror", "md_script", "md_a_javascript", "md_svg_onload", "md_link_javascript",
+                 "file_html"],
     "outputs": ["out_html", "out_javascript", "out_svg", "out_widget"],
     "attachments": ["attachment", "raw_cell"],
     "metadata": ["metadata"],
 }
+
+
+def evil_file() -> str:
+    """evil.html, the file payload file_html links to."""
+    return f"<html><body><script>{script('file_html')}</script><img src=x onerror=\"{script('file_html')}\"></body></html>"
 
 
 def plant(notebook, names) -> None:

@@ -112,9 +112,12 @@ def make_transform(base_url: str):
             match = page.match(path[len(prefix):])
             if match and "html" in headers.get("Content-Type", "text/html"):
                 # The whole page is in this chunk when formgrader writes it at once (it does);
-                # otherwise no inline script is allowed at all.
-                hashes = allowed_inline(chunk.decode("utf-8", "replace"), match.group("id")) if finishing else []
+                # otherwise no inline script is allowed at all. Not cached: a 304 (tornado's ETag)
+                # has no page to take the hashes from, and its headers would replace the cached ones.
+                whole = finishing and status_code == 200
+                hashes = allowed_inline(chunk.decode("utf-8", "replace"), match.group("id")) if whole else []
                 headers["Content-Security-Policy"] = page_policy(self.request.host, base_url, hashes)
+                headers["Cache-Control"] = "no-store"
             else:
                 headers["Content-Security-Policy"] = FILE_POLICY
             return status_code, headers, chunk

@@ -58,11 +58,18 @@ NOTE = ("<p><em>[Grading removed HTML, links or images from this cell that could
 RAW_NOTE = "<p><em>[Grading removed a raw cell's formatting: it is shown as text.]</em></p>"
 
 
+LINK = re.compile(r"\s*(#|(https?|mailto):)", re.I)
+
+
 def _attribute(element: str, attribute: str, value: str) -> str | None:
     """nh3's attribute_filter: images may be data: PNG/JPEG/GIF/WebP too (what markdown's
-    ![](data:...) gives); every other URL is checked by URL_SCHEMES."""
+    ![](data:...) gives); links go to an anchor on the page or to http(s)/mailto only: a relative
+    link would open a file of the graded folder, which formgrader serves from the instructor's
+    origin (and generate_feedback copies next to the feedback)."""
     if element == "img" and attribute == "src" and value.lstrip().lower().startswith("data:"):
         return value if IMAGE_DATA.match(value.strip()) else None
+    if attribute == "href" and not LINK.match(value):
+        return None
     return value
 
 
