@@ -76,6 +76,7 @@ def visit(page, url: str, what: str, shot, click: bool = True) -> None:
         if page.url.split("#")[0] != url.split("#")[0]:
             page.goto(url)
             page.wait_for_load_state("networkidle")
+    page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")  # the added cells are last
     shot(what)
 
 
