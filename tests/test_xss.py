@@ -1,7 +1,7 @@
 """Nothing a student wrote runs in the instructor's browser (issue 19, item 1: stored XSS in formgrader).
 
 One class is graded with `tito grade` and `tito feedback`: honest students (full marks with a
-plot and a note, one task left undone) and one student per payload of tests/xss_submissions.py
+plot and a note, one task left undone) and four attackers carrying the payloads of tests/xss_submissions.py
 (HTML and script in markdown, javascript: links, script in outputs, SVG, widget views, cell
 attachments, raw cells, metadata). Then the instructor opens every submission in formgrader
 (JupyterLab's instructor setup, `make lab-instructor`) and every feedback file in Chromium,
@@ -9,7 +9,14 @@ clicking every link that says "click me". Each payload, had it run, would have l
 `XSS-RAN <name>`, written pwned_<name>.txt into the course with the instructor's rights, given
 itself full marks through formgrader's API and appended to nbgrader_config.py. None may happen:
 no marker, no console line, no request but formgrader's own GETs, grades and nbgrader_config.py
-unchanged. The honest submissions still show their text, plot and failing test.
+unchanged. The honest submissions still show their text, plot and failing test, and formgrader's
+"No credit" button still saves a score.
+
+Then the second wall alone: the attackers' autograded notebooks are replaced by never-sanitized
+ones (with the outputs their code would have shown), feedback is regenerated from them, and
+formgrader serves a submitted evil.html: the Content-Security-Policies alone stop every payload.
+On the code before this test (no sanitizer, no policy), 8 payloads ran as the instructor: markers
+written, two attackers at 24/24 plus extra credit, nbgrader_config.py rewritten.
 """
 import hashlib
 import re
