@@ -124,7 +124,14 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.SaveAutoGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
+    # Last, after SaveAutoGrades scored the real outputs: the autograded notebook that formgrader
+    # and the feedback HTML show keeps nothing that could run in the instructor's browser
+    # (student markdown cleaned with nh3, script/HTML/SVG/widget outputs, attachments, metadata).
+    "tito.sanitize.SanitizeSubmission",
 ]
+# The feedback HTML allows no script and no request (a Content-Security-Policy <meta>);
+# formgrader's submission pages get one from the tito.formgrader_csp server extension (lab/instructor).
+c.GenerateFeedback.exporter_class = "tito.sanitize.FeedbackExporter"
 
 # Test cells a student deleted come back from the source before grading.
 c.OverwriteCells.add_missing_cells = True

@@ -90,7 +90,8 @@ def answer_task_01_1_wrongly(notebook: Path) -> None:
 
 def test_course_config_is_serializable_and_keeps_nbgrader_autograde_steps(tmp_path):
     """Formgrader shows the configuration as JSON: importable names, no class objects; the
-    autograde list is nbgrader's own with SandboxedExecute and OutsideChecks in place of Execute."""
+    autograde list is nbgrader's own with SandboxedExecute and OutsideChecks in place of Execute, then
+    tito's sanitizer."""
     from nbgrader.apps import NbGrader
     from nbgrader.converters.autograde import Autograde
 
@@ -108,7 +109,9 @@ def test_course_config_is_serializable_and_keeps_nbgrader_autograde_steps(tmp_pa
                 (["tito.sandbox_kernel.SandboxedExecute", "tito.checks.OutsideChecks"]
                  if name == "nbgrader.preprocessors.Execute" else [name])]
     names = [n.replace("nbconvert.preprocessors.clearmetadata", "nbconvert.preprocessors") for n in expected]
-    assert app.config.Autograde.autograde_preprocessors == names
+    # ... and, last, tito's sanitizer of what formgrader and the feedback HTML show (tito/sanitize.py).
+    assert app.config.Autograde.autograde_preprocessors == names + ["tito.sanitize.SanitizeSubmission"]
+    assert app.config.GenerateFeedback.exporter_class == "tito.sanitize.FeedbackExporter"
     assert app.config.Exchange.root == str(tmp_path / "exchange")
 
 
