@@ -30,7 +30,7 @@ from queue import Empty
 from time import monotonic
 
 from jupyter_core.utils import ensure_async, run_sync
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellExecutionComplete, DeadKernelError
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
 from traitlets import Integer
@@ -89,6 +89,7 @@ class SafeExecute(Execute):
                 cell.outputs = [_error("NotRun", f"not run: {why}")]
             return cell, resources
         self._cell_kept, self._cut = 0, False
+        self._repair("shell")
         try:
             cell, resources = super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
@@ -122,6 +123,35 @@ class SafeExecute(Execute):
             return timeout
         left = max(1, math.ceil(self._deadline - monotonic()))
         return left if timeout is None else min(timeout, left)
+
+    # --- messages too large to receive ----------------------------------------------------------
+
+    def _repair(self, channel: str) -> bool:
+        """Reconnect `channel` if a message over the sockets' size limit broke it; True if so."""
+        dropped = getattr(self.kc, "dropped", None)
+        if dropped is None or not dropped(channel):
+            return False
+        self.log.warning(f"a kernel message larger than the {channel} socket accepts was dropped; reconnecting")
+        self.kc.reconnect(channel)
+        return True
+
+    async def _async_poll_output_msg(self, parent_msg_id, cell, cell_index):
+        """nbclient's loop over the cell's output messages, checking for a dropped connection."""
+        while True:
+            try:
+                msg = await ensure_async(self.kc.iopub_channel.get_msg(timeout=0.5))
+            except Empty:
+                if self._repair("iopub") and not self._cut:
+                    self._cut = True
+                    cell.outputs.append(new_output("stream", name="stdout", text=(
+                        "\n[output cut: a message over the size limit was dropped, with what followed it "
+                        "until the connection was remade]\n")))
+                continue
+            if msg["parent_header"].get("msg_id") == parent_msg_id:
+                try:
+                    self.process_message(msg, cell, cell_index)
+                except CellExecutionComplete:
+                    return
 
     # --- output bytes --------------------------------------------------------------------------
 
@@ -161,6 +191,7 @@ class SafeExecute(Execute):
         return cell, resources
 
     def _responds(self) -> bool:
+        self._repair("shell")  # a reply too large to receive broke it: the kernel may be fine
         return run_sync(self._async_responds)()
 
     async def _async_responds(self) -> bool:

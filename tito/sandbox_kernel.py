@@ -55,7 +55,59 @@ class _BoundedSockets:
 
 
 class BoundedKernelClient(_BoundedSockets, AsyncKernelClient):
-    """The client nbclient reads outputs with: refuses messages over MAX_MESSAGE_BYTES."""
+    """The client nbclient reads outputs with: refuses messages over MAX_MESSAGE_BYTES.
+
+    ZeroMQ drops the connection a message too large arrived on, and does not reconnect after
+    such a protocol error: `dropped(channel)` says whether that happened to the iopub or shell
+    channel, `reconnect(channel)` gives it a fresh socket (SafeExecute calls both)."""
+
+    _monitors: dict | None = None
+
+    def _watch(self, channel: str, sock):
+        """Watch `sock` for disconnects on an inproc PAIR socket of a sync shadow of its context."""
+        if self._monitors is None:
+            self._monitors = {}
+        address = f"inproc://tito-monitor-{channel}-{secrets.token_hex(8)}"
+        sock.monitor(address, zmq.EVENT_DISCONNECTED)
+        # Made by the socket's own context, which closes it with the rest (a socket it does not know
+        # of would keep its context.destroy() waiting forever); read through a blocking view of it.
+        monitor = sock.context.socket(zmq.PAIR)
+        monitor.connect(address)
+        old = self._monitors.pop(channel, None)
+        if old is not None:
+            old[0].close(linger=0)
+        self._monitors[channel] = (monitor, zmq.Socket.shadow(monitor.underlying))
+        return sock
+
+    def connect_iopub(self, identity=None):
+        return self._watch("iopub", super().connect_iopub(identity=identity))
+
+    def connect_shell(self, identity=None):
+        return self._watch("shell", super().connect_shell(identity=identity))
+
+    def dropped(self, channel: str) -> bool:
+        """Did `channel` lose its connection (a message over MAX_MESSAGE_BYTES) since last asked?"""
+        monitor = (self._monitors or {}).get(channel)
+        found = False
+        while monitor is not None and not monitor[0].closed and monitor[1].get(zmq.EVENTS) & zmq.POLLIN:
+            monitor[1].recv_multipart(zmq.NOBLOCK)
+            found = True
+        return found
+
+    def reconnect(self, channel: str) -> None:
+        """A fresh socket for `channel` ("iopub" or "shell"), the old one closed."""
+        wrapper = getattr(self, f"_{channel}_channel")
+        old = wrapper.socket
+        connect = self.connect_iopub if channel == "iopub" else self.connect_shell
+        wrapper.socket = connect(identity=self.session.bsession)
+        old.disable_monitor()
+        old.close(linger=0)
+
+    def stop_channels(self) -> None:
+        super().stop_channels()
+        for monitor, _ in (self._monitors or {}).values():
+            monitor.close(linger=0)
+        self._monitors = None
 
 
 class SandboxedKernelManager(_BoundedSockets, AsyncKernelManager):
