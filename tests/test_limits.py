@@ -212,7 +212,7 @@ def peak_rss(cmd: list[str], cwd: Path, env: dict) -> tuple[int, subprocess.Comp
 def test_a_gigabyte_of_output_never_reaches_the_notebook(course, kernels):
     """Attack 6 (outputs): 1 GiB printed in 1 MiB pieces, then 100 MB in one print."""
     submit(course, "chatty", cells=["for _ in range(1024):\n    print('x' * (1 << 20))\n",
-                                    "print('y' * 100_000_000)\n", "print('after')\n"])
+                                    "print('y' * 100_000_000)\n", "print('z' * 3_000_000)\n", "print('after')\n"])
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     run = limits.RunLimits(env)
@@ -230,6 +230,8 @@ def test_a_gigabyte_of_output_never_reaches_the_notebook(course, kernels):
     print(f"\nnbgrader peak RSS {rss / 2**20:.0f} MiB, {seconds:.0f} s; notebook {graded.stat().st_size / 2**20:.1f} "
           f"MiB, feedback {html.stat().st_size / 2**20:.1f} MiB")
     text = outputs(course, "chatty")
+    # One note in each flooding cell: messages over 16 MiB never reach nbgrader; under it, the cell keeps 1 MiB.
+    assert text.count("[output cut") == 3, text[:3000]
     assert "[output cut at this cell's limit of 1048576 bytes" in text
     assert "after" in text  # the cells after the flood ran and kept their output
     assert rss < 600 << 20, rss
@@ -256,3 +258,29 @@ def test_a_notebook_time_limit_stops_many_slow_cells(course, kernels):
     assert score(course, "time_slow") == 0  # every test cell comes after the time ran out
     assert score(course, "time_zz_honest") == 24
     assert leftovers(kernels) == []
+
+
+def test_output_caps_count_bytes_and_keep_errors():
+    """SafeExecute.output on its own: a cell's cap, the notebook's cap, and errors always kept."""
+    from tito.safe_execute import SafeExecute
+
+    ex = SafeExecute(cell_output_bytes=100, notebook_output_bytes=250)
+    ex._notebook_kept, ex.clear_before_next_output = 0, False
+
+    def cell(*msgs):
+        ex._cell_kept, ex._cut, outs = 0, False, []
+        for msg_type, content in msgs:
+            ex.output(outs, {"msg_type": msg_type, "content": content, "header": {"msg_type": msg_type},
+                             "parent_header": {"msg_id": "m"}}, None, 0)
+        return outs
+
+    def stream(text):
+        return "stream", {"name": "stdout", "text": text}
+
+    outs = cell(stream("é" * 30), stream("b" * 60), stream("c" * 60))  # 60 + 60 bytes: cut at 100
+    assert [o.text for o in outs[:2]] == ["é" * 30, "b" * 40] and "cut at this cell's limit of 100" in outs[2].text
+    assert len(outs) == 3
+    cell(stream("d" * 100))  # 200 of the notebook's 250 kept
+    outs = cell(stream("e" * 80), ("error", {"ename": "AssertionError", "evalue": "x" * 5000, "traceback": ["t"] * 50}))
+    assert outs[0].text == "e" * 50 and "the notebook's limit of 250" in outs[1].text
+    assert outs[2].output_type == "error" and outs[2].ename == "AssertionError" and len(outs[2].evalue) < 1100
