@@ -273,7 +273,7 @@ class RunLimits:
     connection folders ($TITO_KERNEL_TMP) and a cgroup for their memory groups ($TITO_RUN)."""
 
     def __init__(self, env: dict):
-        parent = env.get("TITO_KERNEL_TMP") or tempfile.gettempdir()
+        parent = env.get("TITO_KERNEL_TMP") or "/tmp"  # short: unix socket paths are limited to ~100 bytes
         self.folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-run-", dir=parent))
         self.group = None
         base = _own_memory_cgroup()

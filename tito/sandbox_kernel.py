@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import tempfile
+import shutil
 from pathlib import Path
 
 import zmq
@@ -26,7 +26,7 @@ from traitlets import Integer, Type
 
 from . import limits
 from .safe_execute import SafeExecute
-from .sandbox import OPT_OUT, bwrap, bwrap_argv, kernel_env, library_folder, opted_out, tool
+from .sandbox import OPT_OUT, bwrap, bwrap_argv, kernel_env, library_folder, opted_out
 
 # A kernel message larger than this (one `print` of 100 MB, a huge traceback) is dropped by ZeroMQ
 # before nbgrader reads it: ZeroMQ closes that connection and reconnects, so the cell loses the message
@@ -136,7 +136,7 @@ class SandboxedKernelManager(_BoundedSockets, AsyncKernelManager):
             # Short path: unix socket names are limited to ~100 bytes. TITO_KERNEL_TMP (default /tmp;
             # tito sets a folder per nbgrader run, removed when the run ends) lets a test watch its
             # own kernels' folders while other graders run.
-            parent = os.environ.get("TITO_KERNEL_TMP") or tempfile.gettempdir()
+            parent = os.environ.get("TITO_KERNEL_TMP") or "/tmp"
             self._connection_dir = limits.connection_folder(parent, self._uid, self.log)
             self.connection_file = str(self._connection_dir / "kernel.json")
             self.transport = "ipc"
@@ -146,8 +146,11 @@ class SandboxedKernelManager(_BoundedSockets, AsyncKernelManager):
         return await super()._async_pre_start_kernel(**kw)
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
-        if self._connection_dir is None:  # opted out: still one address-space cap per process
-            argv = [tool("prlimit", "util-linux"), f"--as={self.memory_bytes}", "--", *kernel_cmd]
+        if self._connection_dir is None:  # opted out: still an address-space cap per process, where prlimit is
+            prlimit = shutil.which("prlimit")
+            if prlimit is None:
+                self.log.warning("no prlimit (util-linux) on PATH: this unsandboxed kernel has no memory cap")
+            argv = [prlimit, f"--as={self.memory_bytes}", "--", *kernel_cmd] if prlimit else list(kernel_cmd)
             return await super()._async_launch_kernel(argv, **kw)
         uid = self._uid  # None: an ordinary user stays themselves, in a user namespace (see bwrap_argv)
         if uid is not None:
