@@ -285,3 +285,21 @@ def test_output_caps_count_bytes_and_keep_errors():
     outs = cell(stream("e" * 80), ("error", {"ename": "AssertionError", "evalue": "x" * 5000, "traceback": ["t"] * 50}))
     assert outs[0].text == "e" * 50 and "the notebook's limit of 250" in outs[1].text
     assert outs[2].output_type == "error" and outs[2].ename == "AssertionError" and len(outs[2].evalue) < 1100
+
+
+def test_the_host_follows_no_symlink_the_kernel_puts_in_its_folder(tmp_path):
+    """nbgrader reconnects to socket paths in the connection folder: a symlink there must not lead it
+    to another unix socket of the host (nosymfollow on the folder's tmpfs, as root)."""
+    import logging
+
+    if os.geteuid() != 0:
+        pytest.skip("the connection folder is a tmpfs of its own only when grading as root")
+    folder = limits.connection_folder(tmp_path, None, logging.getLogger("test"))
+    try:
+        (tmp_path / "target").write_text("host file")
+        (folder / "kernel-ipc-1").symlink_to(tmp_path / "target")
+        with pytest.raises(OSError, match="Too many levels of symbolic links"):
+            (folder / "kernel-ipc-1").read_text()
+    finally:
+        limits.remove_folder(folder)
+    assert not folder.exists() and str(folder) not in open("/proc/self/mountinfo").read()

@@ -50,10 +50,13 @@ def connection_folder(parent: str | Path, uid: int | None, log) -> Path:
     if os.geteuid() == 0:
         owner = uid if uid is not None else 0
         opts = f"size={FOLDER_BYTES},nr_inodes={FOLDER_FILES},mode=0700,uid={owner},gid={owner},nosuid,nodev,noexec"
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tito-kernel", str(folder)],
-                              capture_output=True, text=True)
-        if proc.returncode == 0:
-            return folder
+        # nosymfollow (Linux 5.10+): nbgrader (re)connects to the socket paths in here, which the kernel
+        # could have replaced with symlinks to other unix sockets of the host.
+        for extra in (",nosymfollow", ""):
+            proc = subprocess.run(["mount", "-t", "tmpfs", "-o", opts + extra, "tito-kernel", str(folder)],
+                                  capture_output=True, text=True)
+            if proc.returncode == 0:
+                return folder
         log.warning(f"the kernel's connection folder {folder} is not size-limited (mount -t tmpfs failed: "
                     f"{proc.stderr.strip()}); the kernel can fill {parent}")
     else:
