@@ -29,9 +29,10 @@ from .safe_execute import SafeExecute
 from .sandbox import OPT_OUT, bwrap, bwrap_argv, kernel_env, library_folder, opted_out
 
 # A kernel message larger than this (one `print` of 100 MB, a huge traceback) is dropped by ZeroMQ
-# before nbgrader reads it: ZeroMQ closes that connection and reconnects, so the cell loses the message
-# (and may wait Execute.iopub_timeout for its end) but the grader never holds it. Plots and
-# ordinary outputs are far smaller; SafeExecute keeps at most cell_output_bytes of a cell anyway.
+# before nbgrader reads it: ZeroMQ closes that connection (and, after such a protocol error, does not
+# reconnect: SafeExecute does, see BoundedKernelClient), so the cell loses the message and what follows
+# it until then (and may wait Execute.iopub_timeout for its end) but the grader never holds it. Plots
+# and ordinary outputs are far smaller; SafeExecute keeps at most cell_output_bytes of a cell anyway.
 MAX_MESSAGE_BYTES = 16 << 20
 
 
@@ -64,7 +65,7 @@ class BoundedKernelClient(_BoundedSockets, AsyncKernelClient):
     _monitors: dict | None = None
 
     def _watch(self, channel: str, sock):
-        """Watch `sock` for disconnects on an inproc PAIR socket of a sync shadow of its context."""
+        """Watch `sock` for disconnects (ZeroMQ's socket monitor, on an inproc PAIR socket)."""
         if self._monitors is None:
             self._monitors = {}
         address = f"inproc://tito-monitor-{channel}-{secrets.token_hex(8)}"
