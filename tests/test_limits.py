@@ -323,3 +323,24 @@ def test_without_root_or_cgroups_a_log_line_says_what_is_not_bounded(tmp_path, m
     assert "no memory cgroup" in second and "each process of the sandbox is capped at 8192 MiB" in second, second
     limits.remove_folder(folder)
     assert not folder.exists()
+
+
+def test_tito_runs_nbgrader_under_an_address_space_cap_and_removes_its_run_folder(tmp_path, monkeypatch):
+    """grading.nbgrader (so `tito grade`): nbgrader's own soft RLIMIT_AS, its kernels' folders and
+    cgroups under a run folder and group of its own, removed after the run (here: a run that fails)."""
+    seen, real_run = {}, subprocess.run
+
+    def run(cmd, cwd, env, **kw):
+        seen.update(cmd=cmd, folder=Path(env["TITO_KERNEL_TMP"]), group=env.get(limits.RUN_ENV))
+        assert seen["folder"].is_dir() and (seen["group"] is None or Path(seen["group"]).is_dir())
+        limit = real_run([*cmd[:3], "cat", "/proc/self/limits"], capture_output=True, text=True).stdout
+        seen["limit"] = next(line for line in limit.splitlines() if line.startswith("Max address space"))
+        return subprocess.CompletedProcess(cmd, 1, "", "nbgrader failed")
+
+    monkeypatch.setattr(grading.subprocess, "run", run)
+    monkeypatch.setenv("TITO_KERNEL_TMP", str(tmp_path))
+    with pytest.raises(grading.TitoError, match="nbgrader failed"):
+        grading.nbgrader(tmp_path, "autograde", MODULE.name)
+    assert seen["cmd"][1:3] == [f"--as={grading.NBGRADER_MEMORY_BYTES}:", "--"], seen["cmd"]
+    assert seen["limit"].split()[3:5] == [str(grading.NBGRADER_MEMORY_BYTES), "unlimited"], seen["limit"]
+    assert list(tmp_path.iterdir()) == [] and (seen["group"] is None or not Path(seen["group"]).exists())
