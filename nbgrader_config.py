@@ -67,15 +67,25 @@ c.Execute.timeout = 120
 c.Execute.raise_on_iopub_timeout = False
 c.Execute.iopub_timeout = 10
 
-# nbgrader sets no memory limit: cap each grading kernel's address space so a
-# runaway allocation raises MemoryError in that cell instead of taking the
-# grading machine down. Override with --Execute.extra_arguments if a module needs more.
+# A cell that runs longer than Execute.timeout is stopped; a notebook that runs longer than
+# this in all (say 20 cells of 110 s) gets "notebook time limit reached" in the running cell
+# and its later cells are not run, so the next student is not kept waiting (a module's
+# reference runs in under 60 s).
+c.SafeExecute.notebook_timeout = 600
+# What the graded notebook keeps of a cell's outputs, and of all of them (bytes of text): the
+# rest is dropped as it arrives, with one line saying where it was cut, so a submission that
+# prints a gigabyte makes neither nbgrader nor the notebook nor the feedback HTML big.
+c.SafeExecute.cell_output_bytes = 1 << 20
+c.SafeExecute.notebook_output_bytes = 10 << 20
+
+# nbgrader sets no memory limit: each grading sandbox gets this much memory as a whole (a
+# memory cgroup: a kernel and all its children together; where none can be made, the log says
+# so), and each of its processes this much address space (RLIMIT_AS), so a runaway allocation
+# raises MemoryError in that cell or kills the kernel (KernelDied) instead of taking the
+# grading machine down. Override with --SandboxedKernelManager.memory_bytes=N if a module needs more.
 KERNEL_MEMORY_BYTES = 8 << 30
-c.Execute.extra_arguments = [
-    "--HistoryManager.hist_file=:memory:",
-    "--IPKernelApp.exec_lines=__import__('resource').setrlimit(__import__('resource').RLIMIT_AS, "
-    f"({KERNEL_MEMORY_BYTES}, {KERNEL_MEMORY_BYTES}))",
-]
+c.SandboxedKernelManager.memory_bytes = KERNEL_MEMORY_BYTES
+c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
 
 # A kernel that dies (os._exit, segfault, out of memory) costs the cells from
 # there on, instead of dropping the whole submission (see tito/safe_execute.py).

@@ -183,3 +183,10 @@ def test_a_check_that_cannot_compare_what_came_back_fails_that_cell_only(tmp_pat
     out = run_checks(MODULE, nb, probes)
     assert out["test_01_1_tensor"].startswith("a value your code returned could not be checked (TypeError: "), out
     assert out["test_01_2_broadcast"] is None, out
+
+
+def test_memory_the_checks_process_may_not_have(tmp_path):
+    """6 GiB asked for in the checks' sandbox (4 GiB): the student's code gets a MemoryError, the check says so."""
+    nb = nbformat.read(fill_in(MODULE, tmp_path / NB), as_version=4)
+    out = run_checks(MODULE, nb, {"test_01_1_tensor": lambda s: s.run("hog = bytearray(6 << 30)")})
+    assert out["test_01_1_tensor"].startswith("`hog = bytearray(6 << 30)` raised MemoryError"), out

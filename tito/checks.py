@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import secrets
 import selectors
@@ -43,14 +44,15 @@ import numpy as np
 from nbformat.v4 import new_output
 from traitlets import Integer
 
-from . import check_runner
+from . import check_runner, limits
 from .export import export_text
 from .modules import LIBRARY_FILES, Module, TitoError, all_modules, SOURCE
 from .sandbox import bwrap_argv, kernel_env, library_folder, opted_out, visible_library
 
 RUNNER = Path(check_runner.__file__).read_text()
+LOG = logging.getLogger("tito.checks")
 ANSWER_BYTES = 64 << 20      # the largest answer read from the sandbox
-MEMORY_BYTES = 4 << 30       # address space of the checks' process
+MEMORY_BYTES = 4 << 30       # the checks' sandbox: its memory cgroup, and each process's address space
 WORK_BYTES = 64 << 20        # its working folder and /tmp (tmpfs)
 CHECK = Callable[["Scope"], None]
 EXPORTED = "your exported cells"  # the code a StudentError names when loading the export raised
@@ -117,6 +119,7 @@ class Runner:
         work.mkdir()
         library = library_folder(env.get("PYTHONPATH", ""))
         cmd = [sys.executable, "-s", "-c", RUNNER]
+        self._memory = None
         if opted_out():
             argv, run_env = cmd, dict(env, PYTHONPATH=str(library)) if library else dict(env)
         else:
@@ -124,11 +127,16 @@ class Runner:
             if os.geteuid() == 0:
                 uid = 200_000 + secrets.randbelow(800_000)
             files = visible_library(library, work.name) if library is not None else None
-            argv = bwrap_argv(cmd, work, None, library, uid, WORK_BYTES, WORK_BYTES, 64, files)
+            argv = bwrap_argv(cmd, work, None, library, uid, WORK_BYTES, WORK_BYTES, 64, memory_bytes=MEMORY_BYTES,
+                              library_files=files)
             run_env = kernel_env(env, library)
+            # One memory limit for the whole sandbox, as for a grading kernel (tito/limits.py).
+            self._memory = limits.memory_group(MEMORY_BYTES, LOG, os.environ.get(limits.RUN_ENV))
+            if self._memory is not None:
+                argv = self._memory.wrap(argv)
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.DEVNULL, env=run_env, cwd=str(work),
-                                      preexec_fn=_limit_memory)
+                                      preexec_fn=_limit_memory if opted_out() else None)
         self._buffer = b""
         self._next = 0
         try:
@@ -202,6 +210,9 @@ class Runner:
             except OSError:
                 pass
         shutil.rmtree(self._tmp, ignore_errors=True)
+        if self._memory is not None:
+            self._memory.remove()
+            self._memory = None
 
 
 def _limit_memory() -> None:

@@ -67,16 +67,34 @@ class NotebookGrade:
         return tasks
 
 
+# nbgrader's own address space (a soft RLIMIT_AS: its sandboxed kernels raise theirs to
+# SandboxedKernelManager.memory_bytes). SafeExecute keeps at most 10 MiB of a notebook's outputs and
+# the kernel's sockets refuse messages over 16 MiB, so nbgrader needs far less; this bounds what a
+# bug of ours could take.
+NBGRADER_MEMORY_BYTES = 4 << 30
+
+
 def nbgrader(course: Path, *args: str, env: dict | None = None, timeout: float = 1800) -> str:
-    """Run `nbgrader ARGS` in `course`; raise TitoError with its log on failure."""
+    """Run `nbgrader ARGS` in `course`; raise TitoError with its log on failure.
+
+    Its kernels' connection folders and memory cgroups go in a folder and a cgroup of this run
+    (tito/limits.py), removed here whatever ends it: nbgrader killed at `timeout` included."""
+    from . import limits
+
     cmd = [sys.executable, "-m", "nbgrader", *args]
+    prlimit = shutil.which("prlimit")
+    if prlimit:
+        cmd = [prlimit, f"--as={NBGRADER_MEMORY_BYTES}:", "--", *cmd]
     env = dict(os.environ if env is None else env)
     # nbgrader runs `alembic` from PATH: put this interpreter's bin/ first.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    run = limits.RunLimits(env)
     try:
-        proc = subprocess.run(cmd, cwd=course, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=course, env=run.env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise TitoError(f"nbgrader {' '.join(args)} took longer than {timeout:.0f} s") from None
+    finally:
+        run.remove()
     log = proc.stdout + proc.stderr
     if proc.returncode != 0 or "Exception while loading config file" in log:
         # traitlets only logs a broken nbgrader_config.py and goes on with defaults: stop instead.

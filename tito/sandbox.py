@@ -18,7 +18,9 @@ environment variables beyond a short list (no tokens). Every process the
 kernel starts lives in the sandbox's PID namespace and dies with it. A fork
 bomb meets RLIMIT_NPROC of its own uid (a fresh one when grading as root, else
 the grader's own in a new user namespace), a full disk the tmpfs size; memory is
-capped by nbgrader_config.py, wall time by Execute.timeout (see safe_execute.py).
+capped for the sandbox as a whole (a memory cgroup) and per process (RLIMIT_AS), wall
+time by Execute.timeout and SafeExecute.notebook_timeout (see safe_execute.py and
+tito/limits.py).
 
 This file holds the policy and the bwrap command; tito/sandbox_kernel.py the
 kernel manager that uses them. nbgrader_config.py puts its `SandboxedExecute`
@@ -117,7 +119,8 @@ def python_roots() -> list[Path]:
 
 def bwrap_argv(kernel_cmd: list[str], cwd: Path, connection_dir: Path | None, library: Path | None,
                uid: int | None, work_bytes: int, tmp_bytes: int, max_processes: int,
-               library_files: list[str] | None = None, keep: tuple[str, ...] = ()) -> list[str]:
+               memory_bytes: int | None = None, library_files: list[str] | None = None,
+               keep: tuple[str, ...] = ()) -> list[str]:
     """The command that runs `kernel_cmd` in the sandbox, in a tmpfs at `cwd` holding a copy of
     the files of `cwd` named in `keep` (the notebook being executed) and nothing else of `cwd`: not
     timestamp.txt, submission_secret.txt or whatever else a submission folder holds.
@@ -128,6 +131,9 @@ def bwrap_argv(kernel_cmd: list[str], cwd: Path, connection_dir: Path | None, li
     uid: when grading as root, the unprivileged uid the kernel runs as (RLIMIT_NPROC does not
     bind root); None when grading as an ordinary user, who stays themselves in a new user
     namespace, where RLIMIT_NPROC counts only the sandbox's processes.
+    memory_bytes: each process's address space (RLIMIT_AS); the sandbox as a whole is capped by
+    the memory cgroup SandboxedKernelManager starts bwrap in (tito/limits.py). No file it writes
+    can outgrow the larger tmpfs (RLIMIT_FSIZE), the host's connection folder included.
     """
     argv = [bwrap(), *([] if uid is not None else ["--unshare-user"]), "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net",
             "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--ro-bind", "/usr", "/usr"]
@@ -175,7 +181,8 @@ def bwrap_argv(kernel_cmd: list[str], cwd: Path, connection_dir: Path | None, li
     # namespace, so the kernel would think its parent died. 1 (bwrap's init) means "do not
     # watch": --die-with-parent does that job.
     argv += ["--setenv", "JPY_PARENT_PID", "1", "--chdir", str(cwd), "--"]
-    limit = [tool("prlimit", "util-linux"), f"--nproc={max_processes}", "--", *kernel_cmd]
+    limit = [tool("prlimit", "util-linux"), f"--nproc={max_processes}", f"--fsize={max(work_bytes, tmp_bytes)}",
+             *([f"--as={memory_bytes}"] if memory_bytes else []), "--", *kernel_cmd]
     if uid is None:
         return argv + ["/bin/sh", "-c", f'cp -R {WORKDIR_COPY}/. . && exec "$@"', "sh", *limit]
     # As root inside (any file modes): copy the working copy in and hand it to the uid, then
