@@ -9,6 +9,7 @@ out of its frame. So a module's grade does not rest on it alone. `source/NN_name
 
     @check("test_01_4_matmul")
     def matmul(s):
+        rng = np.random.default_rng(1)
         a, b = rng.standard_normal((4, 5, 6)), rng.standard_normal((4, 6, 7))
         got = s.value("matmul(Tensor(a), Tensor(b)).data", a=a, b=b)   # runs in the sandbox
         assert np.allclose(got, a @ b), f"batched matmul ...: got shape {got.shape}"  # runs here
@@ -18,7 +19,9 @@ sandboxed process that holds only the student's exported cells (as `tito module 
 and the library files of the earlier modules; inputs go in and values come back as data (numbers,
 strings, tuples, lists, dicts, numpy arrays; tito/check_runner.py), and every comparison and expected
 value stays in this process, where no student code ever ran. `s.raises(code, **inputs)` runs code
-that should raise and returns the StudentError (None when nothing was raised).
+that should raise and returns the StudentError (None when nothing was raised); `s.expect_error`
+asserts the kind of error and what its message names. `tensor_data` fetches a Tensor's data,
+`numerical_gradients` gives an oracle's finite-difference gradients to compare a backward with.
 
 `OutsideChecks`, an autograde preprocessor after the kernel ran the notebook, runs each test cell's
 check and appends the failure to that cell as an error output, so the cell scores 0 unless the
