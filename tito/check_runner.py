@@ -2,8 +2,10 @@
 requests with data.
 
 tito/checks.py starts `python -c <this file's text>` inside the grading sandbox (tito/sandbox.py).
-The first request carries the student's export (the notebook's export-tagged cells, stubs named, as
-`tito module export` writes them); it is run as `tinytorch_lib.<its file>`. Each later request runs
+The first requests carry the student's export (the notebook's export-tagged cells, stubs named, as
+`tito module export` writes them): "open" makes the module `tinytorch_lib.<its file>`, then one "cell"
+request per exported cell runs it there, so a cell that raises costs its own names only, as in a
+notebook. Each later request runs
 code or evaluates an expression in a scope of its own (a copy of that module's names) and answers with
 the value as data: numbers, strings, None, tuples, lists, dicts, numpy arrays, dtypes and scalars,
 encoded by `encode` below (JSON: nothing in the answer can run code in the grader). An exception in
@@ -143,14 +145,17 @@ def serve() -> None:
         request = json.loads(line)
         answer = {"id": request.get("id")}
         try:
-            if request["op"] == "load":
+            if request["op"] == "open":  # the student's module, empty: its cells come one by one
                 name = f"tinytorch_lib.{request['file']}"
                 module = types.ModuleType(name)
                 module.__file__ = EXPORT_FILE
                 sys.modules[name] = module
-                linecache.cache[EXPORT_FILE] = (len(request["code"]), None, request["code"].splitlines(True),
+                linecache.cache[EXPORT_FILE] = (len(request["text"]), None, request["text"].splitlines(True),
                                                 EXPORT_FILE)  # tracebacks quote the student's line
-                exec(compile(request["code"], EXPORT_FILE, "exec"), module.__dict__)
+                answer["value"] = None
+            elif request["op"] == "cell":  # one exported cell, at its own lines of the export
+                code = "\n" * (request["first"] - 1) + request["code"]
+                exec(compile(code, EXPORT_FILE, "exec"), module.__dict__)
                 answer["value"] = None
             else:
                 scope = scopes.setdefault(request["scope"], dict(vars(module), np=np, __name__="__check__"))

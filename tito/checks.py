@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -48,7 +49,7 @@ from nbformat.v4 import new_output
 from traitlets import Integer
 
 from . import check_runner, limits
-from .export import export_text
+from .export import HEADER, _cell_lines
 from .modules import LIBRARY_FILES, Module, TitoError, all_modules, SOURCE
 from .sandbox import bwrap_argv, kernel_env, library_folder, opted_out, visible_library
 
@@ -75,6 +76,36 @@ class StudentError(Exception):
 
 class SandboxError(Exception):
     """The checks' process stopped answering (it died, hung past the limit, or sent garbage)."""
+
+
+class LoadStop(Exception):
+    """Exported cell `index` (id `cid`) ended the checks' process or ran past its time."""
+
+    def __init__(self, index: int, cid: str, reason: str):
+        self.index, self.cid, self.reason = index, cid, reason
+        super().__init__(f"your exported cell {cid} stopped the process running your code ({reason}); "
+                         "it and the exported cells after it were not run")
+
+
+@dataclass
+class Export:
+    """A notebook's exported cells: the whole text (as `tito module export` lays it out, for line
+    numbers) and each cell as (cell id, its first line in the text, its code)."""
+    text: str
+    cells: list[tuple[str, int, str]]
+
+    @classmethod
+    def of(cls, module: Module, nb) -> "Export":
+        out, cells = [HEADER.format(origin="your notebook")], []
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code" or "export" not in cell.metadata.get("tags", []):
+                continue
+            cid = cell.get("id", index)
+            out += ["", f"# cell {cid}"]
+            lines = [line for _, line in _cell_lines(module, cell)]
+            cells.append((str(cid), len(out) + 1, "\n".join(lines)))
+            out += lines
+        return cls("\n".join(out) + "\n", cells)
 
 
 def _short(code: str, limit: int = 160) -> str:
@@ -115,7 +146,10 @@ def load_checks(module: Module) -> dict[str, CHECK]:
 class Runner:
     """The sandboxed process that holds the student's export and answers requests."""
 
-    def __init__(self, module: Module, export: str, env: dict, timeout: float):
+    def __init__(self, module: Module, export: "Export", env: dict, timeout: float, upto: int | None = None):
+        """Start the process and run the export's cells, the first `upto` of them (all: None).
+        A cell that raises is noted in self.notes; one that ends the process or runs past the timeout
+        raises LoadStop naming it."""
         self.timeout = timeout
         self._tmp = Path(tempfile.mkdtemp(prefix="tito-checks-"))
         work = self._tmp / module.name  # the folder's name tells the sandbox which module this is
@@ -142,8 +176,17 @@ class Runner:
                                       preexec_fn=_limit_memory if opted_out() else None)
         self._buffer = b""
         self._next = 0
+        self.notes: list[str] = []
         try:
-            self.request({"op": "load", "file": LIBRARY_FILES[module.number][:-3], "code": export})
+            self.request({"op": "open", "file": LIBRARY_FILES[module.number][:-3], "text": export.text})
+            for index, (cid, first, code) in enumerate(export.cells[:upto]):
+                try:
+                    self.request({"op": "cell", "first": first, "code": code})
+                except StudentError as e:
+                    self.notes.append(f"your exported cell {cid} raised {e.type}: {e.message}"
+                                      + (f" (at {e.at})" if e.at else ""))
+                except SandboxError as e:
+                    raise LoadStop(index, cid, str(e)) from None
         except BaseException:
             self.close()
             raise
@@ -163,7 +206,7 @@ class Runner:
             error = answer["error"]
             if not isinstance(error, dict):
                 raise SandboxError("the process running your code sent a malformed answer")
-            code = EXPORTED if request["op"] == "load" else request.get("code", "")
+            code = EXPORTED if request["op"] in ("open", "cell") else request.get("code", "")
             raise StudentError(code, str(error.get("type")),
                                str(error.get("message")), str(error.get("at") or ""))
         try:
@@ -302,24 +345,28 @@ def run_checks(module: Module, nb, checks: dict[str, CHECK], env: dict | None = 
     env = dict(os.environ if env is None else env)
     wanted = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells
               if c.metadata.get("nbgrader", {}).get("grade") and c.metadata["nbgrader"].get("grade_id") in checks]
-    try:
-        export = export_text(module, nb, "your notebook")
-    except TitoError as e:
-        return {gid: f"your notebook's exported cells cannot run: {e}" for gid in wanted}
+    export = Export.of(module, nb)
     outcomes: dict[str, str | None] = {}
-    runner, unloadable, deadline = None, None, time.monotonic() + budget
+    runner, upto, stops = None, None, []
+    unloadable, deadline = None, time.monotonic() + budget
     try:
         for i, gid in enumerate(wanted):
             if unloadable or time.monotonic() > deadline:
                 outcomes[gid] = unloadable or f"not checked: this notebook's checks used up their {budget:g} s"
                 continue
             try:
-                if runner is None or not runner.alive:
+                while runner is None or not runner.alive:
                     if runner is not None:
                         runner.close()
-                    runner = None
+                        runner = None
                     try:
-                        runner = Runner(module, export, env, timeout)
+                        runner = Runner(module, export, env, timeout, upto)
+                    except LoadStop as e:  # run again without that cell and the ones after it (a notebook's
+                        stops.append(str(e))  # kernel dies there too); twice is enough
+                        upto = e.index
+                        if len(stops) > 2:
+                            unloadable = "; ".join(stops)
+                            raise SandboxError(unloadable) from None
                     except (StudentError, SandboxError) as e:
                         unloadable = _failure(e)
                         raise
@@ -334,6 +381,9 @@ def run_checks(module: Module, nb, checks: dict[str, CHECK], env: dict | None = 
                     runner = None
             except Exception as e:  # a check comparing a value of an unexpected type or shape
                 outcomes[gid] = f"a value your code returned could not be checked ({type(e).__name__}: {e})"
+            notes = stops + (runner.notes if runner is not None else [])
+            if outcomes[gid] and notes and outcomes[gid] != unloadable:
+                outcomes[gid] += " [" + "; ".join(dict.fromkeys(notes)) + "]"
     finally:
         if runner is not None:
             runner.close()

@@ -155,7 +155,7 @@ MESSAGE_CHARS = 1500  # of a failing test's message, all its lines: expected and
 
 
 def _errors(autograded_nb: Path) -> dict[str, str]:
-    """grade_id -> first line of the error in that cell's output."""
+    """grade_id -> the first error in that cell's outputs (the notebook's own test; a failed outside check is appended after it)."""
     errors = {}
     if not autograded_nb.exists():
         return errors
@@ -163,7 +163,7 @@ def _errors(autograded_nb: Path) -> dict[str, str]:
     for cell in nb.cells:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         for out in cell.get("outputs", []):
-            if gid and out.output_type == "error":
+            if gid and out.output_type == "error" and gid not in errors:  # the first: the notebook's own test
                 text = f"{out.ename}: {out.evalue}" if out.evalue else out.ename
                 errors[gid] = text if len(text) <= MESSAGE_CHARS else \
                     text[:MESSAGE_CHARS] + f" ... (cut at {MESSAGE_CHARS} characters; the notebook shows all of it)"
