@@ -166,7 +166,7 @@ def cmd_grade(args) -> int:
 
 
 def cmd_feedback(args) -> int:
-    """nbgrader generate_feedback: one HTML file per graded student, hidden tests included."""
+    """nbgrader generate_feedback: one HTML file per graded student, failed hidden cases included."""
     module = find_module(args.assignment)
     if not (ROOT / "gradebook.db").exists():
         raise TitoError(f"no gradebook.db: grade first with `tito grade {module.number}`")
@@ -176,9 +176,9 @@ def cmd_feedback(args) -> int:
                         f"grade first with `tito grade {module.number}`")
     for path in files:
         print(_rel(path))
-    print(f"{len(files)} feedback files. They show the hidden tests (nbgrader#917): hidden tests are run by "
-          f"the instructor and feedback is released after the deadline, never before it "
-          f"(`nbgrader release_feedback {module.name}` on a JupyterHub exchange).")
+    print(f"{len(files)} feedback files. Each failed outside check shows there with the hidden case's input "
+          f"and expected value: hidden tests are run by the instructor and feedback is released after the "
+          f"deadline, never before it (`nbgrader release_feedback {module.name}` on a JupyterHub exchange).")
     return 0
 
 
