@@ -403,7 +403,8 @@ except ImportError:  # tito's student commands do not need nbgrader's preprocess
 class OutsideChecks(NbGraderPreprocessor):
     """Autograde step: each test cell with a check also scores on the check, run outside the kernel."""
 
-    timeout = Integer(60, config=True, help="seconds one request to the checks' process may take")
+    timeout = Integer(0, config=True, help="seconds one request to the checks' process may take (loading one "
+                                           "exported cell, or one call); 0: Execute.timeout, a cell's limit")
     budget = Integer(300, config=True, help="seconds all of one notebook's checks may take")
 
     def preprocess(self, nb, resources):
@@ -416,7 +417,8 @@ class OutsideChecks(NbGraderPreprocessor):
             raise TitoError(f"outside checks: {checks_file(module)} is missing or holds no check: write one "
                             "check per test cell (source/AUTHORING.md) before grading this module")
         start = time.monotonic()
-        outcomes = run_checks(module, nb, checks, timeout=self.timeout, budget=self.budget)
+        timeout = self.timeout or self.config.get("Execute", {}).get("timeout") or 60
+        outcomes = run_checks(module, nb, checks, timeout=timeout, budget=self.budget)
         for cell in nb.cells:
             message = outcomes.get(cell.metadata.get("nbgrader", {}).get("grade_id"))
             if message:
