@@ -390,6 +390,14 @@ def run_checks(module: Module, nb, checks: dict[str, CHECK], env: dict | None = 
     return outcomes
 
 
+def _number(value) -> float | None:
+    """A number from configuration: --Execute.timeout=5 on the command line arrives as a string."""
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def _module_named(assignment: str) -> Module | None:
     return next((m for m in all_modules() if m.name == assignment), None)
 
@@ -417,7 +425,7 @@ class OutsideChecks(NbGraderPreprocessor):
             raise TitoError(f"outside checks: {checks_file(module)} is missing or holds no check: write one "
                             "check per test cell (source/AUTHORING.md) before grading this module")
         start = time.monotonic()
-        timeout = self.timeout or self.config.get("Execute", {}).get("timeout") or 60
+        timeout = self.timeout or _number(self.config.get("Execute", {}).get("timeout")) or 60
         outcomes = run_checks(module, nb, checks, timeout=timeout, budget=self.budget)
         for cell in nb.cells:
             message = outcomes.get(cell.metadata.get("nbgrader", {}).get("grade_id"))
