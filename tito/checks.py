@@ -325,6 +325,62 @@ def numerical_gradients(fn, arrays, w, eps=1e-6):
     return grads
 
 
+PLAIN = """
+def plain_(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if type(v) in (list, tuple):
+        return type(v)(plain_(x) for x in v)
+    if type(v) is dict:
+        return {k: plain_(x) for k, x in v.items()}
+    return v
+"""
+
+
+class Plain:
+    """A Scope whose value() answers with numpy scalars turned into Python numbers (inside lists, tuples
+    and dicts too), by plain_ defined in the check's sandbox scope."""
+
+    def __init__(self, s: Scope):
+        self._s = s
+        s.run(PLAIN)
+
+    def value(self, expr: str, **inputs):
+        return self._s.value(f"plain_({expr})", **inputs)
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
+
+
+def task_first(s: Scope, code: str, task: str, **inputs) -> None:
+    """Raise the StudentError of `code` when it names `task` itself (its stub is not done yet), so an
+    unfinished task is reported as itself and not as the earlier task it calls."""
+    error = s.raises(code, **inputs)
+    if error is not None and task in error.message:
+        raise error
+
+
+def requires(s: Scope, expr: str, ok, what: str, task: str, this: str, describe=None, **inputs) -> None:
+    """Task `this` calls Task `task`'s code: evaluate `expr` and stop with a hint to fix `task` first
+    unless ok(value) holds. describe(value or StudentError) words what came back (default: its repr,
+    or what it raised, cut at 300 characters)."""
+    try:
+        got = s.value(expr, **inputs)
+    except StudentError as e:
+        got = e
+    good = False
+    if not isinstance(got, StudentError):
+        try:
+            good = bool(ok(got))
+        except Exception:
+            good = False
+    if describe is not None:
+        brief = describe(got)
+    else:
+        brief = (f"it raised {got.type}: {got.message}" if isinstance(got, StudentError) else f"got {got!r}")[:300]
+    assert good, f"Task {this} calls Task {task}, and {what} ({brief}): make Task {task}'s tests pass first"
+
+
 def _encode(inputs: dict):
     return check_runner.encode(inputs, np)
 

@@ -6,35 +6,13 @@ every expected value and comparison stays here.
 """
 import numpy as np
 
-from tito.checks import StudentError, check
+from tito.checks import Plain, StudentError, check
 
 
 # tito/check_runner.py's encode sends arrays through np.ascontiguousarray, which makes a 0-d array 1-d and a numpy
 # scalar not data at all (SandboxError "a scalar must be a 0-d array"), so a student's np.int64 where an int was
 # expected would stop a check with a confusing message. Plain(s) is s whose value() answers with numpy scalars
 # turned into Python numbers (inside lists, tuples and dicts too) by plain_, defined in the check's sandbox scope.
-PLAIN = """
-def plain_(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    if type(v) in (list, tuple):
-        return type(v)(plain_(x) for x in v)
-    if type(v) is dict:
-        return {k: plain_(x) for k, x in v.items()}
-    return v
-"""
-
-
-class Plain:
-    def __init__(self, s):
-        self._s = s
-        s.run(PLAIN)
-
-    def value(self, expr: str, **inputs):
-        return self._s.value(f"plain_({expr})", **inputs)
-
-    def __getattr__(self, name):
-        return getattr(self._s, name)
 
 
 def linear(n, i, o, bias=True):

@@ -4,9 +4,11 @@ Instructor only: never released, never in the sandbox. Each check covers its tes
 cases and the hidden ones; the student's code runs in the sandbox (`s.value`, `s.run`, `s.raises`),
 every expected value and comparison stays here (the reference formulas below run only here).
 """
+from functools import partial
+
 import numpy as np
 
-from tito.checks import StudentError, check
+from tito.checks import StudentError, check, requires as shared_requires, task_first
 
 
 # ---- the reference formulas, here in the grader -------------------------------------------------
@@ -71,28 +73,6 @@ def wrap(a: np.ndarray) -> tuple:
 UNWRAP = "A = lambda p: np.asarray(p[0], dtype=p[1])"
 
 
-def task_first(s, code: str, task: str, **inputs):
-    """Raise the StudentError of `code` when it names `task` itself (its stub is not done yet)."""
-    error = s.raises(code, **inputs)
-    if error is not None and task in error.message:
-        raise error
-
-
-def requires(s, expr: str, ok, what: str, task: str, this: str, **inputs):
-    """This task's test calls an earlier task's code: stop with a hint when that code is wrong."""
-    try:
-        got = s.value(expr, **inputs)
-    except StudentError as e:
-        got = e
-    good = False
-    if not isinstance(got, StudentError):
-        try:
-            good = bool(ok(got))
-        except Exception:
-            good = False
-    assert good, (f"Task {this} calls Task {task}, and {what} ({_brief(got)}): make Task {task}'s tests pass first")
-
-
 def r4(a, digits=4) -> list:
     return np.round(np.asarray(a, np.float64), digits).tolist()
 
@@ -102,6 +82,10 @@ def _brief(v) -> str:
         return f"got an array of shape {v.shape}, first values {r4(v.ravel()[:4])}"
     text = f"got {v!r}" if not isinstance(v, StudentError) else f"it raised {v.type}: {v.message}"
     return text if len(text) < 300 else text[:300] + " ..."
+
+
+# The dependency hint words what came back with _brief.
+requires = partial(shared_requires, describe=_brief)
 
 
 # ---- Task 15.1 ---------------------------------------------------------------------------------

@@ -4,37 +4,17 @@ Instructor only: never released, never in the sandbox. Each check covers its tes
 cases and the hidden ones; the student's code runs in the sandbox (`s.value`, `s.run`, `s.raises`),
 every expected value and comparison stays here (the reference masks below run only here).
 """
+from functools import partial
+
 import numpy as np
 
-from tito.checks import StudentError, check
+from tito.checks import Plain, StudentError, check, requires as shared_requires, task_first
 
 
 # tito/check_runner.py's encode sends arrays through np.ascontiguousarray, which makes a 0-d array 1-d and a numpy
 # scalar not data at all (SandboxError "a scalar must be a 0-d array"), so a student's np.int64 where an int was
 # expected would stop a check with a confusing message. Plain(s) is s whose value() answers with numpy scalars
 # turned into Python numbers (inside lists, tuples and dicts too) by plain_, defined in the check's sandbox scope.
-PLAIN = """
-def plain_(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    if type(v) in (list, tuple):
-        return type(v)(plain_(x) for x in v)
-    if type(v) is dict:
-        return {k: plain_(x) for k, x in v.items()}
-    return v
-"""
-
-
-class Plain:
-    def __init__(self, s):
-        self._s = s
-        s.run(PLAIN)
-
-    def value(self, expr: str, **inputs):
-        return self._s.value(f"plain_({expr})", **inputs)
-
-    def __getattr__(self, name):
-        return getattr(self._s, name)
 
 
 def ref_magnitude(w, amount):
@@ -52,28 +32,15 @@ def ref_structured(w, amount):
     return np.broadcast_to(keep.reshape((-1,) + (1,) * (w.ndim - 1)), w.shape).copy()
 
 
-def task_first(s, code: str, task: str, **inputs):
-    """Raise the StudentError of `code` when it names `task` itself (its stub is not done yet)."""
-    error = s.raises(code, **inputs)
-    if error is not None and task in error.message:
-        raise error
-
-
-def requires(s, expr: str, ok, what: str, task: str, this: str, **inputs):
-    """This task's test calls an earlier task's code: stop with a hint when that code is wrong."""
-    try:
-        got = s.value(expr, **inputs)
-    except StudentError as e:
-        got = e
-    good = False
-    if not isinstance(got, StudentError):
-        try:
-            good = bool(ok(got))
-        except Exception:
-            good = False
+def array_shape_brief(got) -> str:
+    """What came back, for requires(): an array by its shape."""
     brief = f"it raised {got.type}: {got.message}" if isinstance(got, StudentError) else \
         (f"got an array of shape {got.shape}" if isinstance(got, np.ndarray) else f"got {got!r}")
-    assert good, f"Task {this} calls Task {task}, and {what} ({brief[:300]}): make Task {task}'s tests pass first"
+    return brief[:300]
+
+
+# The dependency hint words what came back with array_shape_brief.
+requires = partial(shared_requires, describe=array_shape_brief)
 
 
 MASK = "(lambda m: (type(m).__name__, np.asarray(m)))({call})"

@@ -9,7 +9,7 @@ reference library run here, in the grader (never the student's copy of it in the
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tito.checks import StudentError, check
+from tito.checks import StudentError, check, requires, task_first
 
 TOLERANCE = 1e-5
 
@@ -73,29 +73,6 @@ def ref_conv_backward(x, w, b, s, p, g):
         for j in range(kw):
             dxp[:, :, i:i + s * ho:s, j:j + s * wo:s] += np.einsum("nohw,oc->nchw", g, w[:, :, i, j])
     return dxp[:, :, p:p + h, p:p + wd], dw, (None if b is None else g.sum(axis=(0, 2, 3)))
-
-
-def requires(s, expr: str, ok, what: str, task: str, this: str, **inputs):
-    """This task's test calls an earlier task's code: stop with a hint when that code is wrong."""
-    try:
-        got = s.value(expr, **inputs)
-    except StudentError as e:
-        got = e
-    good = False
-    if not isinstance(got, StudentError):
-        try:
-            good = bool(ok(got))
-        except Exception:
-            good = False
-    brief = f"it raised {got.type}: {got.message}" if isinstance(got, StudentError) else f"got {got!r}"
-    assert good, f"Task {this} calls Task {task}, and {what} ({brief[:300]}): make Task {task}'s tests pass first"
-
-
-def task_first(s, code: str, task: str, **inputs):
-    """Raise the StudentError of `code` when it names `task` itself (its stub is not done yet)."""
-    error = s.raises(code, **inputs)
-    if error is not None and task in error.message:
-        raise error
 
 
 IM2COL_ROW = "np.asarray(im2col(np.arange(18.0).reshape(1, 2, 3, 3), 2, 2))[0].tolist()"
