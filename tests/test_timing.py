@@ -14,11 +14,18 @@ def test_measure_counts_calls_and_reports_seconds_per_call():
     assert 0 < t.min <= t.median <= t.p90 <= t.max
 
 
+def spin(seconds):
+    """Use `seconds` of CPU time (the clock measure reads; a sleep uses none)."""
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
 def test_measure_calibrates_number_so_short_calls_are_timed_in_bulk():
     t = measure(lambda: None, repeats=3)
     assert t.number > 100, t  # a no-op takes well under 2 ms / 100
-    slow = measure(lambda: time.sleep(0.003), repeats=2, warmup=0)
-    assert slow.number == 1 and slow.median >= 0.003
+    slow = measure(lambda: spin(0.003), repeats=2, warmup=0)
+    assert slow.number == 1 and slow.median >= 0.0025
 
 
 def test_measure_holds_blas_threads_and_restores_them():
@@ -38,10 +45,10 @@ def test_median_and_p90_ignore_one_slow_repeat():
     def fn():
         d = next(delays)
         if d:
-            time.sleep(d)
+            spin(d)
 
     t = measure(fn, repeats=7, number=1)
-    assert t.median < 0.01 and t.max >= 0.05
+    assert t.median < 0.01 and t.max >= 0.045
     assert t.median <= t.p90 <= t.max
 
 
@@ -71,7 +78,7 @@ def test_measure_is_light_under_nbgrader_and_full_otherwise(monkeypatch):
     def call():
         clock[0] += 1e-5
 
-    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(timing, "cpu_clock", lambda: clock[0])
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
     full = measure(call)
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
@@ -86,3 +93,54 @@ def test_measure_is_light_under_nbgrader_and_full_otherwise(monkeypatch):
     assert measure(lambda: None, repeats=4).repeats == 4  # a count asked for is kept (Module 14's graded latency test)
     monkeypatch.setenv("TINYTORCH_TIMING", "full")  # the instructor asks for full timings under nbgrader
     assert measure(lambda: None, repeats=7).repeats == 7
+
+
+def test_compare_times_the_sides_in_turns_and_pairs_their_ratios(monkeypatch):
+    """A B, B A, A B ...: each round's order rotates, and a ratio comes from neighbouring repeats."""
+    import tinytorch_lib.timing as timing
+
+    clock = [0.0]
+    order = []
+
+    def side(name, cost):
+        def fn():
+            order.append(name)
+            clock[0] += cost
+        return fn
+
+    monkeypatch.setattr(timing, "cpu_clock", lambda: clock[0])
+    c = timing.compare({"slow": side("slow", 3e-3), "fast": side("fast", 1e-3)}, repeats=4, warmup=1, number=1)
+    assert order == ["slow", "fast", "slow", "fast", "fast", "slow", "slow", "fast", "fast", "slow"], order
+    r = c.ratio("slow", "fast")
+    assert (r.median, r.lo, r.hi) == pytest.approx((3.0, 3.0, 3.0))
+    assert c["fast"].median == pytest.approx(1e-3) and c["slow"].repeats == 4
+    with pytest.raises(ValueError, match="at least one function"):
+        timing.compare({})
+
+
+def test_ratio_prints_its_range_and_timings_measured_apart_have_none():
+    from tinytorch_lib.timing import Ratio, ratio_of
+
+    assert str(Ratio(9.21, 8.66, 9.64)) == "9.21x (8.66-9.64)"
+    assert f"{Ratio(9.21, 8.66, 9.64):.1f}" == "9.2x (8.7-9.6)"
+    a = Timing(median=2e-3, p90=2e-3, min=2e-3, max=2e-3, repeats=1, number=1, threads=1)
+    b = Timing(median=1e-3, p90=1e-3, min=1e-3, max=1e-3, repeats=1, number=1, threads=1)
+    assert float(ratio_of(a, b)) == pytest.approx(2.0) and ratio_of(a, b).lo == ratio_of(a, b).hi
+
+
+def test_noisy_says_when_wall_time_or_the_tail_runs_away():
+    quiet = Timing(median=1e-3, p90=1.1e-3, min=1e-3, max=1.2e-3, repeats=7, number=1, threads=1,
+                   wall_median=1.05e-3, wall_p90=1.2e-3)
+    busy = Timing(median=1e-3, p90=1.1e-3, min=1e-3, max=1.2e-3, repeats=7, number=1, threads=1,
+                  wall_median=3.7e-3, wall_p90=5e-3)
+    tail = Timing(median=1e-3, p90=2.5e-3, min=1e-3, max=3e-3, repeats=7, number=1, threads=1)
+    assert quiet.noisy is None
+    assert "busy machine" in busy.noisy and "3.7x" in busy.noisy
+    assert "noisy run" in tail.noisy and "2.5x" in tail.noisy
+
+
+def test_cpu_time_is_the_figure_and_wall_time_is_kept_beside_it():
+    """A function that waits uses wall time but almost no CPU time: the figure is CPU time."""
+    t = measure(lambda: time.sleep(0.002), repeats=3, warmup=0, number=1)
+    assert t.median < 0.001 <= 0.002 <= t.wall_median, t
+    assert t.noisy and "busy machine" in t.noisy
