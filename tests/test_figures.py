@@ -2,16 +2,25 @@
 annotated, legends clear of the data. Checked on matplotlib's text objects and display
 coordinates, not on pixels, by rendering each figure from small synthetic tables.
 """
+import re
+import sys
+
 import matplotlib
 
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 
 from tinytorch_lib.plotting import (  # noqa: E402
     covered_points, figure_problems, format_bytes, format_number, format_ratio, log_axis, nice_log_ticks,
     place_legend)
+from tito.modules import ROOT  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "notebooks" / "06_2018_mlperf"))
+import mlperf_plots  # noqa: E402
 
 
 def tick_texts(axis) -> list[str]:
@@ -19,6 +28,18 @@ def tick_texts(axis) -> list[str]:
     lo, hi = sorted(axis.get_view_interval())
     return [t.get_text() for t, v in zip(axis.get_ticklabels(), axis.get_ticklocs())
             if lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9)]
+
+
+def all_texts(fig) -> list[str]:
+    """Every text the figure shows: titles, labels, tick labels, legends, annotations."""
+    fig.canvas.draw()
+    return [t.get_text() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+
+
+def one_unit(fig) -> None:
+    """Memory is in decimal units only (1 kB = 1000 bytes), as in the tables and the demos."""
+    binary = [t for t in all_texts(fig) if re.search(r"\b(KiB|MiB|GiB|KB)\b", t)]
+    assert not binary, binary
 
 
 @pytest.fixture(autouse=True)
@@ -72,3 +93,140 @@ def test_figure_problems_finds_matplotlib_default_log_labels_and_a_legend_on_the
     assert any("legend covers" in p for p in problems), problems
     place_legend(ax)  # nowhere free inside: it goes outside
     assert covered_points(ax) == 0
+
+
+# -- Milestone 06: its figures, drawn from tables shaped like its JSON -----------------------------------
+
+def synthetic_static(methods=("magnitude", "global"), bits=("fp32", "fp16", "int8"),
+                     sparsities=(0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95)):
+    """table2_static.json's "models", with numbers shaped like a real run (bytes, accuracies)."""
+    models = {}
+    for name, base_bytes, base_acc, n_params in (("mlp", 69_392, 0.975, 17_000), ("cnn", 12_345, 0.9694, 2_730)):
+        tried = []
+        for method in methods:
+            for s in sparsities:
+                if s == 0 and method != methods[0]:
+                    continue
+                for b in bits:
+                    per = {"fp32": 4, "fp16": 2, "int8": 1}[b]
+                    size = int(n_params * ((1 - s) * per + (s > 0) / 8) * 0.9 + 400)
+                    drop = {0: 0, 0.5: 0.1, 0.7: 0.3, 0.8: 0.6, 0.85: 0.9, 0.9: 1.6, 0.95: 4.5}[s]
+                    drop *= 1.4 if method == "magnitude" else 1.0
+                    acc = base_acc - (drop + (0.28 if b == "int8" else 0)) / 100
+                    label = f"{b}_{'dense' if s == 0 else f'{method}{int(s * 100)}'}"
+                    tried.append({"config": label, "bits": b, "sparsity": s, "method": "none" if s == 0 else method,
+                                  "path": f"/tmp/{name}_{label}.ttc", "bytes": size, "accuracy": round(acc * 360) / 360})
+        chosen = {}
+        for floor_name, floor in (("99% of FP32", 0.99 * base_acc), ("FP32 - 0.5 points", base_acc - 0.005)):
+            ok = sorted((t for t in tried if t["accuracy"] >= floor), key=lambda t: t["bytes"])
+            chosen[floor_name] = {"floor": floor, "best": ok[0] if ok else None, "bound_by": "accuracy"}
+        models[name] = {"base_bytes": base_bytes, "base_accuracy": base_acc, "search": tried, "chosen": chosen}
+    return models
+
+
+def synthetic_generation(spread=False, long=True):
+    """table3_generation.json's rows, shaped like a real run; spread=True adds the _p90 / _lo / _hi fields."""
+    def rows(ns, prompt, slope):
+        out = []
+        for n in ns:
+            without, with_ = 0.9 + slope * n, 0.25 + 0.0002 * n
+            r = {"prompt_tokens": prompt, "new_tokens": n, "ms_per_token_without": without, "ms_per_token_with": with_,
+                 "speedup": without / with_, "identical": True, "p90_ms_without": without * 1.1, "p90_ms_with": with_ * 1.2}
+            if spread:
+                r.update({"ms_per_token_without_p90": without * 1.15, "ms_per_token_with_p90": with_ * 1.3,
+                          "speedup_lo": without / with_ * 0.9, "speedup_hi": without / with_ * 1.08})
+            out.append(r)
+        return out
+    profile = [{"length": n, "forward_ms": 0.02 * n + 0.0004 * n * n, "attention_share": a, "linear_share": l,
+                "other_shares": {"LayerNorm": 0.6 * (1 - a - l), "MLP": 0.25 * (1 - a - l), "TransformerBlock": 0.1 * (1 - a - l),
+                                 "Embedding": 0.03 * (1 - a - l), "SinusoidalPositionalEncoding": 0.01 * (1 - a - l),
+                                 "GPT": 0.01 * (1 - a - l)}}
+               for n, a, l in ((32, 0.05, 0.8), (128, 0.12, 0.75), (256, 0.25, 0.62), (512, 0.45, 0.45), (1024, 0.66, 0.28))]
+    return {"profile": profile, "table3": rows([32, 64, 128, 256, 512, 992], 30, 0.027),
+            "table3_as_trained": rows([32, 128, 256], 30, 0.03), "table3_long_prompt": rows([32, 128, 256], 256, 0.05) if long else [],
+            "cache_memory": [{"length": n, "bytes": 1024 * n, "formula": 1024 * n} for n in (64, 128, 256, 512, 1024)]}
+
+
+def test_compression_curves_mark_the_chosen_configuration_and_tell_points_apart():
+    models = synthetic_static()
+    fig = mlperf_plots.compression_curves(models)
+    assert figure_problems(fig) == []
+    one_unit(fig)
+    texts = all_texts(fig)
+    for name, m in models.items():
+        best = m["chosen"]["99% of FP32"]["best"]
+        want = f"{format_ratio(m['base_bytes'] / best['bytes'])} smaller, {(best['accuracy'] - m['base_accuracy']) * 100:+.2f} pt"
+        assert any(want in t and best["config"] in t for t in texts), (want, texts)
+    top = [ax for ax in fig.axes if "file bytes" in ax.get_title()]
+    bottom = [ax for ax in fig.axes if "sparsity" in ax.get_title()]
+    assert len(top) == len(bottom) == 2
+    for ax in top:
+        labels = tick_texts(ax.xaxis)
+        assert labels and all(re.fullmatch(r"[\d.,]+ (B|kB|MB)", t) for t in labels), labels
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert {"FP32", "FP16", "INT8", "hollow: per-layer pruning"} <= set(legend), legend
+        faces = {bool(np.asarray(c.get_facecolor()).size) for c in ax.collections if len(c.get_offsets()) == 1}
+        assert faces == {True, False}  # filled (global) and hollow (per-layer) points
+    bars = [ax for ax in fig.axes if ax.get_ylabel() == "weights removed (%)"]  # the sparsity colour scale
+    assert [t.get_text() for t in bars[0].get_yticklabels()] == ["0", "50", "70", "80", "85", "90", "95"]
+    for ax in bottom:  # FP32 and FP16 lie on each other: told apart by width and marker
+        styles = {(line.get_linewidth(), line.get_marker()) for line in ax.get_lines() if line.get_marker() in "os^"}
+        assert len({w for w, _ in styles}) >= 3 and {m for _, m in styles} == {"o", "s", "^"}, styles
+        assert any(t.get_text().startswith("chosen: ") for t in ax.texts)
+
+
+def test_compression_curves_quick_shape_one_scope_two_precisions():
+    fig = mlperf_plots.compression_curves(synthetic_static(methods=("global",), bits=("fp32", "int8"),
+                                                           sparsities=(0.0, 0.5, 0.8)))
+    assert figure_problems(fig) == []
+    assert sum("smaller" in t for t in all_texts(fig)) == 2
+
+
+def test_generation_profile_says_what_the_rest_of_the_time_is():
+    data = synthetic_generation()
+    fig = mlperf_plots.generation_profile(data["profile"])
+    assert figure_problems(fig) == []
+    ax = fig.axes[0]
+    legend = " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    for part in ("attention core", "Linear layers", "LayerNorm", "GELU", "residual adds", "token embedding"):
+        assert part in legend, legend
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["32", "128", "256", "512", "1,024"]
+    assert sum(t.get_text().endswith(" ms") for t in ax.texts) == len(data["profile"])
+    tops = {}
+    for patch in ax.patches:
+        x = round(patch.get_x(), 3)
+        tops[x] = max(tops.get(x, 0), patch.get_y() + patch.get_height())
+    assert all(abs(v - 100) < 1e-6 for v in tops.values()), tops  # the parts add up to the whole pass
+    for row in data["profile"]:
+        del row["other_shares"]  # a table from before the rest was measured by kind
+    legend = [t.get_text() for t in mlperf_plots.generation_profile(data["profile"]).axes[0].get_legend().get_texts()]
+    assert any(t.startswith("rest") for t in legend), legend
+
+
+@pytest.mark.parametrize("spread", [True, False])
+def test_generation_speedup_labels_every_value_and_draws_spread_when_the_table_has_it(spread):
+    data = synthetic_generation(spread=spread)
+    fig = mlperf_plots.generation_speedup(data["table3"], data["table3_as_trained"], data["cache_memory"],
+                                          data["table3_long_prompt"])
+    assert figure_problems(fig) == []
+    one_unit(fig)
+    time_ax, speed_ax, mem_ax = fig.axes
+    assert tick_texts(time_ax.xaxis) == tick_texts(speed_ax.xaxis) == ["32", "64", "128", "256", "512", "992"]
+    slowest = max(r["ms_per_token_without"] for r in data["table3"])
+    labels = [float(t) for t in tick_texts(time_ax.yaxis)]
+    assert slowest > 20 and max(labels) >= slowest, labels  # the time axis is labelled past its largest value
+    assert all(t.endswith("x") for t in tick_texts(speed_ax.yaxis))
+    shown = {t.get_text() for t in speed_ax.texts}
+    assert {format_ratio(r["speedup"]) for r in data["table3"]} <= shown, shown
+    assert all(re.fullmatch(r"[\d.,]+ (kB|MB)", t) for t in tick_texts(mem_ax.yaxis))
+    assert {format_bytes(m["bytes"]) for m in data["cache_memory"]} <= {t.get_text() for t in mem_ax.texts}
+    bars = [c for c in speed_ax.containers if c.has_yerr]
+    if spread:
+        assert "p10-p90" in speed_ax.get_title() and len(bars) == 3
+        segments = bars[0].lines[2][0].get_segments()
+        lo_hi = [(seg[0][1], seg[1][1]) for seg in segments]
+        assert np.allclose(lo_hi, [(r["speedup_lo"], r["speedup_hi"]) for r in data["table3"]])
+        tops = [seg[1][1] for seg in [c for c in time_ax.containers if c.has_yerr][0].lines[2][0].get_segments()]
+        assert np.allclose(tops, [r["ms_per_token_without_p90"] for r in data["table3"]])
+    else:
+        assert not bars and "p10-p90" not in speed_ax.get_title()

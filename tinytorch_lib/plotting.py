@@ -121,22 +121,31 @@ def plain_axis(ax, axis: str = "y", kind: str = "bytes") -> None:
     a.set_major_formatter(FuncFormatter(lambda v, _pos: fmt(v)))
 
 
-def label_points(ax, xs, ys, kind: str = "number", color=None, offset=(0, 6), fontsize: float = 7, texts=None) -> list:
-    """Write each point's value next to it (above by default). -> the Text objects."""
+def label_points(ax, xs, ys, kind: str = "number", color=None, offset=(0, 6), fontsize: float = 7, texts=None,
+                 ha: str = "center") -> list:
+    """Write each point's value next to it (above by default; offset in points). -> the Text objects."""
     fmt = FORMATS[kind]
     out = []
     for i, (x, y) in enumerate(zip(xs, ys)):
         out.append(ax.annotate(texts[i] if texts is not None else fmt(y), (x, y), textcoords="offset points",
-                               xytext=offset, ha="center", va="bottom" if offset[1] >= 0 else "top",
+                               xytext=offset, ha=ha, va="bottom" if offset[1] >= 0 else "top",
                                fontsize=fontsize, color=color))
     return out
 
 
-def mark_point(ax, x, y, text: str, color: str = "tab:red", xytext=(-40, -45)):
-    """Ring a chosen point and annotate it with `text` and an arrow. -> the annotation (a Text)."""
+def mark_point(ax, x, y, text: str, color: str = "tab:red", xytext=None):
+    """Ring a chosen point and annotate it with `text` and an arrow. -> the annotation (a Text).
+
+    xytext: the text's offset in points; default: 55 points towards the middle of the axes, so the
+    text stays inside them (call it once the axes' limits are final)."""
     ax.scatter([x], [y], s=160, facecolors="none", edgecolors=color, linewidths=2, zorder=5)
+    if xytext is None:
+        ax.get_xlim(), ax.get_ylim()  # apply any pending autoscaling before reading positions
+        fx, fy = ax.transAxes.inverted().transform(ax.transData.transform((x, y)))
+        xytext = (55 if fx < 0.5 else -55, -45 if fy > 0.5 else 45)
     return ax.annotate(text, (x, y), textcoords="offset points", xytext=xytext, fontsize=8, color=color,
-                       ha="center", va="top", arrowprops={"arrowstyle": "->", "color": color},
+                       ha="left" if xytext[0] > 0 else "right", va="top" if xytext[1] < 0 else "bottom",
+                       arrowprops={"arrowstyle": "->", "color": color}, zorder=6,
                        bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": color, "alpha": 0.9})
 
 
@@ -203,13 +212,16 @@ def place_legend(ax, handles=None, labels=None, **kwargs):
 
     Call it last, after the axes' data, scales and limits are final (and after tight_layout if the
     figure uses it: the axes' size decides what the box covers). -> the Legend."""
-    args = (handles, labels) if handles is not None else ()
+    if handles is not None:
+        kwargs["handles"] = handles
+    if labels is not None:
+        kwargs["labels"] = labels
     kwargs.setdefault("fontsize", 7)
     for loc in LOCATIONS:
-        legend = ax.legend(*args, loc=loc, **kwargs)
+        legend = ax.legend(loc=loc, **kwargs)
         if covered_points(ax, legend) == 0:
             return legend
-    return ax.legend(*args, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
 
 
 NOT_PLAIN = re.compile(r"[$^×]|\\times|\de[+-]?\d")  # mathtext, powers, 'x10', '1e+03'

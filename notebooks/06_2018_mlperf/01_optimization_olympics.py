@@ -239,38 +239,10 @@ for name, rows in table2.items():
 # ## 4. Curves: accuracy against real bytes, and against sparsity
 
 # %%
-import matplotlib.ticker
+from mlperf_plots import compression_curves  # noqa: E402
 
-fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-colors = {"fp32": "tab:gray", "fp16": "tab:blue", "int8": "tab:green"}
-for col, (name, tried) in enumerate(search.items()):
-    ax = axes[0, col]
-    for bits in BITS:
-        pts = [t for t in tried if t["bits"] == bits]
-        ax.scatter([t["bytes"] for t in pts], [t["accuracy"] * 100 for t in pts], color=colors[bits], label=bits, s=18)
-    front, best_acc = [], -1.0
-    for t in sorted(tried, key=lambda t: -t["bytes"])[::-1]:  # smallest first: keep each new accuracy record
-        if t["accuracy"] > best_acc:
-            front.append(t)
-            best_acc = t["accuracy"]
-    ax.plot([t["bytes"] for t in front], [t["accuracy"] * 100 for t in front], color="black", lw=1, label="Pareto front")
-    ax.axhline(chosen[name]["99% of FP32"]["floor"] * 100, color="tab:red", ls="--", label="99% of FP32")
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor tick labels overlap on a short range
-    ax.set_xlabel("file bytes (log)")
-    ax.set_ylabel("held-out accuracy (%)")
-    ax.set_title(f"{name.upper()}: accuracy vs real bytes")
-    ax.legend(fontsize=7)
-    ax = axes[1, col]
-    for bits in BITS:
-        pts = sorted((t for t in tried if t["bits"] == bits and t["method"] in ("none", "global")), key=lambda t: t["sparsity"])
-        ax.plot([t["sparsity"] * 100 for t in pts], [t["accuracy"] * 100 for t in pts], marker="o", color=colors[bits], label=bits)
-    ax.set_xlabel("weights removed (%), global pruning + fine-tuning")
-    ax.set_ylabel("held-out accuracy (%)")
-    ax.set_title(f"{name.upper()}: accuracy vs sparsity")
-    ax.legend(fontsize=7)
-plt.tight_layout()
-save_figure(fig, "compression_curves.png")
+save_figure(compression_curves({name: {"base_bytes": m["base_bytes"], "base_accuracy": m["base_acc"], "search": search[name],
+                                       "chosen": chosen[name]} for name, m in models.items()}), "compression_curves.png")
 
 # %% [markdown]
 # ## 5. MLPerf-style report for the chosen models

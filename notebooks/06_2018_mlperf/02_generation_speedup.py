@@ -75,18 +75,14 @@ with blas_threads(1):
                  for kind in ("MultiHeadAttention", "Linear")}
         shares.append({"length": n, "forward_ms": total, "attention_share": share["MultiHeadAttention"],
                        "linear_share": share["Linear"]})
+        shares[-1]["other_shares"] = {k: sum(r["self_ms"] for r in rows if r["kind"] == k) / total  # the rest, by kind
+                                      for k in dict.fromkeys(r["kind"] for r in rows) if k not in share}
 print_table(shares, [("length", "length n", "d"), ("forward_ms", "one pass (ms)", ".2f"),
                      ("attention_share", "attention core", ".1%"), ("linear_share", "Linear layers", ".1%")])
 
-fig, ax = plt.subplots(figsize=(6, 3.4))
-ax.plot([s["length"] for s in shares], [s["attention_share"] * 100 for s in shares], marker="o", label="attention core")
-ax.plot([s["length"] for s in shares], [s["linear_share"] * 100 for s in shares], marker="s", label="Linear layers")
-ax.set_xscale("log", base=2)
-ax.set_xlabel("sequence length n (tokens)")
-ax.set_ylabel("% of one forward pass")
-ax.set_title("Profile of one generation step without a cache")
-ax.legend()
-save_figure(fig, "generation_profile.png")
+from mlperf_plots import generation_profile, generation_speedup  # noqa: E402
+
+save_figure(generation_profile(shares), "generation_profile.png")
 
 # %% [markdown]
 # The profile names the bottleneck: attention's share of a pass grows with
@@ -205,46 +201,11 @@ assert all(r["identical"] for r in table3_long), "cached and uncached generation
 # ## 3. Curves: time per token, speedup and cache memory against length
 
 # %%
-from matplotlib.ticker import FixedLocator, ScalarFormatter  # noqa: E402
-
 hd = model.d_model // model.n_heads
 mem = [{"length": n, "bytes": KVCache(model.n_layers, 1, model.n_heads, n, hd).nbytes,
         "formula": 2 * model.n_layers * model.n_heads * n * hd * 4} for n in (64, 128, 256, 512, 1024)]
 assert all(m["bytes"] == m["formula"] for m in mem), mem
-fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 4.2))
-x = [r["new_tokens"] for r in table3]
-ax1.plot(x, [r["ms_per_token_without"] for r in table3], marker="o", label="without cache")
-ax1.plot(x, [r["ms_per_token_with"] for r in table3], marker="s", label="with KV cache")
-xp = [r["new_tokens"] for r in table3_plain]
-ax1.plot(xp, [r["ms_per_token_without"] for r in table3_plain], marker="o", ls="--", color="tab:blue", alpha=0.5,
-         label="without cache, as trained")
-ax1.plot(xp, [r["ms_per_token_with"] for r in table3_plain], marker="s", ls="--", color="tab:orange", alpha=0.5,
-         label="with KV cache, as trained")
-ax1.set_xlabel("new tokens")
-ax1.set_ylabel("ms per token")
-ax1.set_title("Time per token")
-ax1.set_yscale("log")
-ax1.set_xscale("log", base=2)
-ax1.yaxis.set_major_locator(FixedLocator([0.1, 0.2, 0.5, 1, 2, 5, 10, 20]))
-ax1.yaxis.set_major_formatter(ScalarFormatter())
-ax1.legend(loc="upper left", fontsize=7)
-ax2.plot(x, [r["speedup"] for r in table3], marker="o", color="tab:green", label="vectorize(GPT)")
-ax2.plot(xp, [r["speedup"] for r in table3_plain], marker="o", ls="--", color="tab:green", alpha=0.5,
-         label="as trained")
-ax2.legend()
-ax2.set_xscale("log", base=2)
-ax2.set_yscale("log")
-ax2.yaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100]))
-ax2.yaxis.set_major_formatter(ScalarFormatter())
-ax2.set_xlabel("new tokens")
-ax2.set_ylabel("speedup (x)")
-ax2.set_title("Speedup, identical tokens")
-ax3.plot([m["length"] for m in mem], [m["bytes"] / 2**20 for m in mem], marker="o", color="tab:purple")
-ax3.set_xlabel("cached positions")
-ax3.set_ylabel("cache size (MiB)")
-ax3.set_title("KV cache memory (measured nbytes)")
-plt.tight_layout()
-save_figure(fig, "generation_speedup.png")
+save_figure(generation_speedup(table3, table3_plain, mem, table3_long), "generation_speedup.png")
 save_json("table3_generation.json", {"quick": QUICK, "prompt": PROMPT, "prompt_tokens": int(len(prompt_ids)),
                                      "model": model.config(), "profile": shares, "table3": table3, "table3_as_trained": table3_plain,
                                      "long_prompt": LONG_PROMPT, "table3_long_prompt": table3_long,
