@@ -230,3 +230,127 @@ def test_generation_speedup_labels_every_value_and_draws_spread_when_the_table_h
         assert np.allclose(tops, [r["ms_per_token_without_p90"] for r in data["table3"]])
     else:
         assert not bars and "p10-p90" not in speed_ax.get_title()
+
+
+# -- the module notebooks' plot cells, run on made-up measurements ----------------------------------------
+# Each plot cell is run from the paragraph of its first figure (the measurements before it are replaced by
+# the values below, shaped like what the notebook measures) up to its last plt.show().
+
+def _timing(median):
+    from types import SimpleNamespace
+    return SimpleNamespace(median=median, p90=median * 1.2, threads=1)
+
+
+def _module_fakes() -> dict:
+    """Per module: the names its plot cells read, with values shaped like a real run."""
+    from types import SimpleNamespace
+
+    import tinytorch_lib.activations as activations
+    from tinytorch_lib.dataloader import load_digits
+    from tinytorch_lib.embeddings import sinusoidal_positions
+    from tinytorch_lib.tensor import Tensor
+
+    ns = [1, 4, 16, 64, 256]
+    gpt = SimpleNamespace(n_layers=2, n_heads=4, d_model=128,
+                          state_dict=lambda: {"w": np.zeros(430_000, np.float32)})
+    ladder = ["pure Python loops", "loop over positions", "loop over offsets (Module 09)", "im2col + matmul",
+              "sliding windows + tensordot"]
+    conv = {b: [{"rung": r, "timing": _timing(40e-3 * b / 3**i), "x_bottom": 3.0**i} for i, r in enumerate(ladder)]
+            for b in (1, 16, 64)}
+    return {
+        "01_tensor": {"sizes": [64, 128, 256, 512], "gflops": [3.1, 12.5, 24.0, 31.7]},
+        "03_layers": {"rows": [(n, 40e-6 + 3e-6 * n, 25e-6 + 2.5e-6 * n) for n in ns]},
+        "04_losses": {"loss_rows": [(n, 4e-6 + 2e-8 * n, 9e-6 + 8e-8 * n, 7e-6 + 9e-8 * n) for n in ns]},
+        "05_autograd": {"depths": [1, 2, 4, 8, 12], "held_grad": [524_288 * 2 * d for d in (1, 2, 4, 8, 12)],
+                        "held_nograd": [262_144] * 5},
+        "06_optimizers": {"problems": {"axis-aligned": None, "rotated": None}, "steps": 500, "kappa": 1000.0,
+                          "methods": {"SGD": None, "SGD momentum 0.9": None, "Adam": None},
+                          "curves": {(p, m): (0.01, np.logspace(3, -12 + i, 500)) for p in ("axis-aligned", "rotated")
+                                     for i, m in enumerate(("SGD", "SGD momentum 0.9", "Adam"))}},
+        "07_dataloader": {"load_digits": load_digits, "batch_sizes": [1, 8, 32, 128, 1437],
+                          "rows": [(b, -(-1437 // b), _timing(0.3 / b**0.8 + 1e-3), _timing(0.35 / b**0.8 + 2e-3))
+                                   for b in (1, 8, 32, 128, 1437)]},
+        "08_training": {"history": {"loss": list(np.linspace(2.2, 0.1, 15)), "train_acc": list(np.linspace(0.4, 1, 15)),
+                                    "test_acc": list(np.linspace(0.4, 0.96, 15))}},
+        "09_spatial": {"batches": ns, "python_gflops": 0.004,
+                       "sweep": {"forward": [0.2, 0.6, 1.1, 1.4, 1.5], "backward": [0.1, 0.4, 0.8, 1.0, 1.1],
+                                 "matmul, same FLOPs": [0.5, 2, 6, 12, 18]}},
+        "10_tokenization": {"tokenizers": {"char (65)": SimpleNamespace(vocab_size=65),
+                                           **{f"BPE {v}": SimpleNamespace(vocab_size=v) for v in (256, 320, 384, 512, 768)}},
+                            "val_ids": dict(zip(["char (65)", *[f"BPE {v}" for v in (256, 320, 384, 512, 768)]],
+                                                [[0] * n for n in (40_000, 40_000, 30_000, 27_000, 24_000, 21_000)])),
+                            "merge_counts": [32, 64, 128, 256], "BPE_TEXT": "x" * 65_536, "TRAIN_PIECE": "x" * 32_768,
+                            "train_times": {m: _timing(0.01 * m) for m in (32, 64, 128, 256)}},
+        "02_activations": {"Tensor": Tensor, **{k: getattr(activations, k) for k in ("ReLU", "Sigmoid", "Tanh", "GELU")}},
+        "11_embeddings": {"sinusoidal_positions": sinusoidal_positions},
+        "12_attention": {"lengths": [64, 128, 256, 512, 1024], "slope_all": 1.8,
+                         "times": [2e-4 * (n / 64) ** 1.8 for n in (64, 128, 256, 512, 1024)],
+                         "score_bytes": [16 * n * n for n in (64, 128, 256, 512, 1024)]},
+        "13_transformer": {"lengths": [16, 64, 128, 256, 512],
+                           "step_times": [_timing(t / 1e3) for t in (1.2, 2.5, 4.0, 8.1, 17.0)]},
+        "14_profiler": {"shares": [(n, 0.05 * n, min(0.7, n / 1500), 0.75 - min(0.5, n / 2000), min(0.6, n / 1800))
+                                   for n in (32, 128, 256, 512, 1024)]},
+        "15_quantization": {"results": {name: [("FP32", 4 * p, 4 * p + 300, 0.975, None, True),
+                                               ("FP16", 2 * p, 2 * p + 300, 0.975, None, True),
+                                               ("INT8 per-tensor", p, p + 900, 0.97, None, True),
+                                               ("INT8 per-channel", p + 500, p + 1400, 0.972, None, True)]
+                                        for name, p in (("mlp", 17_000), ("cnn", 2_730))}},
+        "16_compression": {"EPOCHS": 10, "base_acc": 0.975,
+                           "sweep": [(s, 0.975 - s**6 * 0.5, 0.975 - s**8 * 0.1) for s in (0, 0.5, 0.7, 0.8, 0.9, 0.95)]},
+        "17_acceleration": {"CONV_LADDER": dict.fromkeys(ladder), "batches": [1, 16, 64], "conv_tables": conv,
+                            "TOLERANCE": 1e-5},
+        "18_kvcache": {"rows": [(n, 1e-3 + 3e-5 * n, 4e-4, True) for n in (16, 64, 128, 256, 512)], "gpt": gpt},
+    }
+
+
+def plot_cells(module: str) -> list[str]:
+    """The code of each plot cell of source/<module>/<module>.py, from the paragraph of its first figure to
+    its last plt.show()."""
+    text = (ROOT / "source" / module / f"{module}.py").read_text()
+    cells = []
+    for cell in re.split(r"(?m)^# %%.*\n", text):
+        lines = cell.splitlines()
+        starts = [i for i, line in enumerate(lines) if "plt.subplots(" in line and not line.startswith(" " * 8)]
+        ends = [i for i, line in enumerate(lines) if "plt.show()" in line]
+        if not starts or not ends or "def " in cell.split("plt.subplots(")[0].splitlines()[-1]:
+            continue
+        start = starts[0]
+        while start > 0 and lines[start - 1].strip():  # the figure's paragraph (an `if` around it included)
+            start -= 1
+        cells.append("\n".join(lines[start:ends[-1] + 1]).replace("plt.show()", "pass"))
+    return cells
+
+
+# Module 06's loss falls 15 decades to rounding error: its y axis keeps powers of ten (10^-12 would read
+# 0.000000000001). Every other log axis is in plain numbers.
+POWERS_OF_TEN_OK = {"06_optimizers"}
+
+
+@pytest.mark.parametrize("module", sorted(_module_fakes()))
+def test_module_plot_cells_follow_the_conventions(module):
+    import tinytorch_lib.plotting as plotting
+    from tinytorch_lib.kvcache import KVCache
+
+    cells = plot_cells(module)
+    assert cells, f"no plot cell found in {module}"
+    for code in cells:
+        plt.close("all")
+        names = {"np": np, "plt": plt, "KVCache": KVCache, **vars(plotting), **_module_fakes()[module]}
+        exec(compile(code, f"{module} plot cell", "exec"), names)
+        figs = [plt.figure(n) for n in plt.get_fignums()]
+        assert figs
+        for fig in figs:
+            problems = figure_problems(fig)
+            if module in POWERS_OF_TEN_OK:
+                problems = [p for p in problems if "y tick label '$\\\\mathdefault{10^" not in p]
+            assert problems == [], problems
+            one_unit(fig)
+
+
+def test_profiler_plot_report_keeps_its_legend_off_the_bars():
+    from tinytorch_lib.profiler import plot_report
+
+    rows = [{"name": f"layers.{i}", "kind": "Linear" if i % 2 == 0 else "ReLU", "self_ms": 1.0 / (i + 1),
+             "bytes": 4000 * (i % 2 == 0) * (5 - i)} for i in range(6)]
+    fig = plot_report(rows, "MLP: where time and bytes go (batch 32)")
+    assert figure_problems(fig) == []

@@ -11,7 +11,8 @@ notebooks, Milestone 06 and the lecture demos all draw with it, so every figure 
   raw bytes: 69,392 bytes reads 69.4 kB). Every memory figure uses `format_bytes`.
 - **Legends clear of the data**: `place_legend` tries the usual corners and sides and keeps the
   first that covers no data point (lines sampled every few pixels, so a line crossing the box
-  counts); if none is free, the legend goes outside, right of the axes.
+  counts, and bars, texts and annotations); if none is free it makes room below (or above) the
+  data, and only then goes outside, right of the axes.
 - **Checked, not eyeballed**: `figure_problems(fig)` lists tick labels that are not plain numbers
   and legends that cover data; the tests assert it is empty for every figure.
 
@@ -158,7 +159,7 @@ def _renderer(fig):
 
 def data_points(ax, step: float = 4.0) -> np.ndarray:
     """Display coordinates (pixels) of everything plotted in ax: markers, scatter points, error bars,
-    and points every `step` pixels along each line, so a line crossing a box counts. -> (n, 2)."""
+    bars, texts, and points every `step` pixels along each line, so a line crossing a box counts. -> (n, 2)."""
     pts = [np.empty((0, 2))]
 
     def along(xy):
@@ -175,6 +176,12 @@ def data_points(ax, step: float = 4.0) -> np.ndarray:
         if line.get_visible():
             xy = line.get_transform().transform(np.asarray(line.get_xydata(), float))
             pts.append(xy if line.get_linestyle() in ("None", "", " ") else along(xy))  # markers only: no line
+    for patch in ax.patches:  # bars: their whole area, on a grid `step` pixels apart
+        if patch.get_visible():
+            box = patch.get_window_extent()
+            xs = np.linspace(box.x0, box.x1, max(2, int(box.width // step) + 1))
+            ys = np.linspace(box.y0, box.y1, max(2, int(box.height // step) + 1))
+            pts.append(np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2))
     renderer = _renderer(ax.figure)
     for text in ax.texts:  # annotations and value labels: a legend must not hide them either
         if text.get_visible() and text.get_text():
@@ -207,8 +214,21 @@ LOCATIONS = ("upper left", "upper right", "lower right", "lower left", "center r
              "upper center", "lower center", "center")
 
 
-def place_legend(ax, handles=None, labels=None, **kwargs):
-    """A legend at the first location that covers no data; none free: outside, right of the axes.
+def _widen(ax, frac: float, below: bool) -> None:
+    """Extend ax's y range by `frac` of its span (in its own scale) below or above the data."""
+    lo, hi = ax.get_ylim()
+    if ax.get_yscale() == "log":
+        span = math.log10(hi / lo) * frac
+        ax.set_ylim(lo / 10**span, hi) if below else ax.set_ylim(lo, hi * 10**span)
+    else:
+        span = (hi - lo) * frac
+        ax.set_ylim(lo - span, hi) if below else ax.set_ylim(lo, hi + span)
+
+
+def place_legend(ax, handles=None, labels=None, make_room: bool = True, **kwargs):
+    """A legend at the first location that covers no data. None free: with make_room, the y range grows
+    below the data (then above) until a lower (upper) location is free; else, or still none, the legend
+    goes outside, right of the axes.
 
     Call it last, after the axes' data, scales and limits are final (and after tight_layout if the
     figure uses it: the axes' size decides what the box covers). -> the Legend."""
@@ -221,6 +241,18 @@ def place_legend(ax, handles=None, labels=None, **kwargs):
         legend = ax.legend(loc=loc, **kwargs)
         if covered_points(ax, legend) == 0:
             return legend
+    if make_room and ax.get_ylim()[0] < ax.get_ylim()[1]:
+        ylim = ax.get_ylim()
+        for below, locs in ((True, ("lower right", "lower left", "lower center")),
+                            (False, ("upper right", "upper left", "upper center"))):
+            for frac in (0.25, 0.5, 0.8):
+                ax.set_ylim(ylim)
+                _widen(ax, frac, below)
+                for loc in locs:
+                    legend = ax.legend(loc=loc, **kwargs)
+                    if covered_points(ax, legend) == 0:
+                        return legend
+        ax.set_ylim(ylim)
     return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
 
 

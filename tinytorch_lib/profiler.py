@@ -145,7 +145,7 @@ def throughput(model: Module, inputs, batch_size: int, repeats: int = 5) -> floa
 
     return len(data) / measure(everything, repeats=repeats, warmup=1, number=1).median
 
-# cell cell-70936a0924
+# cell cell-fe04308dfb
 def count_parameters(model: Module) -> int:
     """Number of trainable values."""
     return int(sum(p.data.size for p in model.parameters()))
@@ -205,6 +205,8 @@ def plot_report(rows: list, title: str, top: int = 10):
     """Bar chart: share of time and share of bytes for the `top` layers by time."""
     import matplotlib.pyplot as plt
 
+    from tinytorch_lib.plotting import place_legend
+
     top_rows = sorted(rows, key=lambda r: -r["self_ms"])[:top]
     total_t = sum(r["self_ms"] for r in rows) or 1.0
     total_b = sum(r["bytes"] for r in rows) or 1
@@ -216,6 +218,6 @@ def plot_report(rows: list, title: str, top: int = 10):
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlabel("% of the model's total")
     ax.set_title(title)
-    ax.legend(fontsize=8)
     fig.tight_layout()
+    place_legend(ax)
     return fig

@@ -170,7 +170,7 @@ def generation_profile(shares: list):
     ax.set_ylabel("% of one forward pass")
     ax.set_title("One generation step without a cache: where the time goes")
     fig.tight_layout()
-    place_legend(ax)
+    place_legend(ax, make_room=False)  # the bars fill 0-100%: beside them, not below zero
     return fig
 
 
@@ -227,7 +227,7 @@ def generation_speedup(table3: list, table3_as_trained: list, cache_memory: list
         if rows is table3 or not table3:  # the main series: every value; the others: their last one, to the right
             label_points(ax2, x, y, "ratio", color="darkgreen", offset=(0, -11))  # below: the other series lie above
         else:
-            label_points(ax2, x[-1:], y[-1:], "ratio", color="darkgreen", offset=(7, -3), ha="left")
+            label_points(ax2, x[-1:], y[-1:], "ratio", color="darkgreen", offset=(6, 3), ha="left")
     xs = sorted({r["new_tokens"] for rows, *_ in speed for r in rows})
     log_axis(ax2, "x", "count", ticks=xs, base=2)
     log_axis(ax2, "y", "ratio")

@@ -681,11 +681,14 @@ print(f"(BLAS threads while timing: {t.threads})")
 # %%
 import matplotlib.pyplot as plt
 
+from tinytorch_lib.plotting import label_points, log_axis
+
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.plot(sizes, gflops, marker="o")
-ax.set_xscale("log", base=2)
-ax.set_xticks(sizes, [str(n) for n in sizes])
-ax.set_xlabel("matrix size n (n x n float32)")
+label_points(ax, sizes, gflops)
+ax.set_ylim(0, max(gflops) * 1.2)
+log_axis(ax, "x", "count", ticks=sizes, base=2)
+ax.set_xlabel("matrix size n (n x n float32, log scale)")
 ax.set_ylabel("throughput (GFLOP/s)")
 ax.set_title("Measured matmul throughput on this machine")
 plt.tight_layout()

@@ -352,6 +352,8 @@ print(f"ratio of medians: {t_pow.median / t_mul.median:.1f}x (1M float32)")
 # %%
 import matplotlib.pyplot as plt
 
+from tinytorch_lib.plotting import place_legend
+
 grid = Tensor(np.linspace(-4, 4, 401, dtype=np.float32))
 fig, ax = plt.subplots(figsize=(5, 3))
 for act in (ReLU(), Sigmoid(), Tanh(), GELU()):
@@ -359,8 +361,8 @@ for act in (ReLU(), Sigmoid(), Tanh(), GELU()):
 ax.set_xlabel("input x")
 ax.set_ylabel("activation(x)")
 ax.set_title("Activations on [-4, 4]: GELU lets small negatives through")
-ax.legend()
 plt.tight_layout()
+place_legend(ax)
 plt.show()
 
 # %% [markdown]

@@ -1053,20 +1053,22 @@ print(f"{n_modules} modules x 2 hooks = {2 * n_modules} hook calls per forward; 
 # %%
 import matplotlib.pyplot as plt
 
+from tinytorch_lib.plotting import log_axis, place_legend
+
 if "rows" not in globals():
     raise RuntimeError("the timing cell above did not finish (see its error): make that work, run it, then this plot")
 ns = [r[0] for r in rows]
 fig, ax = plt.subplots(figsize=(5.5, 3.2))
 ax.plot(ns, [r[1] * 1e6 / r[0] for r in rows], marker="o", label="recording (training)")
 ax.plot(ns, [r[2] * 1e6 / r[0] for r in rows], marker="s", label="no_grad (inference)")
-ax.set_xscale("log", base=2)
-ax.set_yscale("log")
-ax.set_xticks(ns, [str(n) for n in ns])
-ax.set_xlabel("batch size (rows)")
+log_axis(ax, "x", "count", ticks=ns, base=2)
+log_axis(ax, "y", "number")
+ax.grid(True, which="major", alpha=0.25)
+ax.set_xlabel("batch size (rows, log scale)")
 ax.set_ylabel("time per sample (us, log scale)")
 ax.set_title("MLP 64-128-64-10 forward: per-sample cost vs batch size")
-ax.legend()
 plt.tight_layout()
+place_legend(ax)
 plt.show()
 
 # %% [markdown]

@@ -430,20 +430,22 @@ for name, t in step_times.items():
 # %%
 import matplotlib.pyplot as plt
 
+from tinytorch_lib.plotting import log_axis, place_legend
+
 if "loss_rows" not in globals():
     raise RuntimeError("the timing cell above did not finish (see its error): make that work, run it, then this plot")
 fig, ax = plt.subplots(figsize=(5.5, 3.2))
 ns = [r[0] for r in loss_rows]
 for col, label in ((1, "MSELoss"), (2, "CrossEntropyLoss (stable)"), (3, "naive cross-entropy")):
     ax.plot(ns, [r[col] * 1e9 / r[0] for r in loss_rows], marker="o", label=label)
-ax.set_xscale("log", base=2)
-ax.set_yscale("log")
-ax.set_xticks(ns, [str(n) for n in ns])
-ax.set_xlabel("batch size (rows of 10 values)")
+log_axis(ax, "x", "count", ticks=ns, base=2)
+log_axis(ax, "y", "number")
+ax.grid(True, which="major", alpha=0.25)
+ax.set_xlabel("batch size (rows of 10 values, log scale)")
 ax.set_ylabel("time per row (ns, log scale)")
 ax.set_title("Loss cost per row vs batch size")
-ax.legend()
 plt.tight_layout()
+place_legend(ax)
 plt.show()
 
 # %% [markdown]

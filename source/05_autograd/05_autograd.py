@@ -1263,6 +1263,8 @@ print(f"parameters, for scale:                     {sum(p.nbytes for p in params
 # %%
 import matplotlib.pyplot as plt
 
+from tinytorch_lib.plotting import format_bytes, place_legend, plain_axis
+
 depths = [1, 2, 4, 8, 12]
 rng = np.random.default_rng(1)
 deep_params = [Tensor((rng.standard_normal((512, 512)) * np.sqrt(2 / 512)).astype(np.float32), requires_grad=True)
@@ -1282,19 +1284,20 @@ def deep_no_grad(depth):
         return deep_forward(depth)
 
 
-held_grad = [held_after(lambda d=d: deep_forward(d)) / 2**20 for d in depths]
-held_nograd = [held_after(lambda d=d: deep_no_grad(d)) / 2**20 for d in depths]
+held_grad = [held_after(lambda d=d: deep_forward(d)) for d in depths]  # bytes
+held_nograd = [held_after(lambda d=d: deep_no_grad(d)) for d in depths]
 for d, g, n in zip(depths, held_grad, held_nograd):
-    print(f"depth {d:2d}: recording {g:6.2f} MiB, no_grad {n:6.3f} MiB")
+    print(f"depth {d:2d}: recording {format_bytes(g):>8}, no_grad {format_bytes(n):>8}")
 
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.plot(depths, held_grad, marker="o", label="recording (graph kept)")
 ax.plot(depths, held_nograd, marker="s", label="no_grad")
 ax.set_xlabel("layers (512 -> 512, batch 128, float32)")
-ax.set_ylabel("memory held after forward (MiB)")
+plain_axis(ax, "y", "bytes")
+ax.set_ylabel("memory held after forward (1 MB = 1,000,000 bytes)")
 ax.set_title("The graph keeps every intermediate alive")
-ax.legend()
 plt.tight_layout()
+place_legend(ax)
 plt.show()
 
 # %% [markdown]

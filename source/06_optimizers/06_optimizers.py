@@ -586,6 +586,8 @@ print("Task 06.4 visible tests passed")
 # %%
 import matplotlib.pyplot as plt
 
+from tinytorch_lib.plotting import place_legend
+
 rng = np.random.default_rng(0)
 dim, steps, kappa = 20, 500, 1000.0
 curvatures = np.logspace(0, np.log10(kappa), dim)  # 1 ... 1000
@@ -635,9 +637,10 @@ for ax, pname in zip(axes, problems):
     ax.set_title(f"{pname} quadratic, condition number {kappa:g}")
     ax.set_xlabel("step")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8)
 axes[0].set_ylabel("loss f(w) - f(w*) (log scale)")
 plt.tight_layout()
+for ax in axes:
+    place_legend(ax)
 plt.show()
 
 # %% [markdown]

@@ -692,17 +692,19 @@ print(f"ratio of medians: {t_slow.median / t_fast.median:.0f}x, for the same {le
 # %%
 import matplotlib.pyplot as plt
 
+from tinytorch_lib.plotting import log_axis, place_legend
+
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
 ax.plot(batch_sizes, [seq.median * 1e3 for _, _, seq, _ in rows], marker="o", label="in order (slices, views)")
 ax.plot(batch_sizes, [shuf.median * 1e3 for _, _, _, shuf in rows], marker="s", label="shuffled (index arrays, copies)")
-ax.set_xscale("log")
-ax.set_yscale("log")
-ax.set_xticks(batch_sizes, [str(b) for b in batch_sizes])
-ax.set_xlabel("batch size (images per batch)")
-ax.set_ylabel("time per epoch (ms, median)")
+log_axis(ax, "x", "count", ticks=batch_sizes)
+log_axis(ax, "y", "number")
+ax.grid(True, which="major", alpha=0.25)
+ax.set_xlabel("batch size (images per batch, log scale)")
+ax.set_ylabel("time per epoch (ms, median, log scale)")
 ax.set_title("One epoch of the 1,437 training digits")
-ax.legend()
 plt.tight_layout()
+place_legend(ax)
 plt.show()
 ratio = rows[0][2].median / rows[-1][2].median
 print(f"Takeaway: the same 1,437 images took {ratio:.0f}x the time in {rows[0][1]:,} batches of 1 as in one batch "

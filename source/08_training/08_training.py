@@ -414,6 +414,8 @@ for e in range(len(history["loss"])):
 # %%
 import matplotlib.pyplot as plt
 
+from tinytorch_lib.plotting import place_legend
+
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3))
 ax1.plot(history["loss"], marker="o")
 ax1.set_xlabel("epoch")
@@ -424,8 +426,8 @@ ax2.plot(history["test_acc"], marker="o", label="test (held out)")
 ax2.set_xlabel("epoch")
 ax2.set_ylabel("accuracy (fraction correct)")
 ax2.set_title("Accuracy: the gap is memorisation")
-ax2.legend()
 plt.tight_layout()
+place_legend(ax2)
 plt.show()
 
 # %% [markdown]

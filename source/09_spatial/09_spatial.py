@@ -932,18 +932,20 @@ print(f"ratio of medians: {t_loops.median / t_numpy.median:.0f}x; Python loops r
 # %%
 import matplotlib.pyplot as plt
 
+from tinytorch_lib.plotting import log_axis, place_legend
+
 fig, ax = plt.subplots(figsize=(6, 3.5))
 for key, marker in (("forward", "o"), ("backward", "s"), ("matmul, same FLOPs", "^")):
     ax.plot(batches, sweep[key], marker=marker, label=key)
 ax.axhline(python_gflops, color="grey", linestyle="--", label="seven Python loops (batch 2)")
-ax.set_xscale("log")
-ax.set_yscale("log")
-ax.set_xticks(batches, [str(b) for b in batches])
-ax.set_xlabel("batch size (8x8 images)")
+log_axis(ax, "x", "count", ticks=batches)
+log_axis(ax, "y", "number")
+ax.grid(True, which="major", alpha=0.25)
+ax.set_xlabel("batch size (8x8 images, log scale)")
 ax.set_ylabel("achieved GFLOP/s (log scale)")
 ax.set_title("Conv2d(1, 16, 3, padding=1): achieved GFLOP/s by batch size")
-ax.legend(fontsize=8)
 plt.tight_layout()
+place_legend(ax)
 plt.show()
 
 # %% [markdown]

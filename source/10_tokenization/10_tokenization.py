@@ -731,20 +731,22 @@ for m in merge_counts:
 # %%
 import matplotlib.pyplot as plt
 
+from tinytorch_lib.plotting import format_bytes, place_legend
+
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
 vocab = [tok.vocab_size for tok in tokenizers.values()]
 lengths = [len(val_ids[name]) for name in tokenizers]
-ax1.plot(vocab[1:], lengths[1:], "o-", label="BPE (trained on 64 KB)")
+ax1.plot(vocab[1:], lengths[1:], "o-", label=f"BPE (trained on {format_bytes(len(BPE_TEXT.encode()))})")
 ax1.plot(vocab[:1], lengths[:1], "s", color="C3", label="characters")
 ax1.set_xlabel("vocabulary size (ids)")
 ax1.set_ylabel("validation split length (tokens)")
 ax1.set_title("A bigger vocabulary, a shorter sequence")
-ax1.legend()
 ax2.plot([256 + m for m in merge_counts], [train_times[m].median for m in merge_counts], "o-")
 ax2.set_xlabel("vocabulary size (ids)")
-ax2.set_ylabel("BPE training time on 32 KB (s, median)")
+ax2.set_ylabel(f"BPE training time on {format_bytes(len(TRAIN_PIECE.encode()))} (s, median)")
 ax2.set_title("Training time grows with every merge")
 plt.tight_layout()
+place_legend(ax1)
 plt.show()
 
 # %% [markdown]

@@ -553,6 +553,8 @@ print(f"log-log slope of time against n: {slope_all:.2f} over 64..1024, {slope_t
 # %%
 import matplotlib.pyplot as plt
 
+from tinytorch_lib.plotting import label_points, log_axis, place_legend
+
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
 ax1.loglog(lengths, np.array(times) * 1e3, marker="o", label=f"measured (slope {slope_all:.2f})")
 ax1.loglog(lengths, times[-1] * 1e3 * (np.array(lengths) / lengths[-1]) ** 2, linestyle=":", color="grey",
@@ -560,14 +562,19 @@ ax1.loglog(lengths, times[-1] * 1e3 * (np.array(lengths) / lengths[-1]) ** 2, li
 ax1.set_xlabel("sequence length n (tokens)")
 ax1.set_ylabel("time per call (ms)")
 ax1.set_title("Attention time, 4 heads x 32, float32")
-ax1.legend()
-ax2.loglog(lengths, np.array(score_bytes) / 2**20, marker="o")
-ax2.set_xlabel("sequence length n (tokens)")
-ax2.set_ylabel("one score matrix (MiB)")
+ax2.loglog(lengths, score_bytes, marker="o")
+label_points(ax2, lengths, score_bytes, "bytes", offset=(-3, 6), ha="right")
+ax2.set_xlabel("sequence length n (tokens, log scale)")
+ax2.set_ylabel("one score matrix (log scale; 1 kB = 1000 bytes)")
 ax2.set_title("Score matrix (1, 4, n, n) float32: exactly n^2")
-for ax in (ax1, ax2):
-    ax.set_xticks(lengths, [str(n) for n in lengths])
+for ax, kind in ((ax1, "number"), (ax2, "bytes")):
+    log_axis(ax, "x", "count", ticks=lengths)
+    log_axis(ax, "y", kind)
+    ax.grid(True, which="major", alpha=0.25)
+ax1.set_xlabel("sequence length n (tokens, log scale)")
+ax1.set_ylabel("time per call (ms, log scale)")
 plt.tight_layout()
+place_legend(ax1)
 plt.show()
 
 # %% [markdown]

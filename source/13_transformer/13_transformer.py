@@ -892,6 +892,8 @@ print(f"generate 16 tokens after 240: {t_gen} per call, {t_gen.median / 16 * 1e3
 # %%
 import matplotlib.pyplot as plt
 
+from tinytorch_lib.plotting import place_legend
+
 med = np.array([t.median for t in step_times]) * 1e3
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
 ax1.plot(lengths, med, marker="o", label="measured")
@@ -899,13 +901,13 @@ ax1.plot(lengths, med[0] * np.array(lengths) / lengths[0], "--", color="gray", l
 ax1.set_xlabel("sequence length n (tokens)")
 ax1.set_ylabel("time per generated token (ms)")
 ax1.set_title("No cache: every step reruns all n positions")
-ax1.legend()
 cumulative = np.cumsum(np.interp(np.arange(1, max(lengths) + 1), lengths, med)) / 1e3
 ax2.plot(np.arange(1, max(lengths) + 1), cumulative)
 ax2.set_xlabel("tokens generated from a 1-token prompt")
 ax2.set_ylabel("total time (s, interpolated)")
 ax2.set_title("Total generation time grows ~quadratically")
 plt.tight_layout()
+place_legend(ax1)
 plt.show()
 
 # %% [markdown]

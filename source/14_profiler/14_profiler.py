@@ -467,6 +467,8 @@ def plot_report(rows: list, title: str, top: int = 10):
     """Bar chart: share of time and share of bytes for the `top` layers by time."""
     import matplotlib.pyplot as plt
 
+    from tinytorch_lib.plotting import place_legend
+
     top_rows = sorted(rows, key=lambda r: -r["self_ms"])[:top]
     total_t = sum(r["self_ms"] for r in rows) or 1.0
     total_b = sum(r["bytes"] for r in rows) or 1
@@ -478,8 +480,8 @@ def plot_report(rows: list, title: str, top: int = 10):
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlabel("% of the model's total")
     ax.set_title(title)
-    ax.legend(fontsize=8)
     fig.tight_layout()
+    place_legend(ax)
     return fig
 
 # %% [markdown]
@@ -563,16 +565,21 @@ with blas_threads(1):
         print(f"n = {n:5d}: forward {total:8.2f} ms; attention core {attn / total:6.1%} of time "
               f"({attn_f / sum(r['flops'] for r in rows):5.1%} of FLOPs); Linear layers {lin / total:6.1%}")
 
+from tinytorch_lib.plotting import log_axis, place_legend  # noqa: E402
+
 fig, ax = plt.subplots(figsize=(6, 3.4))
 ax.plot([s[0] for s in shares], [s[2] * 100 for s in shares], marker="o", label="attention core, % of time")
 ax.plot([s[0] for s in shares], [s[4] * 100 for s in shares], marker="s", label="attention core, % of FLOPs")
 ax.plot([s[0] for s in shares], [s[3] * 100 for s in shares], marker="^", label="Linear layers, % of time")
-ax.set_xscale("log", base=2)
-ax.set_xlabel("sequence length n (tokens)")
+ax.plot([s[0] for s in shares], [(1 - s[2] - s[3]) * 100 for s in shares], marker="v", color="gray",
+        label="rest, % of time: LayerNorm, GELU,\nresidual adds, embeddings")
+log_axis(ax, "x", "count", ticks=[s[0] for s in shares], base=2)
+ax.set_ylim(0, 100)
+ax.set_xlabel("sequence length n (tokens, log scale)")
 ax.set_ylabel("% of one forward pass")
 ax.set_title("GPT: attention's share grows with the sequence")
-ax.legend(fontsize=8)
 plt.tight_layout()
+place_legend(ax)
 plt.show()
 
 # %% [markdown]

@@ -871,16 +871,19 @@ if Q is not None:
 # %%
 import matplotlib.pyplot as plt
 
+from tinytorch_lib.plotting import plain_axis
+
 if results:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     for ax, name in zip(axes, ("mlp", "cnn")):
         rows = results[name]
         labels = [r[0] for r in rows]
-        kib = [r[1] / 1024 for r in rows]
-        bars = ax.bar(labels, kib, color=["gray", "tab:blue", "tab:orange", "tab:green"])
+        bars = ax.bar(labels, [r[1] for r in rows], color=["gray", "tab:blue", "tab:orange", "tab:green"])
         for bar, r in zip(bars, rows):
             ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{r[3]:.1%}", ha="center", va="bottom")
-        ax.set_ylabel("stored bytes (KiB)")
+        ax.set_ylim(0, max(r[1] for r in rows) * 1.15)
+        plain_axis(ax, "y", "bytes")
+        ax.set_ylabel("stored bytes (1 kB = 1000 bytes)")
         ax.set_title(f"{name.upper()}: bytes stored (labels: held-out accuracy)")
         ax.tick_params(axis="x", labelsize=8)
     plt.tight_layout()

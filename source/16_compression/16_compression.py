@@ -660,6 +660,8 @@ for s in SPARSITIES:
 # %%
 import matplotlib.pyplot as plt
 
+from tinytorch_lib.plotting import place_legend
+
 fig, ax = plt.subplots(figsize=(6, 3.4))
 ax.plot([r[0] * 100 for r in sweep], [r[1] * 100 for r in sweep], marker="o", label="pruned")
 ax.plot([r[0] * 100 for r in sweep], [r[2] * 100 for r in sweep], marker="s", label=f"pruned + {EPOCHS} epochs fine-tuning")
@@ -667,8 +669,8 @@ ax.axhline(base_acc * 100 - 1, color="gray", ls="--", label="1 point below the d
 ax.set_xlabel("weights removed (%)")
 ax.set_ylabel("held-out accuracy (%)")
 ax.set_title("MLP: global magnitude pruning")
-ax.legend()
 plt.tight_layout()
+place_legend(ax)
 plt.show()
 
 # %% [markdown]

@@ -1115,22 +1115,25 @@ print(f"({conv_tables[batches[0]][0]['timing'].threads} BLAS thread)")
 # %%
 import matplotlib.pyplot as plt
 
+from tinytorch_lib.plotting import log_axis, place_legend
+
 fig, (ax_time, ax_speed) = plt.subplots(1, 2, figsize=(11, 4))
 names = list(CONV_LADDER)
 for b in batches:
     ax_time.plot(range(len(names)), [r["timing"].median * 1e3 for r in conv_tables[b]], marker="o", label=f"batch {b}")
     ax_speed.plot(range(1, len(names)), [r["x_bottom"] for r in conv_tables[b][1:]], marker="o", label=f"batch {b}")
 ax_time.set_xticks(range(len(names)), [n.replace(" (", "\n(").replace(" + ", "\n+ ") for n in names], fontsize=7)
-ax_time.set_yscale("log")
+log_axis(ax_time, "y", "number")
 ax_time.set_ylabel("median time per convolution (ms, log scale)")
 ax_time.set_title("Conv2d(1, 16, 3, padding=1) on digits: time per rung")
 ax_speed.set_xticks(range(1, len(names)), [n.replace(" (", "\n(").replace(" + ", "\n+ ") for n in names[1:]], fontsize=7)
-ax_speed.set_yscale("log")
+log_axis(ax_speed, "y", "ratio")
 ax_speed.set_ylabel("speedup over pure Python loops (x, log scale)")
 ax_speed.set_title("Speedup over the bottom rung, same run")
-for ax in (ax_time, ax_speed):
-    ax.legend(fontsize=8)
 plt.tight_layout()
+for ax in (ax_time, ax_speed):
+    ax.grid(True, which="major", axis="y", alpha=0.25)
+    place_legend(ax)
 plt.show()
 best = max(conv_tables[batches[-1]][1:], key=lambda r: r["x_bottom"])
 print(f"Takeaway: at batch {batches[-1]}, the fastest rung ({best['rung']}) is {best['x_bottom']:.0f}x faster "

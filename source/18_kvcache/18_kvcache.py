@@ -551,6 +551,8 @@ for row, (_, a0, b0, _) in zip(generation_rows(fast_gpt), rows):
 # %%
 import matplotlib.pyplot as plt
 
+from tinytorch_lib.plotting import place_legend, plain_axis
+
 lengths = np.array([r[0] for r in rows])
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
 ax1.plot(lengths, [r[1] * 1e3 for r in rows], marker="o", label="without cache")
@@ -558,20 +560,21 @@ ax1.plot(lengths, [r[2] * 1e3 for r in rows], marker="s", label="with KV cache")
 ax1.set_xlabel("new tokens generated")
 ax1.set_ylabel("time per token (ms)")
 ax1.set_title("Without a cache the cost per token grows")
-ax1.legend()
 mem_lengths = [64, 128, 256, 512, 1024]
 measured = [KVCache(gpt.n_layers, 1, gpt.n_heads, n, gpt.d_model // gpt.n_heads).nbytes for n in mem_lengths]
 formula = [2 * gpt.n_layers * gpt.n_heads * n * (gpt.d_model // gpt.n_heads) * 4 for n in mem_lengths]
 assert measured == formula, (measured, formula)
-ax2.plot(mem_lengths, np.array(measured) / 2**20, marker="o")
-model_mib = sum(a.nbytes for a in gpt.state_dict().values()) / 2**20
-ax2.axhline(model_mib, color="gray", ls="--", label="model's stored arrays")
-ax2.set_ylim(0, 1.15 * max(model_mib, measured[-1] / 2**20))
+ax2.plot(mem_lengths, measured, marker="o", label="KVCache.nbytes")
+weights_bytes = sum(a.nbytes for a in gpt.state_dict().values())
+ax2.axhline(weights_bytes, color="gray", ls="--", label="model's stored arrays")
+ax2.set_ylim(0, 1.15 * max(weights_bytes, measured[-1]))
+plain_axis(ax2, "y", "bytes")
 ax2.set_xlabel("cache length (positions)")
-ax2.set_ylabel("cache size (MiB)")
+ax2.set_ylabel("cache size (1 MB = 1,000,000 bytes)")
 ax2.set_title("The cache grows linearly with length")
-ax2.legend()
 plt.tight_layout()
+place_legend(ax1)
+place_legend(ax2)
 plt.show()
 for n, b in zip(mem_lengths, measured):
     print(f"cache for {n:5d} positions: {b:>10,} bytes (formula: {2 * gpt.n_layers * gpt.n_heads * n * (gpt.d_model // gpt.n_heads) * 4:,})")
