@@ -47,7 +47,7 @@ DEMOS = "notebooks/demos"
 # bench_compression/bench_quantization import train_digits; bench_grading/bench_sandbox are the grader's.
 BENCHMARKS = ["bench_acceleration.py", "bench_kvcache.py"]
 # Packages the student does not need: property tests, parallel tests, browsers, Voila (lecture demos).
-INSTRUCTOR_ONLY = {"hypothesis", "pytest-xdist", "playwright", "voila"}
+INSTRUCTOR_ONLY = {"hypothesis", "pytest-xdist", "playwright", "voila", "jupyterhub"}
 GIT = ["git", "-c", "user.name=tito kit", "-c", "user.email=tito-kit@localhost", "-c", "commit.gpgsign=false"]
 
 
