@@ -39,6 +39,9 @@ EXCHANGE = Path("/srv/nbgrader/exchange")
 STATE = Path("/srv/tinytorch-hub")
 # Packages of the course's pins that a hub user does not need (tests, browser, lecture Voila).
 NOT_FOR_USERS = {"hypothesis", "pytest-xdist", "playwright", "voila"}
+# Pins of constraints.txt that need a newer Python than Debian 12's 3.11.2 (the users' Python), and the
+# newest release that runs there. (soupsieve, via nbconvert's beautifulsoup4: HTML export only.)
+FOR_OLDER_PYTHON = {"soupsieve": "2.8.3"}
 
 
 def user_python() -> str:
@@ -66,16 +69,30 @@ def user_packages() -> list[str]:
 def build_env(env: Path) -> Path:
     """The users' environment (module docstring); rebuilt when the pins change."""
     packages = user_packages()
-    stamp = hashlib.sha256(((REPO / "constraints.txt").read_text() + "\n".join(packages)).encode()).hexdigest()
+    constraints = "".join(f"{line.split('==')[0]}=={FOR_OLDER_PYTHON[line.split('==')[0]]}\n"
+                          if line.split("==")[0] in FOR_OLDER_PYTHON else line + "\n"
+                          for line in (REPO / "constraints.txt").read_text().splitlines())
+    stamp = hashlib.sha256((constraints + "\n".join(packages)).encode()).hexdigest()
     if (env / ".stamp").exists() and (env / ".stamp").read_text() == stamp:
-        return env
-    shutil.rmtree(env, ignore_errors=True)
-    env.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([user_python(), "-m", "venv", str(env)], check=True)
+        return _tito_command(env)
+    if not (env / "bin" / "python").exists():  # else pip changes what changed in the pins
+        env.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([user_python(), "-m", "venv", str(env)], check=True)
+    (env / "constraints.txt").write_text(constraints)
     subprocess.run([str(env / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    "-c", str(REPO / "constraints.txt"), *packages], check=True)
+                    "-c", str(env / "constraints.txt"), *packages], check=True)
     subprocess.run(["chmod", "-R", "a+rX,go-w", str(env)], check=True)
     (env / ".stamp").write_text(stamp)
+    return _tito_command(env)
+
+
+def _tito_command(env: Path) -> Path:
+    # `tito`: the course's (python -m tito.cli) in the instructor's server, where TITO_ROOT names the course;
+    # the kit's student tito (python -m tito.student) in a student's, from the kit on PYTHONPATH.
+    (env / "bin" / "tito").write_text(f'#!/bin/sh\n# tito of the course (instructor) or of the kit (students)\n'
+                                      f'if [ -n "$TITO_ROOT" ]; then exec {env}/bin/python -m tito.cli "$@"; fi\n'
+                                      f'exec {env}/bin/python -m tito.student "$@"\n')
+    (env / "bin" / "tito").chmod(0o755)
     return env
 
 
