@@ -6,3 +6,5 @@ import os
 c = get_config()  # noqa: F821 (provided by nbgrader)
 c.CourseDirectory.course_id = "tinytorch-optimization"  # must match the course's nbgrader_config.py
 c.Exchange.root = "@EXCHANGE@"
+# Submit lists no .ipynb_checkpoints/... as EXTRA (tito/submit.py: in the course and in the student kit).
+c.ExchangeFactory.submit = "tito.submit.Submit"

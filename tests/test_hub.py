@@ -66,14 +66,17 @@ class Hub:
     def api(self, method: str, path: str, body=None):
         return self.request(method, "/hub/api" + path, self.token, body)
 
-    def start(self, name: str) -> None:
-        self.api("POST", f"/users/{name}/server")
-        deadline = time.monotonic() + 90
-        while not (self.api("GET", f"/users/{name}")["servers"].get("", {}).get("ready")):
-            assert time.monotonic() < deadline, f"{name}'s server did not start"
-            time.sleep(0.5)
-        self.user_tokens[name] = self.api("POST", f"/users/{name}/tokens",
-                                          {"expires_in": 900, "note": "test_hub"})["token"]
+    def start(self, *names: str) -> None:
+        """Start the servers of `names` (all at once) and wait until each is ready."""
+        for name in names:
+            self.api("POST", f"/users/{name}/server")
+        deadline = time.monotonic() + 120
+        for name in names:
+            while not (self.api("GET", f"/users/{name}")["servers"].get("", {}).get("ready")):
+                assert time.monotonic() < deadline, f"{name}'s server did not start"
+                time.sleep(0.5)
+            self.user_tokens[name] = self.api("POST", f"/users/{name}/tokens",
+                                              {"expires_in": 900, "note": "test_hub"})["token"]
 
     def server(self, name: str, method: str, path: str, body=None, raw: bool = False):
         """A request to `name`'s own server, with `name`'s own token."""
@@ -177,8 +180,7 @@ def test_class_on_jupyterhub(tmp_path):
                 assert hub_proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
                 time.sleep(0.3)
         print(f"test_hub: hub up at {time.monotonic() - t0:.0f} s")
-        for name in users:
-            hub.start(name)
+        hub.start(*users)
         print(f"test_hub: servers up at {time.monotonic() - t0:.0f} s")
         # Each server runs as its own OS user.
         for name in users:
@@ -191,7 +193,9 @@ def test_class_on_jupyterhub(tmp_path):
         with browser_page("hub-student") as (page, shot):
             login(page, hub, alice, passwords[alice])
             page.goto(f"{hub.url}/user/{alice}/lab")
-            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell")
+            page.wait_for_function("() => window.jupyterapp && "
+                                   "window.jupyterapp.commands.hasCommand('nbgrader:open-assignment-list')",
+                                   timeout=120_000)
             assert not page.evaluate("() => window.jupyterapp.commands.hasCommand('nbgrader:open-formgrader')")
             run_command(page, "nbgrader:open-assignment-list")
             released_list = page.locator("#released_assignments_list")
@@ -235,6 +239,7 @@ def test_class_on_jupyterhub(tmp_path):
             hub.server(name, "POST", "/assignments/fetch_feedback", {"course_id": COURSE_ID, "assignment_id": A})
             html = hub.run(name, f"import glob; print(open(glob.glob('workspace/{A}/feedback/*/{A}.html')[0]).read())")
             assert re.search(rf"Score: {score}(\.0)? / 24(\.0)?", html), (name, html[:2000])
+            assert "Test cell: Task 01.1" in html and ">Test cell<" not in html, html[:3000]
 
         # Nobody reads another's home or the instructor's course, from their own server.
         for name, other in ((alice, bob), (bob, alice)):
