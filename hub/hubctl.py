@@ -107,6 +107,11 @@ def write_jupyter_config(state: Path, exchange: Path) -> Path:
         if setup == "student":  # the Assignment List fetches into the kit's workspace/, as `tito module start`
             text += ('\n# Students: fetched modules land where `tito module start` puts them.\n'
                      'c.Exchange.assignment_dir = os.path.expanduser("~/tinytorch/workspace")\n')
+        else:  # Formgrader and nbgrader anywhere in the instructor's server use the course directory (its
+            # nbgrader_config.py: sandbox, limits, collect), not the server's working directory (the home).
+            text += ('\n# The instructor: the course directory (the hub sets TITO_ROOT to it).\n'
+                     'if os.environ.get("TITO_ROOT"):\n'
+                     '    c.CourseDirectory.root = os.environ["TITO_ROOT"]\n')
         (dest / "nbgrader_config.py").write_text(text)
     subprocess.run(["chmod", "-R", "a+rX,go-w", str(folder)], check=True)
     return folder
