@@ -128,8 +128,12 @@ tito.safe_autograde.install()
 # submission is collected (tito/exchange.py). Student ids are OS user names; map others with
 # c.SafeExchangeCollect.owners = {"student id": "os user"} or .owner_name = "{student}".
 c.ExchangeFactory.collect = "tito.exchange.SafeExchangeCollect"
-# nbgrader submit: no ".ipynb_checkpoints/...: EXTRA" for what the copy leaves out anyway (tito/submit.py).
-c.ExchangeFactory.submit = "tito.submit.Submit"
+# The student's side (tito/student_exchange.py): submit lists no ".ipynb_checkpoints/...: EXTRA" (the copy
+# leaves it out anyway); Fetch Feedback before any is released logs one warning, not an ExchangeError, and the
+# Assignment List says "(no feedback released yet)" next to such a submission.
+c.ExchangeFactory.submit = "tito.student_exchange.Submit"
+c.ExchangeFactory.fetch_feedback = "tito.student_exchange.FetchFeedback"
+c.ExchangeFactory.list = "tito.student_exchange.List"
 
 # OutsideChecks: each test cell also scores on its module's check in source/NN/checks.py, run on the
 # student's exported cells in a sandboxed process of its own and compared here (tito/checks.py):

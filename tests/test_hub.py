@@ -28,7 +28,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from browser import browser_page, free_port, require_chromium, run_command
+from browser import browser_page, free_port, require_chromium, run_command, server_errors
 from helpers import ROOT, fill_in
 from tito.build import build
 from tito.modules import find_module
@@ -190,6 +190,10 @@ def test_class_on_jupyterhub(tmp_path):
         released = hub.run(prof, shell(f"tito release 01 && nbgrader release_assignment {A}"))
         assert "Permissions for exchange directory" not in released, released
 
+        # alice solves every task (the reference solutions pasted into the stubs); bob hands in the stubs.
+        build(MODULE)
+        filled = nbformat.read(fill_in(MODULE, tmp_path / "alice.ipynb"), as_version=4)
+        path = f"/api/contents/workspace/{A}/{A}.ipynb"
         with browser_page("hub-student") as (page, shot):
             login(page, hub, alice, passwords[alice])
             page.goto(f"{hub.url}/user/{alice}/lab")
@@ -202,21 +206,23 @@ def test_class_on_jupyterhub(tmp_path):
             released_list.get_by_text(A).first.wait_for()
             shot("assignment-list-released")
             released_list.locator("button", has_text="Fetch").first.click()
-            page.locator("#fetched_assignments_list").get_by_text(A).first.wait_for()
+            fetched_list = page.locator("#fetched_assignments_list")
+            fetched_list.get_by_text(A).first.wait_for()
             shot("assignment-list-fetched")
+            assert hub.server(alice, "GET", path)["content"]["cells"]
+            hub.server(alice, "PUT", path, {"type": "notebook", "format": "json", "content": filled})
+            fetched_list.locator("button", has_text="Submit").first.click()
+            submitted = page.locator("#submitted_assignments_list")
+            submitted.get_by_text("no feedback released yet").first.wait_for()
+            submitted.locator("button", has_text="Fetch Feedback").first.click()  # before there is any
+            page.wait_for_timeout(2000)
+            submitted.locator("button", has_text="Fetch Feedback").first.wait_for()
+            text = submitted.inner_text()
+            assert "no feedback released yet" in text and "Error" not in text, text
+            shot("assignment-list-submitted-no-feedback-yet")
         hub.server(bob, "POST", "/assignments/fetch", {"course_id": COURSE_ID, "assignment_id": A})
-
-        # alice solves every task (the reference solutions pasted into the stubs); bob hands in the stubs.
-        path = f"/api/contents/workspace/{A}/{A}.ipynb"
-        for name in (alice, bob):
-            fetched = hub.server(name, "GET", path)
-            assert fetched["content"]["cells"], name
-        build(MODULE)
-        filled = nbformat.read(fill_in(MODULE, tmp_path / "alice.ipynb"), as_version=4)
-        hub.server(alice, "PUT", path, {"type": "notebook", "format": "json", "content": filled})
-        for name in (alice, bob):
-            hub.server(name, "POST", "/assignments/submit", {"course_id": COURSE_ID, "assignment_id": A})
-
+        assert hub.server(bob, "GET", path)["content"]["cells"]
+        hub.server(bob, "POST", "/assignments/submit", {"course_id": COURSE_ID, "assignment_id": A})
         print(f"test_hub: submitted at {time.monotonic() - t0:.0f} s")
         graded = hub.run(prof, shell(f"nbgrader collect {A} && tito grade {A} --jobs 2 && tito feedback {A} "
                                      f"&& nbgrader release_feedback {A}"), timeout=600)
@@ -253,6 +259,7 @@ for where in ({str(hubctl.pwd.getpwnam(other).pw_dir)!r}, {str(course)!r}, {str(
         print('denied', where)
 """)
             assert "READ" not in probe and probe.count("denied") == 3, probe
+        assert not server_errors(log), "\n".join(server_errors(log))  # no [C ServerApp], no ExchangeError
     finally:
         if hub_proc is not None:
             hub_proc.send_signal(signal.SIGTERM)  # cleanup_servers: the hub stops the proxy and the servers
