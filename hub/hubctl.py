@@ -87,6 +87,12 @@ def build_env(env: Path) -> Path:
 
 
 def _tito_command(env: Path) -> Path:
+    # No "Would you like to get notified about Jupyter news?" over every user's page, no update check.
+    settings = env / "share" / "jupyter" / "lab" / "settings"
+    settings.mkdir(parents=True, exist_ok=True)
+    (settings / "overrides.json").write_text('{"@jupyterlab/apputils-extension:notification": '
+                                             '{"fetchNews": "false", "checkForUpdates": false}}\n')
+    (settings / "overrides.json").chmod(0o644)
     # `tito`: the course's (python -m tito.cli) in the instructor's server, where TITO_ROOT names the course;
     # the kit's student tito (python -m tito.student) in a student's, from the kit on PYTHONPATH.
     (env / "bin" / "tito").write_text(f'#!/bin/sh\n# tito of the course (instructor) or of the kit (students)\n'
