@@ -182,9 +182,20 @@ def test_class_on_jupyterhub(tmp_path):
         print(f"test_hub: hub up at {time.monotonic() - t0:.0f} s")
         hub.start(*users)
         print(f"test_hub: servers up at {time.monotonic() - t0:.0f} s")
-        # Each server runs as its own OS user.
+        # Each server runs as its own OS user, students on their own kit (its stub library and student tito,
+        # not the reference library, not the grading code), the instructor in the course directory.
+        probe = ("import getpass, importlib.util, os, tinytorch_lib\n"
+                 "print(getpass.getuser(), os.getcwd(), os.path.dirname(tinytorch_lib.__file__),"
+                 " importlib.util.find_spec('tito.cli') is not None)")
         for name in users:
-            assert hub.run(name, "import getpass, os; print(getpass.getuser(), os.getcwd())").split()[0] == name
+            user, cwd, lib, grader = hub.run(name, probe).split()
+            home = str(hubctl.pwd.getpwnam(name).pw_dir)
+            where = str(course) if name == prof else f"{home}/tinytorch"
+            assert (user, cwd, lib, grader) == (name, where, f"{where}/tinytorch_lib", str(name == prof)), \
+                (name, user, cwd, lib, grader)
+        for name in (alice, bob):  # no Formgrader in a student's server
+            with pytest.raises(urllib.error.HTTPError, match="404"):
+                hub.server(name, "GET", "/formgrader", raw=True)
 
         # The instructor releases Module 01 (tito release: build + generate_assignment; then the exchange).
         released = hub.run(prof, shell(f"tito release 01 && nbgrader release_assignment {A}"))
