@@ -171,7 +171,8 @@ def instructor_course(instructor: str, source: Path = REPO) -> Path:
 
 
 def hub_environment(state: Path, env: Path, exchange: Path, instructor: str, students: list[str],
-                    course: Path, port: int, api_token: str | None = None) -> dict:
+                    course: Path, port: int, api_token: str | None = None, hub_port: int | None = None,
+                    proxy_api_port: int | None = None) -> dict:
     """What jupyterhub_config.py reads (TINYTORCH_HUB_*)."""
     out = dict(os.environ, TINYTORCH_HUB_STATE=str(state), TINYTORCH_HUB_ENV=str(env),
                TINYTORCH_HUB_EXCHANGE=str(exchange), TINYTORCH_HUB_INSTRUCTOR=instructor,
@@ -180,6 +181,10 @@ def hub_environment(state: Path, env: Path, exchange: Path, instructor: str, stu
                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     if api_token:
         out["TINYTORCH_HUB_API_TOKEN"] = api_token
+    if hub_port:
+        out["TINYTORCH_HUB_HUB_PORT"] = str(hub_port)
+    if proxy_api_port:
+        out["TINYTORCH_HUB_PROXY_API_PORT"] = str(proxy_api_port)
     return out
 
 

@@ -27,8 +27,12 @@ KIT = STATE / "kit"
 
 # The hub and its proxy listen on this host only; put TLS (a reverse proxy) in front for a real class.
 c.JupyterHub.ip = "127.0.0.1"  # MULTI-HOST: Zero to JupyterHub's proxy service does this
-c.JupyterHub.port = int(os.environ.get("TINYTORCH_HUB_PORT", "8000"))
+c.JupyterHub.port = PORT = int(os.environ.get("TINYTORCH_HUB_PORT", "8000"))
 c.JupyterHub.hub_ip = "127.0.0.1"
+# The hub's own port and the proxy's API port follow the public one (8000 -> 8001, 8002), so two hubs
+# on one host (a class and the test) never share them (JupyterHub's defaults: 8081 and 8001 for every hub).
+c.JupyterHub.hub_port = int(os.environ.get("TINYTORCH_HUB_HUB_PORT", PORT + 1))
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{int(os.environ.get('TINYTORCH_HUB_PROXY_API_PORT', PORT + 2))}"
 c.JupyterHub.db_url = f"sqlite:///{STATE / 'jupyterhub.sqlite'}"  # MULTI-HOST: hub.db in the helm chart
 c.JupyterHub.cookie_secret_file = str(STATE / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(STATE / "jupyterhub.pid")

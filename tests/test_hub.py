@@ -164,7 +164,8 @@ def test_class_on_jupyterhub(tmp_path):
         hubctl.instructor_course(prof, ROOT)  # owner and mode of the existing copy
 
         token, port = secrets.token_hex(24), free_port()
-        env = hubctl.hub_environment(state, ENV, exchange, prof, [alice, bob], course, port, api_token=token)
+        env = hubctl.hub_environment(state, ENV, exchange, prof, [alice, bob], course, port, api_token=token,
+                                     hub_port=free_port(), proxy_api_port=free_port())
         log = state / "jupyterhub.log"
         with open(log, "w") as out:
             hub_proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(ROOT / "hub" / "jupyterhub_config.py")],
