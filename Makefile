@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: sandbox browser setup run selfcheck test release export kit lab lab-instructor demos models gpt lock clean
+.PHONY: sandbox browser hub-deps hub setup run selfcheck test release export kit lab lab-instructor demos models gpt lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), \
@@ -45,6 +45,29 @@ browser:
 	    echo "no Chromium: the browser tests will be skipped; sudo make browser (or apt-get install chromium) runs them"; \
 	  fi; }
 
+# JupyterHub's proxy (configurable-http-proxy, pinned in hub/package-lock.json) goes into hub/node_modules
+# (npm ci, never a global install); as root on Debian/Ubuntu this installs node and npm when missing.
+hub-deps:
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing nodejs and npm (JupyterHub's proxy)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	  else \
+	    echo "no npm: tests/test_hub.py will be skipped; sudo make hub-deps (or apt-get install nodejs npm) runs it"; \
+	  fi; }
+	@if command -v npm >/dev/null && [ ! -x hub/node_modules/.bin/configurable-http-proxy ]; then \
+	  cd hub && npm ci --no-audit --no-fund --loglevel=error; fi
+
+# A class on this host (hub/README.md): as root, creates the OS users it is told to (students and the
+# instructor, random passwords printed once), the users' environment, the student kit, the exchange and
+# the instructor's course directory (a clone of this repository in their home), then runs JupyterHub on
+# 127.0.0.1:$(HUB_PORT) until Ctrl+C.   make hub USERS="alice bob" INSTRUCTOR=prof
+HUB_PORT ?= 8000
+hub: $(STAMP) sandbox hub-deps
+	@[ "$$(id -u)" = 0 ] || { echo "make hub runs as root: it creates OS users and starts each user's server as that user"; exit 1; }
+	@[ -n "$(USERS)" ] && [ -n "$(INSTRUCTOR)" ] || { echo 'usage: make hub USERS="alice bob" INSTRUCTOR=prof [HUB_PORT=8000] [MODULES=01-06]'; exit 1; }
+	$(BIN)/python hub/hubctl.py --users "$(USERS)" --instructor "$(INSTRUCTOR)" --port $(HUB_PORT) $(if $(MODULES),--modules $(MODULES))
+
 # Students: create .venv once, then follow the printed next steps.
 setup: $(STAMP)
 	@echo
@@ -73,7 +96,7 @@ selfcheck: $(STAMP) sandbox
 # is spent waiting on a kernel, a sandbox or Chromium (on 2 cores, 3 workers: 17 min where 2 took 19).
 # TEST_JOBS=1 runs them in one process.
 TEST_JOBS ?= $(shell echo $$(( $$(nproc) + 1 )))
-test: $(STAMP) sandbox browser
+test: $(STAMP) sandbox browser hub-deps
 	$(BIN)/python -m pytest -n $(TEST_JOBS)
 
 release: $(STAMP)

@@ -48,6 +48,13 @@ if os.environ.get("TITO_EXCHANGE") or not _exchange_set_elsewhere():
             os.makedirs(folder, exist_ok=True)
         except OSError:
             pass  # nbgrader says the exchange is unwritable, naming the folder
+    # The modes nbgrader's Release wants (777; sticky is not compared, and keeps anyone from removing
+    # another's files): made right here, so Release neither warns that they are invalid nor changes them.
+    try:
+        if os.stat(c.Exchange.root).st_uid == os.geteuid() and os.stat(c.Exchange.root).st_mode & 0o777 != 0o777:
+            os.chmod(c.Exchange.root, 0o1777)
+    except OSError:
+        pass
 
 # Formgrader's Generate (and `nbgrader generate_assignment`) reads source/NN/NN.ipynb;
 # the instructor edits source/NN/NN.py. This hook rebuilds the .ipynb from the .py first
@@ -121,6 +128,12 @@ tito.safe_autograde.install()
 # submission is collected (tito/exchange.py). Student ids are OS user names; map others with
 # c.SafeExchangeCollect.owners = {"student id": "os user"} or .owner_name = "{student}".
 c.ExchangeFactory.collect = "tito.exchange.SafeExchangeCollect"
+# The student's side (tito/student_exchange.py): submit lists no ".ipynb_checkpoints/...: EXTRA" (the copy
+# leaves it out anyway); Fetch Feedback before any is released logs one warning, not an ExchangeError, and the
+# Assignment List says "(no feedback released yet)" next to such a submission.
+c.ExchangeFactory.submit = "tito.student_exchange.Submit"
+c.ExchangeFactory.fetch_feedback = "tito.student_exchange.FetchFeedback"
+c.ExchangeFactory.list = "tito.student_exchange.List"
 
 # OutsideChecks: each test cell also scores on its module's check in source/NN/checks.py, run on the
 # student's exported cells in a sandboxed process of its own and compared here (tito/checks.py):

@@ -31,6 +31,7 @@ from .grading import env_with_library, failure_reason, nbgrader
 from .intake import changed_grade_ids, read_without_outputs, stripped_metadata, submitted_refusal
 from .modules import Module, TitoError, all_modules
 from .sandbox import grading_env
+from . import roster
 
 # Each grading kernel's BLAS pool: one thread, so N parallel kernels do not fight over the cores.
 BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -152,7 +153,8 @@ def _scratch_course(where: Path, root: Path, module: Module, student: str, noteb
 
 
 def merge(course_db: Path, scratch_db: Path, assignment: str, student: str) -> None:
-    """Copy what `nbgrader autograde` wrote for `student` in the scratch gradebook into the course's."""
+    """Copy what `nbgrader autograde` wrote for `student` in the scratch gradebook into the course's, with
+    the student's name (roster.csv or the OS user's full name: tito/roster.py) where it has none."""
     from nbgrader.api import Gradebook  # slow import: only when grading
     from sqlalchemy.exc import SAWarning
 
@@ -162,7 +164,7 @@ def merge(course_db: Path, scratch_db: Path, assignment: str, student: str) -> N
         # whole; the tests count the rows it leaves.
         warnings.simplefilter("ignore", SAWarning)
         done = src.find_submission(assignment, student)
-        gb.update_or_create_student(student)
+        roster.fill_in(gb, course_db.parent, student)
         sub = gb.update_or_create_submission(assignment, student, timestamp=done.timestamp)
         for nb in done.notebooks:
             to = gb.find_submission_notebook(nb.name, assignment, student)

@@ -81,7 +81,9 @@ def nbgrader(course: Path, *args: str, env: dict | None = None, timeout: float =
     (tito/limits.py), removed here whatever ends it: nbgrader killed at `timeout` included."""
     from . import limits
 
-    cmd = [sys.executable, "-m", "nbgrader", *args]
+    # The course is `course`, whatever a Jupyter config file says (a hub's instructor setup sets
+    # CourseDirectory.root to the course directory, and tito grades in scratch courses).
+    cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course}"]
     prlimit = shutil.which("prlimit")
     if prlimit:
         cmd = [prlimit, f"--as={NBGRADER_MEMORY_BYTES}:", "--", *cmd]

@@ -37,7 +37,7 @@ from .export import reference_text
 from .modules import LIBRARY, LIBRARY_FILES, ROOT, Module, TitoError, all_modules, find_module
 
 KIT_FILES = Path(__file__).resolve().parent / "kit_files"  # README, Makefile, tests of the kit
-TITO_FILES = ["__init__.py", "modules.py", "build.py", "export.py", "student.py"]
+TITO_FILES = ["__init__.py", "modules.py", "build.py", "export.py", "student.py", "student_exchange.py"]
 MILESTONE = "notebooks/06_2018_mlperf"
 # The lecture demos hold no solution (tests/test_kit.py checks it by content) and run on the student's
 # own library, so students can replay the lecture: they come with the milestone.
@@ -47,7 +47,7 @@ DEMOS = "notebooks/demos"
 # bench_compression/bench_quantization import train_digits; bench_grading/bench_sandbox are the grader's.
 BENCHMARKS = ["bench_acceleration.py", "bench_kvcache.py"]
 # Packages the student does not need: property tests, parallel tests, browsers, Voila (lecture demos).
-INSTRUCTOR_ONLY = {"hypothesis", "pytest-xdist", "playwright", "voila"}
+INSTRUCTOR_ONLY = {"hypothesis", "pytest-xdist", "playwright", "voila", "jupyterhub"}
 GIT = ["git", "-c", "user.name=tito kit", "-c", "user.email=tito-kit@localhost", "-c", "commit.gpgsign=false"]
 
 

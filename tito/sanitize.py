@@ -388,4 +388,21 @@ class FeedbackExporter(HTMLExporter):
 
     def from_notebook_node(self, nb, resources=None, **kw):
         output, resources = super().from_notebook_node(nb, resources, **kw)
-        return with_csp_meta(output), resources
+        return with_csp_meta(name_test_cells(output, nb)), resources
+
+
+def name_test_cells(html: str, nb) -> str:
+    """nbgrader's summary calls every test cell "Test cell": name each by its task, the heading above it
+    ('Test cell: Task 01.1: Tensor' ...), so a student sees which task lost the points."""
+    import html as html_lib
+
+    from .feedback import _heading_above
+    for i, cell in enumerate(nb.cells):
+        meta = cell.metadata.get("nbgrader", {})
+        if not (meta.get("grade") and not meta.get("solution") and meta.get("grade_id")):
+            continue
+        heading = _heading_above(nb.cells, i).lstrip("#").strip() or meta["grade_id"]
+        gid = html_lib.escape(meta["grade_id"], quote=True)
+        html = html.replace(f'<a href="#{gid}">Test cell</a>',
+                            f'<a href="#{gid}">Test cell: {html_lib.escape(heading)}</a>', 1)
+    return html
