@@ -42,7 +42,7 @@ def test_light_timing_under_grading_changes_no_grade(tmp_path, monkeypatch, modu
         assert light == full, kind
     assert grades["reference_light"].score == grades["reference_light"].max_score > 0
     graded = course / "autograded" / "{}" / module.name / f"{module.name}.ipynb"
-    # Default measures take 2 repeats under grading; a count a cell asks for (01 asks 3 and 5) is kept.
+    # Default measures take 2 repeats under grading; a count a cell asks for (01 asks 5) is kept.
     light, full = (repeats_shown(str(graded).format(f"reference_{m}")) for m in ("light", "full"))
     assert 2 in light and 7 not in light, light
     assert 7 in full, full

@@ -421,32 +421,42 @@ def vectorize(model: Module) -> Module:
         new.set_submodule(name, as_fast(new.get_submodule(name)))
     return new
 
-# cell cell-57cb89d6cc
+# cell cell-0b62e0ba21
 def time_ladder(ladder: dict, args: tuple, reference, repeats: int = 5) -> list:
-    """Check every rung against reference(*args) (within TOLERANCE relative), then time each side by side.
+    """Check every rung against reference(*args) (within TOLERANCE relative), then time all rungs in turns.
 
-    -> [{"rung", "timing", "error", "x_previous", "x_bottom"}], in ladder order.
+    -> [{"rung", "timing", "error", "x_previous", "x_bottom" (floats: medians of the paired ratios),
+         "x_previous_range", "x_bottom_range" (timing.Ratio: median and p10-p90)}], in ladder order.
     """
-    from tinytorch_lib.timing import measure
+    from tinytorch_lib.timing import compare
 
     want = reference(*args)
-    rows = []
+    errors = {}
     for name, fn in ladder.items():
-        err = relative_error(fn(*args), want)      # this call is also the warm-up
-        if err > TOLERANCE:
-            raise AssertionError(f"{name}: relative error {err:.2e} from the reference exceeds {TOLERANCE}")
-        t = measure(lambda fn=fn: fn(*args), repeats=repeats, warmup=0)
-        rows.append({"rung": name, "timing": t, "error": err,
-                     "x_previous": rows[-1]["timing"].median / t.median if rows else 1.0,
-                     "x_bottom": rows[0]["timing"].median / t.median if rows else 1.0})
+        errors[name] = relative_error(fn(*args), want)      # this call is also the warm-up
+        if errors[name] > TOLERANCE:
+            raise AssertionError(f"{name}: relative error {errors[name]:.2e} from the reference exceeds {TOLERANCE}")
+    timed = compare({name: (lambda fn=fn: fn(*args)) for name, fn in ladder.items()}, repeats=repeats, warmup=0)
+    names, rows = list(ladder), []
+    for i, name in enumerate(names):
+        prev = timed.ratio(names[i - 1], name) if i else timed.ratio(name, name)
+        bottom = timed.ratio(names[0], name)
+        rows.append({"rung": name, "timing": timed[name], "error": errors[name],
+                     "x_previous": float(prev) if i else 1.0, "x_bottom": float(bottom) if i else 1.0,
+                     "x_previous_range": prev, "x_bottom_range": bottom})
     return rows
 
 
 def format_ladder(title: str, rows: list) -> str:
     """The table time_ladder's rows print as."""
-    lines = [title, f"  {'rung':<31} {'median':>10} {'p90':>10} {'x previous':>10} {'x bottom':>9} {'rel. error':>10}"]
+    lines = [title, f"  {'rung':<31} {'median':>10} {'p90':>10} {'x previous (p10-p90)':>21} "
+                    f"{'x bottom (p10-p90)':>21} {'rel. error':>10}"]
     for r in rows:
         t = r["timing"]
-        lines.append(f"  {r['rung']:<31} {t.median * 1e3:>8.3f}ms {t.p90 * 1e3:>8.3f}ms {r['x_previous']:>10.1f} "
-                     f"{r['x_bottom']:>9.0f} {r['error']:>10.1e}")
-    return "\n".join(lines)
+        prev, bottom = r.get("x_previous_range"), r.get("x_bottom_range")
+        prev = format(prev, ".2g" if prev.median < 100 else ".0f") if prev is not None else f"{r['x_previous']:.1f}"
+        bottom = format(bottom, ".3g" if bottom.median < 1000 else ".0f") if bottom is not None else f"{r['x_bottom']:.0f}"
+        lines.append(f"  {r['rung']:<31} {t.median * 1e3:>8.3f}ms {t.p90 * 1e3:>8.3f}ms {prev:>21} "
+                     f"{bottom:>21} {r['error']:>10.1e}")
+    noisy = next((f"{r['rung']}: {r['timing'].noisy}" for r in rows if r["timing"].noisy), None)
+    return "\n".join(lines + ([f"  {noisy}"] if noisy else []))

@@ -633,15 +633,18 @@ print("x.T.reshape(-1) shares memory with x:", np.shares_memory(x.data, flat.dat
 # the same `2 * n^3` FLOPs and are checked against each other.
 #
 # Every time in this course comes from one helper, `measure` in
-# `tinytorch_lib/timing.py` (Module 14 explains it): a warm-up call, several
-# timed repeats, the **median** (one interrupted run does not move it) and the
+# `tinytorch_lib/timing.py` (Module 14 explains it and measures why): a
+# warm-up call, several timed repeats of the **CPU time** the process used
+# (time other programs took on the machine is not counted; wall time is kept
+# beside it), the **median** (one interrupted run does not move it) and the
 # **p90** (how slow the slow runs were). It holds numpy's BLAS thread pool at
-# one thread while timing: on a 2-core machine that is also doing something
-# else, two BLAS threads wait on each other and a 1 ms matmul can take 16 ms.
-# Each result says how many threads it used.
+# one thread while timing: on a machine that is also doing something else,
+# two BLAS threads wait on each other, and the waiting counts as CPU time
+# too. Each result says how many threads it used. `compare` times two
+# functions in turns and gives their ratio with its p10-p90 range.
 
 # %%
-from tinytorch_lib.timing import measure
+from tinytorch_lib.timing import compare, measure
 
 
 def naive_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -661,14 +664,16 @@ rng = np.random.default_rng(0)
 a32 = rng.standard_normal((48, 48)).astype(np.float32)
 b32 = rng.standard_normal((48, 48)).astype(np.float32)
 assert np.allclose(naive_matmul(a32, b32), matmul(Tensor(a32), Tensor(b32)).data, atol=1e-3)
-t_naive = measure(lambda: naive_matmul(a32, b32), repeats=3)
-t_fast = measure(lambda: matmul(Tensor(a32), Tensor(b32)))
+ladder = compare({"loops": lambda: naive_matmul(a32, b32), "matmul": lambda: matmul(Tensor(a32), Tensor(b32))})
+t_naive, t_fast = ladder["loops"], ladder["matmul"]
 print(f"n=48 python loops: {t_naive}")
 print(f"n=48 your matmul:  {t_fast}")
-print(f"matmul is {t_naive.median / t_fast.median:,.0f}x faster (ratio of medians)")
+print(f"in this run your matmul was {ladder.ratio('loops', 'matmul'):,.0f} faster (median and p10-p90 of paired repeats)")
+if ladder.noisy:
+    print(ladder.noisy)
 
 sizes = [64, 128, 256, 512]
-gflops = []
+gflops, noisy = [], None
 print(f"\n{'n':>5} {'FLOPs':>13} {'median':>10} {'p90':>10} {'GFLOP/s':>8}")
 for n in sizes:
     a = Tensor(rng.standard_normal((n, n)).astype(np.float32))
@@ -676,7 +681,10 @@ for n in sizes:
     t = measure(lambda: a @ b, repeats=5)
     gflops.append(2 * n**3 / t.median / 1e9)
     print(f"{n:5d} {2 * n**3:>13,} {t.median * 1e3:8.3f} ms {t.p90 * 1e3:7.3f} ms {gflops[-1]:8.1f}")
+    noisy = noisy or (t.noisy and f"n={n}: {t.noisy}")
 print(f"(BLAS threads while timing: {t.threads})")
+if noisy:
+    print(noisy)
 
 # %%
 import matplotlib.pyplot as plt
@@ -698,14 +706,14 @@ plt.show()
 # The Python loop pays the interpreter's cost (fetch, type check, box a
 # float) for every one of the `2 * 48^3` FLOPs; the compiled kernel uses SIMD
 # instructions and keeps blocks of both matrices in cache, which is where
-# factors in the thousands come from.
+# the large factor printed above comes from.
 #
 # Throughput is not a constant of the machine. At small `n` a fixed per-call
 # cost (Python, allocating the result) is a large share of the time; at larger
 # `n` the kernel's blocking pays off. Where the curve flattens depends on the
 # CPU's caches, so look at your own plot rather than expecting a shape. If a
-# point's p90 is far above its median, something else was running while it
-# was timed: rerun the cell. (With one BLAS thread, this measures one core;
+# point's p90 is far above its median, the repeats disagreed (the cell then
+# prints a `noisy` line): rerun the cell. (With one BLAS thread, this measures one core;
 # `measure(fn, threads=2)` would use both.)
 #
 # ## Summary

@@ -266,8 +266,9 @@ print("stable softmax:", Softmax()(Tensor(logits)).data)
 # ### Time per element
 #
 # Each activation on one million float32 values, timed with the course's
-# `measure` (median of several runs, BLAS threads held fixed), all in this
-# cell. Before you read the table: the cost of an elementwise function is
+# `compare` (CPU time, the five in turns, median of several runs, BLAS
+# threads held fixed), all in this cell; each ratio to ReLU comes from
+# neighbouring repeats and prints with its p10-p90 range. Before you read the table: the cost of an elementwise function is
 # **not** its number of arithmetic operations. What decides it:
 #
 # - **passes over memory**: every numpy operation in a formula reads its
@@ -280,17 +281,20 @@ print("stable softmax:", Softmax()(Tensor(logits)).data)
 #   than their formula suggests (see `x**3` below).
 
 # %%
-from tinytorch_lib.timing import measure
+from tinytorch_lib.timing import compare
 
 x = Tensor(np.random.default_rng(0).standard_normal((1000, 1000)).astype(np.float32))
 acts = [ReLU(), Sigmoid(), Tanh(), GELU(), Softmax()]
-timings = {repr(a): measure(lambda a=a: a(x)) for a in acts}
-relu_s = timings["ReLU()"].median
-print(f"{'activation':<16} {'ms / 1M':>8} {'p90 ms':>7} {'ns / element':>13} {'vs ReLU':>8}")
+timed = compare({repr(a): (lambda a=a: a(x)) for a in acts})
+timings = timed.timings
+print(f"{'activation':<16} {'ms / 1M':>8} {'p90 ms':>7} {'ns / element':>13} {'vs ReLU (p10-p90)':>19}")
 for name, t in timings.items():
-    print(f"{name:<16} {t.median * 1e3:8.2f} {t.p90 * 1e3:7.2f} {t.median * 1e9 / x.size:13.2f} {t.median / relu_s:7.1f}x")
+    print(f"{name:<16} {t.median * 1e3:8.2f} {t.p90 * 1e3:7.2f} {t.median * 1e9 / x.size:13.2f} "
+          f"{format(timed.ratio(name, 'ReLU()'), '.2g'):>19}")
 print(f"bytes read + written per call: {2 * x.nbytes:,} (input and output, float32); "
       f"BLAS threads: {timings['ReLU()'].threads}")
+if timed.noisy:
+    print(timed.noisy)
 
 # %% [markdown]
 # Read your table with the list above. Sigmoid as written here is `np.abs`,
@@ -315,14 +319,17 @@ print(f"bytes read + written per call: {2 * x.nbytes:,} (input and output, float
 v = x.data
 z = np.exp(-np.abs(v))
 sorted_v = np.sort(v, axis=None).reshape(v.shape)
-t_where_random = measure(lambda: np.where(v >= 0, z, z))
-t_where_sorted = measure(lambda: np.where(sorted_v >= 0, z, z))
-t_sig_tanh = measure(lambda: 0.5 * (1 + np.tanh(0.5 * v)))
 assert np.allclose(0.5 * (1 + np.tanh(0.5 * v)), Sigmoid()(x).data, atol=1e-6)
-print(f"np.where, random signs:  {t_where_random}")
-print(f"np.where, sorted input:  {t_where_sorted}  ({t_where_random.median / t_where_sorted.median:.1f}x faster)")
-print(f"your Sigmoid:            {timings['Sigmoid()']}")
-print(f"0.5 * (1 + tanh(x / 2)): {t_sig_tanh}  ({timings['Sigmoid()'].median / t_sig_tanh.median:.1f}x faster than yours)")
+parts = compare({"where random": lambda: np.where(v >= 0, z, z), "where sorted": lambda: np.where(sorted_v >= 0, z, z),
+                 "yours": lambda: Sigmoid()(x), "tanh form": lambda: 0.5 * (1 + np.tanh(0.5 * v))})
+print(f"np.where, random signs:  {parts['where random']}")
+print(f"np.where, sorted input:  {parts['where sorted']}  (random / sorted, in this run: "
+      f"{parts.ratio('where random', 'where sorted'):.2g})")
+print(f"your Sigmoid:            {parts['yours']}")
+print(f"0.5 * (1 + tanh(x / 2)): {parts['tanh form']}  (yours / tanh form, in this run: "
+      f"{parts.ratio('yours', 'tanh form'):.2g})")
+if parts.noisy:
+    print(parts.noisy)
 
 # %% [markdown]
 # The formula that is clearest on paper is not the fastest in numpy. Both
@@ -337,11 +344,12 @@ print(f"0.5 * (1 + tanh(x / 2)): {t_sig_tanh}  ({timings['Sigmoid()'].median / t
 
 # %%
 assert np.allclose(v**3, v * v * v, rtol=1e-5)
-t_pow = measure(lambda: v**3)
-t_mul = measure(lambda: v * v * v)
-print(f"x**3:  {t_pow}")
-print(f"x*x*x: {t_mul}")
-print(f"ratio of medians: {t_pow.median / t_mul.median:.1f}x (1M float32)")
+cube = compare({"x**3": lambda: v**3, "x*x*x": lambda: v * v * v})
+print(f"x**3:  {cube['x**3']}")
+print(f"x*x*x: {cube['x*x*x']}")
+print(f"in this run x**3 / x*x*x: {cube.ratio('x**3', 'x*x*x'):.2g} (1M float32, in turns)")
+if cube.noisy:
+    print(cube.noisy)
 
 # %% [markdown]
 # If the ratio is large, it is the routine, not the arithmetic: numpy's float32
@@ -371,7 +379,7 @@ plt.show()
 # - Sigmoid and softmax overflow when written from the textbook formula;
 #   rewriting them so every exponent is `<= 0` costs nothing and removes the
 #   failure.
-# - Activations are elementwise. ReLU costs one pass over memory; every extra
+# - Activations are elementwise. ReLU costs a pass or two over memory; every extra
 #   operation in the formula is another pass (and a temporary array), and
 #   some operations (`power`) are far slower than others. The tables above
 #   measure both; Module 17 swaps slow kernels for faster ones the same way.

@@ -954,30 +954,35 @@ assert total_params == 64*128+128 + 128*64+64 + 64*10+10 == sum(p.size for p in 
 # ### Time per forward pass against batch size
 #
 # The same MLP on batches of 1 to 1024 rows, with gradient recording on
-# (training) and off (`no_grad`, inference).
+# (training) and off (`no_grad`, inference), the two timed in turns
+# (`compare`: CPU time, each ratio from neighbouring repeats).
 
 # %%
 from tinytorch_lib.tensor import no_grad
-from tinytorch_lib.timing import measure
+from tinytorch_lib.timing import compare
 
 rng = np.random.default_rng(0)
 batches = [1, 4, 16, 64, 256, 1024]
-rows = []
-print(f"{'batch':>6} {'recording':>12} {'no_grad':>12} {'no_grad p90':>12} {'us/sample':>10} {'rows/s':>12}")
+rows, noisy = [], None
+print(f"{'batch':>6} {'recording':>12} {'no_grad':>12} {'no_grad p90':>12} {'rec / no_grad':>16} {'us/sample':>10} "
+      f"{'rows/s':>12}")
 for n in batches:
     xb = Tensor(rng.standard_normal((n, 64)).astype(np.float32))
-    t_rec = measure(lambda: mlp(xb))
 
     def infer():
         with no_grad():
             return mlp(xb)
 
-    t_inf = measure(infer)
+    c = compare({"recording": lambda: mlp(xb), "no_grad": infer})
+    t_rec, t_inf = c["recording"], c["no_grad"]
+    noisy = noisy or (c.noisy and f"batch {n}, {c.noisy}")
     rows.append((n, t_rec.median, t_inf.median))
     print(f"{n:>6} {t_rec.median * 1e6:9.1f} us {t_inf.median * 1e6:9.1f} us {t_inf.p90 * 1e6:9.1f} us "
-          f"{t_inf.median * 1e6 / n:10.2f} {n / t_inf.median:12,.0f}")
-print(f"(medians of {t_inf.repeats} repeats; BLAS threads: {t_inf.threads}; a p90 far above its median means "
-      f"something else ran meanwhile: rerun the cell)")
+          f"{format(c.ratio('recording', 'no_grad'), '.2g'):>16} {t_inf.median * 1e6 / n:10.2f} {n / t_inf.median:12,.0f}")
+print(f"(CPU time, medians of {t_inf.repeats} repeats; BLAS threads: {t_inf.threads})")
+print(f"in this run, 16 times the rows (1 -> 16) took {rows[2][2] / rows[0][2]:.2g}x the time (no_grad)")
+if noisy:
+    print(noisy)
 
 # %% [markdown]
 # Read the table: from 1 to 16 rows is 16 times the arithmetic; how much does
@@ -993,29 +998,34 @@ print(f"(medians of {t_inf.repeats} repeats; BLAS threads: {t_inf.threads}; a p9
 # Module 14's profiler puts a pre-hook and a hook on every layer. Before
 # trusting its per-layer times, measure what the hooks themselves cost: the
 # same forward with no hooks, with no-op hooks, and with a timing hook pair
-# (`perf_counter` before and after, as the profiler does) on all six modules.
+# (a clock read before and after, as the profiler does) on all six modules.
+# Three copies of the model carry the three sets of hooks, so the three can
+# be timed in turns (`compare`), and each extra is taken from neighbouring
+# repeats: the ranges are the p10-p90 of those paired differences.
 
 # %%
-import time
+import copy
+
+from tinytorch_lib.timing import cpu_clock
 
 x1 = Tensor(rng.standard_normal((1, 64)).astype(np.float32))
 x256 = Tensor(rng.standard_normal((256, 64)).astype(np.float32))
 n_modules = len(mlp.named_modules())
 
 
-def add_hooks(pre, post):
-    return [h for _, m in mlp.named_modules() for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
+def add_hooks(model, pre, post):
+    return [h for _, m in model.named_modules() for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
 
 
 starts, elapsed = {}, {}
 
 
 def start_clock(m, args):
-    starts[id(m)] = time.perf_counter()
+    starts[id(m)] = cpu_clock()
 
 
 def stop_clock(m, args, out):
-    elapsed[id(m)] = time.perf_counter() - starts[id(m)]
+    elapsed[id(m)] = cpu_clock() - starts[id(m)]
 
 
 variants = {
@@ -1023,21 +1033,42 @@ variants = {
     "no-op hooks": (lambda m, args: None, lambda m, args, out: None),
     "timing hooks": (start_clock, stop_clock),
 }
-hook_rows = {}
+copies = {label: copy.deepcopy(mlp) for label in variants}
 for label, hooks in variants.items():
-    handles = add_hooks(*hooks) if hooks else []
-    with no_grad():
-        hook_rows[label] = (measure(lambda: mlp(x1)), measure(lambda: mlp(x256)))
-    for h in handles:
-        h.remove()
-base1, base256 = (t.median for t in hook_rows["no hooks"])
-print(f"{'':<13} {'batch 1':>12} {'batch 256':>12} {'extra per hook call (batch 1)':>30}")
-for label, (t1, t256) in hook_rows.items():
-    per_call = (t1.median - base1) / (2 * n_modules) * 1e9 if label != "no hooks" else 0.0
-    print(f"{label:<13} {t1.median * 1e6:9.1f} us {t256.median * 1e6:9.1f} us {per_call:27.0f} ns")
-print(f"{n_modules} modules x 2 hooks = {2 * n_modules} hook calls per forward; "
-      f"timing hooks add {(hook_rows['timing hooks'][0].median / base1 - 1):.0%} at batch 1, "
-      f"{(hook_rows['timing hooks'][1].median / base256 - 1):.0%} at batch 256")
+    if hooks:
+        add_hooks(copies[label], *hooks)
+
+
+def forward(model, x):
+    def run():
+        with no_grad():
+            model(x)
+    return run
+
+
+per_batch = {n: compare({label: forward(m, x) for label, m in copies.items()}) for n, x in ((1, x1), (256, x256))}
+
+
+def extra(c, label):
+    """Seconds label adds over 'no hooks': median and p10-p90 of the paired repeats."""
+    d = np.array(c[label].samples) - np.array(c["no hooks"].samples)
+    return np.median(d), np.percentile(d, 10), np.percentile(d, 90)
+
+
+calls = 2 * n_modules
+print(f"{'':<13} {'batch 1':>12} {'batch 256':>12} {'extra per hook call, batch 1 (p10-p90)':>40}")
+for label in variants:
+    med, lo, hi = extra(per_batch[1], label)
+    print(f"{label:<13} {per_batch[1][label].median * 1e6:9.1f} us {per_batch[256][label].median * 1e6:9.1f} us "
+          f"{med / calls * 1e9:>20.0f} ns ({lo / calls * 1e9:.0f} to {hi / calls * 1e9:.0f})")
+print(f"{n_modules} modules x 2 hooks = {calls} hook calls per forward; in this run timing hooks added "
+      f"{per_batch[1].ratio('timing hooks', 'no hooks').median - 1:.0%} at batch 1 "
+      f"({per_batch[1].ratio('timing hooks', 'no hooks').lo - 1:.0%} to {per_batch[1].ratio('timing hooks', 'no hooks').hi - 1:.0%}), "
+      f"{per_batch[256].ratio('timing hooks', 'no hooks').median - 1:.0%} at batch 256 "
+      f"({per_batch[256].ratio('timing hooks', 'no hooks').lo - 1:.0%} to {per_batch[256].ratio('timing hooks', 'no hooks').hi - 1:.0%})")
+for n, c in per_batch.items():
+    if c.noisy:
+        print(f"batch {n}, {c.noisy}")
 
 # %% [markdown]
 # A hook call is a Python function call: its cost is per call, not per row,
@@ -1046,9 +1077,8 @@ print(f"{n_modules} modules x 2 hooks = {2 * n_modules} hook calls per forward; 
 # table shows how much of the time it is on this machine. A profiler that
 # times each layer through hooks adds this to every layer it measures;
 # Module 14 measures it and reports it beside its per-layer times.
-# (Differences of a few hundred nanoseconds, and the batch-256 column on a
-# busy machine, are within the timing noise: rerun the cell if a figure looks
-# odd.)
+# A range that reaches below 0 means the difference was within the timing
+# noise in this run.
 
 # %%
 import matplotlib.pyplot as plt

@@ -371,26 +371,31 @@ print(f"{'untrained MLP 64-128-64-10':<34} {z.std():13.3f} {CrossEntropyLoss()(T
 #
 # Time of both losses against the batch size (10 classes for cross-entropy,
 # `(batch, 10)` predictions for MSE), and the price of stability: the naive
-# cross-entropy next to the stable one on the same batch.
+# cross-entropy next to the stable one on the same batch. The three are timed
+# in turns (`compare`: CPU time, ratios from neighbouring repeats, with their
+# p10-p90 range).
 
 # %%
-from tinytorch_lib.timing import measure
+from tinytorch_lib.timing import compare
 
 mse, ce = MSELoss(), CrossEntropyLoss()
 batches = [16, 64, 256, 1024, 4096]
-loss_rows = []
-print(f"{'batch':>6} {'MSE':>10} {'cross-ent.':>11} {'naive CE':>10} {'CE ns/row':>10}")
+loss_rows, noisy = [], None
+print(f"{'batch':>6} {'MSE':>10} {'cross-ent.':>11} {'naive CE':>10} {'CE / naive (p10-p90)':>21} {'CE ns/row':>10}")
 for n in batches:
     z = Tensor(rng.standard_normal((n, 10)).astype(np.float32))
     t = Tensor(rng.standard_normal((n, 10)).astype(np.float32))
     y = rng.integers(0, 10, n)
-    t_mse = measure(lambda: mse(z, t), repeats=5)
-    t_ce = measure(lambda: ce(z, y), repeats=5)
-    t_naive = measure(lambda: naive_cross_entropy(z.data, y), repeats=5)
+    c = compare({"mse": lambda: mse(z, t), "ce": lambda: ce(z, y), "naive": lambda: naive_cross_entropy(z.data, y)},
+                repeats=5)
+    t_mse, t_ce, t_naive = c["mse"], c["ce"], c["naive"]
+    noisy = noisy or (c.noisy and f"batch {n}, {c.noisy}")
     loss_rows.append((n, t_mse.median, t_ce.median, t_naive.median))
     print(f"{n:>6} {t_mse.median * 1e6:7.1f} us {t_ce.median * 1e6:8.1f} us {t_naive.median * 1e6:7.1f} us "
-          f"{t_ce.median * 1e9 / n:10.1f}")
-print(f"(medians of 5 repeats; BLAS threads: {t_ce.threads})")
+          f"{format(c.ratio('ce', 'naive'), '.2g'):>21} {t_ce.median * 1e9 / n:10.1f}")
+print(f"(CPU time, medians of {t_ce.repeats} repeats; BLAS threads: {t_ce.threads})")
+if noisy:
+    print(noisy)
 
 # %% [markdown]
 # At small batches both losses cost a fixed few microseconds of Python and
@@ -411,9 +416,15 @@ steps = {
     "z_t.max(axis=0)          (same max, stored (10, 4096))": lambda: z_t.max(axis=0),
     "log_softmax(z)           (yours)": lambda: log_softmax(z),
 }
-step_times = {name: measure(fn) for name, fn in steps.items()}
+timed_steps = compare(steps)
+step_times = timed_steps.timings
 for name, t in step_times.items():
     print(f"{name:<56} {t.median * 1e6:8.1f} us  (p90 {t.p90 * 1e6:.1f} us)")
+max_rows, max_cols = (name for name in steps if ".max(" in name)
+print(f"in this run, the same maxima along the last axis of 10 / stored (10, 4096): "
+      f"{timed_steps.ratio(max_rows, max_cols):.2g}")
+if timed_steps.noisy:
+    print(timed_steps.noisy)
 
 # %% [markdown]
 # The same 40,960 maxima, two layouts. numpy reduces along the reduced axis

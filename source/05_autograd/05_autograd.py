@@ -1136,12 +1136,13 @@ print(f"recursion limit {sys.getrecursionlimit()}, graph depth 20,000: "
 # forward pass does `2 B i o` FLOPs; the backward does `2 B i o` for `g_W`
 # and another `2 B i o` for `g_x`, except in the first layer, whose input
 # needs no gradient (Task 05.3 skips it). The cell counts those FLOPs from
-# the shapes and times three things with `measure`: the forward under
+# the shapes and times three things with `compare`: the forward under
 # `no_grad` (nothing recorded), the forward with recording, and forward plus
-# backward, in three interleaved rounds, keeping each one's best median.
+# backward, in turns, so each ratio comes from neighbouring repeats and
+# prints with its p10-p90 range.
 
 # %%
-from tinytorch_lib.timing import measure
+from tinytorch_lib.timing import compare
 
 sizes = [256, 512, 512, 10]
 batch = 128
@@ -1178,21 +1179,20 @@ def forward_backward():
 
 fwd_flops = sum(2 * batch * i * o for i, o in zip(sizes[:-1], sizes[1:]))
 bwd_flops = sum(2 * batch * i * o * (1 if k == 0 else 2) for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:])))
-# Three rounds, interleaved, keeping each one's best median: a busy moment on a shared machine then
-# slows one round, not one side of the comparison.
-best = {}
-for _ in range(3):
-    for name, fn in [("fwd", lambda: mlp_loss(inputs)), ("nograd", forward_no_grad), ("fb", forward_backward)]:
-        t = measure(fn, repeats=3)
-        best[name] = t if name not in best or t.median < best[name].median else best[name]
-t_fwd, t_nograd, t_fb = best["fwd"], best["nograd"], best["fb"]
+# The three in turns (compare): a busy moment on a shared machine then slows one round of all three,
+# and each ratio comes from neighbouring repeats.
+sides = compare({"fwd": lambda: mlp_loss(inputs), "nograd": forward_no_grad, "fb": forward_backward})
+t_fwd, t_nograd, t_fb = sides["fwd"], sides["nograd"], sides["fb"]
+fb_over_fwd = sides.ratio("fb", "fwd")
 print(f"forward, no_grad:     {t_nograd}")
 print(f"forward, recording:   {t_fwd}")
 print(f"forward + backward:   {t_fb}")
 print(f"matmul FLOPs: forward {fwd_flops:,}, backward {bwd_flops:,} ({bwd_flops / fwd_flops:.2f}x the forward)")
-print(f"measured: backward alone ~ {(t_fb.median - t_fwd.median) / t_fwd.median:.2f}x the forward "
-      f"(forward + backward {t_fb.median / t_fwd.median:.2f}x the forward); "
-      f"forward recording / forward no_grad: {t_fwd.median / t_nograd.median:.2f}x")
+print(f"in this run: backward alone ~ {fb_over_fwd.median - 1:.2f}x the forward "
+      f"({fb_over_fwd.lo - 1:.2f}-{fb_over_fwd.hi - 1:.2f}; forward + backward {fb_over_fwd:.3g} the forward); "
+      f"forward recording / forward no_grad: {sides.ratio('fwd', 'nograd'):.3g}")
+if sides.noisy:
+    print(sides.noisy)
 
 # %% [markdown]
 # The backward does 1.67x the forward's matmul FLOPs here (twice, except
@@ -1204,9 +1204,10 @@ print(f"measured: backward alone ~ {(t_fb.median - t_fwd.median) / t_fwd.median:
 # leaf's gradient once, so that no two `.grad` share memory; freeing them in
 # `zero_grad` returns that memory to the system), and the transposed
 # operands of `g @ W.T` and `x.T @ g` are read in a different memory order.
-# Recording itself (one small `Node` per op) is cheap next to the arithmetic,
-# so the two forward times should be close. If a p90 is far above its median,
-# the machine was busy while that line was timed: rerun the cell.
+# Recording itself costs one small `Node` per op, next to the arithmetic of
+# each op: the last ratio printed above says what it cost in this run. If a
+# range is wide, the repeats disagreed (the `noisy` line says why): rerun the
+# cell.
 #
 # ### What does the graph keep alive?
 #

@@ -761,15 +761,23 @@ for name, make in makers.items():
 # into `m`, `v`, `p` or one scratch buffer (`out=` and in-place operators),
 # with the bias corrections folded into two scalars as PyTorch does:
 # `p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`. It is
-# checked against your `Adam` first. The last column counts the minor page
+# checked against your `Adam` first.
+#
+# Two columns count instead of timing, so they come out the same on any
+# machine under any load: the temporaries a step holds at its peak
+# (`tracemalloc`, which numpy reports every array to), and the minor page
 # faults per step (`getrusage`): how often the operating system had to hand
-# the process a fresh page of memory.
+# the process a fresh page of memory. The 1M-value steps of all five are
+# timed in turns (`compare`), and each ratio to SGD is printed with the
+# p10-p90 range of the paired repeats.
 
 # %%
 import math
 import resource
 
-from tinytorch_lib.timing import measure
+import tracemalloc
+
+from tinytorch_lib.timing import compare, measure
 
 
 class InPlaceAdam(Adam):
@@ -815,25 +823,41 @@ def faults_per_step(opt, n=20):
     return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / n
 
 
+def peak_temporary_bytes(opt):
+    """Bytes of arrays alive at the peak of one step, beyond what was alive before it (numpy reports to tracemalloc)."""
+    opt.step()  # the state is created on the first step: count a later one
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    opt.step()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak - before
+
+
 big = Tensor(np.zeros((1000, 1000), dtype=np.float32), requires_grad=True)
 big.grad = Tensor(np.full((1000, 1000), 1e-3, dtype=np.float32))
 ladder = dict(makers, **{"Adam in place": lambda ps: InPlaceAdam(ps)})
 for make in ladder.values():  # warm-up: the allocator's first large blocks are not charged to the first row
     for _ in range(3):
         make([big]).step()
-rows = []
-for name, make in ladder.items():
-    small_opt, big_opt = make(mlp_params()), make([big])
-    rows.append((name, measure(small_opt.step, repeats=5), measure(big_opt.step, repeats=5), faults_per_step(big_opt)))
-base = rows[0][2].median
-print(f"{'optimizer':<14} {'MLP (17,226 values)':>20} {'1M values':>10} {'ns / value':>11} {'vs SGD':>7} "
-      f"{'page faults / step':>19}")
-for name, t_small, t_big, faults in rows:
-    print(f"{name:<14} {t_small.median * 1e6:>17.1f} us {t_big.median * 1e3:>7.2f} ms "
-          f"{t_big.median * 1e9 / big.size:>11.2f} {t_big.median / base:>6.1f}x {faults:>19,.0f}")
-adam_t, inplace_t = rows[2][2], rows[4][2]
-print(f"1M values: Adam {adam_t}; in place {inplace_t}: {adam_t.median / inplace_t.median:.1f}x faster")
+big_opts = {name: make([big]) for name, make in ladder.items()}
+small = {name: measure(make(mlp_params()).step, repeats=5) for name, make in ladder.items()}
+timed = compare({name: opt.step for name, opt in big_opts.items()}, repeats=5)
+temps = {name: peak_temporary_bytes(opt) for name, opt in big_opts.items()}
+faults = {name: faults_per_step(opt) for name, opt in big_opts.items()}
+print(f"{'optimizer':<14} {'MLP (17,226 values)':>20} {'1M values':>10} {'ns / value':>11} {'vs SGD (p10-p90)':>19} "
+      f"{'peak temporaries':>17} {'page faults / step':>19}")
+for name in ladder:
+    t_big = timed[name]
+    print(f"{name:<14} {small[name].median * 1e6:>17.1f} us {t_big.median * 1e3:>7.2f} ms "
+          f"{t_big.median * 1e9 / big.size:>11.2f} {format(timed.ratio(name, 'SGD'), '.2g'):>19} "
+          f"{temps[name] / 1e6:>14.1f} MB {faults[name]:>19,.0f}")
+print(f"1M values, in this run: Adam / Adam in place = {timed.ratio('Adam', 'Adam in place')}; "
+      f"SGD / SGD momentum = {timed.ratio('SGD', 'SGD momentum')}")
 print(f"one 4 MB array is {big.nbytes // resource.getpagesize():,} pages of {resource.getpagesize():,} bytes")
+noisy = [timed.noisy] + [f"MLP {name}: {t.noisy}" for name, t in small.items() if t.noisy]
+if any(noisy):
+    print(next(line for line in noisy if line))
 
 # %% [markdown]
 # On the MLP a step costs tens of microseconds, mostly Python and numpy call
@@ -844,17 +868,27 @@ print(f"one 4 MB array is {big.nbytes // resource.getpagesize():,} pages of {res
 # multiply and a subtract; Adam as written in Task 06.3 is about a dozen
 # numpy operations, each a full pass over a 4 MB array and most of them
 # creating a new 4 MB temporary. How much a temporary costs depends on the
-# memory allocator: when freed, large blocks are handed back to the operating
-# system, and the next one has to be faulted in again page by page, each
-# fault a trip into the kernel. The page-fault column measures exactly that:
-# compare it with the number of pages in one array. The in-place version
-# makes the same number of passes over memory but creates nothing, so it
-# faults nothing in; the gap between the two Adam rows is the price of
-# temporaries on this machine. The allocator adapts as it goes (glibc raises
-# its threshold for handing blocks back after the first large ones are
-# freed), so the cell warms every optimizer up before the table; an SGD
-# step that builds even one temporary (`g + wd * p`, with `wd = 0`) can still
-# show faults that a purely in-place one does not. This is why real frameworks ship "fused"
+# memory allocator: when freed, large blocks may be handed back to the
+# operating system, and the next one then has to be faulted in again page by
+# page, each fault a trip into the kernel. The temporaries column counts the
+# most temporary memory a step holds at once (the same on every machine);
+# the page-fault column
+# measures what that cost here: compare it with the number of pages in one
+# array. The in-place version makes the same number of passes over memory
+# but creates nothing, so it faults nothing in; the gap between the two Adam
+# rows is the price of temporaries on this machine.
+#
+# Both SGD rows build exactly one temporary, the 4 MB `self.lr * d` (a
+# student version that computes `g + wd * p` even when `wd = 0` builds two
+# more). Whether that one temporary faults depends on the allocator's state,
+# not on the code: glibc moves its threshold for handing blocks back as
+# large blocks come and go, so the same SGD step can fault about a thousand
+# pages a step in one notebook and none in the next, and then take several
+# times as long as SGD with momentum. The cell warms every optimizer up
+# first to make that less likely; when the faults column is not 0 for an
+# SGD row, that row's time is the allocator's, not the arithmetic's.
+#
+# Temporaries are why real frameworks ship "fused"
 # optimizer kernels (one pass that reads `p, g, m, v` and writes `p, m, v`),
 # and it is the kind of rewrite Module 17 does: keep the clear version as the
 # reference, check the fast one against it, time both.

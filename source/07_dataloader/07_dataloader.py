@@ -587,7 +587,9 @@ print(f"load_digits('train') x: {train.tensors[0].nbytes:,} bytes, y: {train.ten
 # objects. Call that the per-batch overhead. A shuffled batch also copies its
 # rows (256 bytes per image in float32); a slice copies nothing. So the
 # epoch costs about (number of batches) x (overhead) + (bytes copied) /
-# (copy speed). The `us / batch` columns show the overhead directly.
+# (copy speed), plus what starting an epoch costs (the generator, and for a
+# shuffled epoch the permutation). The five batch sizes of each column are
+# timed in turns (`compare`), so a burst of load hits them all.
 
 # %%
 from tinytorch_lib.timing import measure
@@ -598,24 +600,35 @@ def one_epoch(loader):
         pass
 
 
+from tinytorch_lib.timing import compare
+
 batch_sizes = [1, 8, 32, 128, 1437]
-rows = []
-for b in batch_sizes:
-    in_order, shuffled = DataLoader(train, batch_size=b), DataLoader(train, batch_size=b, shuffle=True)
-    seq = measure(lambda: one_epoch(in_order), repeats=5)
-    shuf = measure(lambda: one_epoch(shuffled), repeats=5)  # every call is a new epoch, a new order
-    rows.append((b, -(-len(train) // b), seq, shuf))
+in_order = compare({b: (lambda ld=DataLoader(train, batch_size=b): one_epoch(ld)) for b in batch_sizes}, repeats=5)
+# every call of a shuffled loader is a new epoch, a new order
+shuffled = compare({b: (lambda ld=DataLoader(train, batch_size=b, shuffle=True): one_epoch(ld)) for b in batch_sizes},
+                   repeats=5)
+rows = [(b, -(-len(train) // b), in_order[b], shuffled[b]) for b in batch_sizes]
 print(f"{'batch':>6} {'batches':>8} {'in order ms':>12} {'us / batch':>11} {'shuffled ms':>12} {'us / batch':>11}")
 for b, nb, seq, shuf in rows:
     print(f"{b:>6} {nb:>8} {seq.median * 1e3:>12.3f} {seq.median * 1e6 / nb:>11.2f} "
           f"{shuf.median * 1e3:>12.3f} {shuf.median * 1e6 / nb:>11.2f}")
 print(f"batch 1, in order: {rows[0][2]}")
+print(f"in this run, batches of 1 against batches of 128: {rows[0][1] / rows[3][1]:.0f}x the batches took "
+      f"{in_order.ratio(1, 128)} the time in order, {shuffled.ratio(1, 128)} shuffled")
+for kind, c in (("in order", in_order), ("shuffled", shuffled)):
+    if c.noisy:
+        print(f"{kind}, batch {c.noisy}")
 
 # %% [markdown]
-# Read the `us / batch` columns down. Where a column stays flat, the time
-# is the fixed per-batch overhead, and the epoch time is proportional to the
-# number of batches. Where it grows with the batch size, the bytes are
-# showing: a shuffled batch copies its rows, an in-order batch does not.
+# Read the `us / batch` columns down. From 1 to 128 images a batch, the
+# number of batches falls 120-fold and the epoch time falls with it (the
+# ratio is printed under the table): most of the time is the per-batch
+# overhead. The columns are not exactly flat, and need not be: a few
+# microseconds a batch move with the machine's load and caches, and at 1,437
+# images there is one batch, so the per-epoch cost (and, shuffled, the
+# permutation and the copy of every row) is all that column divides.
+# Where a column grows with the batch size, the bytes are showing: a
+# shuffled batch copies its rows, an in-order batch does not.
 # A real training step adds a forward and a backward pass per batch, another
 # per-batch cost; Module 08 measures it.
 #
@@ -636,17 +649,20 @@ perm = np.random.default_rng([0, 0]).permutation(len(xs))
 view, copy = xs[0:128], xs[perm[:128]]
 print(f"xs[0:128]         shares memory with xs: {np.shares_memory(view, xs)}; bytes copied: 0")
 print(f"xs[perm[:128]]    shares memory with xs: {np.shares_memory(copy, xs)}; bytes copied: {copy.nbytes:,}")
-t_view = measure(lambda: xs[0:128])
-t_copy = measure(lambda: xs[perm[:128]])
-t_all_view = measure(lambda: xs[0:len(xs)])
-t_all_copy = measure(lambda: xs[perm])
+indexing = compare({"view": lambda: xs[0:128], "copy": lambda: xs[perm[:128]],
+                    "all view": lambda: xs[0:len(xs)], "all copy": lambda: xs[perm]})
+t_view, t_copy, t_all_view, t_all_copy = (indexing[k] for k in ("view", "copy", "all view", "all copy"))
 t_perm = measure(lambda: np.random.default_rng([0, 1]).permutation(len(xs)))
 print(f"slice of 128 rows:          {t_view}")
-print(f"index array, 128 rows:      {t_copy}  ({t_copy.median / t_view.median:.0f}x the slice)")
+print(f"index array, 128 rows:      {t_copy}  ({indexing.ratio('copy', 'view'):.2g} the slice)")
 print(f"slice, all 1,437 rows:      {t_all_view}")
 print(f"index array, all 1,437 rows: {t_all_copy}  ({xs.nbytes:,} bytes copied, "
       f"{xs.nbytes / t_all_copy.median / 1e9:.1f} GB/s)")
 print(f"one epoch's permutation:    {t_perm}")
+print(f"in this run, 1,437 rows against 128 by index array: {indexing.ratio('all copy', 'copy'):.2g}; "
+      f"by slice: {indexing.ratio('all view', 'view'):.2g}")
+if indexing.noisy:
+    print(indexing.noisy)
 
 # %% [markdown]
 # A slice makes numpy write a new shape and start address, whatever the
@@ -678,11 +694,13 @@ class OneAtATime(Dataset):
 slow = DataLoader(OneAtATime(train), batch_size=128)
 fast = DataLoader(train, batch_size=128)
 assert all(np.array_equal(a.data, b.data) for (a, _), (b, _) in zip(slow, fast))
-t_slow = measure(lambda: one_epoch(slow), repeats=5)
-t_fast = measure(lambda: one_epoch(fast), repeats=5)
-print(f"one sample at a time: {t_slow}")
-print(f"whole batches:        {t_fast}")
-print(f"ratio of medians: {t_slow.median / t_fast.median:.0f}x, for the same {len(train):,} images in {len(fast)} batches")
+fetching = compare({"one at a time": lambda: one_epoch(slow), "whole batches": lambda: one_epoch(fast)}, repeats=5)
+print(f"one sample at a time: {fetching['one at a time']}")
+print(f"whole batches:        {fetching['whole batches']}")
+print(f"in this run, one at a time took {fetching.ratio('one at a time', 'whole batches'):.3g} the time, "
+      f"for the same {len(train):,} images in {len(fast)} batches")
+if fetching.noisy:
+    print(fetching.noisy)
 
 # %% [markdown]
 # The per-batch overhead of the first table, paid per **sample** instead:
@@ -706,9 +724,8 @@ ax.set_title("One epoch of the 1,437 training digits")
 plt.tight_layout()
 place_legend(ax)
 plt.show()
-ratio = rows[0][2].median / rows[-1][2].median
-print(f"Takeaway: the same 1,437 images took {ratio:.0f}x the time in {rows[0][1]:,} batches of 1 as in one batch "
-      f"of 1,437: the loader's cost is per batch.")
+print(f"Takeaway: the same 1,437 images took {in_order.ratio(1, 1437):.0f} the time in {rows[0][1]:,} batches of 1 "
+      f"as in one batch of 1,437 (in order, this run): the loader's cost is per batch.")
 
 # %% [markdown]
 # ### What the digits look like

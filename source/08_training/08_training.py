@@ -433,8 +433,9 @@ plt.show()
 # %% [markdown]
 # ## 6. Systems analysis: where does a training step's time go?
 #
-# One batch of 32, split into its parts and timed with the course's
-# `measure`: the forward pass with and without recording the graph, the
+# One batch of 32, split into its parts and timed in turns with the course's
+# `compare` (CPU time; ratios from neighbouring repeats, with their p10-p90
+# range): the forward pass with and without recording the graph, the
 # backward pass alone (run again on one recorded graph: it only adds into
 # `.grad`), and the optimizer's update. Counting FLOPs, a Linear layer's
 # backward does two matmuls (gradients for the input and for the weight) for
@@ -443,7 +444,7 @@ plt.show()
 # read your own numbers rather than expecting 2x.
 
 # %%
-from tinytorch_lib.timing import measure
+from tinytorch_lib.timing import blas_threads, compare, format_seconds
 
 x32, y32 = next(iter(DataLoader(train_set, batch_size=32)))
 loss_fn = CrossEntropyLoss()
@@ -457,22 +458,40 @@ def forward():
 
 
 graph = forward()
-t_fwd = measure(forward)
-t_bwd = measure(graph.backward)
-t_step = measure(opt.step)
-with no_grad():
-    t_nograd = measure(forward)
+
+
+def forward_no_grad():
+    with no_grad():
+        forward()
+
+
+parts = compare({"forward": forward, "backward": graph.backward, "step": opt.step, "no_grad": forward_no_grad})
+t_fwd, t_bwd, t_step, t_nograd = parts["forward"], parts["backward"], parts["step"], parts["no_grad"]
 print(f"forward, no_grad:      {t_nograd}")
 print(f"forward (recording):   {t_fwd}")
 print(f"backward:              {t_bwd}")
 print(f"optimizer step (Adam): {t_step}")
-print(f"backward / forward:    {t_bwd.median / t_fwd.median:.2f}x (ratio of medians)")
+print(f"backward / forward, in this run: {parts.ratio('backward', 'forward')}")
+if parts.noisy:
+    print(parts.noisy)
 per_step = t_fwd.median + t_bwd.median + t_step.median
-epoch_1 = measure(lambda: train_epoch(probe, loss_fn, opt, train_loader), repeats=3, warmup=1, threads=1)
-epoch_2 = measure(lambda: train_epoch(probe, loss_fn, opt, train_loader), repeats=3, warmup=1, threads=2)
+
+
+def epoch_with(threads):
+    def run():
+        with blas_threads(threads):
+            train_epoch(probe, loss_fn, opt, train_loader)
+    return run
+
+
+epochs = compare({"1 thread": epoch_with(1), "2 threads": epoch_with(2)}, repeats=3, threads=None)
+epoch_1, epoch_2 = epochs["1 thread"], epochs["2 threads"]
 print(f"\none epoch = {len(train_loader)} steps; the parts add up to {len(train_loader) * per_step * 1e3:.1f} ms")
-print(f"measured epoch, 1 BLAS thread:  {epoch_1}")
-print(f"measured epoch, 2 BLAS threads: {epoch_2}  ({epoch_2.median / epoch_1.median:.2f}x the 1-thread time)")
+for label, t in epochs.timings.items():
+    print(f"measured epoch, {label:<9}: CPU {format_seconds(t.median)} (p90 {format_seconds(t.p90)}), "
+          f"wall {format_seconds(t.wall_median)}")
+print(f"in this run, 2 threads / 1 thread: CPU time {epochs.ratio('2 threads', '1 thread')}, "
+      f"wall time {epoch_2.wall_median / epoch_1.wall_median:.2f}x (medians)")
 
 # %% [markdown]
 # The parts, each timed alone in a tight loop, usually add up to less than
@@ -483,10 +502,11 @@ print(f"measured epoch, 2 BLAS threads: {epoch_2}  ({epoch_2.median / epoch_1.me
 # profiler measures the steps in place. For matrices this small, a second BLAS thread has
 # little to share: splitting a `(32, 64) @ (64, 128)` product saves little,
 # and when another program is busy on the second core the thread waits for
-# it. So the printed ratio can land anywhere from a little faster to slower,
-# from one run to the next; a p90 far above the median says the machine was
-# busy (rerun the cell). Nothing in this course trains large
-# enough models for more threads to pay; Milestone 06 times inference with one.
+# it, spinning. CPU time counts the work of both threads (and the spinning),
+# so the CPU ratio says how much more computing the epoch cost with two; the
+# wall ratio says whether it finished sooner, and on a busy machine that one
+# moves from run to run. Nothing in this course trains large enough models
+# for more threads to pay; Milestone 06 times inference with one.
 #
 # %% [markdown]
 # ### What does a trained model weigh?

@@ -735,7 +735,7 @@ print(f"gradcheck of the CNN chain: largest absolute error {report['max_abs']:.2
 
 # %%
 from tinytorch_lib.dataloader import load_digits
-from tinytorch_lib.timing import measure
+from tinytorch_lib.timing import compare, measure
 
 rng = np.random.default_rng(0)
 digits = load_digits("train", flatten=False).tensors[0].data  # (1437, 1, 8, 8) float32
@@ -767,17 +767,20 @@ def training_step(model, x, g):
 g10 = Tensor(rng.standard_normal((64, 10)).astype(np.float32))
 print(f"{'model':<18} {'parameters':>10} {'weight bytes':>12} {'act. bytes/img':>14} {'FLOPs/img':>10} "
       f"{'fwd ms':>7} {'fwd+bwd ms':>10}   (batch of 64)")
-model_times = {}
+model_times = compare({name: (lambda model=model, x=x: model(x)) for name, (model, x, _) in rows.items()})
+step_times = compare({name: (lambda model=model, x=x: training_step(model, x, g10))
+                      for name, (model, x, _) in rows.items()}, repeats=5)
 for name, (model, x, flops) in rows.items():
     params = model.parameters()
-    t = measure(lambda model=model, x=x: model(x))
-    t_step = measure(lambda model=model, x=x: training_step(model, x, g10), repeats=5)
-    model_times[name] = t
+    t, t_step = model_times[name], step_times[name]
     print(f"{name:<18} {sum(p.size for p in params):>10,} {sum(p.nbytes for p in params):>12,} "
           f"{activation_bytes_per_image(model, x):>14,} {flops:>10,} {t.median * 1e3:>7.3f} {t_step.median * 1e3:>10.3f}")
 print(f"weight bytes, MLP / CNN: {sum(p.nbytes for p in mlp.parameters()) / sum(p.nbytes for p in cnn.parameters()):.1f}x; "
-      f"forward time, CNN / MLP: {model_times['small CNN'].median / model_times['MLP 64-128-64-10'].median:.1f}x "
+      f"forward time, CNN / MLP, in this run: {model_times.ratio('small CNN', 'MLP 64-128-64-10'):.2g} "
       f"({model_times['small CNN'].threads} BLAS thread)")
+for kind, c in (("forward", model_times), ("forward + backward", step_times)):
+    if c.noisy:
+        print(f"{kind}, {c.noisy}")
 
 # %% [markdown]
 # The CNN keeps far fewer weight bytes, because the convolution reuses 16
@@ -837,21 +840,35 @@ for shape_x, shape_w, s, p in [((2, 3, 6, 6), (4, 3, 3, 3), 2, 1), ((1, 1, 8, 8)
 layer = Conv2d(1, 16, 3, padding=1, rng=np.random.default_rng(0))
 batches = [1, 4, 16, 64, 256]
 sweep = {"forward": [], "backward": [], "matmul, same FLOPs": []}
-print(f"{'batch':>5} {'fwd MFLOP':>9} {'fwd ms':>8} {'bwd ms':>8} {'matmul ms':>9} "
+print(f"{'batch':>5} {'fwd MFLOP':>9} {'einsum out KB':>13} {'fwd ms':>8} {'bwd ms':>8} {'matmul ms':>9} "
       f"{'fwd GFLOP/s':>11} {'bwd GFLOP/s':>11} {'matmul GFLOP/s':>14}")
+spreads = {}
 for b in batches:
     x = Tensor(digits[:b], requires_grad=True)
     flops = conv_flops_formula(b, 16, 1, 3, 3, 8, 8)
     out = layer(x)
     g = np.ones(out.shape, dtype=np.float32)
     cols, w_mat = rng.standard_normal((b * 64, 9)).astype(np.float32), layer.weight.data.reshape(16, 9).T.copy()
-    t_fwd = measure(lambda: layer(x))
-    t_bwd = measure(lambda: conv2d_backward(g, out))
-    t_mm = measure(lambda: cols @ w_mat)
+    c = compare({"forward": lambda: layer(x), "backward": lambda: conv2d_backward(g, out),
+                 "matmul": lambda: cols @ w_mat})  # the three in turns
+    t_fwd, t_bwd, t_mm = c["forward"], c["backward"], c["matmul"]
+    spreads[b] = (flops / t_fwd.p90 / 1e9, flops / t_fwd.min / 1e9, c.noisy)  # forward GFLOP/s at p90 and best
     for key, t, f in (("forward", t_fwd, flops), ("backward", t_bwd, 2 * flops), ("matmul, same FLOPs", t_mm, flops)):
         sweep[key].append(f / t.median / 1e9)
-    print(f"{b:>5} {flops / 1e6:>9.3f} {t_fwd.median * 1e3:>8.3f} {t_bwd.median * 1e3:>8.3f} {t_mm.median * 1e3:>9.3f} "
+    print(f"{b:>5} {flops / 1e6:>9.3f} {b * 16 * 64 * 4 / 1024:>13,.0f} {t_fwd.median * 1e3:>8.3f} {t_bwd.median * 1e3:>8.3f} {t_mm.median * 1e3:>9.3f} "
           f"{sweep['forward'][-1]:>11.2f} {sweep['backward'][-1]:>11.2f} {sweep['matmul, same FLOPs'][-1]:>14.2f}")
+peak = batches[int(np.argmax(sweep["forward"]))]
+lo, hi = spreads[peak][:2]
+if peak == batches[-1]:
+    print(f"in this run the forward's GFLOP/s rose up to the largest batch, {peak}: {max(sweep['forward']):.2f} "
+          f"(slowest to fastest repeat {lo:.2f}-{hi:.2f})")
+else:
+    print(f"in this run the forward's GFLOP/s peaked at batch {peak}: {max(sweep['forward']):.2f} (slowest to fastest "
+          f"repeat {lo:.2f}-{hi:.2f}); at batch {batches[-1]}: {sweep['forward'][-1]:.2f} "
+          f"({spreads[batches[-1]][0]:.2f}-{spreads[batches[-1]][1]:.2f})")
+noisy = [f"batch {b}, {line}" for b, (_, _, line) in spreads.items() if line]
+if noisy:
+    print(noisy[0])
 
 # %% [markdown]
 # ### Where the forward pass spends its time
@@ -889,15 +906,19 @@ def accumulate():
         out += t
 
 
-parts = {"np.pad": measure(lambda: np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))),
-         "9 x einsum on slices": measure(einsum_on_slices),
-         "zeros + 9 x (out += temp)": measure(accumulate),
-         "whole conv2d forward": measure(lambda: conv2d(x, layer.weight, layer.bias, 1, 1)),
-         "9 x ascontiguousarray": measure(lambda: [np.ascontiguousarray(xpad[:, :, i:i + 8, j:j + 8]) for i, j in offsets]),
-         "9 x einsum on copies": measure(einsum_on_copies)}
-whole = parts["whole conv2d forward"].median
-for name, t in parts.items():
-    print(f"{name:<26} {t.median * 1e6:8.1f} us (p90 {t.p90 * 1e6:7.1f})  {t.median / whole:5.0%} of the forward")
+parts = compare({"np.pad": lambda: np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1))),
+                 "9 x einsum on slices": einsum_on_slices,
+                 "zeros + 9 x (out += temp)": accumulate,
+                 "whole conv2d forward": lambda: conv2d(x, layer.weight, layer.bias, 1, 1),
+                 "9 x ascontiguousarray": lambda: [np.ascontiguousarray(xpad[:, :, i:i + 8, j:j + 8]) for i, j in offsets],
+                 "9 x einsum on copies": einsum_on_copies})
+for name, t in parts.timings.items():
+    share = parts.ratio(name, "whole conv2d forward")
+    print(f"{name:<26} {t.median * 1e6:8.1f} us (p90 {t.p90 * 1e6:7.1f})  {share.median:5.0%} of the forward "
+          f"({share.lo:.0%}-{share.hi:.0%})")
+print(f"einsum on slices / on copies, in this run: {parts.ratio('9 x einsum on slices', '9 x einsum on copies')}")
+if parts.noisy:
+    print(parts.noisy)
 print(f"slice xpad[:, :, 0:8, 0:8] contiguous: {xpad[:, :, 0:8, 0:8].flags.c_contiguous}; "
       f"strides (bytes) {xpad[:, :, 0:8, 0:8].strides} against a copy's {copies[0].strides}")
 
@@ -921,13 +942,17 @@ print(f"slice xpad[:, :, 0:8, 0:8] contiguous: {xpad[:, :, 0:8, 0:8].flags.c_con
 x_tiny = digits[:2].astype(np.float64)
 w_tiny = layer.weight.data.astype(np.float64)
 assert np.allclose(conv2d(x_tiny, w_tiny, None, 1, 1).data, conv2d_loops(x_tiny, w_tiny, None, 1, 1))
-t_loops = measure(lambda: conv2d_loops(x_tiny, w_tiny, None, 1, 1), repeats=3)
-t_numpy = measure(lambda: conv2d(x_tiny, w_tiny, None, 1, 1), repeats=5)
+loops_vs_numpy = compare({"loops": lambda: conv2d_loops(x_tiny, w_tiny, None, 1, 1),
+                          "numpy": lambda: conv2d(x_tiny, w_tiny, None, 1, 1)}, repeats=3)
+t_loops, t_numpy = loops_vs_numpy["loops"], loops_vs_numpy["numpy"]
 tiny_flops = conv_flops_formula(2, 16, 1, 3, 3, 8, 8)
 python_gflops = tiny_flops / t_loops.median / 1e9
 print(f"Python loops: {t_loops}")
 print(f"your conv2d:  {t_numpy}")
-print(f"ratio of medians: {t_loops.median / t_numpy.median:.0f}x; Python loops reach {python_gflops * 1e3:.1f} MFLOP/s")
+print(f"in this run, loops / your conv2d: {loops_vs_numpy.ratio('loops', 'numpy'):.0f}; "
+      f"Python loops reach {python_gflops * 1e3:.1f} MFLOP/s")
+if loops_vs_numpy.noisy:
+    print(loops_vs_numpy.noisy)
 
 # %%
 import matplotlib.pyplot as plt
@@ -955,10 +980,16 @@ plt.show()
 # Read the plot from left to right. At batch 1 each einsum does a few
 # thousand multiply-adds, and the time is mostly the fixed cost of each numpy
 # call (argument parsing, a temporary, the strided view). A larger batch
-# spreads that fixed cost over more work, so the GFLOP/s tend to rise with the
-# batch until memory traffic limits them; a point that falls out of line is
-# most likely the machine being busy during that measurement (this machine is
-# shared: rerun the cell and compare). The single matmul with the same FLOPs
+# spreads that fixed cost over more work, so the GFLOP/s rise at first. They
+# do not keep rising: each of the nine einsums writes a new output of
+# `batch x 16 x 8 x 8` floats (the `einsum out KB` column: 256 KB at batch 64,
+# 1 MB at 256), and the accumulation reads each back. Once those temporaries
+# no longer fit in the processor's caches, every pass goes out to main
+# memory, and the GFLOP/s level off or fall. Where the peak sits depends on
+# the machine's cache sizes: the line under the table says where it was in
+# this run. (The times are CPU time, so other programs on the machine move
+# them much less than they move wall time; the spread printed there shows how
+# much they moved.) The single matmul with the same FLOPs
 # shows how much of the gap is the shape of the computation, not the
 # arithmetic: that is the starting point of Module 17. The Python-loop line is
 # the cost of the definition itself, one interpreted multiply-add at a time.

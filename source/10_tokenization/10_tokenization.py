@@ -572,7 +572,7 @@ print("Task 10.5 visible tests passed")
 # ### How long is the same text?
 
 # %%
-from tinytorch_lib.timing import measure
+from tinytorch_lib.timing import compare, measure
 
 chars = CharTokenizer(train_text)
 BPE_TEXT = train_text[:65536]
@@ -663,19 +663,24 @@ for name, tok in tokenizers.items():
 #
 # ### Encode throughput
 #
-# Both tokenizers encode the whole validation split, timed with `measure`
-# (median of a few runs). The character tokenizer does one dictionary lookup
+# Both tokenizers encode the whole validation split, timed in turns with
+# `compare` (CPU time, median of a few runs; ratios from neighbouring
+# repeats, with their p10-p90 range). The character tokenizer does one dictionary lookup
 # per character in Python; BPE does one numpy pass over the sequence per
 # merge, so its time grows with the number of merges.
 
 # %%
 print(f"{'tokenizer':<12} {'median':>10} {'MB/s':>7}")
-enc_times = {}
-for name in (f"char ({chars.vocab_size})", "BPE 384", f"BPE {bpe_sizes[-1]}"):
-    tok = tokenizers[name]
-    t = measure(lambda tok=tok: tok.encode(val_text), repeats=3, warmup=1, number=1)
-    enc_times[name] = t
+enc_names = (f"char ({chars.vocab_size})", "BPE 384", f"BPE {bpe_sizes[-1]}")
+encodes = compare({name: (lambda tok=tokenizers[name]: tok.encode(val_text)) for name in enc_names},
+                  repeats=3, number=1)
+enc_times = encodes.timings
+for name, t in enc_times.items():
     print(f"{name:<12} {t.median * 1e3:8.1f} ms {len(val_text) / t.median / 1e6:7.2f}  (p90 {t.p90 * 1e3:.1f} ms)")
+print(f"in this run, {enc_names[2]} / BPE 384: {encodes.ratio(enc_names[2], 'BPE 384'):.3g} the time, for "
+      f"{bpe_sizes[-1] - 256} / {384 - 256} = {(bpe_sizes[-1] - 256) / 128:.3g}x the merges")
+if encodes.noisy:
+    print(encodes.noisy)
 
 # %% [markdown]
 # BPE's encode time grows with its merge count because every merge is one
@@ -704,11 +709,13 @@ def most_frequent_pair_python(ids):
 first_ids = text_to_bytes(BPE_TEXT)
 first_list = first_ids.tolist()
 assert most_frequent_pair_python(first_list) == most_frequent_pair(first_ids)
-t_py = measure(lambda: most_frequent_pair_python(first_list), repeats=3, number=1)
-t_np = measure(lambda: most_frequent_pair(first_ids), repeats=3, number=1)
-print(f"Counter over zip (Python):  {t_py}")
-print(f"most_frequent_pair (yours): {t_np}")
-print(f"ratio of medians: {t_py.median / t_np.median:.1f}x on {len(first_ids):,} ids")
+pairs = compare({"python": lambda: most_frequent_pair_python(first_list), "yours": lambda: most_frequent_pair(first_ids)},
+                repeats=3, number=1)
+print(f"Counter over zip (Python):  {pairs['python']}")
+print(f"most_frequent_pair (yours): {pairs['yours']}")
+print(f"in this run, Python / yours: {pairs.ratio('python', 'yours'):.3g} on {len(first_ids):,} ids")
+if pairs.noisy:
+    print(pairs.noisy)
 
 # %% [markdown]
 # If your `most_frequent_pair` is the loop, the two lines are close; the

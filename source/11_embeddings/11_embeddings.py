@@ -495,7 +495,7 @@ print(f"Linear(128, 128) weight + bias: {linear_bytes:,} bytes (measured)")
 # for 1,024 tokens and two vocabulary sizes, checked equal to the lookup.
 
 # %%
-from tinytorch_lib.timing import measure
+from tinytorch_lib.timing import compare, measure
 
 rng = np.random.default_rng(0)
 emb = Embedding(65, 128, rng=0)
@@ -508,7 +508,8 @@ for batch in (1, 4, 16, 64, 256):
           f"{t.median / (batch * 64) * 1e9:11.1f} {out_bytes / t.median / 1e9:12.2f}")
 
 print(f"\n1,024 tokens (16 x 64), dim 128 ({t.threads} BLAS thread):")
-print(f"{'vocabulary':>10} {'lookup':>10} {'one-hot @ W':>12} {'ratio':>7} {'one-hot bytes':>14} {'matmul FLOPs':>14}")
+print(f"{'vocabulary':>10} {'lookup':>10} {'one-hot @ W':>12} {'ratio (p10-p90)':>17} {'one-hot bytes':>14} "
+      f"{'matmul FLOPs':>14}")
 for v in (65, 4_096):
     table = Embedding(v, 128, rng=0)
     ids = rng.integers(0, v, (16, 64))
@@ -519,10 +520,12 @@ for v in (65, 4_096):
         return (onehot @ table.weight.data).reshape(16, 64, 128), onehot.nbytes
 
     assert np.array_equal(one_hot_matmul()[0], table(ids).data), "one-hot matmul and lookup should agree exactly"
-    t_lookup = measure(lambda: table(ids), repeats=5)
-    t_onehot = measure(one_hot_matmul, repeats=3)
-    print(f"{v:>10,} {t_lookup.median * 1e3:8.3f} ms {t_onehot.median * 1e3:9.3f} ms {t_onehot.median / t_lookup.median:6.1f}x "
-          f"{one_hot_matmul()[1]:>14,} {2 * ids.size * v * 128:>14,}")
+    c = compare({"lookup": lambda: table(ids), "one-hot": one_hot_matmul}, repeats=5)
+    t_lookup, t_onehot = c["lookup"], c["one-hot"]
+    print(f"{v:>10,} {t_lookup.median * 1e3:8.3f} ms {t_onehot.median * 1e3:9.3f} ms "
+          f"{format(c.ratio('one-hot', 'lookup'), '.3g'):>17} {one_hot_matmul()[1]:>14,} {2 * ids.size * v * 128:>14,}")
+    if c.noisy:
+        print(f"  {c.noisy}")
 
 # %% [markdown]
 # The lookup's cost per token does not depend on the vocabulary; the one-hot
@@ -550,6 +553,7 @@ for v in (65, 4_096):
 
 # %%
 print(f"{'vocabulary':>10} {'touched rows':>13} {'fraction':>9} {'dense grad bytes':>17} {'touched-row bytes':>18} {'backward':>10}")
+backward_rows, backwards = [], {}
 for v in (65, 1_000, 8_000, 50_257):
     table = Embedding(v, 128, rng=0)
     p = 1.0 / np.arange(1, v + 1)
@@ -560,10 +564,16 @@ for v in (65, 1_000, 8_000, 50_257):
     out.backward(g)
     touched = int(np.any(table.weight.grad.data != 0, axis=1).sum())
     assert touched == len(np.unique(ids)), "the touched rows should be exactly the distinct ids"
-    t_back = measure(lambda: embedding_backward(g, out), repeats=3)
-    sparse_bytes = touched * 128 * 4 + touched * 8
-    print(f"{v:>10,} {touched:>13,} {touched / v:>9.1%} {table.weight.grad.nbytes:>17,} {sparse_bytes:>18,} "
-          f"{t_back.median * 1e3:8.2f} ms")
+    backwards[v] = lambda g=g, out=out: embedding_backward(g, out)
+    backward_rows.append((v, touched, table.weight.grad.nbytes, touched * 128 * 4 + touched * 8))
+timed_back = compare(backwards, repeats=3)  # the four vocabularies in turns
+for v, touched, dense_bytes, sparse_bytes in backward_rows:
+    print(f"{v:>10,} {touched:>13,} {touched / v:>9.1%} {dense_bytes:>17,} {sparse_bytes:>18,} "
+          f"{timed_back[v].median * 1e3:8.2f} ms")
+print(f"in this run, backward time 50,257 rows / 65 rows: {timed_back.ratio(50_257, 65):.3g}, "
+      f"for {50_257 / 65:.0f}x the rows")
+if timed_back.noisy:
+    print(timed_back.noisy)
 
 # %% [markdown]
 # A character vocabulary is almost fully touched by every batch, so a dense
@@ -573,10 +583,9 @@ for v in (65, 1_000, 8_000, 50_257):
 # its state. The backward time itself is set by the scatter-add over the
 # batch's `16 x 256 x 128` gradient entries (`np.add.at` is a slow,
 # element-at-a-time loop), the same work for every vocabulary; only zeroing
-# the dense gradient (25 MB at 50,257 rows) grows with the table. On a busy
-# machine the differences between the rows are within the noise (compare the
-# p90s): the measured point is that the backward does not grow in proportion
-# to the table. Sparse
+# the dense gradient (25 MB at 50,257 rows) grows with the table. The ratio
+# under the table says how much it grew in this run, against the factor in
+# rows: the backward does not grow in proportion to the table. Sparse
 # gradients store only the touched rows; the catch is that Adam's moment
 # estimates for the untouched rows then are not updated (PyTorch offers
 # `SparseAdam` for this).

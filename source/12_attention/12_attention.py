@@ -529,7 +529,7 @@ print("Task 12.4 visible tests passed")
 
 # %%
 from tinytorch_lib.tensor import no_grad
-from tinytorch_lib.timing import measure
+from tinytorch_lib.timing import compare, measure
 
 rng = np.random.default_rng(0)
 lengths = [64, 128, 256, 512, 1024]
@@ -549,6 +549,9 @@ slope_all = np.polyfit(np.log(lengths), np.log(times), 1)[0]
 slope_top = np.polyfit(np.log(lengths[-3:]), np.log(times[-3:]), 1)[0]
 print(f"log-log slope of time against n: {slope_all:.2f} over 64..1024, {slope_top:.2f} over 256..1024 "
       f"(2 = quadratic); BLAS threads: {results[64][0].threads}")
+noisy = [f"n={n}: {results[n][0].noisy}" for n in lengths if results[n][0].noisy]
+if noisy:
+    print(noisy[0])
 
 # %%
 import matplotlib.pyplot as plt
@@ -587,8 +590,9 @@ plt.show()
 # slope over the whole range down; where the arrays outgrow the CPU's caches
 # (a 1 MB score matrix may fit, a 16 MB one does not) the cost per score can
 # jump, which pushes it up. Which effect wins, and so which of the two
-# printed slopes is larger, depends on the machine and on how busy it was:
-# both sit near 2, the exponent of `n^2`.
+# printed slopes is larger and how close each comes to 2 (the exponent of
+# `n^2`), depends on the machine: the line under the table says where they
+# sat in this run.
 #
 # A note on the allocator, because it can move these numbers by a large
 # factor: glibc's `malloc` hands out large
@@ -604,8 +608,8 @@ plt.show()
 #
 # ### Where the time goes: projections or attention?
 #
-# A `MultiHeadAttention(128, 4)` forward split in two parts, each timed on
-# its own in this cell: the four projections (`q_proj`, `k_proj`, `v_proj`,
+# A `MultiHeadAttention(128, 4)` forward split in two parts, timed in turns
+# with the whole layer in this cell (`compare`): the four projections (`q_proj`, `k_proj`, `v_proj`,
 # `out_proj`, each `(n, 128) @ (128, 128)`) and the attention part
 # (`split_heads`, `scaled_dot_product_attention`, `merge_heads`). FLOPs by
 # formula: projections `4 x 2 n d^2`; attention `2 x 2 n^2 d` (the two
@@ -615,22 +619,30 @@ plt.show()
 # %%
 mha = MultiHeadAttention(128, 4, rng=0)
 d = 128
-print(f"{'n':>5} {'projections':>12} {'attention':>10} {'whole layer':>12} {'attention share':>16} "
+print(f"{'n':>5} {'projections':>12} {'attention':>10} {'whole layer':>12} {'attention share (p10-p90)':>26} "
       f"{'proj FLOPs':>12} {'attn FLOPs':>12}")
+split_noisy = None
 with no_grad():
     for n in (64, 256, 1024):
         x = Tensor(rng.standard_normal((1, n, d)).astype(np.float32))
         q, k, v = (split_heads(p(x), 4) for p in (mha.q_proj, mha.k_proj, mha.v_proj))
-        t_proj = measure(lambda: [p(x) for p in (mha.q_proj, mha.k_proj, mha.v_proj, mha.out_proj)], repeats=5)
-        t_attn = measure(lambda: merge_heads(scaled_dot_product_attention(q, k, v)), repeats=5)
-        t_all = measure(lambda: mha(x), repeats=5)
-        share = t_attn.median / (t_attn.median + t_proj.median)
+        c = compare({"proj": lambda: [p(x) for p in (mha.q_proj, mha.k_proj, mha.v_proj, mha.out_proj)],
+                     "attn": lambda: merge_heads(scaled_dot_product_attention(q, k, v)), "all": lambda: mha(x)},
+                    repeats=5)
+        t_proj, t_attn, t_all = c["proj"], c["attn"], c["all"]
+        a, pr = np.array(t_attn.samples), np.array(t_proj.samples)
+        shares = a / (a + pr)  # one share per round of the three
+        split_noisy = split_noisy or (c.noisy and f"n={n}, {c.noisy}")
+        share_text = f"{np.median(shares):.0%} ({np.percentile(shares, 10):.0%}-{np.percentile(shares, 90):.0%})"
         print(f"{n:5d} {t_proj.median * 1e3:9.3f} ms {t_attn.median * 1e3:7.3f} ms {t_all.median * 1e3:9.3f} ms "
-              f"{share:>16.0%} {4 * 2 * n * d * d:>12,} {2 * 2 * n * n * d:>12,}")
+              f"{share_text:>26} {4 * 2 * n * d * d:>12,} {2 * 2 * n * n * d:>12,}")
+if split_noisy:
+    print(split_noisy)
 
 # %% [markdown]
-# The projections grow linearly in `n` and the attention part
-# quadratically, so the attention share grows with the context. Compare the
+# The projections' FLOPs grow linearly in `n` and the attention part's
+# quadratically, so the attention part's share of the work grows with the
+# context; its share of the time is measured in each row. Compare the
 # row `n = 256`, where the two FLOP counts are equal: if the attention part
 # takes longer there, the difference is what the FLOP count leaves out, the
 # mask and the softmax, several memory passes over `n^2` scores that do few

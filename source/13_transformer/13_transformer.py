@@ -860,34 +860,51 @@ print(f"file data/gpt_corpus.npz: {(tinytorch_lib.data_dir() / GPT_FILE).stat().
 # output. So the time per token grows at least linearly with `n`, and
 # generating `N` tokens costs about the sum over `n`, growing like `N^2`.
 # Timed here: one generation step (`model(ids)` for ids `(1, n)`, the pass
-# `generate` makes) at several lengths, with `measure` and one BLAS thread.
+# `generate` makes) at several lengths, all lengths in turns (`compare`: CPU
+# time, one BLAS thread, ratios from neighbouring repeats).
 
 # %%
-from tinytorch_lib.timing import measure
+from tinytorch_lib.timing import compare
 
 lengths = [16, 64, 128, 256, 512]
 ids_long = val_ids[:max(lengths)][None, :]
-step_times = []
-with no_grad():
-    for n in lengths:
-        t = measure(lambda: gpt(ids_long[:, :n]), repeats=5, warmup=1, number=1)
-        step_times.append(t)
-        print(f"length {n:4d}: {t}  ({t.median / n * 1e6:6.1f} us per position computed)")
-print(f"length {lengths[-1]} / length {lengths[0]}: {step_times[-1].median / step_times[0].median:.1f}x the time "
+
+def one_pass(n):
+    def run():
+        with no_grad():
+            gpt(ids_long[:, :n])
+    return run
+
+
+passes = compare({n: one_pass(n) for n in lengths}, repeats=5, number=1)
+step_times = [passes[n] for n in lengths]
+for n, t in zip(lengths, step_times):
+    print(f"length {n:4d}: {t}  ({t.median / n * 1e6:6.1f} us per position computed)")
+print(f"in this run, length {lengths[-1]} / length {lengths[0]}: {passes.ratio(lengths[-1], lengths[0]):.3g} the time "
       f"for {lengths[-1] // lengths[0]}x the positions")
+if passes.noisy:
+    print(f"length {passes.noisy}")
 
 # %% [markdown]
 # One real `generate` call, to compare a step of `generate` with the
 # table: 16 new tokens after a 240-character prompt, so the steps run at
-# lengths 240 to 255. Expect the same order of magnitude, not the same
-# figure: on a busy machine single passes vary by 2x or more (look at the
-# p90s above).
+# lengths 240 to 255, timed in turns with a single pass at length 256. A
+# step of `generate` also picks the next token and appends it, and runs at
+# a slightly shorter length, so expect the same order of magnitude, not the
+# same figure: the ratio printed says how close they came in this run.
 
 # %%
 prompt_ids = val_ids[:240]
-t_gen = measure(lambda: generate(gpt, prompt_ids, 16), repeats=3, warmup=0, number=1)
+gen_vs_pass = compare({"generate": lambda: generate(gpt, prompt_ids, 16), "pass": one_pass(256)},
+                      repeats=3, warmup=0, number=1)
+t_gen = gen_vs_pass["generate"]
+per_token = gen_vs_pass.ratio("generate", "pass")
 print(f"generate 16 tokens after 240: {t_gen} per call, {t_gen.median / 16 * 1e3:.1f} ms per token; "
-      f"a single pass at length 256 above: {step_times[lengths.index(256)].median * 1e3:.1f} ms")
+      f"a single pass at length 256: {gen_vs_pass['pass'].median * 1e3:.1f} ms")
+print(f"in this run, a step of generate / a pass at 256: {per_token.median / 16:.2f}x "
+      f"({per_token.lo / 16:.2f}-{per_token.hi / 16:.2f})")
+if gen_vs_pass.noisy:
+    print(gen_vs_pass.noisy)
 
 # %%
 import matplotlib.pyplot as plt

@@ -25,14 +25,12 @@
 # | 14.3 | `latency` and `throughput`: SingleStream and Offline | 4 |
 
 # %% tags=["export"]
-import time
-
 import numpy as np
 
 from tinytorch_lib.layers import Linear, Module
 from tinytorch_lib.spatial import Conv2d
 from tinytorch_lib.tensor import Tensor, no_grad
-from tinytorch_lib.timing import measure
+from tinytorch_lib.timing import cpu_clock, measure
 
 # %% [markdown]
 # ## Which library files are you running on?
@@ -51,34 +49,108 @@ for name in ("tensor", "layers", "spatial", "attention", "transformer", "trainin
 # %% [markdown]
 # ## 1. The course's one timer, and why it looks the way it does
 #
-# Every time this course prints comes from `tinytorch_lib.timing.measure`
+# Every time this course prints comes from `tinytorch_lib.timing`
 # (hand-written, not exported from a notebook). Each of its rules answers a
 # way a naive `time.time()` around one call misleads:
 #
-# - **Warm-up calls** first: the first call pays for page faults, caches and
-#   lazy imports.
-# - **Several calls per repeat** (`number`, grown until one repeat lasts at
-#   least 2 ms): a call of a few microseconds is otherwise dominated by the
-#   timer's own overhead.
-# - **Repeats, then median and p90**: one interrupted repeat moves a mean but
-#   not a median; the p90 (MLPerf's tail latency) shows how noisy the machine
-#   was. A p90 far above the median means: rerun.
-# - **BLAS threads held fixed** (default 1, through threadpoolctl): numpy's
-#   matmul uses a thread pool; on a shared 2-core machine two threads can wait
-#   on each other and make a 1 ms matmul take 16 ms. Every result says how
-#   many threads it used.
+# - **CPU time, not wall time.** A wall clock counts every moment between
+#   start and stop, including the moments the operating system gave this
+#   core to another program (a browser, a video call, the other students on
+#   a shared hub). The process's CPU time (`time.process_time`) counts only
+#   the moments our code ran. `measure` reports CPU time and keeps wall time
+#   beside it (`wall_median`); `Timing.noisy` says when the two disagree.
+# - **One BLAS thread** (threadpoolctl): numpy's matmul runs on a pool of
+#   threads. On a busy machine one thread waits for another that is not
+#   running, and a waiting BLAS thread spins: that spinning is CPU time too,
+#   so a multi-threaded figure measures the machine's load, not the matmul.
+#   Every result says how many threads it used.
+# - **Comparisons in turns** (`compare`): the sides run A B A B ..., so a
+#   burst of load hits both, and each ratio is taken from two neighbouring
+#   repeats. A ratio prints as `9.2x (8.7-9.6)`: the median of the paired
+#   ratios and their p10-p90 range.
+# - **Warm-up calls** first (page faults, caches, lazy imports); **several
+#   calls per repeat** (`number`, grown until one repeat lasts at least 2 ms)
+#   so the clock's own cost does not dominate a call of microseconds;
+#   **median and p90** of the repeats, so one interrupted repeat does not move
+#   the figure and the p90 shows how much the figures moved.
 #
 # ```
-# t = measure(lambda: model(x), repeats=7)   # Timing(median, p90, min, max, repeats, number, threads)
-# print(t)                                   # '1.23 ms (p90 1.31 ms, 7 x 100 calls, 1 BLAS thread)'
+# t = measure(lambda: model(x))        # Timing: median, p90 (CPU seconds), wall_median, threads, noisy
+# print(t)                             # '1.23 ms (p90 1.31 ms, 7 x 100 calls, 1 BLAS thread)'
+# c = compare({"slow": f, "fast": g})  # in turns
+# print(c.ratio("slow", "fast"))       # '9.2x (8.7-9.6)'
 # ```
+#
+# The cell below measures these rules on this machine: one 128x128 matmul at
+# one and at two BLAS threads, first as the machine is, then while busy
+# processes (one per core, started and stopped by the cell itself) compete
+# for the cores; and a 128x128 against a 64x64 matmul timed in turns, in both
+# conditions. (Under autograding the cell does not start the busy processes:
+# it shows both clocks as the grader's machine is.)
+
+# %%
+import os
+import subprocess
+import sys
+
+from tinytorch_lib.timing import compare, format_seconds, grading
+
+mat = np.random.default_rng(0).standard_normal((128, 128)).astype(np.float32)
+small = mat[:64, :64].copy()
+
+
+def clocks_demo():
+    one, two = measure(lambda: mat @ mat), measure(lambda: mat @ mat, threads=2)
+    pair = compare({"128": lambda: mat @ mat, "64": lambda: small @ small})
+    return one, two, pair
+
+
+conditions = {"as the machine is": clocks_demo()}
+if not grading():
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    try:
+        conditions[f"{len(busy)} busy processes"] = clocks_demo()
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
+print(f"{'condition':<20} {'BLAS threads':>12} {'CPU median':>11} {'wall median':>12} {'wall / CPU':>11}")
+for cond, (one, two, pair) in conditions.items():
+    for t in (one, two):
+        print(f"{cond:<20} {t.threads:>12} {format_seconds(t.median):>11} {format_seconds(t.wall_median):>12} "
+              f"{t.wall_median / t.median:>10.1f}x")
+for cond, (one, two, pair) in conditions.items():
+    print(f"{cond}: 2 BLAS threads cost {two.median / one.median:.3g}x the CPU time of 1; "
+          f"128x128 / 64x64 in turns: {pair.ratio('128', '64')}")
+    if one.noisy:
+        print(f"  noisy flag, 1 thread: {one.noisy}")
+if len(conditions) == 2:
+    (q1, _, _), (b1, _, _) = conditions.values()
+    print(f"in this run the busy processes moved the wall median {b1.wall_median / q1.wall_median:.2g}x "
+          f"and the CPU median {b1.median / q1.median:.2g}x")
+
+# %% [markdown]
+# Read the wall column against the CPU column: the wall time moves with
+# whatever else runs, the CPU time much less (it still moves a little: the
+# other programs also evict our data from the shared caches). The two-thread
+# rows show why the course holds BLAS at one thread: on a busy machine their
+# CPU time counts threads waiting for each other. And the ratio of the two
+# matmuls, timed in turns, comes out about the same in both conditions,
+# because each pair of repeats saw the same machine. When `noisy` is set, a
+# CPU-time figure and a ratio still hold; a wall time does not.
 #
 # A profiler adds per-layer timing on top: it cannot time each layer with
 # `measure` separately (a layer's input comes from the layer before), so it
 # times one whole forward pass at a time with clocks started and stopped by
-# hooks, repeats that pass, and takes each layer's median.
+# hooks, repeats that pass, and takes each layer's median. Its clocks read
+# CPU time too (`timing.cpu_clock`), for the same reason: a wall clock
+# charges a layer for every moment the machine ran something else while
+# that layer was running, and on a busy machine that moves a layer's share
+# of a pass from a few percent to most of it, one pass to the next.
+# Reading the CPU clock costs more than reading the wall clock (a system
+# call), and the hooks read it four times per module per pass; that is part
+# of the bookkeeping the profiler takes out of the layers' times (Section 3).
 
-# %% [markdown]
 # ## 2. Counting work: FLOPs per layer
 #
 # A FLOP here is one floating-point multiply or add; a multiply-add counts 2.
@@ -214,8 +286,19 @@ def layer_flops(module: Module, inputs: tuple, output) -> int:
 # `LayerNorm`s, its attention and its MLP. To attribute every microsecond
 # once, the profiler keeps a **stack** of running modules and computes each
 # one's **self time**: its total time minus the total time of the children
-# that ran inside it. The self times of all modules add up to the time of the
-# whole forward pass (up to the hooks' own cost).
+# that ran inside it. The self times of all modules add up to the root's
+# total time.
+#
+# The hooks' own bookkeeping (pushing and popping the stack, counting FLOPs,
+# recording shapes) takes time too, and it runs while the parent's clock is
+# running. Left in, it would be charged to the parents, most of all to the
+# root. So `_start` and `_stop` time themselves and take that time out of
+# every module's total: it is kept apart in `overhead_s`, beside
+# `hook_calls`. What the profiler cannot time from inside (Module 03's
+# `__call__` looping over the hooks and calling them) stays in the parents'
+# self times; the last section measures both parts.
+#
+# The arithmetic of self time, with made-up round figures:
 #
 # ```
 # GPT          total 2.0 ms   self 0.1 ms
@@ -246,26 +329,45 @@ class Profiler:
             raise TypeError(f"Profiler: expected a Module, got {type(model).__name__}")
         self.model = model
         self.records = {}   # name -> {"module", "calls", "self_s", "total_s", "flops", "in_shape", "out_shape", "out_bytes"}
-        self._stack = []    # [name, start time, time spent in children]
+        self._stack = []    # [name, start time, children's total time, hook time inside this module]
+        self.overhead_s = 0.0   # time spent inside _start and _stop: measured, and charged to no module
+        self.hook_calls = 0
 
     def _start(self, name, module, args) -> None:
-        """Given: push a clock for this module."""
-        self._stack.append([name, time.perf_counter(), 0.0])
+        """Given: push a clock for this module. The time this bookkeeping takes is charged to no module."""
+        entered = cpu_clock()
+        parent = self._stack[-1] if self._stack else None
+        entry = [name, 0.0, 0.0, 0.0]
+        self._stack.append(entry)
+        entry[1] = started = cpu_clock()
+        self._hook_time(started - entered, parent)
 
     def _stop(self, name, module, args, output) -> None:
-        """Given: pop the clock; self time = total - children; credit the total to the parent."""
-        _, start, children = self._stack.pop()
-        total = time.perf_counter() - start
-        if self._stack:
-            self._stack[-1][2] += total
+        """Given: pop the clock; total = elapsed - hook time inside; self time = total - children;
+        credit the total to the parent. The bookkeeping is timed and charged to no module."""
+        entered = cpu_clock()
+        _, start, children, hooks_inside = self._stack.pop()
+        total = entered - start - hooks_inside
         r = self.records.setdefault(name, {"module": module, "calls": 0, "self_s": 0.0, "total_s": 0.0, "flops": 0})
         r["calls"] += 1
-        r["self_s"] += total - children
+        r["self_s"] += max(total - children, 0.0)
         r["total_s"] += total
         r["flops"] += layer_flops(module, args, output)
         r["in_shape"] = _shape(args[0]) if args else ()
         r["out_shape"] = _shape(output)
         r["out_bytes"] = int(getattr(output, "nbytes", 0))
+        parent = self._stack[-1] if self._stack else None
+        if parent:
+            parent[2] += total
+            parent[3] += hooks_inside
+        self._hook_time(cpu_clock() - entered, parent)
+
+    def _hook_time(self, seconds: float, parent) -> None:
+        """Given: count one hook's bookkeeping as overhead, and take it out of the parent's time."""
+        self.overhead_s += seconds
+        self.hook_calls += 1
+        if parent:
+            parent[3] += seconds
 
     def run(self, *args):
         """One forward pass of the model with every module timed; returns the model's output."""
@@ -288,6 +390,8 @@ class Profiler:
 
     def reset(self) -> None:
         self.records = {}
+        self.overhead_s = 0.0
+        self.hook_calls = 0
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_14_2_profiler_run", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
@@ -531,20 +635,25 @@ with blas_threads(1):
 #   is a single BLAS call, so a convolution FLOP costs far more time. Module
 #   17 rewrites it.
 # - **Offline vs SingleStream**: from batch 1 to batch 32 the throughput
-#   rises many times over, because per-call overhead (Python, numpy
-#   dispatch) is paid once per batch instead of once per image. Past a few
-#   dozen images the gain can flatten or even reverse (larger arrays, more
-#   memory traffic per call); the lines above show which on this machine.
-# - **The root's self time** (`(root)`, the `Sequential`) is mostly the
-#   hooks' own cost and the loop over children; the last cell measures it.
+#   rises, because per-call overhead (Python, numpy dispatch) is paid once
+#   per batch instead of once per image. Past a few dozen images the gain can
+#   flatten or even reverse (larger arrays, more memory traffic per call);
+#   the lines above show by how much on this machine.
+# - **The root's self time** (`(root)`, the `Sequential`) is its loop over
+#   the children and Module 03's hook dispatch for each of them; the
+#   profiler's own bookkeeping is not in it (it is in `overhead_s`). The last
+#   cell measures both.
 #
-# ### The GPT: attention's share grows with the sequence
+# ### The GPT: attention's share against the sequence length
 #
 # One forward pass of your trained GPT at several sequence lengths (a
 # generation step without a cache runs exactly this). The profiler splits the
 # time between the projections and MLPs (`Linear`, work per position, `O(n)`)
 # and the attention core (`MultiHeadAttention`'s self time: scores and
-# weighted sums, `O(n^2)`).
+# weighted sums, `O(n^2)`). The FLOPs shares are counts: the attention
+# core's share of the FLOPs grows with `n` on any machine. The time shares
+# are measured, pass by pass: each line prints the median share over the
+# profiled passes and the lowest and highest pass.
 
 # %%
 from tinytorch_lib.tokenization import load_corpus
@@ -554,16 +663,34 @@ gpt, tok, _ = load_gpt()
 ids = tok.encode(load_corpus("val")[:1024])
 lengths = [32, 64, 128] if grading else [32, 128, 256, 512, 1024]
 shares = []
+
+
+def pass_shares(model, x):
+    """One profiled pass: (total s, attention core's share of time, Linear layers' share, attention's share of FLOPs)."""
+    prof = Profiler(model)
+    prof.run(x)
+    rec = prof.records.values()
+    total = prof.records[""]["total_s"]
+    kind = lambda names: [r for r in rec if type(r["module"]).__name__ in names]
+    flops = sum(r["flops"] for r in rec if not r["module"]._modules) + sum(
+        r["flops"] for r in kind(("MultiHeadAttention",)))
+    return (total, sum(r["self_s"] for r in kind(("MultiHeadAttention",))) / total,
+            sum(r["self_s"] for r in kind(("Linear",))) / total,
+            sum(r["flops"] for r in kind(("MultiHeadAttention",))) / flops)
+
+
 with blas_threads(1):
     for n in lengths:
-        rows = profile(gpt, ids[None, :n], repeats=2 if grading else 3)
-        total = sum(r["self_ms"] for r in rows)
-        attn = sum(r["self_ms"] for r in rows if r["kind"] == "MultiHeadAttention")
-        lin = sum(r["self_ms"] for r in rows if r["kind"] == "Linear")
-        attn_f = sum(r["flops"] for r in rows if r["kind"] == "MultiHeadAttention")
-        shares.append((n, total, attn / total, lin / total, attn_f / sum(r["flops"] for r in rows)))
-        print(f"n = {n:5d}: forward {total:8.2f} ms; attention core {attn / total:6.1%} of time "
-              f"({attn_f / sum(r['flops'] for r in rows):5.1%} of FLOPs); Linear layers {lin / total:6.1%}")
+        x = ids[None, :n]
+        pass_shares(gpt, x)  # warm-up
+        runs = np.array([pass_shares(gpt, x) for _ in range(3 if grading else 5)])
+        total, attn, lin, attn_f = np.median(runs, axis=0)
+        shares.append((n, total * 1e3, attn, lin, attn_f))
+        print(f"n = {n:5d}: forward {total * 1e3:8.2f} ms; attention core {attn:6.1%} of time "
+              f"({runs[:, 1].min():.0%}-{runs[:, 1].max():.0%}), {attn_f:5.1%} of FLOPs; "
+              f"Linear layers {lin:6.1%} ({runs[:, 2].min():.0%}-{runs[:, 2].max():.0%})")
+print(f"in this run, from n = {lengths[0]} to n = {lengths[-1]} the attention core's share of the time went from "
+      f"{shares[0][2]:.0%} to {shares[-1][2]:.0%}, of the FLOPs from {shares[0][4]:.0%} to {shares[-1][4]:.0%}")
 
 from tinytorch_lib.plotting import log_axis, place_legend  # noqa: E402
 
@@ -577,7 +704,7 @@ log_axis(ax, "x", "count", ticks=[s[0] for s in shares], base=2)
 ax.set_ylim(0, 100)
 ax.set_xlabel("sequence length n (tokens, log scale)")
 ax.set_ylabel("% of one forward pass")
-ax.set_title("GPT: attention's share grows with the sequence")
+ax.set_title("GPT: attention's share of one forward pass by sequence length")
 plt.tight_layout()
 place_legend(ax)
 plt.show()
@@ -585,34 +712,65 @@ plt.show()
 # %% [markdown]
 # The Linear layers' work grows like `n` (every position through the same
 # matrices), the attention core's like `n^2` (every position against every
-# earlier one), so past some length attention takes over: the measured
-# shares show where on this machine. That is the work a KV cache (Module
-# 18) stops repeating during generation, and the reason long-context models
-# need cheaper attention.
+# earlier one), so its share of the FLOPs grows with `n` on any machine.
+# Its share of the time need not follow step by step: at short lengths each
+# of its numpy calls is mostly fixed cost, and a share also moves with
+# everything else in the pass, so it can dip before it climbs. At the longest
+# lengths the `n^2` work dominates; the lines above say what this run
+# measured. That is the work a KV cache (Module 18) stops repeating during
+# generation, and the reason long-context models need cheaper attention.
 #
 # ### What profiling costs
 #
-# The hooks themselves take time (Module 03 measured about a microsecond per
-# hook call). Compare one forward pass with and without the profiler:
+# The hooks themselves take time. One forward pass of the MLP with and
+# without the profiler, timed in turns; the profiler also says how much of
+# that it measured in its own bookkeeping (`overhead_s`, charged to no
+# module). The rest is Module 03's hook dispatch and the clock reads, which
+# land in the parents' self times, and the root's self time is printed
+# beside it.
 
 # %%
 mlp, mlp_x = models["mlp"]
 batch = Tensor(mlp_x.data[:32])
-with no_grad():
-    plain = measure(lambda: mlp(batch), repeats=7)
-profiled = measure(lambda: Profiler(mlp).run(batch), repeats=7)
-print(f"MLP, batch 32: plain {plain}; profiled {profiled}; "
-      f"the profiler adds {(profiled.median - plain.median) * 1e6:.0f} us per pass ({profiled.median / plain.median:.1f}x)")
+
+
+def plain_pass():
+    with no_grad():
+        mlp(batch)
+
+
+probe = Profiler(mlp)
+with_without = compare({"plain": plain_pass, "profiled": lambda: probe.run(batch)})
+plain, profiled = with_without["plain"], with_without["profiled"]
+probe.reset()
+passes = 20
+for _ in range(passes):
+    probe.run(batch)
+added = profiled.median - plain.median
+bookkeeping = probe.overhead_s / passes
+root_share = probe.records[""]["self_s"] / probe.records[""]["total_s"]
+print(f"MLP, batch 32: plain {plain}; profiled {profiled}")
+print(f"in this run the profiler adds {format_seconds(added)} per pass: "
+      f"{with_without.ratio('profiled', 'plain')} the plain pass")
+print(f"its bookkeeping, timed inside the hooks (CPU time, charged to no module): {format_seconds(bookkeeping)} per pass, "
+      f"{probe.hook_calls // passes} hook calls, {format_seconds(probe.overhead_s / probe.hook_calls)} per call")
+print(f"the other {format_seconds(added - bookkeeping)} per pass (hook dispatch, clock reads) stay in the modules' "
+      f"self times; the root's self time is {root_share:.0%} of the time charged to modules")
+if with_without.noisy:
+    print(with_without.noisy)
 
 # %% [markdown]
 # On a model whose layers each take microseconds, the profiler's overhead is
-# of the same size as the work: use its per-layer times for shares and
-# rankings, and `latency` (no hooks) for absolute numbers.
+# of the same size as the work. Its bookkeeping is taken out of the layers'
+# times, but the hook dispatch it cannot time stays in the parents: use its
+# per-layer times for shares and rankings of layers that do real work, and
+# `latency` (no hooks) for absolute numbers.
 #
 # ## Summary
 #
-# - One timer for the course: warm-up, repeats, median and p90, BLAS threads
-#   fixed.
+# - One timer for the course: CPU time (wall time beside it), one BLAS
+#   thread, comparisons in turns, warm-up, repeats, median and p90; measured
+#   above with and without other programs competing for the cores.
 # - FLOPs from formulas, checked against hand counts; time from hooks, as
 #   self time per module so that everything is counted once.
 # - SingleStream p90 latency and Offline throughput answer different

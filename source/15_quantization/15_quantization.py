@@ -755,7 +755,12 @@ def model_arch(model) -> dict:
 # `data/cnn_digits.npz`), quantized with 256 training images as calibration
 # data, evaluated on the 360 held-out images. For each: the bytes of the
 # arrays stored, the saved file's size, the ratio to FP32, the held-out
-# accuracy, and the time of one forward pass over the 360 images.
+# accuracy, and the time of one forward pass over the 360 images. All four
+# versions are timed the same way: under `no_grad()` (inference: the FP32
+# model's parameters would otherwise record a graph for a backward pass that
+# never comes, while the quantized layers hold buffers only and record
+# nothing), and in turns (`compare`), so each ratio to FP32 comes from
+# neighbouring repeats and prints with its p10-p90 range.
 #
 # Saving and reloading needs classes that `load_model` can import, so this
 # section uses `tinytorch_lib.quantization` (imported as `Q`), not the
@@ -773,7 +778,8 @@ from pathlib import Path
 from tinytorch_lib import data_dir
 from tinytorch_lib.dataloader import DataLoader, load_digits
 from tinytorch_lib.profiler import model_bytes  # Module 14: the bytes of every state_dict array
-from tinytorch_lib.timing import measure
+from tinytorch_lib.tensor import no_grad
+from tinytorch_lib.timing import compare
 from tinytorch_lib.training import evaluate, load_model, save_model
 
 try:
@@ -783,6 +789,16 @@ except ImportError:  # while grading: Module 15's own library file is withheld
     print("Section 7 skipped: it needs tinytorch_lib/quantization.py, which the grader withholds from this "
           "notebook; run it after `tito module export 15`")
 results = {}
+
+
+def inference(model, x):
+    """One forward pass as deployed: no graph recorded."""
+    def run():
+        with no_grad():
+            model(x)
+    return run
+
+
 if Q is not None:
     scratch = Path(tempfile.mkdtemp())
     for name, flatten in (("mlp", True), ("cnn", False)):
@@ -794,24 +810,28 @@ if Q is not None:
                     "INT8 per tensor": Q.quantize(model, calibration, per_channel=False),
                     "INT8 per channel": Q.quantize(model, calibration)}
         rows = []
+        timed = compare({label: inference(m, test_set.tensors[0]) for label, m in variants.items()}, repeats=5)
         for label, m in variants.items():
             path = scratch / f"{name}_{label.replace(' ', '_')}.npz"
             file_bytes = save_model(path, m, Q.model_arch(m))
             reloaded, _ = load_model(path)
             same = np.array_equal(reloaded(test_set.tensors[0]).data, m(test_set.tensors[0]).data)
             acc = evaluate(m, DataLoader(test_set, batch_size=360))
-            t = measure(lambda: m(test_set.tensors[0]), repeats=5)
+            t = timed[label]
             rows.append((label, model_bytes(m), file_bytes, acc, t, same))
         results[name] = rows
         base_bytes, base_file, base_acc = rows[0][1], rows[0][2], rows[0][3]
         print(f"\n{name.upper()} ({sum(p.size for p in model.parameters()):,} parameters), 360 held-out images")
         print(f"{'':<17} {'stored bytes':>12} {'ratio':>6} {'file bytes':>11} {'ratio':>6} {'accuracy':>9} "
-              f"{'change':>7} {'forward (360 images)':>21} {'reloads same':>12}")
+              f"{'change':>7} {'forward (360 images)':>21} {'time / FP32 (p10-p90)':>22} {'reloads same':>12}")
         for label, b, f, acc, t, same in rows:
             print(f"{label:<17} {b:>12,} {base_bytes / b:>5.2f}x {f:>11,} {base_file / f:>5.2f}x {acc:>9.2%} "
-                  f"{(acc - base_acc) * 100:>+6.2f}p {t.median * 1e3:>17.2f} ms {'yes' if same else 'NO':>12}")
-        print(f"forward time, INT8 per channel / FP32: {rows[3][4].median / rows[0][4].median:.2f}x "
-              f"(p90s: {rows[3][4].p90 * 1e3:.2f} ms / {rows[0][4].p90 * 1e3:.2f} ms)")
+                  f"{(acc - base_acc) * 100:>+6.2f}p {t.median * 1e3:>17.2f} ms "
+                  f"{format(timed.ratio(label, 'FP32'), '.3g'):>22} {'yes' if same else 'NO':>12}")
+        print(f"in this run, forward time under no_grad, INT8 per channel / FP32: {timed.ratio('INT8 per channel', 'FP32')}; "
+              f"FP16 / FP32: {timed.ratio('FP16', 'FP32')}")
+        if timed.noisy:
+            print(timed.noisy)
 
 # %% [markdown]
 # What the table shows, and why:
@@ -829,11 +849,14 @@ if Q is not None:
 # - **Speed.** Read the forward column honestly. The MLP's time is its
 #   matmuls: numpy's float32 matmul runs on an optimized BLAS, its int32
 #   matmul is a plain loop without SIMD kernels, and quantizing the input adds
-#   passes, so INT8 is several times slower. The CNN's time is Module 09's
-#   einsum loop over kernel offsets, which runs on float64 codes for INT8 and
-#   on float32 values for FP32; neither uses integer hardware, so the two
-#   land close, and the ratio line says which way it went on this machine
-#   (the p90s show how noisy it was). Integer speedups need integer kernels
+#   passes, so INT8 is slower; the ratio line says by how much in this run.
+#   FP16 stores half-precision weights but computes in float32 (each forward
+#   converts them back), so it pays a conversion and saves nothing in time.
+#   The CNN's time is Module 09's einsum loop over kernel offsets, which runs
+#   on float64 codes for INT8 (twice the bytes of float32, plus the passes
+#   that quantize the input) and on float32 values for FP32; neither uses
+#   integer hardware, and the ratio line says how far apart the two landed
+#   on this machine. Integer speedups need integer kernels
 #   (VNNI on x86, dot-product instructions on ARM, tensor cores), which numpy
 #   does not use. What INT8 buys here is memory: 4x less to store, to send
 #   over a network, and to read from RAM per inference.

@@ -1028,10 +1028,11 @@ print("Task 17.6 visible tests passed")
 # `measure` (warm-up, median and p90 of several repeats, BLAS threads held at
 # 1), and every rung's output is compared with the reference in the same run
 # before it is timed. `time_ladder` (given) does both: it runs each rung once
-# and checks it against the reference (that run is the warm-up), then times it
-# side by side with the others. The "x previous" column is the ratio of the
-# rung above's median to this rung's; "x bottom" the ratio of the bottom
-# rung's median to this one's.
+# and checks it against the reference (that run is the warm-up), then times
+# all rungs in turns (`compare`: CPU time, so a burst of load hits every rung
+# alike). The "x previous" column is how many times faster this rung ran than
+# the rung above; "x bottom" how many times faster than the bottom rung, with
+# the p10-p90 range of the ratios of neighbouring repeats.
 #
 # **Autograding runs this notebook with small inputs**: when the
 # `NBGRADER_EXECUTION` environment variable is set (nbgrader sets it), the
@@ -1041,33 +1042,43 @@ print("Task 17.6 visible tests passed")
 
 # %% tags=["export"]
 def time_ladder(ladder: dict, args: tuple, reference, repeats: int = 5) -> list:
-    """Check every rung against reference(*args) (within TOLERANCE relative), then time each side by side.
+    """Check every rung against reference(*args) (within TOLERANCE relative), then time all rungs in turns.
 
-    -> [{"rung", "timing", "error", "x_previous", "x_bottom"}], in ladder order.
+    -> [{"rung", "timing", "error", "x_previous", "x_bottom" (floats: medians of the paired ratios),
+         "x_previous_range", "x_bottom_range" (timing.Ratio: median and p10-p90)}], in ladder order.
     """
-    from tinytorch_lib.timing import measure
+    from tinytorch_lib.timing import compare
 
     want = reference(*args)
-    rows = []
+    errors = {}
     for name, fn in ladder.items():
-        err = relative_error(fn(*args), want)      # this call is also the warm-up
-        if err > TOLERANCE:
-            raise AssertionError(f"{name}: relative error {err:.2e} from the reference exceeds {TOLERANCE}")
-        t = measure(lambda fn=fn: fn(*args), repeats=repeats, warmup=0)
-        rows.append({"rung": name, "timing": t, "error": err,
-                     "x_previous": rows[-1]["timing"].median / t.median if rows else 1.0,
-                     "x_bottom": rows[0]["timing"].median / t.median if rows else 1.0})
+        errors[name] = relative_error(fn(*args), want)      # this call is also the warm-up
+        if errors[name] > TOLERANCE:
+            raise AssertionError(f"{name}: relative error {errors[name]:.2e} from the reference exceeds {TOLERANCE}")
+    timed = compare({name: (lambda fn=fn: fn(*args)) for name, fn in ladder.items()}, repeats=repeats, warmup=0)
+    names, rows = list(ladder), []
+    for i, name in enumerate(names):
+        prev = timed.ratio(names[i - 1], name) if i else timed.ratio(name, name)
+        bottom = timed.ratio(names[0], name)
+        rows.append({"rung": name, "timing": timed[name], "error": errors[name],
+                     "x_previous": float(prev) if i else 1.0, "x_bottom": float(bottom) if i else 1.0,
+                     "x_previous_range": prev, "x_bottom_range": bottom})
     return rows
 
 
 def format_ladder(title: str, rows: list) -> str:
     """The table time_ladder's rows print as."""
-    lines = [title, f"  {'rung':<31} {'median':>10} {'p90':>10} {'x previous':>10} {'x bottom':>9} {'rel. error':>10}"]
+    lines = [title, f"  {'rung':<31} {'median':>10} {'p90':>10} {'x previous (p10-p90)':>21} "
+                    f"{'x bottom (p10-p90)':>21} {'rel. error':>10}"]
     for r in rows:
         t = r["timing"]
-        lines.append(f"  {r['rung']:<31} {t.median * 1e3:>8.3f}ms {t.p90 * 1e3:>8.3f}ms {r['x_previous']:>10.1f} "
-                     f"{r['x_bottom']:>9.0f} {r['error']:>10.1e}")
-    return "\n".join(lines)
+        prev, bottom = r.get("x_previous_range"), r.get("x_bottom_range")
+        prev = format(prev, ".2g" if prev.median < 100 else ".0f") if prev is not None else f"{r['x_previous']:.1f}"
+        bottom = format(bottom, ".3g" if bottom.median < 1000 else ".0f") if bottom is not None else f"{r['x_bottom']:.0f}"
+        lines.append(f"  {r['rung']:<31} {t.median * 1e3:>8.3f}ms {t.p90 * 1e3:>8.3f}ms {prev:>21} "
+                     f"{bottom:>21} {r['error']:>10.1e}")
+    noisy = next((f"{r['rung']}: {r['timing'].noisy}" for r in rows if r["timing"].noisy), None)
+    return "\n".join(lines + ([f"  {noisy}"] if noisy else []))
 
 
 # %% [markdown]
@@ -1081,7 +1092,7 @@ def format_ladder(title: str, rows: list) -> str:
 import os
 
 from tinytorch_lib.dataloader import load_digits
-from tinytorch_lib.timing import measure
+from tinytorch_lib.timing import compare, measure
 
 SMALL = bool(os.environ.get("NBGRADER_EXECUTION"))
 digits = load_digits("train", flatten=False).tensors[0].data              # (1437, 1, 8, 8) float32
@@ -1136,8 +1147,8 @@ for ax in (ax_time, ax_speed):
     place_legend(ax)
 plt.show()
 best = max(conv_tables[batches[-1]][1:], key=lambda r: r["x_bottom"])
-print(f"Takeaway: at batch {batches[-1]}, the fastest rung ({best['rung']}) is {best['x_bottom']:.0f}x faster "
-      f"than pure Python loops, with the same output within {TOLERANCE:g} relative.")
+print(f"Takeaway: at batch {batches[-1]}, the fastest rung ({best['rung']}) ran {best['x_bottom_range']:.3g} faster "
+      f"than pure Python loops in this run, with the same output within {TOLERANCE:g} relative.")
 
 # %% [markdown]
 # ### What im2col costs in memory
@@ -1210,9 +1221,10 @@ for shape in att_cases:
 # pay per iteration: `heads * s_q` small vector operations against `heads`
 # matrix ones.
 #
-# Batching is not free at every size. From about 256 positions on, the loop
-# over heads can match or beat the batched rung (on the course machine from
-# equal to 2.5x faster, varying between runs): the batched rung builds the
+# Batching is not free at every size. From a few hundred positions on, the
+# loop over heads can match or beat the batched rung (the "x previous"
+# column of the batched rung says how they came out in this run; below 1
+# the loop was faster): the batched rung builds the
 # score array of every head at once, `batch * heads * s_q * s_k * 4` bytes
 # (4 MB for one 512-position sequence), and the mask, the exponential and the
 # sum each stream it through memory, while one head's `s_q * s_k` block
@@ -1254,18 +1266,22 @@ print("gradients on one batch of 64, relative difference per parameter:",
       {n: f"{relative_error(grads[1][n], g):.1e}" for n, g in grads[0].items()})
 
 train_set = load_digits("train", flatten=False)
-runs = {}
+first_losses, epochs = {}, {}
 for label, model in (("original (Module 09 conv)", cnn), ("vectorize(model)", fast_cnn)):
     trainee = copy.deepcopy(model)
     opt = Adam(trainee.parameters(), lr=1e-3)
     train_loader = DataLoader(train_set, batch_size=32, shuffle=True, seed=0)   # one each: the same shuffles
-    first_loss = train_epoch(trainee, CrossEntropyLoss(), opt, train_loader)
-    runs[label] = (measure(lambda: train_epoch(trainee, CrossEntropyLoss(), opt, train_loader), repeats=3, warmup=0),
-                   first_loss)
-for label, (t, first_loss) in runs.items():
-    print(f"{label:<26} one epoch: {t}   first epoch's mean loss {first_loss:.6f}")
-(t_old, loss_old), (t_new, loss_new) = runs.values()
-print(f"epoch speedup {t_old.median / t_new.median:.2f}x; the two first epochs' losses differ by {abs(loss_old - loss_new):.1e}")
+    first_losses[label] = train_epoch(trainee, CrossEntropyLoss(), opt, train_loader)
+    epochs[label] = lambda trainee=trainee, opt=opt, loader=train_loader: train_epoch(trainee, CrossEntropyLoss(), opt,
+                                                                                     loader)
+timed_epochs = compare(epochs, repeats=3, warmup=0)  # the two in turns
+for label, t in timed_epochs.timings.items():
+    print(f"{label:<26} one epoch: {t}   first epoch's mean loss {first_losses[label]:.6f}")
+loss_old, loss_new = first_losses.values()
+print(f"in this run, epoch speedup {timed_epochs.ratio(*epochs):.3g}; the two first epochs' losses differ by "
+      f"{abs(loss_old - loss_new):.1e}")
+if timed_epochs.noisy:
+    print(timed_epochs.noisy)
 
 # %% [markdown]
 # The whole epoch speeds up less than the convolution alone: the epoch also
@@ -1302,9 +1318,11 @@ def gpt_step(model):
 
 
 for what, fn in (("forward", lambda m: m(ids)), ("forward + backward", gpt_step)):
-    t_a = measure(lambda: fn(gpt), repeats=5)
-    t_b = measure(lambda: fn(fast_gpt), repeats=5)
-    print(f"{what:<19} batch {ids.shape}: original {t_a}; vectorized {t_b}; speedup {t_a.median / t_b.median:.2f}x")
+    c = compare({"original": lambda: fn(gpt), "vectorized": lambda: fn(fast_gpt)}, repeats=5)
+    print(f"{what:<19} batch {ids.shape}: original {c['original']}; vectorized {c['vectorized']}; "
+          f"speedup in this run {c.ratio('original', 'vectorized'):.3g}")
+    if c.noisy:
+        print(f"  {c.noisy}")
 
 # %% [markdown]
 # Attention is one part of a transformer block; the projections, the MLP,
@@ -1323,18 +1341,19 @@ one_token = ids[:1, :1]
 with no_grad():
     fused_err = relative_error(fast_gpt(ids).data, gpt(ids).data)
     for what, x in (("1 token", one_token), (f"batch {ids.shape}", ids)):
-        t_a = measure(lambda: gpt(x), repeats=7)
-        t_b = measure(lambda: fast_gpt(x), repeats=7)
-        print(f"no_grad forward, {what:<15}: original {t_a}; fused {t_b}; speedup {t_a.median / t_b.median:.2f}x")
+        c = compare({"original": lambda: gpt(x), "fused": lambda: fast_gpt(x)})
+        print(f"no_grad forward, {what:<15}: original {c['original']}; fused {c['fused']}; "
+              f"speedup in this run {c.ratio('original', 'fused'):.3g}")
+        if c.noisy:
+            print(f"  {c.noisy}")
 print(f"fused logits differ from the original's by {fused_err:.1e} (relative)")
 
 # %% [markdown]
-# On one token the fused pass is several times faster: the original spends
-# most of its time in the bookkeeping of about forty `Tensor` operations per
-# block, which the fused pass does not have. On the batch both do the same
-# matmuls, which dominate: expect a ratio near 1, within the run-to-run
-# noise of a measurement of a few milliseconds (compare the p90s; other work
-# on the machine moves it more than the one-token ratio). Generation with a KV cache
+# On one token the original spends most of its time in the bookkeeping of
+# about forty `Tensor` operations per block, which the fused pass does not
+# have, so the fused pass gains most there. On the batch both do the same
+# matmuls, which dominate, so the ratio comes closer to 1; each ratio's
+# p10-p90 range shows how much it moved in this run. Generation with a KV cache
 # (Module 18) runs one token per step, so this is the case that matters
 # there: Module 18 and Milestone 06 measure the cache's speedup on both
 # models.

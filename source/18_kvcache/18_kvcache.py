@@ -438,20 +438,23 @@ grading = bool(os.environ.get("NBGRADER_EXECUTION"))
 NEW_TOKENS = [16, 32, 64] if grading else [32, 64, 128, 256, 512]
 if grading:
     print("(autograding: short generations only; run the notebook yourself for lengths up to 512)")
-HEADER = f"{'new tokens':>10} {'no cache ms/token':>18} {'cache ms/token':>15} {'speedup':>8} {'tokens identical':>17}"
+HEADER = (f"{'new tokens':>10} {'no cache ms/token':>18} {'cache ms/token':>15} {'speedup':>8} {'(from repeats)':>14} "
+          f"{'tokens identical':>17}")
 
 
 def generation_rows(model) -> list:
-    """[(new tokens, s/token without, s/token with, identical)] for NEW_TOKENS, both sides timed together."""
+    """[(new tokens, s/token without, s/token with, identical, (lowest, highest) speedup of any two repeats)]."""
     rows = []
     for n in NEW_TOKENS:
         r = time_generation(model, prompt_ids, n, repeats=3 if n <= 256 else 1)
-        rows.append((n, r["without"].median / n, r["with"].median / n, r["identical"]))
+        lo_hi = (r["without"].min / r["with"].max, r["without"].max / r["with"].min)
+        rows.append((n, r["without"].median / n, r["with"].median / n, r["identical"], lo_hi))
     return rows
 
 
-def row_text(n, a, b, same) -> str:
-    return f"{n:>10} {a * 1e3:>18.2f} {b * 1e3:>15.2f} {a / b:>7.1f}x {'yes' if same else 'NO':>17}"
+def row_text(n, a, b, same, lo_hi=None) -> str:
+    spread = f"{lo_hi[0]:.1f}-{lo_hi[1]:.1f}x" if lo_hi else ""
+    return f"{n:>10} {a * 1e3:>18.2f} {b * 1e3:>15.2f} {a / b:>7.1f}x {spread:>14} {'yes' if same else 'NO':>17}"
 
 
 rows = generation_rows(gpt)
@@ -468,15 +471,43 @@ print("\nthe same greedy text, both ways:", repr(tok.decode(generate(gpt, prompt
 # work per token grows with `N`. In the table it grows slowly at first, while
 # each step's fixed costs dominate, then faster, once attention's `(t, t)`
 # scores (which grow like `t^2` per step) take over. **With the cache** the
-# time per token is nearly flat: each step runs one position through the same
+# work per token is nearly flat: each step runs one position through the same
 # layers, and only attention's read of the cache grows with `t` (one `(1, t)`
 # row of scores per head, small next to the layers at these lengths). So the
-# speedup grows with the length: modest for short generations, large for
-# long ones. The
-# prompt counts the same way: without a cache every step reruns it too, so
-# after a longer prompt the same number of new tokens gains more (Milestone
-# 06 measures both: after 256 characters, 128 new tokens gain about 3x more
-# than after 30).
+# cached column has no trend with the length; it moves up and down with the
+# machine (each row's speedup range, from the slowest and fastest repeats of
+# the two sides, shows how much). The speedup grows with the length: modest
+# for short generations, large for long ones.
+#
+# The prompt counts the same way: without a cache every step reruns it too,
+# while with the cache the prompt is run once (the prefill) and each step
+# reads it from the cache. So after a longer prompt the same number of new
+# tokens gains more. How much more depends on how the fixed cost of a step
+# compares with its work per position, so the next cell measures it: the
+# same new tokens after the 30-character prompt and after a longer one, each
+# side timed in turns with `compare`.
+
+# %%
+from tinytorch_lib.timing import compare
+from tinytorch_lib.tokenization import load_corpus
+
+long_prompt = tok.encode(load_corpus("val")[:128 if grading else 256])
+prompt_tokens = 16 if grading else 64
+speedups = {}
+for label, p_ids in (("short", prompt_ids), ("long", long_prompt)):
+    c = compare({"no cache": lambda p_ids=p_ids: generate(gpt, p_ids, prompt_tokens, use_cache=False),
+                 "cache": lambda p_ids=p_ids: generate(gpt, p_ids, prompt_tokens, use_cache=True)},
+                repeats=2 if grading else 3, number=1)
+    speedups[label] = c.ratio("no cache", "cache")
+    print(f"prompt of {len(p_ids):>3} tokens, {prompt_tokens} new tokens: no cache {c['no cache']}; "
+          f"cache {c['cache']}; speedup {speedups[label]}")
+    if c.noisy:
+        print(f"  {c.noisy}")
+print(f"in this run, the longer prompt raised the speedup {speedups['long'].median / speedups['short'].median:.2g}x "
+      f"(from {speedups['short']:.3g} to {speedups['long']:.3g})")
+
+# %% [markdown]
+# Milestone 06 measures the same with longer generations.
 #
 # Why is a cached step not faster still? At one position, a step's arithmetic
 # is tiny (a `(1, 128) @ (128, 128)` matmul is 16 thousand multiply-adds), and
@@ -507,8 +538,12 @@ def time_cached_step(model):
 t_step = time_cached_step(gpt)
 print(f"one Tensor matmul (1, 1, 128) @ (128, 128): {t_op}")
 print(f"one cached step of the GPT (1 position):    {t_step}")
-print(f"a cached step costs as much as {t_step.median / t_op.median:.0f} such matmuls: "
+print(f"in this run a cached step cost as much as {t_step.median / t_op.median:.0f} such matmuls "
+      f"(from the repeats: {t_step.min / t_op.p90:.0f}-{t_step.p90 / t_op.min:.0f}): "
       f"per-operation overhead, not arithmetic, sets its time")
+for t in (t_op, t_step):
+    if t.noisy:
+        print(t.noisy)
 
 # %% [markdown]
 # ### Removing the overhead: the cache on Module 17's fused GPT
@@ -525,9 +560,10 @@ from tinytorch_lib.acceleration import vectorize
 
 fast_gpt = vectorize(gpt)
 t_fast = time_cached_step(fast_gpt)
-print(f"one cached step: layer by layer {t_step}; fused {t_fast} ({t_step.median / t_fast.median:.1f}x)")
+print(f"one cached step: layer by layer {t_step}; fused {t_fast} ({t_step.median / t_fast.median:.1f}x, "
+      f"from the repeats {t_step.min / t_fast.p90:.1f}-{t_step.p90 / t_fast.min:.1f}x)")
 print(HEADER + "   (vectorize(gpt) on both sides)")
-for row, (_, a0, b0, _) in zip(generation_rows(fast_gpt), rows):
+for row, (_, a0, b0, _, _) in zip(generation_rows(fast_gpt), rows):
     print(row_text(*row) + f"   (layer by layer: {a0 / b0:.1f}x)")
 
 # %% [markdown]
@@ -581,7 +617,7 @@ for n, b in zip(mem_lengths, measured):
 
 # %% [markdown]
 # Takeaway: the cache trades memory that grows linearly with the length for
-# time per token that stays nearly flat, and the trade improves with every
+# work per token that stays nearly flat, and the trade improves with every
 # token generated. `benchmarks/bench_kvcache.py` runs the same comparison up
 # to 992 new tokens (the positions the course GPT has), checks the logits at
 # every step, and prints the table.
@@ -595,8 +631,8 @@ for n, b in zip(mem_lengths, measured):
 #   `get_seq_length`): the prefill and the one-token steps run the same
 #   attention code, and the tokens are identical to Module 13's.
 # - Measured: without a cache the time per token grows with the length;
-#   with it, it stays flat at the cost of running the library once per
-#   token, so the speedup grows with the length. The memory is
+#   with it, the work per token stays flat at the cost of running the
+#   library once per token, so the speedup grows with the length. The memory is
 #   `2 x layers x heads x length x head_dim x bytes`.
 # - A cached step is one position, so its time is mostly the library's
 #   per-operation overhead; on Module 17's fused GPT the step is several times
