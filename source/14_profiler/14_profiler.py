@@ -32,7 +32,7 @@ import numpy as np
 from tinytorch_lib.layers import Linear, Module
 from tinytorch_lib.spatial import Conv2d
 from tinytorch_lib.tensor import Tensor, no_grad
-from tinytorch_lib.timing import measure
+from tinytorch_lib.timing import cpu_clock, measure
 
 # %% [markdown]
 # ## Which library files are you running on?
@@ -249,13 +249,13 @@ class Profiler:
         self._stack = []    # [name, start time, time spent in children]
 
     def _start(self, name, module, args) -> None:
-        """Given: push a clock for this module."""
-        self._stack.append([name, time.perf_counter(), 0.0])
+        """Given: push a clock for this module (CPU time, as `measure`: other programs' turns are not counted)."""
+        self._stack.append([name, cpu_clock(), 0.0])
 
     def _stop(self, name, module, args, output) -> None:
         """Given: pop the clock; self time = total - children; credit the total to the parent."""
         _, start, children = self._stack.pop()
-        total = time.perf_counter() - start
+        total = cpu_clock() - start
         if self._stack:
             self._stack[-1][2] += total
         r = self.records.setdefault(name, {"module": module, "calls": 0, "self_s": 0.0, "total_s": 0.0, "flops": 0})
