@@ -159,3 +159,43 @@ TABLE3_COLUMNS = [("prompt_tokens", "prompt", "d"), ("new_tokens", "new tokens",
                   ("ms_per_token_with", "with KV cache ms/token", show_time),
                   ("speedup", "speedup (p10-p90)", show_ratio), ("pairs", "pairs", "d"),
                   ("identical", "tokens identical", "")]
+
+
+def inference_sides(models: dict, inputs, single_stream: bool) -> dict:
+    """name -> a function running one MLPerf query on that model: one image (SingleStream) or all of
+    `inputs` as one batch (Offline), under no_grad."""
+    from tinytorch_lib.tensor import Tensor, no_grad
+
+    batch = Tensor(inputs[:1] if single_stream else inputs)
+
+    def query(model):
+        def run():
+            with no_grad():
+                model(batch)
+        return run
+
+    return {name: query(model) for name, model in models.items()}
+
+
+def mlperf_compare(models: dict, inputs, repeats: int = MAX_PAIRS) -> dict:
+    """SingleStream (one image) and Offline (all of `inputs` in one batch) of each model, timed in turns
+    (compare; a repeat is several queries when one is short) -> {"single": Comparison, "offline": Comparison,
+    "images": len(inputs)}. With one model, its own Timings (no ratio to take)."""
+    from tinytorch_lib.timing import blas_threads, compare
+
+    out = {"images": len(inputs)}
+    with blas_threads(1):
+        for mode in ("single", "offline"):
+            out[mode] = compare(inference_sides(models, inputs, mode == "single"), repeats=repeats, warmup=2)
+    return out
+
+
+def mlperf_row(name: str, result: dict) -> dict:
+    """One model's SingleStream ms (p50 and p90) and Offline images/s (at the median and p90 time)."""
+    single, offline = result["single"][name], result["offline"][name]
+    return {"p50_ms": single.median * 1e3, "p90_ms": single.p90 * 1e3, "p50_ms_p90": single.p90 * 1e3,
+            **rate_fields("offline_images_per_s", result["images"], offline)}
+
+
+MLPERF_COLUMNS = [("p50_ms", "SingleStream p50 ms", ".3f"), ("p90_ms", "SingleStream p90 ms", ".3f"),
+                  ("offline_images_per_s", "Offline images/s (p90)", show_rate)]
