@@ -277,11 +277,39 @@ def read_grades(course: Path, module: Module, students: list[str]) -> dict[str, 
     return grades
 
 
+def generated_course(where: Path, module: Module) -> Path:
+    """A scratch course in `where` with `module` generated (its gradebook knows the assignment).
+
+    `nbgrader generate_assignment` costs a few seconds of a `tito module test`, the same every time for
+    the same notebook: its result is kept per user in the temporary folder, under the digest of the
+    built notebook and the course config, and copied from there."""
+    import hashlib
+
+    build(module)
+    key = hashlib.sha256(module.source_ipynb.read_bytes() + (ROOT / "nbgrader_config.py").read_bytes()).hexdigest()
+    cache_root = Path(tempfile.gettempdir()) / f"tito-generated-{os.getuid()}"
+    cache_root.mkdir(mode=0o700, exist_ok=True)
+    cached = cache_root / f"{module.name}-{key[:20]}"
+    if cache_root.stat().st_uid != os.getuid() or not (cached / "gradebook.db").is_file():
+        fresh = Path(tempfile.mkdtemp(prefix=f".{module.name}-", dir=cache_root))
+        new_course(fresh, [module])
+        generate(fresh, module)
+        if cache_root.stat().st_uid != os.getuid():  # someone else's folder: use it once, keep nothing there
+            shutil.copytree(fresh, where)
+            shutil.rmtree(fresh, ignore_errors=True)
+            return where
+        try:
+            os.replace(fresh, cached)  # atomic; a parallel run that got there first wins
+        except OSError:
+            shutil.rmtree(fresh, ignore_errors=True)
+    shutil.copytree(cached, where, ignore=shutil.ignore_patterns("release", "*.log"))
+    return where
+
+
 def grade_one(module: Module, notebook: Path, student: str = "me", on_cell=None) -> NotebookGrade:
     """Autograde one notebook in a scratch course against this checkout's
     tinytorch_lib, the student's own exports included (`tito module test`): their own
     code on their own machine, so no sandbox. on_cell: see `nbgrader`."""
     with tempfile.TemporaryDirectory(prefix="tito-grade-") as tmp:
-        course = new_course(Path(tmp) / "course", [module])
-        generate(course, module)
+        course = generated_course(Path(tmp) / "course", module)
         return autograde(course, module, {student: notebook}, ROOT, sandboxed=False, on_cell=on_cell)[student]
