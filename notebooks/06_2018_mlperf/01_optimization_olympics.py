@@ -116,10 +116,11 @@ claim("MLP: the time is spread over its three Linear layers and the rest: no one
 # models (the CNN's convolution has 160 parameters, its classifier 2,570).
 # Where the time is: the MLP's is spread over its layers; the CNN's is
 # mostly in the convolution, which has few bytes (the checks above say
-# whether this run agrees). So the tools that shrink
-# bytes (quantization, pruning) aim at the `Linear` layers, and none of them
-# will make the CNN much faster in numpy: its time is the convolution's
-# loop over kernel offsets, not its weights (section 6 aims at that).
+# whether this run agrees). So the tools that shrink bytes (quantization,
+# pruning) aim at the `Linear` layers, and we should not expect them to make
+# the CNN faster in numpy: its time is the convolution's loop over kernel
+# offsets, not its weights (section 5 checks this; section 6 aims at the
+# loop).
 #
 # ## 2. OPTIMIZE + VALIDATE: Table 2, measured
 #
@@ -356,9 +357,9 @@ for r in (r for r in report if "offline_speedup" in r):
 # %% [markdown]
 # ## 6. OPTIMIZE the time: the CNN's convolution
 #
-# The profile of section 1 put most of the CNN's time in its convolution,
-# which holds almost none of its bytes; no amount of quantization or pruning
-# touches that. The fix aims at the loop instead: your `vectorize` (Module 17)
+# The profile of section 1 measured the CNN's time in its convolution (the
+# check printed there gives the share), which holds almost none of its
+# bytes; no amount of quantization or pruning touches that. The fix aims at the loop instead: your `vectorize` (Module 17)
 # swaps the `Conv2d` for one computed with im2col and one matrix multiply.
 # Validate (the same held-out accuracy, the logits within 1e-5 relative),
 # then time both side by side.
