@@ -75,7 +75,7 @@ from tinytorch_lib.timing import blas_threads
 from tinytorch_lib.tokenization import load_corpus
 
 text_ids = tokenizer.encode(load_corpus("val")[:1024])
-PROFILE_LENGTHS = [32, 64] if QUICK else [32, 128, 256, 512, 1024]
+PROFILE_LENGTHS = [32, 256] if QUICK else [32, 128, 256, 512, 1024]
 shares = []
 with blas_threads(1):
     for n in PROFILE_LENGTHS:
