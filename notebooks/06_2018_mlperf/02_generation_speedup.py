@@ -236,10 +236,10 @@ for plain in table3_plain:
 # tokens, so it weighs most for the fewest new tokens. Still, the same number
 # of new tokens should gain more after a longer prompt (checked below). The
 # same table after a 256-character prompt, the start of the validation text
-# (quick run: 64 characters):
+# (quick run: 128 characters):
 
 # %%
-LONG_PROMPT = load_corpus("val")[:64 if QUICK else 256]
+LONG_PROMPT = load_corpus("val")[:128 if QUICK else 256]
 long_prompt_ids = tokenizer.encode(LONG_PROMPT)
 table3_long = generation_table(fast_model, long_prompt_ids, [16] if QUICK else [32, 64])
 print(f"Table 3b, vectorize(GPT), after a {len(long_prompt_ids)}-token prompt (measured in this run):")
