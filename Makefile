@@ -5,6 +5,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+# numpy's BLAS at one thread in everything started from here (the milestone, JupyterLab and its kernels,
+# the tests): on a busy or shared machine two BLAS threads wait on each other and a cell's cost multiplies.
+# Set OMP_NUM_THREADS (and OPENBLAS_/MKL_NUM_THREADS) or TINYTORCH_BLAS_THREADS to ask for more.
+export OMP_NUM_THREADS ?= 1
+export OPENBLAS_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+
 .PHONY: sandbox browser hub-deps hub setup run selfcheck test release export kit lab lab-instructor demos models gpt lock clean
 
 $(STAMP): pyproject.toml constraints.txt

@@ -266,6 +266,7 @@ def test_a_student_works_through_the_whole_kit(kit, tmp_path):
     assert test.returncode == 1 and "VISIBLE tests only" in test.stdout
     assert "Hidden tests are run by the instructor after the deadline" in test.stdout
     assert re.search(r"^Task 01\.1 +FAIL$", test.stdout, re.M) and "0/6 tasks pass" in test.stdout, test.stdout
+    assert re.search(r"^  Task 01\.1 +test_01_1_\w+ +FAIL +[\d.]+ s$", test.stdout, re.M), test.stdout  # as it runs
 
     # Every task of every module solved (test only: the reference pasted into the release notebook),
     # then exported module by module with the kit's tito (one process running its CLI for each module).

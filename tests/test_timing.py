@@ -1,4 +1,7 @@
 """The course's one timing helper (tinytorch_lib/timing.py): what it reports, not how fast anything is."""
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -144,3 +147,31 @@ def test_cpu_time_is_the_figure_and_wall_time_is_kept_beside_it():
     t = measure(lambda: time.sleep(0.002), repeats=3, warmup=0, number=1)
     assert t.median < 0.001 <= 0.002 <= t.wall_median, t
     assert t.noisy and "busy machine" in t.noisy
+
+
+def blas_threads_in_a_fresh_process(**env) -> int:
+    code = "import tinytorch_lib\nfrom tinytorch_lib.timing import current_blas_threads\nprint(current_blas_threads())"
+    keep = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                            "MKL_NUM_THREADS", "TINYTORCH_BLAS_THREADS")}
+    proc = subprocess.run([sys.executable, "-c", code], env={**keep, **env}, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.strip())
+
+
+def test_importing_the_library_holds_blas_at_one_thread_unless_told_otherwise():
+    """A kernel that imports tinytorch_lib multiplies with one BLAS thread, whatever the machine's default:
+    on a busy two-core machine two threads wait on each other (Module 13's sampling: 134 ms a token, not 11)."""
+    assert blas_threads_in_a_fresh_process() == 1
+    numpys_own = blas_threads_in_a_fresh_process(TINYTORCH_BLAS_THREADS="default")
+    assert blas_threads_in_a_fresh_process(TINYTORCH_BLAS_THREADS="2") == min(2, numpys_own)
+    with pytest.raises(AssertionError, match="expected a thread count"):
+        blas_threads_in_a_fresh_process(TINYTORCH_BLAS_THREADS="many")
+
+
+def test_every_kernel_the_course_starts_gets_one_blas_thread():
+    from tito.sandbox import BLAS_ENV, kernel_env, one_blas_thread
+
+    assert {k: one_blas_thread({})[k] for k in BLAS_ENV} == dict.fromkeys(BLAS_ENV, "1")
+    assert one_blas_thread({"OMP_NUM_THREADS": "4"})["OMP_NUM_THREADS"] == "4"  # told otherwise: kept
+    assert kernel_env({"PATH": "/usr/bin"}, None)["OPENBLAS_NUM_THREADS"] == "1"

@@ -96,11 +96,15 @@ def test_module_test_scores_each_task_and_status_remembers(root):
     assert untouched.returncode == 1
     assert re.search(r"^Task 01.1 +0/4$", untouched.stdout, re.M) and re.search(r"^total +0/24$", untouched.stdout, re.M)
     assert "NotImplementedError" in untouched.stdout
+    # a line per graded cell as it runs, before the table: task, test cell, pass/FAIL, seconds
+    assert re.search(r"^  Task 01.1 +test_01_1_\w+ +FAIL +[\d.]+ s$", untouched.stdout, re.M), untouched.stdout
+    assert untouched.stdout.index("test_01_1_") < untouched.stdout.index("\ntask ")
 
     fill_in(module, root / "workspace" / "01_tensor" / "01_tensor.ipynb")
     solved = run_tito(root, "module", "test", "01")
     assert solved.returncode == 0, solved.stdout + solved.stderr
     assert re.search(r"^total +24/24$", solved.stdout, re.M), solved.stdout
+    assert len(re.findall(r"^  Task 01\.\d +test_01_\w+ +pass +[\d.]+ s$", solved.stdout, re.M)) == 6, solved.stdout
     assert re.search(r"^01_tensor +passing \(24/24\) ", run_tito(root, "module", "status").stdout, re.M)
     saved = json.loads((root / "workspace" / ".tito-status.json").read_text())
     assert saved["01_tensor"]["score"] == 24

@@ -3,12 +3,41 @@
 Each file's first line says where it came from: `source/...` is the course
 reference, `workspace/...` is a student's own export (`tito module export NN`),
 `release/...` the untouched stub of a student kit (`tito kit`).
+
+Importing it holds numpy's BLAS at one thread (`TINYTORCH_BLAS_THREADS=N` asks for N, `=default`
+leaves numpy's own choice): on a shared or busy machine two BLAS threads wait on each other and a
+cell's cost multiplies (Module 13's sampling: 134 ms per token with 2 threads at load 3-9, 11 ms
+with 1). Every kernel the course starts also gets OMP/OPENBLAS/MKL_NUM_THREADS=1 unless already set.
 """
 import os
 import re
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
+BLAS_THREADS_ENV = "TINYTORCH_BLAS_THREADS"
+
+
+def blas_threads_wanted() -> int | None:
+    """BLAS threads the library holds numpy at: $TINYTORCH_BLAS_THREADS, 1 when unset, None for 'default'."""
+    raw = os.environ.get(BLAS_THREADS_ENV, "1").strip().lower()
+    if raw in ("default", "none", "0", ""):
+        return None
+    if not raw.isdigit():
+        raise ValueError(f"{BLAS_THREADS_ENV}={raw!r}: expected a thread count (1, 2, ...) or 'default'")
+    return int(raw)
+
+
+def _hold_blas_threads() -> None:
+    n = blas_threads_wanted()
+    if n is None:
+        return
+    import numpy  # noqa: F401  (threadpoolctl finds the BLAS numpy loaded)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")  # not a context: holds for the whole process
+
+
+_hold_blas_threads()
 
 
 def origin(name: str) -> str:

@@ -51,7 +51,7 @@ from traitlets import Integer
 from . import check_runner, limits
 from .export import HEADER, _cell_lines
 from .modules import LIBRARY_FILES, Module, TitoError, all_modules, SOURCE
-from .sandbox import bwrap_argv, kernel_env, library_folder, opted_out, visible_library
+from .sandbox import bwrap_argv, kernel_env, library_folder, one_blas_thread, opted_out, visible_library
 
 RUNNER = Path(check_runner.__file__).read_text()
 LOG = logging.getLogger("tito.checks")
@@ -398,7 +398,7 @@ def run_checks(module: Module, nb, checks: dict[str, CHECK], env: dict | None = 
     timeout: seconds one request may take; budget: seconds for all of this notebook's checks. A
     process that dies is replaced for the next check; an export that cannot load fails them all.
     """
-    env = dict(os.environ if env is None else env)
+    env = one_blas_thread(dict(os.environ if env is None else env))
     wanted = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells
               if c.metadata.get("nbgrader", {}).get("grade") and c.metadata["nbgrader"].get("grade_id") in checks]
     export = Export.of(module, nb)

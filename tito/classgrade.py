@@ -30,11 +30,8 @@ import nbformat
 from .grading import env_with_library, failure_reason, nbgrader
 from .intake import changed_grade_ids, read_without_outputs, stripped_metadata, submitted_refusal
 from .modules import Module, TitoError, all_modules
-from .sandbox import grading_env
+from .sandbox import BLAS_ENV, grading_env
 from . import roster
-
-# Each grading kernel's BLAS pool: one thread, so N parallel kernels do not fight over the cores.
-BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def default_jobs() -> int:

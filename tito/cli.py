@@ -272,12 +272,21 @@ def _library_digests(module: Module) -> dict[str, str]:
             if m.number < module.number and m.library_file.exists()}
 
 
+def print_cell_progress(grade_id: str, passed: bool, seconds: float) -> None:
+    """One line per graded cell as the notebook runs: task, its test cell, pass/FAIL, seconds."""
+    task = grading.CellGrade(grade_id, 0, 0).task
+    print(f"  {task:<12} {grade_id:<40} {'pass' if passed else 'FAIL':<5} {seconds:6.1f} s", flush=True)
+
+
 def cmd_test(args) -> int:
     module = find_module(args.module)
     nb = _workspace_notebook(module)
     print(f"Autograding {_rel(nb)} as saved, with nbgrader and the hidden tests "
           f"(earlier modules from your tinytorch_lib)...", flush=True)
-    grade = grading.grade_one(module, nb)
+    started = time.monotonic()
+    grade = grading.grade_one(module, nb, on_cell=print_cell_progress)
+    print(f"graded in {time.monotonic() - started:.1f} s; the outside checks, run after the notebook, "
+          f"can still take points from a cell that passed in it", flush=True)
     print(f"\n{'task':<12} score")
     for task, (score, max_score) in grade.by_task().items():
         print(f"{task:<12} {score:g}/{max_score:g}")

@@ -74,12 +74,16 @@ class NotebookGrade:
 NBGRADER_MEMORY_BYTES = 4 << 30
 
 
-def nbgrader(course: Path, *args: str, env: dict | None = None, timeout: float = 1800) -> str:
+def nbgrader(course: Path, *args: str, env: dict | None = None, timeout: float = 1800,
+             on_cell=None) -> str:
     """Run `nbgrader ARGS` in `course`; raise TitoError with its log on failure.
 
     Its kernels' connection folders and memory cgroups go in a folder and a cgroup of this run
-    (tito/limits.py), removed here whatever ends it: nbgrader killed at `timeout` included."""
+    (tito/limits.py), removed here whatever ends it: nbgrader killed at `timeout` included.
+    on_cell(grade_id, passed, seconds), if given, is called as each graded cell finishes
+    (tito/safe_execute.py report_graded_cell)."""
     from . import limits
+    from .safe_execute import PROGRESS_ENV
 
     # The course is `course`, whatever a Jupyter config file says (a hub's instructor setup sets
     # CourseDirectory.root to the course directory, and tito grades in scratch courses).
@@ -90,19 +94,59 @@ def nbgrader(course: Path, *args: str, env: dict | None = None, timeout: float =
     env = dict(os.environ if env is None else env)
     # nbgrader runs `alembic` from PATH: put this interpreter's bin/ first.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    if on_cell is not None:
+        env[PROGRESS_ENV] = "1"
     run = limits.RunLimits(env)
     try:
-        proc = subprocess.run(cmd, cwd=course, env=run.env, capture_output=True, text=True, timeout=timeout)
+        if on_cell is None:
+            proc = subprocess.run(cmd, cwd=course, env=run.env, capture_output=True, text=True, timeout=timeout)
+            returncode, log = proc.returncode, proc.stdout + proc.stderr
+        else:
+            returncode, log = _streamed(cmd, course, run.env, timeout, on_cell)
     except subprocess.TimeoutExpired:
         raise TitoError(f"nbgrader {' '.join(args)} took longer than {timeout:.0f} s") from None
     finally:
         run.remove()
-    log = proc.stdout + proc.stderr
-    if proc.returncode != 0 or "Exception while loading config file" in log:
+    if returncode != 0 or "Exception while loading config file" in log:
         # traitlets only logs a broken nbgrader_config.py and goes on with defaults: stop instead.
         lines = log.strip().splitlines()
         raise TitoError(f"nbgrader {' '.join(args)} failed:\n" + "\n".join(lines[-60:]))
     return log
+
+
+def _streamed(cmd: list, cwd: Path, env: dict, timeout: float, on_cell) -> tuple[int, str]:
+    """Run cmd, its stderr merged into stdout and read line by line: the progress lines go to on_cell,
+    the others make up the log. -> (return code, log). Killed at `timeout` (TimeoutExpired)."""
+    import threading
+
+    from .safe_execute import PROGRESS_MARK
+
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    killed = []
+
+    def kill():
+        killed.append(True)
+        proc.kill()
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    lines = []
+    try:
+        for line in proc.stdout:
+            parts = line.rstrip("\n").split("\t")
+            if parts[0] == PROGRESS_MARK and len(parts) == 4:
+                on_cell(parts[1], parts[2] == "pass", float(parts[3]))
+            else:
+                lines.append(line)
+        proc.wait()
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if killed:
+        raise subprocess.TimeoutExpired(cmd, timeout)
+    return proc.returncode, "".join(lines)
 
 
 def failure_reason(error: TitoError) -> str:
@@ -183,7 +227,7 @@ def _notes(course: Path, module: Module, student: str) -> tuple[list[str], list[
 
 
 def autograde(course: Path, module: Module, submissions: dict[str, Path], library: Path | None,
-              options: tuple[str, ...] = (), sandboxed: bool = True) -> dict[str, NotebookGrade]:
+              options: tuple[str, ...] = (), sandboxed: bool = True, on_cell=None) -> dict[str, NotebookGrade]:
     """Autograde each student's notebook for `module`; returns student -> grade.
 
     `library`: a folder holding the tinytorch_lib to import first (None: the installed one).
@@ -195,7 +239,8 @@ def autograde(course: Path, module: Module, submissions: dict[str, Path], librar
         dest = course / "submitted" / student / module.name
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy(notebook, dest / f"{module.name}.ipynb")
-    failed = autograde_each(course, module, list(submissions), library, options, sandboxed=sandboxed)
+    failed = autograde_each(course, module, list(submissions), library, options, sandboxed=sandboxed,
+                            on_cell=on_cell)
     if failed:
         raise next(iter(failed.values()))
     return read_grades(course, module, list(submissions))
@@ -203,7 +248,7 @@ def autograde(course: Path, module: Module, submissions: dict[str, Path], librar
 
 def autograde_each(course: Path, module: Module, students: list[str], library: Path | None,
                    options: tuple[str, ...] = (), progress: bool = False,
-                   sandboxed: bool = True) -> dict[str, TitoError]:
+                   sandboxed: bool = True, on_cell=None) -> dict[str, TitoError]:
     """Run `nbgrader autograde` once per student already in course/submitted/, so one
     broken submission cannot stop the others; returns student -> error for those that failed."""
     from tqdm import tqdm
@@ -212,7 +257,8 @@ def autograde_each(course: Path, module: Module, students: list[str], library: P
     failed = {}
     for student in tqdm(students, desc=f"autograding {module.name}", unit="student", disable=not progress):
         try:
-            nbgrader(course, "autograde", module.name, "--student", student, "--force", *options, env=env)
+            nbgrader(course, "autograde", module.name, "--student", student, "--force", *options, env=env,
+                     on_cell=on_cell)
         except TitoError as e:
             failed[student] = e
     return failed
@@ -233,11 +279,39 @@ def read_grades(course: Path, module: Module, students: list[str]) -> dict[str, 
     return grades
 
 
-def grade_one(module: Module, notebook: Path, student: str = "me") -> NotebookGrade:
+def generated_course(where: Path, module: Module) -> Path:
+    """A scratch course in `where` with `module` generated (its gradebook knows the assignment).
+
+    `nbgrader generate_assignment` costs a few seconds of a `tito module test`, the same every time for
+    the same notebook: its result is kept per user in the temporary folder, under the digest of the
+    built notebook and the course config, and copied from there."""
+    import hashlib
+
+    build(module)
+    key = hashlib.sha256(module.source_ipynb.read_bytes() + (ROOT / "nbgrader_config.py").read_bytes()).hexdigest()
+    cache_root = Path(tempfile.gettempdir()) / f"tito-generated-{os.getuid()}"
+    cache_root.mkdir(mode=0o700, exist_ok=True)
+    cached = cache_root / f"{module.name}-{key[:20]}"
+    if cache_root.stat().st_uid != os.getuid() or not (cached / "gradebook.db").is_file():
+        fresh = Path(tempfile.mkdtemp(prefix=f".{module.name}-", dir=cache_root))
+        new_course(fresh, [module])
+        generate(fresh, module)
+        if cache_root.stat().st_uid != os.getuid():  # someone else's folder: use it once, keep nothing there
+            shutil.copytree(fresh, where)
+            shutil.rmtree(fresh, ignore_errors=True)
+            return where
+        try:
+            os.replace(fresh, cached)  # atomic; a parallel run that got there first wins
+        except OSError:
+            shutil.rmtree(fresh, ignore_errors=True)
+    shutil.copytree(cached, where, ignore=shutil.ignore_patterns("release", "*.log"))
+    return where
+
+
+def grade_one(module: Module, notebook: Path, student: str = "me", on_cell=None) -> NotebookGrade:
     """Autograde one notebook in a scratch course against this checkout's
     tinytorch_lib, the student's own exports included (`tito module test`): their own
-    code on their own machine, so no sandbox."""
+    code on their own machine, so no sandbox. on_cell: see `nbgrader`."""
     with tempfile.TemporaryDirectory(prefix="tito-grade-") as tmp:
-        course = new_course(Path(tmp) / "course", [module])
-        generate(course, module)
-        return autograde(course, module, {student: notebook}, ROOT, sandboxed=False)[student]
+        course = generated_course(Path(tmp) / "course", module)
+        return autograde(course, module, {student: notebook}, ROOT, sandboxed=False, on_cell=on_cell)[student]

@@ -31,6 +31,8 @@ Two bounds more (issue 19):
 """
 import json
 import math
+import os
+import sys
 from queue import Empty
 from time import monotonic
 
@@ -91,6 +93,22 @@ def _short_error(msg: dict) -> dict:
     return {**msg, "content": short}
 
 
+PROGRESS_ENV = "TITO_CELL_PROGRESS"  # "1": one PROGRESS_MARK line on stderr per graded cell as it finishes
+PROGRESS_MARK = "tito-cell-progress"
+
+
+def report_graded_cell(cell, seconds: float) -> None:
+    """With PROGRESS_ENV set, a line `PROGRESS_MARK<TAB>grade_id<TAB>pass|fail<TAB>seconds` on stderr for a
+    graded test cell (`tito module test` reads them as nbgrader runs and prints one line each)."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    if os.environ.get(PROGRESS_ENV) != "1" or cell.get("cell_type") != "code" or not meta.get("grade") \
+            or meta.get("solution"):
+        return
+    failed = any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+    print(f"{PROGRESS_MARK}\t{meta.get('grade_id', '?')}\t{'fail' if failed else 'pass'}\t{seconds:.2f}",
+          file=sys.stderr, flush=True)
+
+
 class SafeExecute(Execute):
     """Execute, but a dead or hung kernel costs the remaining cells, not the whole notebook."""
 
@@ -119,12 +137,16 @@ class SafeExecute(Execute):
             return cell, resources
         self._cell_kept, self._cut = 0, False
         self._repair("shell")
+        started = monotonic()
         try:
-            cell, resources = super().preprocess_cell(cell, resources, index)
-        except DeadKernelError:
-            fit_outputs(cell)
-            return self._stop(cell, resources, index, "KernelDied", "the kernel died running this cell "
-                              "(os._exit, a crash, or out of memory); later cells were not run")
+            try:
+                cell, resources = super().preprocess_cell(cell, resources, index)
+            except DeadKernelError:
+                fit_outputs(cell)
+                return self._stop(cell, resources, index, "KernelDied", "the kernel died running this cell "
+                                  "(os._exit, a crash, or out of memory); later cells were not run")
+        finally:
+            report_graded_cell(cell, monotonic() - started)
         fit_outputs(cell)
         timed_out = any(o.output_type == "error" and o.get("ename") == "CellTimeoutError"
                         for o in cell.get("outputs", []))

@@ -46,8 +46,18 @@ WORKDIR_COPY = "/submission"  # the working copy, read-only, before it is copied
 # Environment variables the kernel may see (everything else, tokens included, stays outside).
 ENV_KEEP = {"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "PYTHONHASHSEED", "PYTHONWARNINGS", "MPLBACKEND",
             "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-            "NBGRADER_EXECUTION", "TINYTORCH_TIMING"}  # set while grading: notebooks size their measurements
+            "TINYTORCH_BLAS_THREADS", "NBGRADER_EXECUTION", "TINYTORCH_TIMING"}  # set while grading: notebooks size their measurements
                                                        # down (tinytorch_lib/timing.py grading())
+# numpy's BLAS pool in every kernel the course starts: one thread unless the caller's environment
+# says otherwise, so parallel kernels on a busy machine do not wait on each other's threads.
+BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def one_blas_thread(env: dict) -> dict:
+    """A copy of `env` with each BLAS_ENV variable set to "1" where it is not set."""
+    return {**{name: "1" for name in BLAS_ENV}, **env}
+
+
 # System files a Python process (and matplotlib's fonts) needs; /etc as a whole stays outside.
 ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf", "/etc/fonts")
 
@@ -194,7 +204,7 @@ def bwrap_argv(kernel_cmd: list[str], cwd: Path, connection_dir: Path | None, li
 
 def kernel_env(env: dict, library: Path | None) -> dict:
     """The kernel's environment: a short list from the grader's, plus where to write and import."""
-    kept = {k: v for k, v in env.items() if k in ENV_KEEP or k.startswith("LC_")}
+    kept = {k: v for k, v in one_blas_thread(env).items() if k in ENV_KEEP or k.startswith("LC_")}
     kept.update(HOME="/tmp", TMPDIR="/tmp", USER="student", LOGNAME="student")
     if library is not None:
         kept["PYTHONPATH"] = str(library)

@@ -26,7 +26,8 @@ from traitlets import Integer, Type
 
 from . import limits
 from .safe_execute import SafeExecute
-from .sandbox import OPT_OUT, bwrap, bwrap_argv, kernel_env, library_folder, opted_out, visible_library
+from .sandbox import (OPT_OUT, bwrap, bwrap_argv, kernel_env, library_folder, one_blas_thread, opted_out,
+                      visible_library)
 
 # A kernel message larger than this (one `print` of 100 MB, a huge traceback) is dropped by ZeroMQ
 # before nbgrader reads it: ZeroMQ closes that connection (and, after such a protocol error, does not
@@ -155,6 +156,7 @@ class SandboxedKernelManager(_BoundedSockets, AsyncKernelManager):
             if prlimit is None:
                 self.log.warning("no prlimit (util-linux) on PATH: this unsandboxed kernel has no memory cap")
             argv = [prlimit, f"--as={self.memory_bytes}", "--", *kernel_cmd] if prlimit else list(kernel_cmd)
+            kw["env"] = one_blas_thread(kw.get("env") or os.environ)
             return await super()._async_launch_kernel(argv, **kw)
         uid = self._uid  # None: an ordinary user stays themselves, in a user namespace (see bwrap_argv)
         if uid is not None:

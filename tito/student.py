@@ -145,11 +145,14 @@ def run_notebook(notebook: Path) -> nbformat.NotebookNode:
     except Exception as e:  # a notebook file that is not JSON
         raise TitoError(f"{_rel(notebook)} is not a readable notebook: {e}") from None
     env = dict(os.environ, NBGRADER_EXECUTION="autograde")  # the notebooks' short timing, as under grading
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(name, "1")  # one BLAS thread: on a busy machine two wait on each other
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     with tempfile.TemporaryDirectory(prefix="tito-test-") as tmp:
         # A cell over the time limit is interrupted and counts as an error; the next cells still run.
         client = NotebookClient(nb, timeout=CELL_TIMEOUT, interrupt_on_timeout=True, kernel_name="python3",
-                                allow_errors=True, resources={"metadata": {"path": tmp}})
+                                allow_errors=True, resources={"metadata": {"path": tmp}},
+                                on_cell_start=_cell_started, on_cell_executed=_cell_finished)
         try:
             client.execute(env=env, stderr=subprocess.DEVNULL)  # the kernel's log lines (cell errors are outputs)
         except DeadKernelError as e:
@@ -158,6 +161,26 @@ def run_notebook(notebook: Path) -> nbformat.NotebookNode:
             raise TitoError(f"the kernel died{where} ({e}): a cell ran out of memory or ended Python "
                             f"(os._exit, sys.exit in a loop); run the notebook in JupyterLab to see where") from None
     return nb
+
+
+_started: dict[int, float] = {}
+
+
+def _cell_started(cell, cell_index) -> None:
+    _started[cell_index] = time.monotonic()
+
+
+def _cell_finished(cell, cell_index, execute_reply) -> None:
+    """One line per test cell as the notebook runs: task, test cell, pass/FAIL, seconds."""
+    meta = cell.metadata.get("nbgrader", {})
+    if not meta.get("grade") or meta.get("solution"):
+        return
+    gid = meta.get("grade_id", "?")
+    m = TEST_ID.match(gid)
+    task = f"Task {m.group(1)}.{int(m.group(2))}" if m else gid
+    seconds = time.monotonic() - _started.pop(cell_index, time.monotonic())
+    failed = (execute_reply or {}).get("content", {}).get("status") == "error" or bool(_error(cell))
+    print(f"  {task:<12} {gid:<40} {'FAIL' if failed else 'pass':<5} {seconds:6.1f} s", flush=True)
 
 
 def _error(cell) -> str:
@@ -221,7 +244,9 @@ def cmd_test(args) -> int:
     module = find_module(args.module)
     nb = _workspace_notebook(module)
     print(f"Running {_rel(nb)} as saved, with your tinytorch_lib: VISIBLE tests only. {HIDDEN_NOTE}", flush=True)
+    started = time.monotonic()
     executed = run_notebook(nb)
+    print(f"ran in {time.monotonic() - started:.1f} s", flush=True)
     results = visible_results(executed)
     tasks: dict[str, bool] = {}
     for task, _, error in results:
