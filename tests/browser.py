@@ -45,7 +45,8 @@ def free_port() -> int:
 
 @contextmanager
 def jupyter_server(cmd: list, env: dict, cwd: Path, log: Path, ready_path: str, what: str = "the server"):
-    """Runs cmd + --port=<free port> (with its port option given as `{port}` in cmd) until ready_path answers.
+    """Runs cmd + --port=<free port> (with its port option given as `{port}` in cmd) until ready_path answers
+    (ready_path None: until the port accepts connections).
 
     Yields the base url. Stopped with SIGTERM (Jupyter shuts its kernels down), killed after 20 s.
     """
@@ -58,7 +59,10 @@ def jupyter_server(cmd: list, env: dict, cwd: Path, log: Path, ready_path: str, 
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(url + ready_path, timeout=2)
+                if ready_path is None:
+                    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                else:
+                    urllib.request.urlopen(url + ready_path, timeout=2)
                 break
             except OSError:
                 time.sleep(0.3)

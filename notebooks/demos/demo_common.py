@@ -270,15 +270,31 @@ class App:
         self.box = W.VBox([W.HTML(CSS + DEAD).add_class("demo-dead"), *rows, self.status, self.image, self.result,
                            W.HTML(f"<p>{note}<br>{KEYBOARD_NOTE}</p>").add_class("demo-note")]).add_class("demo-app")
         self.prefetching = False
+        self.last = (next(iter(controls)), 1)  # (control, direction) of the last move
         self.prefetch()
 
     def options(self, name: str) -> list:
         w = self.controls[name]
         return list(w._options_values) if hasattr(w, "options") else list(range(w.min, w.max + 1, w.step))
 
+    def neighbours(self, now: dict) -> list:
+        """The settings one step from `now`: the last moved control first, in the direction it moved."""
+        out = []
+        names = sorted(now, key=lambda k: k != self.last[0])
+        for k in names:
+            opts, i = self.options(k), self.options(k).index(now[k])
+            steps = [self.last[1], -self.last[1]] if k == self.last[0] else [1, -1]
+            for step in steps:
+                j = i + step
+                if isinstance(self.controls[k], W.ToggleButtons):
+                    j %= len(opts)
+                if 0 <= j < len(opts) and j != i:
+                    out.append({**now, k: opts[j]})
+        return out
+
     def prefetch(self) -> None:
-        """Draw every setting in the background, nearest to the current one first, so that a move
-        finds its figure drawn (the figure is made here too when the first one came stored)."""
+        """Draw the settings one move away in the background, the likeliest first, so that the next
+        move finds its figure drawn (and make the figure when the first one came stored)."""
         if self.prefetching:
             return
         self.prefetching = True
@@ -286,16 +302,15 @@ class App:
         def work():
             try:
                 while True:
-                    time.sleep(0.02)  # a move waiting for the lock gets it first
+                    time.sleep(0.01)  # a move waiting for the lock gets it first
                     with self.lock:
-                        now = self.values()
-                        todo = [dict(zip(now, combo)) for combo in itertools.product(*map(self.options, now))]
-                        todo = [v for v in todo if (self.presenter.value, tuple(v.items())) not in self.cache]
+                        todo = [v for v in self.neighbours(self.values())
+                                if (self.presenter.value, tuple(v.items())) not in self.cache]
                         if not todo:
+                            if not self.plots:
+                                self._plot(self.presenter.value)
                             return
-                        near = min(todo, key=lambda v: sum(abs(self.options(k).index(v[k]) - self.options(k).index(now[k]))
-                                                           for k in now))
-                        self.png(self.presenter.value, near)
+                        self.png(self.presenter.value, todo[0])
             finally:
                 self.prefetching = False
 
@@ -319,13 +334,18 @@ class App:
             self.cache[key] = plot.png()
         return self.cache[key]
 
-    def update(self, _=None) -> None:
+    def update(self, change=None) -> None:
+        if change is not None and change.owner in self.controls.values():
+            name = next(k for k, w in self.controls.items() if w is change.owner)
+            opts = self.options(name)
+            if change.old in opts and change.new in opts:
+                self.last = (name, 1 if opts.index(change.new) >= opts.index(change.old) else -1)
         with self.lock:
             values = self.values()
             self.image.value = self.png(self.presenter.value, values)
             self.result.value = self.table(**values)
             self.status.value = self.status_of(**values)
-        if _ is not None:
+        if change is not None:
             self.prefetch()
 
     def forget(self) -> None:
