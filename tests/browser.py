@@ -44,7 +44,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def jupyter_server(cmd: list, env: dict, cwd: Path, log: Path, ready_path: str, what: str = "the server"):
+def jupyter_server(cmd: list, env: dict, cwd: Path, log: Path, ready_path: str | None, what: str = "the server",
+                   timeout: float = 60):
     """Runs cmd + --port=<free port> (with its port option given as `{port}` in cmd) until ready_path answers
     (ready_path None: until the port accepts connections).
 
@@ -56,7 +57,7 @@ def jupyter_server(cmd: list, env: dict, cwd: Path, log: Path, ready_path: str, 
             proc = subprocess.Popen([part.replace("{port}", str(port)) for part in cmd], cwd=cwd, env=env,
                                     stdout=out, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while proc.poll() is None and time.monotonic() < deadline:
             try:
                 if ready_path is None:
@@ -71,7 +72,7 @@ def jupyter_server(cmd: list, env: dict, cwd: Path, log: Path, ready_path: str, 
     else:
         pytest.fail(f"{what} did not start:\n{log.read_text()[-3000:]}")
     try:
-        assert time.monotonic() < deadline, f"{what} did not answer within 60 s:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"{what} did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}"
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)
