@@ -198,7 +198,7 @@ CSS = """<style>
 .demo-app .widget-label, .demo-app .widget-readout, .demo-app button { font-size: 15px; }
 .demo-app .demo-plot { max-width: none; flex: none; }
 .demo-app .demo-dead { display: none; }
-.demo-app.jupyter-widgets-disconnected .demo-dead { display: block; }
+.demo-app.jupyter-widgets-disconnected .demo-dead { display: block; position: sticky; top: 0; z-index: 100; }
 .demo-app.jupyter-widgets-disconnected .demo-slider, .demo-app.jupyter-widgets-disconnected .demo-measure,
 .demo-app.jupyter-widgets-disconnected .demo-plot, .demo-app.jupyter-widgets-disconnected .demo-result
   { opacity: 0.3; pointer-events: none; }
@@ -390,6 +390,23 @@ def first_png(demo: str, values: dict) -> bytes | None:
     if library_origin(*LIBRARIES[demo]) != stored["measured"]["library"]:
         return None
     return path.read_bytes()
+
+
+def show_first(demo: str, values: dict) -> None:
+    """Display the stored first figure as a plain image, at once (no widget, no matplotlib): a page shows
+    it while the widgets load; the demo's own plot replaces it (CSS) as soon as it is there."""
+    import base64
+
+    from IPython.display import HTML, display
+
+    png = first_png(demo, values)
+    if png is None:
+        return
+    display(HTML("<style>body:has(.demo-app img.demo-plot) .demo-static { display: none; }</style>"
+                 f"<div class='demo-static'><p style='margin:2px 0'>Stored first figure, drawn by "
+                 f"<code>make demos</code>; the controls are loading ...</p>"
+                 f"<img class='demo-static-plot' width='{PLOT_WIDTH}' height='{PLOT_HEIGHT}' style='max-width:none' "
+                 f"src='data:image/png;base64,{base64.b64encode(png).decode()}'></div>"))
 
 
 def code_hash(demo: str) -> str:

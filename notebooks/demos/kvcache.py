@@ -29,6 +29,12 @@
 # stored point (x marks): a different number then comes with the machine's state that explains it.
 
 # %%
+from demo_common import show_first
+
+FIRST = {"tokens": 32, "model_kind": "vectorize(gpt)"}  # the controls' first setting
+show_first("kvcache", FIRST)  # the stored first figure, at once
+
+# %%
 import html
 import time
 
@@ -164,11 +170,11 @@ def measure(values: dict, progress) -> None:
     LIVE[(m, n)] = r
 
 
-controls = {"tokens": control(W.SelectionSlider(options=LENGTHS, value=32, description="new tokens"), "tokens"),
-            "model_kind": control(W.ToggleButtons(options=MODELS, value="vectorize(gpt)", description="model"),
+controls = {"tokens": control(W.SelectionSlider(options=LENGTHS, value=FIRST["tokens"], description="new tokens"), "tokens"),
+            "model_kind": control(W.ToggleButtons(options=MODELS, value=FIRST["model_kind"], description="model"),
                                   "model_kind")}
 app = App([[controls["tokens"], controls["model_kind"]]], controls, setup, draw, table, status, measure=measure,
-          first=first_png("kvcache", {k: w.value for k, w in controls.items()}),
+          first=first_png("kvcache", FIRST),
           note="Stored: the whole timing table (every length, both ways, both models). On every change: the stored "
                "row of the setting and the cache's bytes. Measure live: the current setting, timed now.")
 display(app.box)

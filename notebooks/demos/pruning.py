@@ -28,6 +28,12 @@
 # the matrix and the marked point are computed from the controls (`demo_measure.prune_model`).
 
 # %%
+from demo_common import show_first
+
+FIRST = {"sparsity": 50, "method": "unstructured"}  # the controls' first setting
+show_first("pruning", FIRST)  # the stored first figure, at once
+
+# %%
 import time
 
 import ipywidgets as W
@@ -120,11 +126,11 @@ def measure(values: dict, progress) -> None:
 
 
 controls = {
-    "sparsity": control(W.IntSlider(value=50, min=0, max=95, step=5, description="sparsity (%)"), "sparsity"),
-    "method": control(W.ToggleButtons(options=list(METHODS), value="unstructured", description="pruning"), "method"),
+    "sparsity": control(W.IntSlider(value=FIRST["sparsity"], min=0, max=95, step=5, description="sparsity (%)"), "sparsity"),
+    "method": control(W.ToggleButtons(options=list(METHODS), value=FIRST["method"], description="pruning"), "method"),
 }
 app = App([[controls["sparsity"], controls["method"]]], controls, setup, draw, table, status, measure=measure,
-          first=first_png("pruning", {k: w.value for k, w in controls.items()}),
+          first=first_png("pruning", FIRST),
           note="Stored: the accuracy-vs-bytes curves (20 sparsities x 2 methods). On every change: pruning, the "
                "three storage formats, the file and the accuracy of the current setting, on this kernel's library.")
 display(app.box)

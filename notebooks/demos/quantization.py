@@ -27,6 +27,12 @@
 # marked point are computed from the controls on every change (`demo_measure.quantize_model`).
 
 # %%
+from demo_common import show_first
+
+FIRST = {"bits": 4, "scheme": "per-tensor symmetric"}  # the controls' first setting
+show_first("quantization", FIRST)  # the stored first figure, at once
+
+# %%
 import time
 
 import ipywidgets as W
@@ -143,11 +149,11 @@ def measure(values: dict, progress) -> None:
     LIVE.update(data=data, when=time.strftime("%H:%M:%S"))
 
 
-controls = {"bits": control(W.IntSlider(value=4, min=2, max=8, description="bits per weight"), "bits"),
-            "scheme": control(W.ToggleButtons(options=list(SCHEMES), value="per-tensor symmetric",
+controls = {"bits": control(W.IntSlider(value=FIRST["bits"], min=2, max=8, description="bits per weight"), "bits"),
+            "scheme": control(W.ToggleButtons(options=list(SCHEMES), value=FIRST["scheme"],
                                               description="scheme"), "scheme")}
 app = App([[controls["bits"]], [controls["scheme"]]], controls, setup, draw, table, status, measure=measure,
-          first=first_png("quantization", {k: w.value for k, w in controls.items()}),
+          first=first_png("quantization", FIRST),
           note="Stored: the accuracy curves. On every change: the quantized weights, errors, bytes and accuracy "
                "of the current setting, on this kernel's library.")
 display(app.box)

@@ -26,6 +26,12 @@
 # again now and draws it beside the stored bars (x marks).
 
 # %%
+from demo_common import show_first
+
+FIRST = {"batch": 4, "rung": "im2col + matmul"}  # the controls' first setting
+show_first("vectorization", FIRST)  # the stored first figure, at once
+
+# %%
 import os
 import time
 
@@ -142,11 +148,11 @@ def measure(values: dict, progress) -> None:
 
 
 controls = {
-    "batch": control(W.SelectionSlider(options=BATCHES, value=4, description="batch (images)"), "batch"),
-    "rung": control(W.SelectionSlider(options=list(zip(SHORT, RUNGS)), value=RUNGS[3], description="rung"), "rung"),
+    "batch": control(W.SelectionSlider(options=BATCHES, value=FIRST["batch"], description="batch (images)"), "batch"),
+    "rung": control(W.SelectionSlider(options=list(zip(SHORT, RUNGS)), value=FIRST["rung"], description="rung"), "rung"),
 }
 app = App([[controls["batch"], controls["rung"]]], controls, setup, draw, table, status, measure=measure,
-          first=first_png("vectorization", {k: w.value for k, w in controls.items()}),
+          first=first_png("vectorization", FIRST),
           note="Stored: every rung timed at every batch. On every change: the stored row of the setting. "
                "Measure live: the current batch, timed now.")
 display(app.box)
