@@ -396,13 +396,13 @@ def check_restart(page, demo: str, restart) -> str:
     """After a kernel restart the page says so (the notice shows, controls greyed) or a move redraws correctly."""
     restart()
     try:
-        page.locator(".demo-app .demo-dead div").wait_for(state="visible", timeout=20_000)
+        page.locator(".demo-app .demo-dead-notice").wait_for(state="visible", timeout=20_000)
     except Exception:
         widget = page.locator(".demo-app .demo-slider .noUi-handle").first
         widget.focus()
         changed(page, demo, lambda: page.keyboard.press("Home"), "after the restart: Home")
         return "redrawn"
-    box = page.locator(".demo-app .demo-dead div").bounding_box()
+    box = page.locator(".demo-app .demo-dead-notice").bounding_box()
     assert box and box["top"] >= 0 and box["bottom"] <= page.viewport_size["height"], f"{demo}: restart notice off screen"
     assert page.evaluate("() => getComputedStyle(document.querySelector('.demo-app .demo-slider')).pointerEvents") == "none"
     return "notice"
@@ -480,7 +480,7 @@ def test_demo_in_lab(demo, lab, busy, demo_folder):
     url, token = lab
     original = (demo_folder / f"{demo}.py").read_bytes()
     with browser_page(f"demos-lab-{demo}", viewport=VIEWPORTS[0]) as (page, shot):
-        page.goto(f"{url}/lab?token={token}")
+        page.goto(f"{url}/lab?reset&token={token}")  # reset: no tab of an earlier test reopened
         page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell")
         page.locator(".jp-LauncherCard, .jp-DirListing").first.wait_for()
         run_command(page, "docmanager:open", {"path": f"{demo}.py", "factory": "Notebook"})  # through jupytext

@@ -202,14 +202,14 @@ CSS = """<style>
 .demo-app.jupyter-widgets-disconnected .demo-slider, .demo-app.jupyter-widgets-disconnected .demo-measure,
 .demo-app.jupyter-widgets-disconnected .demo-plot, .demo-app.jupyter-widgets-disconnected .demo-result
   { opacity: 0.3; pointer-events: none; }
-.demo-app .demo-dead div { background: #b00020; color: white; font-size: 18px; padding: 8px 12px;
+.demo-app .demo-dead-notice { background: #b00020; color: white; font-size: 18px; padding: 8px 12px;
   border-radius: 4px; }
 .demo-app .demo-status { color: #333; }
 .demo-app .demo-note { font-size: 13px; color: #555; }
 .demo-app .demo-result td { padding: 1px 12px 1px 0; }
 .jupyter-widgets-disconnected::before { display: none !important; }
 </style>"""
-DEAD = ("<div>The kernel behind this demo stopped or restarted: the controls no longer reach it and the "
+DEAD = ("<div class='demo-dead-notice'>The kernel behind this demo stopped or restarted: the controls no longer reach it and the "
         "numbers and plot are from before. Re-run the notebook (Run All) or reload the page.</div>")
 
 
