@@ -30,7 +30,8 @@ BLOCK = re.compile(r"^[ \t]*### BEGIN (SOLUTION|HIDDEN TESTS)[ \t]*\n(.*?)^[ \t]
 MIN_CHARS = 25  # shorter lines (`pass`, `return x`, `out = a + b`) prove nothing
 # Ordinary Python that a solution shares with given code shipped in the kit (a lecture demo, a data script).
 # What the kit's pyproject.toml installs that its code imports.
-INSTALLED = {"numpy", "matplotlib", "tqdm", "ipywidgets", "IPython", "nbformat", "nbclient", "jupytext", "threadpoolctl"}
+INSTALLED = {"numpy", "matplotlib", "tqdm", "ipywidgets", "IPython", "nbformat", "nbclient", "jupytext", "threadpoolctl",
+             "PIL"}  # PIL: Pillow, a dependency of matplotlib (the demos encode their PNGs with it)
 GENERIC = {"new = copy.deepcopy(model)", "rng = np.random.default_rng(seed)"}
 
 
