@@ -501,8 +501,8 @@ def test_demo_in_lab(demo, lab, busy, demo_folder):
         run_command(page, "docmanager:save")
         page.wait_for_timeout(500)
         assert (demo_folder / f"{demo}.py").read_bytes() == original, f"{demo}: saving in JupyterLab changed the .py"
-        outcome = check_restart(page, demo, lambda: page.evaluate(
-            "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()"))
+        outcome = check_restart(page, demo, lambda: page.evaluate(  # not awaited: a restart under load takes a while
+            "() => { window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart(); }"))
         shot(f"{demo}-after-restart")
         page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
     print(f"\nJupyterLab {demo}: after a kernel restart: {outcome}")

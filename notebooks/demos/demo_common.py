@@ -198,11 +198,13 @@ CSS = """<style>
 .demo-app .widget-label, .demo-app .widget-readout, .demo-app button { font-size: 15px; }
 .demo-app .demo-plot { max-width: none; flex: none; }
 .demo-app .demo-dead { display: none; }
-.demo-app.jupyter-widgets-disconnected .demo-dead { display: block; position: sticky; top: 0; z-index: 100; }
+.demo-app.jupyter-widgets-disconnected .demo-dead { display: block; position: relative; height: 0;
+  overflow: visible; z-index: 1000; }
 .demo-app.jupyter-widgets-disconnected .demo-slider, .demo-app.jupyter-widgets-disconnected .demo-measure,
 .demo-app.jupyter-widgets-disconnected .demo-plot, .demo-app.jupyter-widgets-disconnected .demo-result
   { opacity: 0.3; pointer-events: none; }
-.demo-app .demo-dead-notice { background: #b00020; color: white; font-size: 18px; padding: 8px 12px;
+.demo-app .demo-dead-notice { position: absolute; top: 40px; left: 20px; width: 720px; white-space: normal;
+  background: #b00020; color: white; font-size: 20px; padding: 12px 16px; box-shadow: 0 2px 8px #0006;
   border-radius: 4px; }
 .demo-app .demo-status { color: #333; }
 .demo-app .demo-note { font-size: 13px; color: #555; }
@@ -267,7 +269,7 @@ class App:
             w.observe(self.update, names="value")
         rows = [W.HBox(list(r) + (extra if i == 0 else []), layout=W.Layout(align_items="center"))
                 for i, r in enumerate(rows)]
-        self.box = W.VBox([W.HTML(CSS + DEAD).add_class("demo-dead"), *rows, self.status, self.image, self.result,
+        self.box = W.VBox([*rows, self.status, W.HTML(CSS + DEAD).add_class("demo-dead"), self.image, self.result,
                            W.HTML(f"<p>{note}<br>{KEYBOARD_NOTE}</p>").add_class("demo-note")]).add_class("demo-app")
         self.prefetching = False
         self.last = (next(iter(controls)), 1)  # (control, direction) of the last move

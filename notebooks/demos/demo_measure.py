@@ -288,6 +288,9 @@ def draw_first(demo: str) -> Path:
     exec(compile(code, f"{demo}.py", "exec"), scope)
     app = scope["app"]
     png.write_bytes(app.image.value)
+    deadline = time.monotonic() + 60
+    while app.prefetching and time.monotonic() < deadline:  # let the background drawing end before exit
+        time.sleep(0.1)
     path = STORED / f"{demo}.json"
     stored = json.loads(path.read_text())
     stored["first"] = {"values": {k: str(w.value) for k, w in app.controls.items()}, "code": code_hash(demo)}
