@@ -403,7 +403,7 @@ def check_restart(page, demo: str, restart) -> str:
         changed(page, demo, lambda: page.keyboard.press("Home"), "after the restart: Home")
         return "redrawn"
     box = page.locator(".demo-app .demo-dead-notice").bounding_box()
-    assert box and box["top"] >= 0 and box["bottom"] <= page.viewport_size["height"], f"{demo}: restart notice off screen"
+    assert box and box["y"] >= 0 and box["y"] + box["height"] <= page.viewport_size["height"], f"{demo}: restart notice off screen"
     assert page.evaluate("() => getComputedStyle(document.querySelector('.demo-app .demo-slider')).pointerEvents") == "none"
     return "notice"
 
