@@ -12,7 +12,7 @@ export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: sandbox browser hub-deps hub setup run selfcheck test release export kit lab lab-instructor demos models gpt lock clean
+.PHONY: sandbox browser hub-deps hub setup run selfcheck test release export kit lab lab-instructor demos voila models gpt lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), \
@@ -135,11 +135,19 @@ lab-instructor: $(STAMP)
 	@echo "JupyterLab (instructor setup: Create Assignment, Formgrader) keeps this terminal until you stop it."
 	PATH="$(CURDIR)/$(BIN):$$PATH" JUPYTER_CONFIG_PATH=$(CURDIR)/lab/instructor $(BIN)/jupyter lab $(LAB_ARGS)
 
-# Lecture demos (notebooks/demos/, jupytext .py): write the .ipynb next to each .py, for Voila,
-# which serves notebooks only (`.venv/bin/voila notebooks/demos/quantization.ipynb`).
+# Lecture demos (notebooks/demos/, jupytext .py). `make demos` before a lecture, on the machine you present
+# from: writes the .ipynb next to each .py (Voila serves notebooks only), measures what is slow to measure
+# (timing tables, accuracy curves: a few minutes) into notebooks/demos/stored/ with where and when, and
+# stores each demo's first figure. DEMO=kvcache measures one. `make voila` serves the demos as apps (kernels
+# preheated: a page shows its figure at once; notebooks/demos/voila.json).
 DEMOS := quantization pruning kvcache vectorization
 demos: $(STAMP)
 	$(BIN)/jupytext --to notebook $(DEMOS:%=notebooks/demos/%.py)
+	cd notebooks/demos && ../../$(BIN)/python demo_measure.py $(DEMO)
+
+voila: $(STAMP)
+	$(BIN)/jupytext --to notebook $(DEMOS:%=notebooks/demos/%.py)
+	cd notebooks/demos && ../../$(BIN)/voila .
 
 # Train the digit MLP and CNN (5 seeds each, a minute or two), print the table,
 # and write the seed-0 models to data/mlp_digits.npz and data/cnn_digits.npz.

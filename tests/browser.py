@@ -44,8 +44,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def jupyter_server(cmd: list, env: dict, cwd: Path, log: Path, ready_path: str, what: str = "the server"):
-    """Runs cmd + --port=<free port> (with its port option given as `{port}` in cmd) until ready_path answers.
+def jupyter_server(cmd: list, env: dict, cwd: Path, log: Path, ready_path: str | None, what: str = "the server",
+                   timeout: float = 60):
+    """Runs cmd + --port=<free port> (with its port option given as `{port}` in cmd) until ready_path answers
+    (ready_path None: until the port accepts connections).
 
     Yields the base url. Stopped with SIGTERM (Jupyter shuts its kernels down), killed after 20 s.
     """
@@ -55,10 +57,13 @@ def jupyter_server(cmd: list, env: dict, cwd: Path, log: Path, ready_path: str, 
             proc = subprocess.Popen([part.replace("{port}", str(port)) for part in cmd], cwd=cwd, env=env,
                                     stdout=out, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while proc.poll() is None and time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(url + ready_path, timeout=2)
+                if ready_path is None:
+                    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                else:
+                    urllib.request.urlopen(url + ready_path, timeout=2)
                 break
             except OSError:
                 time.sleep(0.3)
@@ -67,7 +72,7 @@ def jupyter_server(cmd: list, env: dict, cwd: Path, log: Path, ready_path: str, 
     else:
         pytest.fail(f"{what} did not start:\n{log.read_text()[-3000:]}")
     try:
-        assert time.monotonic() < deadline, f"{what} did not answer within 60 s:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"{what} did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}"
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -31,7 +31,8 @@ MIN_CHARS = 25  # shorter lines (`pass`, `return x`, `out = a + b`) prove nothin
 # Ordinary Python that a solution shares with given code shipped in the kit (a lecture demo, a data script).
 # What the kit's pyproject.toml installs that its code imports.
 INSTALLED = {"numpy", "matplotlib", "tqdm", "ipywidgets", "IPython", "nbformat", "nbclient", "jupytext", "threadpoolctl",
-             "nbgrader"}  # nbgrader: the kit's tito/student_exchange.py (Assignment List, Submit)
+             "nbgrader",  # nbgrader: the kit's tito/student_exchange.py (Assignment List, Submit)
+             "PIL"}  # PIL: Pillow, a dependency of matplotlib (the demos encode their PNGs with it)
 GENERIC = {"new = copy.deepcopy(model)", "rng = np.random.default_rng(seed)"}
 
 

@@ -16,133 +16,168 @@
 # runs its `Tensor` operations) or as `vectorize(gpt)` (Module 17: the same weights and logits,
 # each block one fused numpy pass under `no_grad`):
 #
-# - **time per token** with and without the cache: the time of the whole
-#   `tinytorch_lib.kvcache.generate(model, prompt, n, use_cache=...)` call divided by n (the
-#   cached side includes its prefill of the prompt), median of repeated runs, both sides timed
-#   together by Module 18's `time_generation` (the course's `measure`, one BLAS thread);
-# - **the speedup** on the curve over all lengths, with the current point;
-# - **the cache's memory**: `KVCache(...).nbytes` for the prompt plus n positions (and for the
-#   `max_len` positions `generate` preallocates);
-# - **the tokens** both ways, which must be identical.
+# - **time per token** with and without the cache: the CPU time of the whole
+#   `generate(model, prompt, n, use_cache=...)` call divided by n (the cached side includes its
+#   prefill of the prompt), both sides timed in turns by the course's `compare`;
+# - **the speedup**: the median of the paired ratios, with their p10-p90 range (the bars);
+# - in the table, **the cache's memory** (`KVCache(...).nbytes` for the prompt plus n positions)
+#   and **the tokens**, identical both ways.
 #
-# Up to 64 tokens the current point is **measured live** when the slider moves (3 runs per side).
-# Longer runs take seconds without the cache, so 128-512 tokens come from a **table measured at
-# start-up** for both models (one run without the cache, three with it, about 20 s); the demo labels which
-# one you see. The curves are that start-up measurement at every length, the other model's faded.
+# Timing every length takes minutes (512 tokens without the cache take seconds per run), so the
+# table is **stored**, measured ahead by `make demos` (`demo_measure.py`), and drawn at once.
+# **measure live** times the current setting again on this machine now and draws it beside the
+# stored point (x marks): a different number then comes with the machine's state that explains it.
 
 # %%
+from demo_common import show_first
+
+FIRST = {"tokens": 32, "model_kind": "vectorize(gpt)"}  # the controls' first setting
+show_first("kvcache", FIRST)  # the stored first figure, at once
+
+# %%
+import html
+import time
+
 import ipywidgets as W
 import numpy as np
 from IPython.display import display
 
 import tinytorch_lib
-from demo_common import QUICK, app, control, figure, row, value
+from demo_common import App, control, describe_stored, first_png, format_bytes, load_stored, plain_log_ticks, row, value
+from demo_measure import LENGTHS, LIBRARIES, cache_bytes, kv_repeats, time_kv
 
-for line in tinytorch_lib.check_ready("transformer", "acceleration", "kvcache"):
-    print(line)
-
-from tinytorch_lib.acceleration import vectorize  # noqa: E402
-from tinytorch_lib.kvcache import KVCache, time_generation  # noqa: E402
-from tinytorch_lib.transformer import load_gpt  # noqa: E402
-
-model, tokenizer, _ = load_gpt()
-MODELS = {"vectorize(gpt)": vectorize(model), "as trained": model}
-PROMPT = tokenizer.encode("And the LORD said unto Moses, ")
-LIVE = [1, 2, 4, 8, 16, 24, 32, 48, 64]             # measured when the slider moves
-TABLE = [128, 256] if QUICK else [128, 256, 512]     # measured once, at start-up
-HEAD_DIM = model.d_model // model.n_heads
+tinytorch_lib.check_ready(*LIBRARIES["kvcache"])  # stops naming the first unfinished task
+STORED = load_stored("kvcache")
+LIVE = {}  # (model, n) -> time_kv's row, from the measure-live button
+MODELS = ["vectorize(gpt)", "as trained"]
+TABLE = STORED["data"]["table"] if STORED else {m: {} for m in MODELS}
+PROMPT_TOKENS = STORED["data"]["prompt_tokens"] if STORED else 30
 
 
-def cache_bytes(positions: int) -> int:
-    return KVCache(model.n_layers, 1, model.n_heads, positions, HEAD_DIM).nbytes
-
-
-def run(which: str, n: int, repeats: int) -> dict:
-    """Generate n tokens both ways with MODELS[which], timed side by side by Module 18's time_generation."""
-    r = time_generation(MODELS[which], PROMPT, n, repeats=repeats)
-    return {"n": n, "without": r["without"].median / n, "with": r["with"].median / n, "speedup": r["speedup"],
-            "identical": r["identical"], "tokens": r["tokens"]}
-
-
-START = {which: {n: run(which, n, 3 if n in LIVE else 1) for n in LIVE + TABLE} for which in MODELS}
-print(f"GPT: {model.n_layers} layers, {model.n_heads} heads, d_model {model.d_model}, max_len {model.max_len}; "
-      f"prompt {len(PROMPT)} tokens. Start-up curves measured at {len(LIVE + TABLE)} lengths for each model"
-      + (" (quick run: table up to 256 tokens)" if QUICK else ""))
-assert all(r["identical"] for rows in START.values() for r in rows.values()), "cached and uncached generation differ"
-
-
-# %%
-def redraw(tokens: int, model_kind: str) -> tuple:
-    n = tokens
-    live = n in LIVE
-    r = run(model_kind, n, 3) if live else START[model_kind][n]
-    other = next(k for k in MODELS if k != model_kind)
-    source = "measured now (3 runs per side)" if live else "from the start-up table (1 run without the cache, 3 with it)"
-
-    fig = figure(12, 3.8)
-    ax1, ax2, ax3 = fig.subplots(1, 3)
-    lengths = sorted(START[model_kind])
-    for which, alpha, style in ((model_kind, 1.0, "-"), (other, 0.35, "--")):
-        tag = "" if which == model_kind else f", {which}"
-        ax1.plot(lengths, [START[which][k]["without"] * 1e3 for k in lengths], style, marker="o", ms=3,
-                 color="#4477aa", alpha=alpha, label="without cache" + tag)
-        ax1.plot(lengths, [START[which][k]["with"] * 1e3 for k in lengths], style, marker="s", ms=3,
-                 color="#ee6677", alpha=alpha, label="with KV cache" + tag)
-    ax1.plot([n, n], [r["without"] * 1e3, r["with"] * 1e3], "o", ms=11, mfc="none", mec="black", mew=2,
-             label="current setting")
-    ax1.set_xscale("log", base=2)
-    ax1.set_yscale("log")
-    ax1.set_xlabel("new tokens")
-    ax1.set_ylabel("ms per token")
-    ax1.set_title("Time per token (lines: start-up)")
-    ax1.legend(fontsize=7)
-
-    ax2.plot(lengths, [START[model_kind][k]["speedup"] for k in lengths], marker="o", ms=3, color="#228833",
-             label=model_kind)
-    ax2.plot(lengths, [START[other][k]["speedup"] for k in lengths], "--", marker="o", ms=3, color="#228833",
-             alpha=0.35, label=other)
-    ax2.legend(fontsize=7)
-    ax2.plot([n], [r["speedup"]], "o", ms=11, mfc="none", mec="black", mew=2)
+def setup(fig):
+    ax1, ax2 = fig.subplots(1, 2)
+    a = {"ax1": ax1, "ax2": ax2, "lines": [], "ranges": {}, "speed": {}}
+    for m in MODELS:
+        rows = [TABLE[m].get(str(n)) for n in LENGTHS]
+        ns = [n for n, r in zip(LENGTHS, rows) if r]
+        for side, color, marker in (("without", "#4477aa", "o"), ("with", "#ee6677", "s")):
+            label = f"{side} cache" if m == MODELS[0] else None
+            (line,) = ax1.plot(ns, [r[side] * 1e3 for r in rows if r], marker=marker, ms=5, color=color, label=label)
+            a["lines"].append((m, line))
+        (sp,) = ax2.plot(ns, [r["speedup"][0] for r in rows if r], marker="o", ms=5, color="#228833")
+        a["speed"][m] = sp
+        a["ranges"][m] = ax2.vlines(ns, [r["speedup"][1] for r in rows if r], [r["speedup"][2] for r in rows if r],
+                                    color="#228833", lw=3)
+    (live1,) = ax1.plot([], [], ls="none", marker="x", ms=12, mew=2.5, color="black", label="live")
+    (point1,) = ax1.plot([], [], "o", ms=16, mfc="none", mec="black", mew=2.5, ls="none", label="now")
+    (live2,) = ax2.plot([], [], ls="none", marker="x", ms=12, mew=2.5, color="black")
+    live2_range = ax2.vlines([], [], [], color="black", lw=1.5)
+    (point2,) = ax2.plot([], [], "o", ms=16, mfc="none", mec="black", mew=2.5)
     ax2.axhline(1, color="gray", lw=1, ls="--")
-    ax2.set_xscale("log", base=2)
-    ax2.set_xlabel("new tokens")
+    for ax in (ax1, ax2):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        plain_log_ticks(ax.xaxis, [1, 4, 16, 64, 256])
+        ax.set_xlim(0.7, 750)
+        ax.set_xlabel("new tokens")
+    plain_log_ticks(ax1.yaxis, [0.2, 0.5, 1, 2, 5, 10, 20, 50, 100])
+    plain_log_ticks(ax2.yaxis, [0.5, 1, 2, 5, 10, 20])
+    ax1.set_ylim(0.2, 120)
+    ax2.set_ylim(0.4, 40)
+    ax1.set_ylabel("CPU ms per token")
     ax2.set_ylabel("speedup (without / with)")
-    ax2.set_title("Speedup of the cache (line: start-up)")
+    ax1.legend(loc="upper left", ncols=2, handlelength=1.5, columnspacing=1)
+    ax1.set_title(" ")
+    ax2.set_title(" ")
+    a.update(live1=live1, point1=point1, live2=live2, live2_range=live2_range, point2=point2)
+    a["dynamic"] = [ax1.title, ax2.title, *[l for _, l in a["lines"]], *a["speed"].values(), *a["ranges"].values(),
+                    live1, live2, live2_range, point1, point2, ax1.get_legend()]
+    fig.art.update(a)
 
-    positions = np.arange(1, model.max_len + 1, 16)
-    ax3.plot(positions, [cache_bytes(int(p)) / 1e3 for p in positions], color="#aa3377")
-    ax3.plot([len(PROMPT) + n], [cache_bytes(len(PROMPT) + n) / 1e3], "o", ms=11, mfc="none", mec="black", mew=2)
-    ax3.set_xlabel("positions held (prompt + new tokens)")
-    ax3.set_ylabel("KVCache nbytes (KB)")
-    ax3.set_title("Cache memory (KVCache.nbytes)")
 
-    text = {k: tokenizer.decode(v[len(PROMPT):].tolist()) for k, v in r["tokens"].items()}
-    shown = {k: (t if len(t) <= 160 else t[:160] + " ...").replace("&", "&amp;").replace("<", "&lt;")
-             .replace("\n", "&#8629;") for k, t in text.items()}
-    html = ("<table>"
-            + row(["new tokens", value("tokens", f"{n}") + f" after a {len(PROMPT)}-token prompt; {source}"])
-            + row(["model", value("model", model_kind) + " (both sides of the comparison)"])
-            + row(["ms per token", "without cache " + value("without", f"{r['without'] * 1e3:.2f}")
+def shown(n: int, model_kind: str) -> tuple:
+    """(row, where) for this setting: the live measurement if there is one, else the stored row."""
+    if (model_kind, n) in LIVE:
+        return LIVE[(model_kind, n)], "live"
+    return TABLE[model_kind].get(str(n)), "stored"
+
+
+def draw(fig, tokens: int, model_kind: str) -> None:
+    a, n = fig.art, tokens
+    for m, line in a["lines"]:
+        line.set_alpha(1 if m == model_kind else 0.25)
+        line.set_linewidth(3 if m == model_kind else 1)
+    for m in MODELS:
+        a["speed"][m].set_alpha(1 if m == model_kind else 0.25)
+        a["speed"][m].set_linewidth(3 if m == model_kind else 1)
+        a["ranges"][m].set_alpha(0.8 if m == model_kind else 0.15)
+    live = [(k[1], r) for k, r in LIVE.items() if k[0] == model_kind]
+    a["live1"].set_data([k for k, r in live for _ in (0, 1)], [r[s] * 1e3 for k, r in live for s in ("without", "with")])
+    a["live2"].set_data([k for k, _ in live], [r["speedup"][0] for _, r in live])
+    a["live2_range"].set_segments([[(k, r["speedup"][1]), (k, r["speedup"][2])] for k, r in live])
+    r = TABLE[model_kind].get(str(n))
+    a["point1"].set_data([n, n] if r else [], [r["without"] * 1e3, r["with"] * 1e3] if r else [])
+    a["point2"].set_data([n] if r else [], [r["speedup"][0]] if r else [])
+    a["ax1"].set_title(f"time per token, {model_kind}")
+    a["ax2"].set_title("speedup of the cache" + (" (x: live)" if live else ""))
+
+
+def speedup_text(r: dict) -> str:
+    return f"{r['speedup'][0]:.1f}x (p10-p90 {r['speedup'][1]:.1f}-{r['speedup'][2]:.1f})"
+
+
+def table(tokens: int, model_kind: str) -> str:
+    n = tokens
+    r, where = shown(n, model_kind)
+    stored = TABLE[model_kind].get(str(n))
+    if r is None:
+        return "<p>Nothing stored for this setting yet: press <b>measure live</b>.</p>"
+    text = html.escape(r["text"] if len(r["text"]) <= 90 else r["text"][:90] + " ...").replace("\n", "&#8629;")
+    compare_line = ""
+    if where == "live" and stored:
+        compare_line = f"; stored {speedup_text(stored)}"
+    return ("<table>"
+            + row(["setting", value("tokens", f"{n}") + " new tokens after a " + f"{PROMPT_TOKENS}-token prompt, "
+                   + value("model", model_kind) + f" ({where})"])
+            + row(["CPU ms per token", "without cache " + value("without", f"{r['without'] * 1e3:.2f}")
                    + ", with cache " + value("with", f"{r['with'] * 1e3:.2f}")])
-            + row(["speedup", value("speedup", f"{r['speedup']:.1f}x")])
-            + row(["KV cache memory", value("cache-bytes", f"{cache_bytes(len(PROMPT) + n):,}")
-                   + f" bytes for {len(PROMPT) + n} positions; generate() preallocates max_len "
-                   + f"{model.max_len}: {cache_bytes(model.max_len):,} bytes"])
-            + row(["tokens identical", value("identical", "yes" if r["identical"] else "NO")
-                   + f" ({len(PROMPT)} prompt + {n} new tokens, the same {len(r['tokens'][True])} ids each way)"])
-            + row(["without cache", f"<code>{shown[False]}</code>"])
-            + row(["with cache", f"<code>{shown[True]}</code>"])
+            + row(["speedup", value("speedup", f"{r['speedup'][0]:.1f}x")
+                   + f" (p10-p90 {r['speedup'][1]:.1f}-{r['speedup'][2]:.1f}{compare_line})"])
+            + row(["KV cache memory", value("cache-bytes", f"{cache_bytes(PROMPT_TOKENS + n):,}")
+                   + f" bytes for {PROMPT_TOKENS + n} positions ({format_bytes(cache_bytes(PROMPT_TOKENS + n)).split('(')[1][:-1]})"])
+            + row(["tokens identical", value("identical", "yes" if r["identical"] else "NO") + f": <code>{text}</code>"])
             + "</table>")
-    return html, fig
 
 
-controls = {"tokens": control(W.SelectionSlider(options=LIVE + TABLE, value=32, description="new tokens"), "tokens"),
-            "model_kind": control(W.ToggleButtons(options=list(MODELS), value="vectorize(gpt)", description="model"),
+def status(tokens: int, model_kind: str) -> str:
+    r, where = shown(tokens, model_kind)
+    line = describe_stored(STORED, *LIBRARIES["kvcache"])
+    if where == "live":
+        why = f" {r['noisy']}" if r.get("noisy") else ""
+        line = (f"<b>Measured live</b> at {r['when']} (load {r['load']}): {speedup_text(r)}; the curves are the stored "
+                f"table.{why} " + line)
+    return line
+
+
+def measure(values: dict, progress) -> None:
+    n, m = values["tokens"], values["model_kind"]
+    stored = TABLE[m].get(str(n))
+    guess = f", about {(stored['without'] + stored['with']) * n * (kv_repeats(n) + 1):.0f} s of CPU" if stored else ""
+    progress(f"{n} tokens, {m}: {kv_repeats(n)} runs per side, in turns{guess} ...")
+    r = time_kv(m, n)
+    import os
+    r.update(when=time.strftime("%H:%M:%S"), load=f"{os.getloadavg()[0]:.1f}")
+    LIVE[(m, n)] = r
+
+
+controls = {"tokens": control(W.SelectionSlider(options=LENGTHS, value=FIRST["tokens"], description="new tokens"), "tokens"),
+            "model_kind": control(W.ToggleButtons(options=MODELS, value=FIRST["model_kind"], description="model"),
                                   "model_kind")}
-box, result, plot = app(controls, redraw, f"Computed at start-up: the curves (every length, both ways, both models). "
-                        f"On every change: up to {LIVE[-1]} tokens measured live; {', '.join(map(str, TABLE))} tokens "
-                        "shown from the start-up table.")
-display(box)
+app = App([[controls["tokens"], controls["model_kind"]]], controls, setup, draw, table, status, measure=measure,
+          first=first_png("kvcache", FIRST),
+          note="Stored: the whole timing table (every length, both ways, both models). On every change: the stored "
+               "row of the setting and the cache's bytes. Measure live: the current setting, timed now.")
+display(app.box)
 
 # %% [markdown]
 # What to look for:

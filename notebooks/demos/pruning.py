@@ -15,119 +15,125 @@
 # (`data/mlp_digits.npz`, no fine-tuning after pruning):
 #
 # - **the first layer's weight matrix**, pruned entries in black;
-# - **the real bytes** of the three weight matrices: dense float32 (`ndarray.nbytes`), as a bitmask
-#   (`to_bitmask`: one bit per entry + the nonzero float32 values) and as CSR (`to_csr`: values,
-#   int16 column indices, int32 row pointers), each checked by converting back; and the size of the
-#   whole model's file written by `save_compressed` (bitmask where at least half is zero, dense
-#   otherwise, then LZMA), biases and header included;
-# - **the held-out accuracy** (360 test images) of the pruned model;
-# - the current point on the accuracy-vs-file-bytes curve.
+# - **the held-out accuracy** (360 test images) against the size of the file `save_compressed`
+#   writes (bitmask where at least half is zero, dense otherwise, then LZMA; biases and header
+#   included), with the current point;
+# - in the table, **the real bytes** of the three weight matrices: dense float32
+#   (`ndarray.nbytes`), as a bitmask (`to_bitmask`: one bit per entry + the nonzero float32
+#   values) and as CSR (`to_csr`: values, int16 column indices, int32 row pointers), each checked
+#   by converting back.
 #
-# Computed at start-up: the curve, 0-95% in steps of 5 for both methods (about 5 s). The table
-# and the marked point are computed again from the controls on every change.
+# The curves (0-95% in steps of 5, both methods) are stored, measured ahead by `make demos`
+# (`demo_measure.py`); **measure live** computes them again on this kernel's library. The table,
+# the matrix and the marked point are computed from the controls (`demo_measure.prune_model`).
 
 # %%
-import tempfile
-from pathlib import Path
+from demo_common import show_first
+
+FIRST = {"sparsity": 50, "method": "unstructured"}  # the controls' first setting
+show_first("pruning", FIRST)  # the stored first figure, at once
+
+# %%
+import time
 
 import ipywidgets as W
-import matplotlib
 import numpy as np
 from IPython.display import display
 
 import tinytorch_lib
-from demo_common import app, control, figure, row, value
+from demo_common import App, control, describe_stored, first_png, format_bytes, kib, load_stored, row, value
+from demo_measure import LIBRARIES, METHODS, PERCENTS, digits_mlp, measure_pruning, prune_model
 
-for line in tinytorch_lib.check_ready("training", "dataloader", "compression"):
-    print(line)
-
-from tinytorch_lib import data_dir  # noqa: E402
-from tinytorch_lib.compression import (from_bitmask, from_csr, make_permanent, prunable_layers,  # noqa: E402
-                                       prune, save_compressed, to_bitmask, to_csr)
-from tinytorch_lib.compression import sparsity as zero_fraction  # noqa: E402
-from tinytorch_lib.dataloader import DataLoader, load_digits  # noqa: E402
-from tinytorch_lib.training import evaluate, load_model  # noqa: E402
-
-model, _ = load_model(data_dir("mlp_digits.npz") / "mlp_digits.npz")
-test = DataLoader(load_digits("test", flatten=True), batch_size=360)
-METHODS = {"unstructured": "magnitude", "structured": "structured"}  # label -> prune(method=...)
-SCRATCH = tempfile.TemporaryDirectory(prefix="pruning-demo-")  # removed when the kernel exits
-FILE = Path(SCRATCH.name) / "mlp-pruned.ttc"
+tinytorch_lib.check_ready(*LIBRARIES["pruning"])  # stops naming the first unfinished task
+STORED = load_stored("pruning")
+LIVE = {}  # filled by the measure-live button
+LIMIT = float(np.abs(digits_mlp()[0][0].weight.data).max())
+COLORS = {"unstructured": "#4477aa", "structured": "#ee6677"}
 
 
-def prune_model(percent: int, kind: str) -> dict:
-    """Prune, make permanent, store three ways and write the file; held-out accuracy of the pruned model."""
-    pruned = make_permanent(prune(model, percent / 100, METHODS[kind]))
-    dense = bitmask = csr = 0
-    for _, layer in prunable_layers(pruned):
-        w = layer.weight.data
-        bits, values = to_bitmask(w)
-        assert np.array_equal(from_bitmask(bits, values, w.shape), w), "bitmask round trip changed the weights"
-        v, idx, ptr = to_csr(w)
-        assert np.array_equal(from_csr(v, idx, ptr, w.shape), w), "CSR round trip changed the weights"
-        dense, bitmask, csr = dense + w.nbytes, bitmask + bits.nbytes + values.nbytes, csr + v.nbytes + idx.nbytes + ptr.nbytes
-    file_bytes = save_compressed(FILE, pruned)
-    return {"model": pruned, "accuracy": evaluate(pruned, test), "sparsity": zero_fraction(pruned)["total"],
-            "dense": dense, "bitmask": bitmask, "csr": csr, "file": file_bytes}
+def curves() -> dict | None:
+    return LIVE.get("data") or (STORED and STORED["data"])
 
 
-PERCENTS = list(range(0, 100, 5))
-CURVE = {kind: [(r["file"], r["accuracy"]) for r in (prune_model(p, kind) for p in PERCENTS)] for kind in METHODS}
-print(f"FP32: accuracy {CURVE['unstructured'][0][1]:.2%} on {len(test.dataset)} held-out images; "
-      f"file {CURVE['unstructured'][0][0]:,} bytes unpruned; curve: {len(PERCENTS)} sparsities x {len(METHODS)} methods")
+def setup(fig):
+    import matplotlib
 
-
-# %%
-def redraw(sparsity: int, method: str) -> tuple:
-    percent, kind = sparsity, method
-    r = prune_model(percent, kind)
-    w = prunable_layers(r["model"])[0][1].weight.data  # (128 out, 64 in)
-
-    fig = figure(11, 4.2)
-    ax1, ax2 = fig.subplots(1, 2, width_ratios=[1, 1.3])
+    ax1, ax2 = fig.subplots(1, 2, width_ratios=[1, 1])
     cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="black")
-    limit = float(np.abs(model[0].weight.data).max())
-    im = ax1.imshow(np.ma.masked_equal(w.T, 0), cmap=cmap, vmin=-limit, vmax=limit, aspect="auto",
-                    interpolation="nearest")
-    fig.colorbar(im, ax=ax1, label="weight value")
-    ax1.set_title(f"Layer 0 weights, {kind} {percent}%: "
-                  f"{int((w == 0).sum()):,} of {w.size:,} zero (black)")
-    ax1.set_xlabel("output channel (128)")
-    ax1.set_ylabel("input pixel (64)")
-
-    for name, points in CURVE.items():
-        ax2.plot([b / 1000 for b, _ in points], [a * 100 for _, a in points], marker="o", ms=3, label=name,
-                 lw=2.5 if name == kind else 1, alpha=1 if name == kind else 0.5)
-    ax2.plot([r["file"] / 1000], [r["accuracy"] * 100], "o", ms=12, mfc="none", mec="black", mew=2,
-             label="current setting")
-    ax2.set_xlabel("save_compressed file size (KB, 1 KB = 1000 bytes)")
+    im = ax1.imshow(np.zeros((64, 128)), cmap=cmap, vmin=-LIMIT, vmax=LIMIT, aspect="auto", interpolation="nearest")
+    fig.colorbar(im, ax=ax1, label="weight (black: 0)")
+    ax1.set_xlabel("output channel")
+    ax1.set_ylabel("input pixel")
+    ax1.set_xticks([0, 32, 64, 96, 127])
+    ax1.set_yticks([0, 16, 32, 48, 63])
+    lines = {k: ax2.plot([], [], marker="o", ms=4, color=COLORS[k], label=k)[0] for k in METHODS}
+    live = {k: ax2.plot([], [], ls="none", marker="x", ms=10, mew=2, color=COLORS[k])[0] for k in METHODS}
+    (point,) = ax2.plot([], [], "o", ms=16, mfc="none", mec="black", mew=2.5, label="now")
+    ax2.set_xlabel("save_compressed file (KiB)")
     ax2.set_ylabel("held-out accuracy (%)")
-    ax2.set_title("Accuracy vs file bytes, 0-95% sparsity (curves: start-up)")
-    ax2.legend(fontsize=8, loc="lower right")
+    data = curves()
+    sizes = [kib(p["file"]) for k in METHODS for p in data["curves"][k]] if data else [0, 50]
+    ax2.set_xlim(0, max(sizes) * 1.05)
+    ax2.set_ylim(0, 104)
+    ax2.legend(loc="lower right")
+    ax1.set_title(" ")
+    ax2.set_title(" ")
+    fig.art.update(ax1=ax1, ax2=ax2, im=im, lines=lines, live=live, point=point,
+                   dynamic=[ax1.title, ax2.title, im, *lines.values(), *live.values(), point, ax2.get_legend()])
 
-    html = ("<table>"
-            + row(["setting", value("setting", f"{kind} {percent}%")
-                   + f" (all weights: {r['sparsity']:.1%} zero)"])
-            + row(["held-out accuracy", value("accuracy", f"{r['accuracy']:.2%}")
-                   + f" (unpruned {CURVE['unstructured'][0][1]:.2%})"])
-            + row(["weight matrices, dense float32", value("dense", f"{r['dense']:,}") + " bytes"])
-            + row(["as bitmask + values", value("bitmask", f"{r['bitmask']:,}") + " bytes"])
-            + row(["as CSR", value("csr", f"{r['csr']:,}") + " bytes"])
-            + row(["whole model, save_compressed file", value("file", f"{r['file']:,}")
-                   + f" bytes ({CURVE['unstructured'][0][0] / r['file']:.1f}x smaller than unpruned)"])
+
+def draw(fig, sparsity: int, method: str) -> None:
+    a = fig.art
+    r = prune_model(sparsity, method)
+    w = r["first_layer"]  # (128 out, 64 in)
+    a["im"].set_data(np.ma.masked_equal(w.T, 0))
+    a["ax1"].set_title(f"layer 0: {int((w == 0).sum()):,} of {w.size:,} zero")
+    data = curves()
+    for k, line in a["lines"].items():
+        pts = data["curves"][k] if data else []
+        line.set_data([kib(p["file"]) for p in pts], [100 * p["accuracy"] for p in pts])
+        line.set_linewidth(3.5 if k == method else 1.2)
+        line.set_alpha(1 if k == method else 0.5)
+        pts = LIVE["data"]["curves"][k] if LIVE else []
+        a["live"][k].set_data([kib(p["file"]) for p in pts], [100 * p["accuracy"] for p in pts])
+    a["point"].set_data([kib(r["file"])], [100 * r["accuracy"]])
+    a["ax2"].set_title("accuracy vs file size" + (": live (x)" if LIVE else ": stored" if STORED else ""))
+
+
+def table(sparsity: int, method: str) -> str:
+    r, base = prune_model(sparsity, method), prune_model(0, "unstructured")
+    return ("<table>"
+            + row(["setting", value("setting", f"{method} {sparsity}%") + f" (all weights: {r['sparsity']:.1%} zero)"])
+            + row(["held-out accuracy", value("accuracy", f"{r['accuracy']:.2%}") + f" (unpruned {base['accuracy']:.2%})"])
+            + row(["weight matrices", "dense float32 " + value("dense", f"{r['dense']:,}") + ", bitmask + values "
+                   + value("bitmask", f"{r['bitmask']:,}") + ", CSR " + value("csr", f"{r['csr']:,}") + " bytes"])
+            + row(["save_compressed file", value("file", f"{r['file']:,}") + f" bytes ({kib(r['file']):.1f} KiB, "
+                   + f"{base['file'] / r['file']:.1f}x smaller than unpruned)"])
             + "</table>")
-    return html, fig
+
+
+def status(sparsity: int, method: str) -> str:
+    if LIVE:
+        return (f"Curves <b>measured live</b> on this kernel at {LIVE['when']} (x marks, beside the stored lines). "
+                + describe_stored(STORED, *LIBRARIES["pruning"]))
+    return describe_stored(STORED, *LIBRARIES["pruning"])
+
+
+def measure(values: dict, progress) -> None:
+    prune_model.cache_clear()
+    data = measure_pruning(progress)
+    LIVE.update(data=data, when=time.strftime("%H:%M:%S"))
 
 
 controls = {
-    "sparsity": control(W.IntSlider(value=50, min=0, max=95, step=5, description="sparsity (%)"), "sparsity"),
-    "method": control(W.ToggleButtons(options=list(METHODS), value="unstructured", description="pruning"), "method"),
+    "sparsity": control(W.IntSlider(value=FIRST["sparsity"], min=0, max=95, step=5, description="sparsity (%)"), "sparsity"),
+    "method": control(W.ToggleButtons(options=list(METHODS), value=FIRST["method"], description="pruning"), "method"),
 }
-controls["method"].layout.width = "auto"
-box, result, plot = app(controls, redraw, "Computed at start-up: the accuracy-vs-bytes curves (20 sparsities x 2 "
-                        "methods). On every change: pruning, the three storage formats, the file and the accuracy "
-                        "of the current setting.")
-display(box)
+app = App([[controls["sparsity"], controls["method"]]], controls, setup, draw, table, status, measure=measure,
+          first=first_png("pruning", FIRST),
+          note="Stored: the accuracy-vs-bytes curves (20 sparsities x 2 methods). On every change: pruning, the "
+               "three storage formats, the file and the accuracy of the current setting, on this kernel's library.")
+display(app.box)
 
 # %% [markdown]
 # What to look for:

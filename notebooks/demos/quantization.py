@@ -16,163 +16,147 @@
 # - **the grid**: the weights of one output channel of the first layer and the levels they are
 #   rounded to. The channel shown is the one with the narrowest range, the one a single
 #   per-tensor scale serves worst;
-# - **the reconstruction error** over all weights, |w - dequantize(quantize(w))|;
-# - **the real bytes**: the codes bit-packed at b bits each (`np.packbits`, checked by unpacking),
-#   plus the float32 scales, the int32 zero points (affine only: a symmetric zero point is 0 and is
-#   not stored) and the float32 biases, which stay FP32. The int8 buffer `quantize_tensor` returns
-#   (one byte per code at every b) is shown too;
-# - **the held-out accuracy** (360 test images) of a deep copy of the model whose weights are the
-#   dequantized ones.
+# - **the held-out accuracy** (360 test images) of a copy of the model whose weights are the
+#   dequantized ones, on the accuracy-vs-bits curves;
+# - in the table: the reconstruction error |w - dequantize(quantize(w))| and **the real bytes**:
+#   the codes bit-packed at b bits each (`np.packbits`, checked by unpacking), plus the float32
+#   scales, the int32 zero points (affine only) and the float32 biases.
 #
-# Computed at start-up: the accuracy at every bit width and scheme (28 settings, under a second),
-# for the curves on the right. The numbers in the table and the marked point are computed again
-# from the controls on every change.
+# The curves (28 settings) are stored, measured ahead by `make demos` (`demo_measure.py`);
+# **measure live** computes them again on this kernel's library. The table, the grid and the
+# marked point are computed from the controls on every change (`demo_measure.quantize_model`).
 
 # %%
-import copy
+from demo_common import show_first
+
+FIRST = {"bits": 4, "scheme": "per-tensor symmetric"}  # the controls' first setting
+show_first("quantization", FIRST)  # the stored first figure, at once
+
+# %%
+import time
 
 import ipywidgets as W
 import numpy as np
 from IPython.display import display
 
 import tinytorch_lib
-from demo_common import app, control, figure, row, value
+from demo_common import App, control, describe_stored, first_png, format_bytes, load_stored, row, value
+from demo_measure import BITS, LIBRARIES, SCHEMES, digits_mlp, measure_quantization, quantize_model
 
-for line in tinytorch_lib.check_ready("training", "dataloader", "quantization", "profiler"):
-    print(line)
-
-from tinytorch_lib import data_dir  # noqa: E402
-from tinytorch_lib.compression import prunable_layers  # noqa: E402
-from tinytorch_lib.dataloader import DataLoader, load_digits  # noqa: E402
-from tinytorch_lib.profiler import model_bytes  # noqa: E402
-from tinytorch_lib.quantization import dequantize_tensor, quantize_tensor  # noqa: E402
-from tinytorch_lib.training import evaluate, load_model  # noqa: E402
-
-model, _ = load_model(data_dir("mlp_digits.npz") / "mlp_digits.npz")
-test = DataLoader(load_digits("test", flatten=True), batch_size=360)
-LAYERS = prunable_layers(model)  # (name, Linear): weights (out_features, in_features)
-FP32_ACCURACY = evaluate(model, test)
-FP32_BYTES = model_bytes(model)  # every float32 array of the state_dict
-SCHEMES = {"per-tensor symmetric": (False, True), "per-tensor affine": (False, False),
-           "per-channel symmetric": (True, True), "per-channel affine": (True, False)}
+tinytorch_lib.check_ready(*LIBRARIES["quantization"])  # stops naming the first unfinished task
+STORED = load_stored("quantization")
+LIVE = {}  # filled by the measure-live button
+LAYER0 = digits_mlp()[0][0].weight.data                            # (128 out, 64 in) float32
+CHANNEL = int(np.argmin(LAYER0.max(axis=1) - LAYER0.min(axis=1)))  # the narrowest-range output channel
+COLORS = dict(zip(SCHEMES, ["#4477aa", "#ee6677", "#228833", "#aa3377"]))
+SHORT = {"per-tensor symmetric": "tensor, sym.", "per-tensor affine": "tensor, affine",
+         "per-channel symmetric": "channel, sym.", "per-channel affine": "channel, affine"}
 
 
-# %%
-def pack_codes(q: np.ndarray, bits: int) -> np.ndarray:
-    """int8 codes in [-2^(bits-1), 2^(bits-1)-1] -> uint8, `bits` bits per code (ceil(size*bits/8) bytes)."""
-    u = (q.astype(np.int16).ravel() + 2 ** (bits - 1)).astype(np.uint8)    # 0 .. 2^bits - 1
-    return np.packbits(np.unpackbits(u[:, None], axis=1)[:, 8 - bits:])     # keep the low `bits` bits
+def curves() -> dict | None:
+    """What the curves show: live when measured, else stored (None when neither)."""
+    return LIVE.get("data") or (STORED and STORED["data"])
 
 
-def unpack_codes(packed: np.ndarray, bits: int, shape: tuple) -> np.ndarray:
-    n = int(np.prod(shape))
-    low = np.unpackbits(packed, count=n * bits).reshape(n, bits)
-    u = np.packbits(np.pad(low, ((0, 0), (8 - bits, 0))), axis=1).ravel()
-    return (u.astype(np.int16) - 2 ** (bits - 1)).astype(np.int8).reshape(shape)
+def setup(fig):
+    ax1, ax2 = fig.subplots(1, 2, width_ratios=[1.2, 1])
+    w = LAYER0[CHANNEL]
+    ax1.hist(w, bins=30, color="#4477aa", alpha=0.6, label="weights")
+    grid = ax1.vlines([], 0, 1, color="#cc3311", lw=1, alpha=0.45, label="grid levels")
+    after = ax1.vlines([], 0, 1, color="#ee7733", lw=4, label="after rounding")
+    pad = 0.25 * (w.max() - w.min())
+    ax1.set_xlim(w.min() - pad, w.max() + pad)
+    ax1.set_xlabel("weight value")
+    ax1.set_ylabel("weights per value")
+    ax1.legend(loc="upper right")
+    lines = {s: ax2.plot(BITS, [np.nan] * len(BITS), marker="o", ms=5, color=COLORS[s], label=SHORT[s])[0]
+             for s in SCHEMES}
+    live = {s: ax2.plot(BITS, [np.nan] * len(BITS), ls="none", marker="x", ms=10, mew=2, color=COLORS[s])[0]
+            for s in SCHEMES}
+    fp32 = ax2.axhline(np.nan, color="gray", ls="--", lw=1.5, label="FP32")
+    (point,) = ax2.plot([], [], "o", ms=16, mfc="none", mec="black", mew=2.5, label="now")
+    ax2.set_xlabel("bits per weight")
+    ax2.set_ylabel("held-out accuracy (%)")
+    ax2.set_xticks(BITS)
+    ax2.set_xlim(1.6, 8.4)
+    ax2.set_ylim(0, 104)
+    ax2.legend(loc="lower right")
+    ax1.set_title(" ")
+    ax2.set_title(" ")
+    fig.art.update(ax1=ax1, ax2=ax2, grid=grid, after=after, lines=lines, live=live, fp32=fp32, point=point,
+                   hist_max=float(np.histogram(w, bins=30)[0].max()),
+                   dynamic=[ax1.title, ax2.title, grid, after, *lines.values(), *live.values(), point,
+                            ax1.get_legend(), ax2.get_legend()])
 
 
-def quantize_model(bits: int, per_channel: bool, symmetric: bool) -> dict:
-    """Quantize every Linear weight (per channel: one scale per output row, axis 0) and measure what it costs."""
-    axis = 0 if per_channel else None
-    new = copy.deepcopy(model)
-    stored = {"codes, bit-packed": 0, "codes, int8 buffer": 0, "scales (float32)": 0,
-              "zero points (int32)": 0, "biases (float32)": 0}
-    sq_err, sq_w, max_err, n = 0.0, 0.0, 0.0, 0
-    codes = {}
-    for (name, layer), (_, copy_layer) in zip(LAYERS, prunable_layers(new)):
-        w = layer.weight.data
-        q, scale, zero = quantize_tensor(w, bits=bits, symmetric=symmetric, axis=axis)
-        packed = pack_codes(q, bits)
-        assert np.array_equal(unpack_codes(packed, bits, q.shape), q), "bit packing lost a code"
-        w_hat = dequantize_tensor(q, scale, zero, axis=axis)
-        copy_layer.weight.data = w_hat
-        codes[name] = (q, scale, zero)
-        stored["codes, bit-packed"] += packed.nbytes
-        stored["codes, int8 buffer"] += q.nbytes
-        stored["scales (float32)"] += scale.nbytes
-        stored["zero points (int32)"] += 0 if symmetric else zero.nbytes
-        stored["biases (float32)"] += layer.bias.data.nbytes
-        err = np.abs(w.astype(np.float64) - w_hat)
-        sq_err, sq_w, max_err, n = sq_err + (err ** 2).sum(), sq_w + (w.astype(np.float64) ** 2).sum(), \
-            max(max_err, float(err.max())), n + w.size
-    total = stored["codes, bit-packed"] + stored["scales (float32)"] + stored["zero points (int32)"] \
-        + stored["biases (float32)"]
-    return {"accuracy": evaluate(new, test), "rms_error": float(np.sqrt(sq_err / n)),
-            "relative_error": float(np.sqrt(sq_err / sq_w)), "max_error": max_err,
-            "stored": stored, "bytes": total, "codes": codes}
-
-
-CURVES = {scheme: [quantize_model(b, *flags)["accuracy"] for b in range(2, 9)] for scheme, flags in SCHEMES.items()}
-print(f"FP32: accuracy {FP32_ACCURACY:.2%} on {len(test.dataset)} held-out images, {FP32_BYTES:,} bytes; "
-      f"accuracy at 2-8 bits computed for {len(SCHEMES)} schemes")
-
-# %%
-W0 = LAYERS[0][1].weight.data
-CHANNEL = int(np.argmin(W0.max(axis=1) - W0.min(axis=1)))  # the narrowest-range output channel of layer 0
-
-
-def redraw(bits: int, scheme: str) -> tuple:
-    per_channel, symmetric = SCHEMES[scheme]
-    r = quantize_model(bits, per_channel, symmetric)
-    q, scale, zero = r["codes"][LAYERS[0][0]]
+def draw(fig, bits: int, scheme: str) -> None:
+    a = fig.art
+    per_channel, _ = SCHEMES[scheme]
+    r = quantize_model(bits, scheme)
+    q, scale, zero, w_hat = r["codes"][next(iter(r["codes"]))]  # the first layer
     s = float(np.ravel(scale)[CHANNEL if per_channel else 0])
     z = int(np.ravel(zero)[CHANNEL if per_channel else 0])
     levels = (np.arange(-(2 ** (bits - 1)), 2 ** (bits - 1)) - z) * s  # every value this channel's codes can take
-    used = len(np.unique(q[CHANNEL]))
+    after, counts = np.unique(w_hat[CHANNEL], return_counts=True)
+    top = next(t for t in (12, 24, 48, 72, 108) if t >= 1.6 * max(a["hist_max"], counts.max()))
+    if a["ax1"].get_ylim()[1] != top:  # a few fixed heights: the background is drawn again only then
+        a["ax1"].set_ylim(0, top)
+        a["static_dirty"] = True
+    lo, hi = a["ax1"].get_xlim()
+    a["grid"].set_segments([[(x, 0), (x, top)] for x in levels[(levels >= lo) & (levels <= hi)]])
+    a["after"].set_segments([[(x, 0), (x, c)] for x, c in zip(after, counts)])
+    a["ax1"].set_title(f"channel {CHANNEL}: {bits}-bit grid, {len(np.unique(q[CHANNEL]))} of {2 ** bits} levels used")
 
-    fig = figure()
-    ax1, ax2 = fig.subplots(1, 2, width_ratios=[3, 2])
-    w = W0[CHANNEL]
-    ax1.hist(w, bins=40, color="#4477aa", alpha=0.8, label=f"channel {CHANNEL}: {w.size} weights")
-    w_hat = dequantize_tensor(q, scale, zero, axis=0 if per_channel else None)[CHANNEL]
-    after, counts = np.unique(w_hat, return_counts=True)
-    lo, hi = min(w.min(), after.min()), max(w.max(), after.max())
-    pad = 0.15 * (hi - lo)
-    shown = levels[(levels >= lo - pad) & (levels <= hi + pad)]
-    for i, x in enumerate(shown):
-        ax1.axvline(x, color="#cc3311", lw=0.8, alpha=0.5, label="grid levels" if i == 0 else None)
-    ax1.vlines(after, 0, counts, color="#ee7733", lw=3, label="after rounding (count per level)")
-    ax1.set_xlim(lo - pad, hi + pad)
-    ax1.set_title(f"Layer 0, output channel {CHANNEL} (narrowest range): {bits}-bit {scheme} grid\n"
-                  f"its weights use {used} of the {2 ** bits} levels; step {s:.2e}")
-    ax1.set_xlabel("weight value")
-    ax1.set_ylabel("count")
-    ax1.legend(loc="upper right", fontsize=8)
+    data = curves()
+    for name, line in a["lines"].items():
+        line.set_ydata([100 * x for x in data["curves"][name]] if data else [np.nan] * len(BITS))
+        line.set_linewidth(3.5 if name == scheme else 1.2)
+        line.set_alpha(1 if name == scheme else 0.45)
+        a["live"][name].set_ydata([100 * x for x in LIVE["data"]["curves"][name]] if LIVE else [np.nan] * len(BITS))
+    if data and a["fp32"].get_ydata()[0] != 100 * data["fp32_accuracy"]:
+        a["fp32"].set_ydata([100 * data["fp32_accuracy"]] * 2)
+        a["static_dirty"] = True
+    a["point"].set_data([bits], [100 * r["accuracy"]])
+    a["ax2"].set_title("accuracy vs bits" + (": live (x)" if LIVE else ": stored" if STORED else ""))
 
-    for name, accs in CURVES.items():
-        ax2.plot(range(2, 9), [a * 100 for a in accs], marker="o", ms=3, label=name,
-                 lw=2.5 if name == scheme else 1, alpha=1 if name == scheme else 0.5)
-    ax2.axhline(FP32_ACCURACY * 100, color="gray", ls="--", lw=1, label="FP32")
-    ax2.plot([bits], [r["accuracy"] * 100], "o", ms=12, mfc="none", mec="black", mew=2, label="current setting")
-    ax2.set_xlabel("bits per weight")
-    ax2.set_ylabel("held-out accuracy (%)")
-    ax2.set_title("Accuracy vs bit width (curves: start-up)")
-    ax2.legend(fontsize=7, loc="lower right")
 
-    st = r["stored"]
-    html = ("<table>"
+def table(bits: int, scheme: str) -> str:
+    r = quantize_model(bits, scheme)
+    st, data = r["stored"], curves()
+    fp32_acc, fp32_bytes = (data["fp32_accuracy"], data["fp32_bytes"]) if data else (None, None)
+    return ("<table>"
             + row(["setting", value("setting", f"{bits}-bit {scheme}")])
             + row(["held-out accuracy", value("accuracy", f"{r['accuracy']:.2%}")
-                   + f" (FP32 {FP32_ACCURACY:.2%}, {(r['accuracy'] - FP32_ACCURACY) * 100:+.2f} points)"])
-            + row(["weight error", f"RMS {r['rms_error']:.2e} ("
-                   + value("relative-error", f"{r['relative_error']:.2%}") + f" of RMS weight), max {r['max_error']:.2e}"])
-            + row(["bytes stored", value("bytes", f"{r['bytes']:,}") + f" = codes bit-packed {st['codes, bit-packed']:,}"
+                   + (f" (FP32 {fp32_acc:.2%}: {(r['accuracy'] - fp32_acc) * 100:+.2f} points)" if data else "")])
+            + row(["weight error", f"RMS {r['rms_error']:.2e} (" + value("relative-error", f"{r['relative_error']:.2%}")
+                   + f" of RMS weight), max {r['max_error']:.2e}"])
+            + row(["bytes stored", value("bytes", f"{r['bytes']:,}") + f" = packed codes {st['codes, bit-packed']:,}"
                    + f" + scales {st['scales (float32)']:,} + zero points {st['zero points (int32)']:,}"
-                   + f" + biases {st['biases (float32)']:,}; FP32 {FP32_BYTES:,} ({FP32_BYTES / r['bytes']:.1f}x smaller)"])
-            + row(["as int8 buffers", f"codes {st['codes, int8 buffer']:,} bytes (one byte per code at any bit width)"])
+                   + f" + biases {st['biases (float32)']:,}"
+                   + (f"; FP32 {format_bytes(fp32_bytes)}, {fp32_bytes / r['bytes']:.1f}x more" if data else "")])
             + "</table>")
-    return html, fig
 
 
-controls = {
-    "bits": control(W.IntSlider(value=4, min=2, max=8, description="bits per weight"), "bits"),
-    "scheme": control(W.ToggleButtons(options=list(SCHEMES), value="per-tensor symmetric", description="scheme"),
-                      "scheme"),
-}
-controls["scheme"].layout.width = "auto"
-box, result, plot = app(controls, redraw, "Computed at start-up: the accuracy curves (every bit width and scheme). "
-                        "On every change: the quantized weights, errors, bytes and accuracy of the current setting.")
-display(box)
+def status(bits: int, scheme: str) -> str:
+    if LIVE:
+        return (f"Curves <b>measured live</b> on this kernel at {LIVE['when']} (x marks, beside the stored lines). "
+                + describe_stored(STORED, *LIBRARIES["quantization"]))
+    return describe_stored(STORED, *LIBRARIES["quantization"])
+
+
+def measure(values: dict, progress) -> None:
+    data = measure_quantization(progress)
+    LIVE.update(data=data, when=time.strftime("%H:%M:%S"))
+
+
+controls = {"bits": control(W.IntSlider(value=FIRST["bits"], min=2, max=8, description="bits per weight"), "bits"),
+            "scheme": control(W.ToggleButtons(options=list(SCHEMES), value=FIRST["scheme"],
+                                              description="scheme"), "scheme")}
+app = App([[controls["bits"]], [controls["scheme"]]], controls, setup, draw, table, status, measure=measure,
+          first=first_png("quantization", FIRST),
+          note="Stored: the accuracy curves. On every change: the quantized weights, errors, bytes and accuracy "
+               "of the current setting, on this kernel's library.")
+display(app.box)
 
 # %% [markdown]
 # What to look for:
