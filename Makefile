@@ -139,7 +139,8 @@ lab-instructor: $(STAMP)
 # from: writes the .ipynb next to each .py (Voila serves notebooks only), measures what is slow to measure
 # (timing tables, accuracy curves: a few minutes) into notebooks/demos/stored/ with where and when, and
 # stores each demo's first figure. DEMO=kvcache measures one. `make voila` serves the demos as apps (kernels
-# preheated: a page shows its figure at once; notebooks/demos/voila.json).
+# preheated, template notebooks/demos/voila/templates/demo: a page shows its stored figure at once;
+# notebooks/demos/voila.json).
 DEMOS := quantization pruning kvcache vectorization
 demos: $(STAMP)
 	$(BIN)/jupytext --to notebook $(DEMOS:%=notebooks/demos/%.py)
@@ -147,7 +148,7 @@ demos: $(STAMP)
 
 voila: $(STAMP)
 	$(BIN)/jupytext --to notebook $(DEMOS:%=notebooks/demos/%.py)
-	cd notebooks/demos && ../../$(BIN)/voila .
+	cd notebooks/demos && JUPYTER_PATH=$(CURDIR)/notebooks/demos ../../$(BIN)/voila .
 
 # Train the digit MLP and CNN (5 seeds each, a minute or two), print the table,
 # and write the seed-0 models to data/mlp_digits.npz and data/cnn_digits.npz.

@@ -281,14 +281,16 @@ def kernels_of(pid: int) -> list:
 
 @pytest.fixture(scope="module")
 def voila(demo_folder, tmp_path_factory):
-    """`make voila`: Voila started in notebooks/demos/ (its voila.json: preheated kernels, no unused
-    extensions); ready when every demo's preheated kernel has run its notebook."""
+    """`make voila`: Voila started in notebooks/demos/ (its voila.json: preheated kernels, the demos'
+    template, no unused extensions); ready when every demo's preheated kernel has run its notebook."""
     import psutil
 
     home = tmp_path_factory.mktemp("voila-home")
     log = home / "server.log"
     cmd = [str(Path(sys.executable).parent / "voila"), "--no-browser", "--Voila.ip=127.0.0.1", "--port={port}"]
-    with jupyter_server(cmd, server_env(home), demo_folder, log, None, "Voila", timeout=240) as url:
+    env = server_env(home)
+    env["JUPYTER_PATH"] = str(demo_folder)  # as `make voila`: the demos' template, voila/templates/demo
+    with jupyter_server(cmd, env, demo_folder, log, None, "Voila", timeout=240) as url:
         port = url.rsplit(":", 1)[1]
         server = next(p for p in psutil.process_iter(["cmdline"])
                       if p.info["cmdline"] and f"--port={port}" in p.info["cmdline"])
@@ -457,7 +459,7 @@ def test_demo_in_voila(demo, voila, busy):
         sockets = []
         page.on("websocket", lambda ws: sockets.append(ws.url))
         start = time.monotonic()
-        page.goto(f"{url}/voila/render/{demo}.ipynb")
+        page.goto(f"{url}/voila/render/{demo}.ipynb", wait_until="commit")  # not "load": the figure may come first
         first = first_figure(page, start)
         redraws = check_all(page, shot, demo, "Voila", first)
         extension_errors = [e for e in errors if re.search(r"extension|jupytext|nbgrader|version", e, re.I)]
