@@ -57,16 +57,8 @@ def style_fonts(size: int) -> None:
 
 
 # ---------------------------------------------------------------- units and ticks
-
-def kib(n: int) -> float:
-    """Bytes -> KiB (1 KiB = 1024 bytes), the unit of every plotted size in the demos and Milestone 06 (MiB)."""
-    return n / 1024
-
-
-def format_bytes(n: int) -> str:
-    """12345 -> '12,345 bytes (12.1 KiB)'."""
-    return f"{n:,} bytes ({kib(n):.1f} KiB)" if n >= 1024 else f"{n:,} bytes"
-
+# Sizes: the course's decimal kB (tinytorch_lib.plotting: KB = 1000 bytes, format_bytes), imported by each
+# demo after its stored first figure is shown (plotting imports matplotlib).
 
 def plain_log_ticks(axis, values) -> None:
     """Log axis with ticks at `values`, written as plain numbers (32, 64, ...), no minor labels."""

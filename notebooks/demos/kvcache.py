@@ -43,8 +43,9 @@ import numpy as np
 from IPython.display import display
 
 import tinytorch_lib
-from demo_common import App, control, describe_stored, first_png, format_bytes, load_stored, plain_log_ticks, row, value
+from demo_common import App, control, describe_stored, first_png, load_stored, plain_log_ticks, row, value
 from demo_measure import LENGTHS, LIBRARIES, cache_bytes, kv_repeats, time_kv
+from tinytorch_lib.plotting import format_bytes
 
 tinytorch_lib.check_ready(*LIBRARIES["kvcache"])  # stops naming the first unfinished task
 STORED = load_stored("kvcache")
@@ -144,7 +145,7 @@ def table(tokens: int, model_kind: str) -> str:
             + row(["speedup", value("speedup", f"{r['speedup'][0]:.1f}x")
                    + f" (p10-p90 {r['speedup'][1]:.1f}-{r['speedup'][2]:.1f}{compare_line})"])
             + row(["KV cache memory", value("cache-bytes", f"{cache_bytes(PROMPT_TOKENS + n):,}")
-                   + f" bytes for {PROMPT_TOKENS + n} positions ({format_bytes(cache_bytes(PROMPT_TOKENS + n)).split('(')[1][:-1]})"])
+                   + f" bytes for {PROMPT_TOKENS + n} positions ({format_bytes(cache_bytes(PROMPT_TOKENS + n))})"])
             + row(["tokens identical", value("identical", "yes" if r["identical"] else "NO") + f": <code>{text}</code>"])
             + "</table>")
 

@@ -41,8 +41,9 @@ import numpy as np
 from IPython.display import display
 
 import tinytorch_lib
-from demo_common import App, control, describe_stored, first_png, format_bytes, kib, load_stored, row, value
+from demo_common import App, control, describe_stored, first_png, load_stored, row, value
 from demo_measure import LIBRARIES, METHODS, PERCENTS, digits_mlp, measure_pruning, prune_model
+from tinytorch_lib.plotting import KB, format_bytes
 
 tinytorch_lib.check_ready(*LIBRARIES["pruning"])  # stops naming the first unfinished task
 STORED = load_stored("pruning")
@@ -69,10 +70,10 @@ def setup(fig):
     lines = {k: ax2.plot([], [], marker="o", ms=4, color=COLORS[k], label=k)[0] for k in METHODS}
     live = {k: ax2.plot([], [], ls="none", marker="x", ms=10, mew=2, color=COLORS[k])[0] for k in METHODS}
     (point,) = ax2.plot([], [], "o", ms=16, mfc="none", mec="black", mew=2.5, label="now")
-    ax2.set_xlabel("save_compressed file (KiB)")
+    ax2.set_xlabel("save_compressed file (kB)")
     ax2.set_ylabel("held-out accuracy (%)")
     data = curves()
-    sizes = [kib(p["file"]) for k in METHODS for p in data["curves"][k]] if data else [0, 50]
+    sizes = [p["file"] / KB for k in METHODS for p in data["curves"][k]] if data else [0, 50]
     ax2.set_xlim(0, max(sizes) * 1.05)
     ax2.set_ylim(0, 104)
     ax2.legend(loc="lower right")
@@ -91,12 +92,12 @@ def draw(fig, sparsity: int, method: str) -> None:
     data = curves()
     for k, line in a["lines"].items():
         pts = data["curves"][k] if data else []
-        line.set_data([kib(p["file"]) for p in pts], [100 * p["accuracy"] for p in pts])
+        line.set_data([p["file"] / KB for p in pts], [100 * p["accuracy"] for p in pts])
         line.set_linewidth(3.5 if k == method else 1.2)
         line.set_alpha(1 if k == method else 0.5)
         pts = LIVE["data"]["curves"][k] if LIVE else []
-        a["live"][k].set_data([kib(p["file"]) for p in pts], [100 * p["accuracy"] for p in pts])
-    a["point"].set_data([kib(r["file"])], [100 * r["accuracy"]])
+        a["live"][k].set_data([p["file"] / KB for p in pts], [100 * p["accuracy"] for p in pts])
+    a["point"].set_data([r["file"] / KB], [100 * r["accuracy"]])
     a["ax2"].set_title("accuracy vs file size" + (": live (x)" if LIVE else ": stored" if STORED else ""))
 
 
@@ -107,7 +108,7 @@ def table(sparsity: int, method: str) -> str:
             + row(["held-out accuracy", value("accuracy", f"{r['accuracy']:.2%}") + f" (unpruned {base['accuracy']:.2%})"])
             + row(["weight matrices", "dense float32 " + value("dense", f"{r['dense']:,}") + ", bitmask + values "
                    + value("bitmask", f"{r['bitmask']:,}") + ", CSR " + value("csr", f"{r['csr']:,}") + " bytes"])
-            + row(["save_compressed file", value("file", f"{r['file']:,}") + f" bytes ({kib(r['file']):.1f} KiB, "
+            + row(["save_compressed file", value("file", f"{r['file']:,}") + f" bytes ({format_bytes(r['file'])}, "
                    + f"{base['file'] / r['file']:.1f}x smaller than unpruned)"])
             + "</table>")
 

@@ -40,8 +40,9 @@ import numpy as np
 from IPython.display import display
 
 import tinytorch_lib
-from demo_common import App, control, describe_stored, first_png, format_bytes, load_stored, row, value
+from demo_common import App, control, describe_stored, first_png, load_stored, row, value
 from demo_measure import BITS, LIBRARIES, SCHEMES, digits_mlp, measure_quantization, quantize_model
+from tinytorch_lib.plotting import format_bytes
 
 tinytorch_lib.check_ready(*LIBRARIES["quantization"])  # stops naming the first unfinished task
 STORED = load_stored("quantization")
@@ -133,7 +134,7 @@ def table(bits: int, scheme: str) -> str:
             + row(["bytes stored", value("bytes", f"{r['bytes']:,}") + f" = packed codes {st['codes, bit-packed']:,}"
                    + f" + scales {st['scales (float32)']:,} + zero points {st['zero points (int32)']:,}"
                    + f" + biases {st['biases (float32)']:,}"
-                   + (f"; FP32 {format_bytes(fp32_bytes)}, {fp32_bytes / r['bytes']:.1f}x more" if data else "")])
+                   + (f"; FP32 {fp32_bytes:,} bytes ({format_bytes(fp32_bytes)}), {fp32_bytes / r['bytes']:.1f}x more" if data else "")])
             + "</table>")
 
 
