@@ -41,6 +41,9 @@
 # %% tags=["export"]
 import numpy as np
 
+# %%
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
+
 # %% [markdown]
 # ## 1. Data, dtype and bytes
 #
@@ -374,6 +377,14 @@ print("Task 01.2 visible tests passed")
 # (`2 * t`). numpy 2 treats a Python number as a "weak" scalar that adopts the
 # array's dtype, so `int8 tensor + 3` stays int8; a 0-d int64 *array* would
 # not be weak and would promote the result to int64.
+#
+# `Tensor` has these four operators, `-t`, `@`, `sum`/`mean`/`max`, `reshape`,
+# `transpose` and indexing, and deliberately nothing else: no `exp`, `log`,
+# `sqrt` or `**`. Every differentiable operation needs a backward rule (Module
+# 05), so the set stays small. Where a later module needs a function of its
+# own (a sigmoid, a log-softmax, a layer norm), it computes it in numpy on
+# `.data` and records the result as one operation with its own rule (Modules
+# 02, 04, 13). For a square, write `t * t`.
 #
 # ### Task 01.3: `elementwise`
 #

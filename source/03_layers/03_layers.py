@@ -55,6 +55,7 @@ from tinytorch_lib.tensor import Tensor, record, register_backward
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 print(tinytorch_lib.origin("tensor"))
 print(tinytorch_lib.origin("activations"))

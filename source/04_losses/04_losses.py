@@ -38,6 +38,7 @@ from tinytorch_lib.tensor import Tensor, record
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "activations", "layers"):
     print(tinytorch_lib.origin(name))
@@ -90,9 +91,12 @@ def _as_float_tensor(x) -> Tensor:
 # ### Task 04.1: `MSELoss`
 #
 # `forward(pred, target)`: `pred` is a float `Tensor` (the given line converts
-# arrays and integers); `target` a `Tensor` or array-like. Convert the target
-# to a `Tensor` of `pred`'s dtype (it is data, no gradient flows into it). If
-# the shapes differ, raise `ValueError` naming both, e.g.
+# arrays and integers); `target` a `Tensor` or array-like. A target `Tensor` of
+# `pred`'s dtype is used as it is, so when it requires grad the gradient flows
+# into it too, as in PyTorch (`target.grad` is minus `pred.grad`); any other
+# target (an array, a list, a `Tensor` of another dtype) is converted to a
+# `Tensor` of `pred`'s dtype, and is then plain data. If the shapes differ,
+# raise `ValueError` naming both, e.g.
 # `MSELoss: pred shape (4, 1) and target shape (4,) differ`. Return
 # `(d * d).mean()` with `d = pred - target`: a 0-d `Tensor` of `pred`'s dtype.
 
@@ -102,9 +106,10 @@ class MSELoss(Loss):
 
     def forward(self, pred, target) -> Tensor:
         pred = _as_float_tensor(pred)
-        # Task 04.1: target as a Tensor of pred's dtype, check shapes, then (d * d).mean() with Tensor operators
+        # Task 04.1: target as a Tensor of pred's dtype (a Tensor of that dtype as it is), check shapes, then (d * d).mean() with Tensor operators
         ### BEGIN SOLUTION
-        target = Tensor(target.data if isinstance(target, Tensor) else target, dtype=pred.dtype)
+        if not (isinstance(target, Tensor) and target.dtype == pred.dtype):
+            target = Tensor(target.data if isinstance(target, Tensor) else target, dtype=pred.dtype)
         if pred.shape != target.shape:
             raise ValueError(f"MSELoss: pred shape {pred.shape} and target shape {target.shape} differ")
         d = pred - target
@@ -125,6 +130,18 @@ except ValueError as e:
     assert "(4, 1)" in str(e) and "(4,)" in str(e), f"the error should name both shapes (4, 1) and (4,), got: {e}"
 else:
     raise AssertionError("MSELoss on pred (4, 1) and target (4,) should raise ValueError, not broadcast to (4, 4)")
+p = Tensor([[1.0, 2.0]], requires_grad=True)
+t = Tensor([[0.0, 4.0]], requires_grad=True)
+seen, stack = [], [MSELoss()(p, t)]
+while stack:  # every Tensor the loss was computed from (Module 05's backward walks the same graph)
+    node = getattr(stack.pop(), "node", None)
+    for x in (node.inputs if node is not None else ()):
+        seen.append(x)
+        stack.append(x)
+assert any(x is t for x in seen), (
+    "pred [[1, 2]] and target [[0, 4]], both float32 Tensors with requires_grad=True: the target Tensor is not in "
+    "the loss's graph, so no gradient can reach it (PyTorch gives target.grad = -pred.grad); use a target Tensor of "
+    "pred's dtype as it is, not a copy")
 print("Task 04.1 visible tests passed")
 
 # %% [markdown]

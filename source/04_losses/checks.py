@@ -65,6 +65,18 @@ def mse(s):
         f"MSELoss should be built from Tensor operators, ending in .mean() (recorded as 'mean'); got op {op!r}"
     s.expect_error("MSELoss()(Tensor(np.zeros((2, 3))), np.zeros((3, 2)))", "MSELoss on (2, 3) and (3, 2)",
                    ("(2, 3)", "(3, 2)"))
+    for dtype in ("float32", "float64"):
+        s.run(f"_p = Tensor(np.ones((2, 3)), dtype=np.{dtype}, requires_grad=True)\n"
+              f"_t = Tensor(np.zeros((2, 3)), dtype=np.{dtype}, requires_grad=True)\n"
+              "_seen, _stack = [], [MSELoss()(_p, _t)]\n"
+              "while _stack:\n"
+              "    _n = getattr(_stack.pop(), 'node', None)\n"
+              "    for _x in (_n.inputs if _n is not None else ()):\n"
+              "        _seen.append(_x)\n"
+              "        _stack.append(_x)\n")
+        found = s.value("any(_x is _t for _x in _seen)")
+        assert found, (f"{dtype} pred and target, both Tensors with requires_grad=True: the target Tensor is not in "
+                       "the loss's graph, so no gradient can reach it; use a target Tensor of pred's dtype as it is")
 
 
 def log_softmax_of(s, z, strict: bool = False):

@@ -60,6 +60,7 @@ from tinytorch_lib.tensor import (AUTOGRAD, BACKWARD_RULES, Tensor, no_grad, rec
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 print(tinytorch_lib.origin("tensor"))
 print(tinytorch_lib.origin("activations"))
@@ -1098,7 +1099,7 @@ cases = [
     ("GELU", GELU(), [r(3, 4)]),
     ("Softmax axis=0", Softmax(axis=0), [r(3, 4)]),
     ("Linear (4, 3) -> (4, 5)", linear_with, [r(4, 3), r(5, 3), r(5)]),
-    ("MSELoss (4, 5)", lambda p: MSELoss()(p, np.ones((4, 5))), [r(4, 5)]),
+    ("MSELoss (4, 5), pred and target", lambda p, t: MSELoss()(p, t), [r(4, 5), r(4, 5)]),
     ("CrossEntropyLoss (4, 5)", lambda z: CrossEntropyLoss()(z, np.array([0, 3, 3, 1])), [r(4, 5)]),
     ("chain: Softmax(x @ W + b).max(axis=1).sum()", lambda x, W, b: Softmax()(x @ W + b).max(axis=1).sum(), [r(4, 3), r(3, 5), r(5)]),
 ]

@@ -47,6 +47,7 @@ from tinytorch_lib.tensor import Tensor
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 print(tinytorch_lib.origin("tensor"))
 

@@ -43,6 +43,7 @@
 import numpy as np
 
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 from tinytorch_lib.tensor import Tensor
 
 # %% [markdown]

@@ -57,6 +57,7 @@ from tinytorch_lib.tensor import Tensor, no_grad
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "activations", "layers", "losses", "autograd", "optimizers", "dataloader"):
     print(tinytorch_lib.origin(name))

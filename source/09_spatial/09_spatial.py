@@ -54,6 +54,7 @@ from tinytorch_lib.tensor import Tensor, record, register_backward
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "activations", "layers", "autograd", "dataloader"):
     print(tinytorch_lib.origin(name))

@@ -44,6 +44,7 @@
 import numpy as np
 
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 # %% [markdown]
 # ## Which library are you running on?

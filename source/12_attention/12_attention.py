@@ -57,6 +57,7 @@ from tinytorch_lib.tensor import Tensor
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "activations", "layers", "autograd"):
     print(tinytorch_lib.origin(name))

@@ -59,6 +59,7 @@ from tinytorch_lib.tensor import Tensor, no_grad, record, register_backward
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "activations", "layers", "losses", "autograd", "optimizers", "training",
              "tokenization", "embeddings", "attention"):

@@ -44,6 +44,7 @@ from tinytorch_lib.timing import measure
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "layers", "spatial", "attention", "transformer", "training"):
     print(tinytorch_lib.origin(name))

@@ -54,6 +54,7 @@ from tinytorch_lib.training import build_model
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "layers", "spatial", "training", "quantization"):
     print(tinytorch_lib.origin(name))

@@ -76,6 +76,7 @@ from tinytorch_lib.transformer import GPT, MLP, LayerNorm, TransformerBlock
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "layers", "autograd", "spatial", "attention", "training", "transformer"):
     print(tinytorch_lib.origin(name))

@@ -51,6 +51,7 @@ from tinytorch_lib.transformer import next_token
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "layers", "attention", "transformer", "acceleration"):
     print(tinytorch_lib.origin(name))
