@@ -37,6 +37,14 @@ def unfinished(name: str) -> list[str]:
                       (_HERE / f"{name}.py").read_text())
 
 
+class Unfinished(RuntimeError):
+    """check_ready's stop: an exported library file still has a stub. Its message is all there is to
+    say, so IPython shows it without a traceback (and a milestone script's excepthook does too)."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
 def check_ready(*names: str) -> list[str]:
     """Where each named library file comes from (one line each); stops naming the first unfinished task.
 
@@ -55,9 +63,11 @@ def check_ready(*names: str) -> list[str]:
         if len(missing) > 1:
             counts = ", ".join(f"{name}.py {n}" for name, n in per_file.items())
             more = f"\n{len(missing) - 1} more stubs after it; per library file: {counts}"
-        raise RuntimeError(f"your exported library has unfinished tasks; the first: {missing[0]}{more}"
-                           "\nFinish it in your notebook and `tito module export NN`. (`tito module reset NN` puts "
-                           "back the course reference; in a student kit, a released solution once there is one.)")
+        number = missing[0].split()[1]  # 'Module 15 (quantization), ...' -> '15'
+        raise Unfinished(f"your exported library has unfinished tasks; the first: {missing[0]}{more}"
+                         f"\nFinish it in your notebook and `tito module export {number}`. (`tito module reset "
+                         f"{number}` puts back the course reference; in a student kit, a released solution once "
+                         "there is one.)")
     return lines
 
 

@@ -416,6 +416,13 @@ assert calls == [], f"after handle.remove() no hook should run, got calls {calls
 with m.register_forward_pre_hook(lambda mod, args: (args[0] * 10,)):
     got = m(x).data
 assert np.allclose(got, [20, 30]), f"a pre-hook returning (x * 10,): expected forward to see [10, 10] and give [20, 30], got {got}"
+try:
+    with m.register_forward_pre_hook(lambda mod, args: args[0] + 1):
+        got = m(x).data
+except Exception as e:
+    raise AssertionError(f"a pre-hook returning x + 1 (a Tensor, not a tuple) on Scale([2, 3]) with x = [1, 1]: it should "
+                         f"replace args by the 1-tuple (x + 1,), but calling the module raised {type(e).__name__}: {e}") from None
+assert np.allclose(got, [4, 6]), f"a pre-hook returning x + 1 (not a tuple): expected forward to see [2, 2] and give [4, 6], got {fmt(got)}"
 with m.register_forward_hook(lambda mod, args, out: out + 1):
     got = m(x).data
 assert np.allclose(got, [3, 4]), f"a hook returning out + 1: expected output [3, 4], got {got}"
@@ -703,6 +710,14 @@ except ValueError as e:
         assert part in str(e), f"the error should name missing '1.1.w', unexpected '1.1.v' and '0.w' with shapes (2,) and (3,); {part!r} is not in: {e}"
 else:
     raise AssertionError("loading a state with a missing, an unexpected and a mis-shaped key should raise ValueError")
+two_missing = state_dict(net)
+del two_missing["1.1.w"], two_missing["1.0.mask"]
+try:
+    load_state_dict(net, two_missing)
+except ValueError as e:
+    assert "['1.0.mask', '1.1.w']" in str(e), f"a state without '1.1.w' and '1.0.mask': the error should list them sorted, ['1.0.mask', '1.1.w'], got: {e}"
+else:
+    raise AssertionError("loading a state without '1.1.w' and '1.0.mask' should raise ValueError")
 print("Task 03.4 visible tests passed")
 
 # %% [markdown]
@@ -1054,21 +1069,27 @@ print(f"{n_modules} modules x 2 hooks = {2 * n_modules} hook calls per forward; 
 # %%
 import matplotlib.pyplot as plt
 
-if "rows" not in globals():
-    raise RuntimeError("the timing cell above did not finish (see its error): make that work, run it, then this plot")
-ns = [r[0] for r in rows]
-fig, ax = plt.subplots(figsize=(5.5, 3.2))
-ax.plot(ns, [r[1] * 1e6 / r[0] for r in rows], marker="o", label="recording (training)")
-ax.plot(ns, [r[2] * 1e6 / r[0] for r in rows], marker="s", label="no_grad (inference)")
-ax.set_xscale("log", base=2)
-ax.set_yscale("log")
-ax.set_xticks(ns, [str(n) for n in ns])
-ax.set_xlabel("batch size (rows)")
-ax.set_ylabel("time per sample (us, log scale)")
-ax.set_title("MLP 64-128-64-10 forward: per-sample cost vs batch size")
-ax.legend()
-plt.tight_layout()
-plt.show()
+try:  # what the timing cell above measured; it stops early when a task it needs is unfinished
+    ready = len(rows) == len(batches)
+except NameError:
+    ready = False
+if not ready:
+    print("Plot skipped: the timing cell above did not finish. It needs Task 03.1 (call_module) and Task 03.5 (Linear): finish them, then rerun "
+          "that cell and this one.")
+else:
+    ns = [r[0] for r in rows]
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    ax.plot(ns, [r[1] * 1e6 / r[0] for r in rows], marker="o", label="recording (training)")
+    ax.plot(ns, [r[2] * 1e6 / r[0] for r in rows], marker="s", label="no_grad (inference)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(ns, [str(n) for n in ns])
+    ax.set_xlabel("batch size (rows)")
+    ax.set_ylabel("time per sample (us, log scale)")
+    ax.set_title("MLP 64-128-64-10 forward: per-sample cost vs batch size")
+    ax.legend()
+    plt.tight_layout()
+    plt.show()
 
 # %% [markdown]
 # Takeaway: per-sample cost falls by orders of magnitude from batch 1 to

@@ -447,21 +447,27 @@ for name, t in step_times.items():
 # %%
 import matplotlib.pyplot as plt
 
-if "loss_rows" not in globals():
-    raise RuntimeError("the timing cell above did not finish (see its error): make that work, run it, then this plot")
-fig, ax = plt.subplots(figsize=(5.5, 3.2))
-ns = [r[0] for r in loss_rows]
-for col, label in ((1, "MSELoss"), (2, "CrossEntropyLoss (stable)"), (3, "naive cross-entropy")):
-    ax.plot(ns, [r[col] * 1e9 / r[0] for r in loss_rows], marker="o", label=label)
-ax.set_xscale("log", base=2)
-ax.set_yscale("log")
-ax.set_xticks(ns, [str(n) for n in ns])
-ax.set_xlabel("batch size (rows of 10 values)")
-ax.set_ylabel("time per row (ns, log scale)")
-ax.set_title("Loss cost per row vs batch size")
-ax.legend()
-plt.tight_layout()
-plt.show()
+try:  # what the timing cell above measured; it stops early when a task it needs is unfinished
+    ready = len(loss_rows) == len(batches)
+except NameError:
+    ready = False
+if not ready:
+    print("Plot skipped: the timing cell above did not finish. It needs Task 04.1 (MSELoss) and Tasks 04.2-04.3 (log_softmax, CrossEntropyLoss): finish them, then rerun "
+          "that cell and this one.")
+else:
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    ns = [r[0] for r in loss_rows]
+    for col, label in ((1, "MSELoss"), (2, "CrossEntropyLoss (stable)"), (3, "naive cross-entropy")):
+        ax.plot(ns, [r[col] * 1e9 / r[0] for r in loss_rows], marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(ns, [str(n) for n in ns])
+    ax.set_xlabel("batch size (rows of 10 values)")
+    ax.set_ylabel("time per row (ns, log scale)")
+    ax.set_title("Loss cost per row vs batch size")
+    ax.legend()
+    plt.tight_layout()
+    plt.show()
 
 # %% [markdown]
 # Takeaway: per-row cost drops steeply with batch size as the fixed per-call

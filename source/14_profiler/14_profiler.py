@@ -218,6 +218,17 @@ def layer_flops(module: Module, inputs: tuple, output) -> int:
 # that ran inside it. The self times of all modules add up to the time of the
 # whole forward pass (up to the hooks' own cost).
 #
+# The hook API (Module 03, named as in PyTorch):
+#
+# | call | the hook is called | returns |
+# |---|---|---|
+# | `handle = module.register_forward_pre_hook(fn)` | `fn(module, args)` before `forward` (`args`: the tuple of positional arguments) | a handle |
+# | `handle = module.register_forward_hook(fn)` | `fn(module, args, output)` after `forward` | a handle |
+# | `handle.remove()` | takes that hook off the module | |
+#
+# A hook that returns `None` changes nothing (the profiler's hooks only
+# record); hooks are called only through `module(...)`, not `module.forward(...)`.
+#
 # ```
 # GPT          total 2.0 ms   self 0.1 ms
 #   blocks.0   total 0.9 ms   self 0.1 ms   (the residual adds)
@@ -509,8 +520,12 @@ with blas_threads(1):
         x = load_digits("test", flatten=flatten).tensors[0]
         models[name] = (model, x)
         rows = profile(model, Tensor(x.data[:32]), repeats=5)
+        # Activations: each layer's output once. The root's output is its last layer's output (one array),
+        # so only modules without children count.
+        leaves = {n for n, m in model.named_modules() if not m._modules}
         print(f"\n{name.upper()}: {count_parameters(model):,} parameters, {model_bytes(model):,} bytes stored; "
-              f"activations of one pass of 32 images: {sum(r['out_bytes'] for r in rows):,} bytes")
+              f"activations of one pass of 32 images (every layer's output, once): "
+              f"{sum(r['out_bytes'] for r in rows if r['name'] in leaves):,} bytes")
         print_report(rows)
         single = latency(model, Tensor(x.data[:1]), repeats=10 if grading else 50)
         print(f"SingleStream (1 image): median {single.median * 1e3:.3f} ms, p90 {single.p90 * 1e3:.3f} ms")

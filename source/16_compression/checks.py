@@ -20,7 +20,7 @@ from tito.checks import Plain, StudentError, check, requires as shared_requires,
 def ref_magnitude(w, amount):
     w = np.asarray(w)
     keep = np.ones(w.size, bool)
-    keep[np.argsort(np.abs(w), axis=None, kind="stable")[:int(round(amount * w.size))]] = False
+    keep[np.argsort(np.abs(w), axis=None, kind="stable")[:min(int(round(amount * w.size)), max(w.size - 1, 0))]] = False
     return keep.reshape(w.shape)
 
 
@@ -28,7 +28,7 @@ def ref_structured(w, amount):
     w = np.asarray(w)
     norms = np.sqrt((w.reshape(w.shape[0], -1).astype(np.float64) ** 2).sum(axis=1))
     keep = np.ones(w.shape[0], bool)
-    keep[np.argsort(norms, kind="stable")[:int(round(amount * w.shape[0]))]] = False
+    keep[np.argsort(norms, kind="stable")[:min(int(round(amount * w.shape[0])), max(w.shape[0] - 1, 0))]] = False
     return np.broadcast_to(keep.reshape((-1,) + (1,) * (w.ndim - 1)), w.shape).copy()
 
 
@@ -88,6 +88,17 @@ def masks(s):
     for bad in ("-0.1", "1.5", "'half'"):
         s.expect_error(f"structured_mask(w, {bad})", f"structured_mask with amount {bad}", w=conv)
     s.expect_error("magnitude_mask(w, True)", "magnitude_mask with amount True (a bool is not an amount)", w=w)
+    for w_, amount in ((np.arange(1, 11, dtype=np.float32), 0.96), (rng.standard_normal((3, 3)).astype(np.float32), 0.99)):
+        _, m = s.value(MASK.format(call=f"magnitude_mask(w, {amount})"), w=w_)
+        assert int(m.sum()) == 1, (f"magnitude_mask of {w_.size} weights, amount {amount}: round({amount * w_.size:.3g}) "
+                                   f"removes all, capped at {w_.size - 1}: expected 1 kept, got {int(m.sum())}")
+    for shape, amount in (((2, 30), 0.75), ((3, 2, 3, 3), 0.9)):
+        w_ = rng.standard_normal(shape).astype(np.float32)
+        _, m = s.value(MASK.format(call=f"structured_mask(w, {amount})"), w=w_)
+        want = ref_structured(w_, amount)
+        assert np.array_equal(m, want), (f"structured_mask of a {shape} weight, amount {amount}: never every channel; "
+                                         f"expected channels kept {want.reshape(shape[0], -1)[:, 0].tolist()}, got "
+                                         f"{m.reshape(shape[0], -1)[:, 0].tolist() if m.shape == shape else m.shape}")
 
 
 NET = """
@@ -158,6 +169,9 @@ g2 = prune(Sequential(big, ReLU(), small), 0.5, 'global')
     assert rows.sum() == 5 and (sw2 == 0).mean() == 0.0, \
         f"structured 0.25: 5 of layer 0's 20 rows removed, the last layer untouched; got {rows.sum()} rows, last layer {(sw2 == 0).mean():.2f} zeros"
     assert np.array_equal(~rows, ref_structured(w0, 0.25)[:, 0]), "structured 0.25: the 5 rows of smallest L2 norm should be removed"
+    units = s.value("int(prune(Sequential(Linear(30, 2, rng=0), ReLU(), Linear(2, 3, rng=1)), 0.75, 'structured')[0]"
+                    ".weight_mask.data.any(axis=1).sum())")
+    assert units == 1, f"prune(Linear(30, 2), ReLU, Linear(2, 3)), 0.75, 'structured'): layer 0 should keep 1 of its 2 units, got {units}"
     s.run("perm = make_permanent(prune(net, 0.6))")
     got = s.value("('weight_mask' in perm[0]._buffers, bool(perm[0]._forward_pre_hooks), perm[0].weight.data)")
     assert not got[0] and not got[1] and abs((got[2] == 0).mean() - 0.6) < 1e-9, "make_permanent: hooks and masks gone, zeros kept"

@@ -150,7 +150,13 @@ def generate_(s):
         small.register_forward_hook(lambda m, args, out: calls.append(tuple(np.shape(np.asarray(getattr(args[0], 'data', args[0]))))))))([])""",
                     p=prompt)
     assert calls == [(1, 4), (1, 1), (1, 1), (1, 1), (1, 1)], \
-        f"5 new tokens after a prompt of 4: expected model calls of shapes [(1, 4), (1, 1) x 4] (prefill, then one per step), got {calls}"
+        (f"5 new tokens after a prompt of 4: expected 5 model calls of input shapes [(1, 4), (1, 1), (1, 1), (1, 1), (1, 1)] "
+         f"(a prefill of the whole prompt, then one position per step, none after the last token); got {len(calls)} calls: {calls}")
+    modes = s.value("""(lambda modes: (lambda h: (small.train(), generate(small, p, 3), h.remove(), modes)[-1])(
+        small.register_forward_hook(lambda m, args, out: modes.append(bool(m.training)))))([])""", p=prompt)
+    assert modes and not any(modes), f"generate should run the model in eval mode: model.training during its calls was {modes}"
+    fits = s.value("len(generate(small, p, 20))", p=prompt)
+    assert fits == 24, f"4 prompt + 20 new tokens = 24 positions, exactly max_len 24, fit in the cache: expected 24 ids, got {fits}"
     s.expect_error("generate(small, p, 21)", "generate with 4 prompt + 21 new tokens on max_len 24", ("24", "25"), p=prompt)
     assert s.value("small.training") is True, "generate should put the model's training mode back (small was in training mode)"
     s.run("small.eval(); generate(small, p, 3)", p=prompt)
