@@ -401,7 +401,7 @@ def call_module(module: Module, args: tuple, kwargs: dict):
 m = Scale([2.0, 3.0])
 x = Tensor([1.0, 1.0])
 y = m(x)
-assert isinstance(y, Tensor) and np.allclose(y.data, [2, 3]), f"Scale([2, 3])(x=[1, 1]): expected [2, 3], got {y}"
+assert isinstance(y, Tensor) and np.allclose(y.data, [2, 3]), f"Scale([2, 3])(x=[1, 1]): expected [2, 3], got {fmt(y)}"
 calls = []
 pre = m.register_forward_pre_hook(lambda mod, args: calls.append(("pre", mod is m, len(args))))
 post = m.register_forward_hook(lambda mod, args, out: calls.append(("post", out.data.tolist())))
@@ -415,7 +415,7 @@ m(x)
 assert calls == [], f"after handle.remove() no hook should run, got calls {calls}"
 with m.register_forward_pre_hook(lambda mod, args: (args[0] * 10,)):
     got = m(x).data
-assert np.allclose(got, [20, 30]), f"a pre-hook returning (x * 10,): expected forward to see [10, 10] and give [20, 30], got {got}"
+assert np.allclose(got, [20, 30]), f"a pre-hook returning (x * 10,): expected forward to see [10, 10] and give [20, 30], got {fmt(got)}"
 try:
     with m.register_forward_pre_hook(lambda mod, args: args[0] + 1):
         got = m(x).data
@@ -425,7 +425,7 @@ except Exception as e:
 assert np.allclose(got, [4, 6]), f"a pre-hook returning x + 1 (not a tuple): expected forward to see [2, 2] and give [4, 6], got {fmt(got)}"
 with m.register_forward_hook(lambda mod, args, out: out + 1):
     got = m(x).data
-assert np.allclose(got, [3, 4]), f"a hook returning out + 1: expected output [3, 4], got {got}"
+assert np.allclose(got, [3, 4]), f"a hook returning out + 1: expected output [3, 4], got {fmt(got)}"
 print("Task 03.1 visible tests passed")
 
 # %% [markdown]
@@ -520,7 +520,7 @@ assert names == ["", "0", "1", "1.0", "1.1"], f"walk_modules(net) names: expecte
 assert walk_modules(net)[3][1] is net[1][0], "walk_modules(net): the module named '1.0' should be net[1][0]"
 params = walk_tensors(net, "_parameters")
 assert [n for n, _ in params] == ["0.w", "1.0.w", "1.1.w"], \
-    f"walk_tensors(net, '_parameters') names: expected ['0.w', '1.0.w', '1.1.w'], got {[n for n, _ in params]}"
+    f"walk_tensors(net, '_parameters') names: expected ['0.w', '1.0.w', '1.1.w'], got {fmt([n for n, _ in params])}"
 assert params[2][1] is net[1][1].w, "the tensor named '1.1.w' should be net[1][1].w itself, not a copy"
 bufs = [n for n, _ in walk_tensors(net, "_buffers")]
 assert bufs == ["1.0.mask"], f"walk_tensors(net, '_buffers') names: expected ['1.0.mask'], got {bufs}"
@@ -829,11 +829,11 @@ lin = Linear(4, 3, rng=np.random.default_rng(0))
 assert isinstance(lin.weight, Parameter) and lin.weight.shape == (3, 4), f"Linear(4, 3).weight: expected a Parameter (3, 4), got {lin.weight!r}"
 assert isinstance(lin.bias, Parameter) and lin.bias.shape == (3,), f"Linear(4, 3).bias: expected a Parameter (3,), got {lin.bias!r}"
 assert lin.weight.dtype == np.float32 and lin.bias.dtype == np.float32, f"float32 expected, got {lin.weight.dtype}, {lin.bias.dtype}"
-assert np.abs(lin.weight.data).max() <= 0.5, f"Linear(4, 3): weights should lie in [-1/sqrt(4), 1/sqrt(4)] = [-0.5, 0.5], max |w| is {np.abs(lin.weight.data).max()}"
+assert np.abs(lin.weight.data).max() <= 0.5, f"Linear(4, 3): weights should lie in [-1/sqrt(4), 1/sqrt(4)] = [-0.5, 0.5], max |w| is {fmt(np.abs(lin.weight.data).max())}"
 x = Tensor(np.arange(8, dtype=np.float32).reshape(2, 4))
 y = lin.forward(x)
 want = x.data.astype(np.float64) @ lin.weight.data.T.astype(np.float64) + lin.bias.data
-assert y.shape == (2, 3) and np.allclose(y.data, want, atol=1e-5), f"Linear(4, 3) on x (2, 4) = arange(8): expected {want}, got {y}"
+assert y.shape == (2, 3) and np.allclose(y.data, want, atol=1e-5), f"Linear(4, 3) on x (2, 4) = arange(8): expected {fmt(want)}, got {fmt(y)}"
 assert list(lin._parameters) == ["weight", "bias"], f"parameters: expected ['weight', 'bias'], got {list(lin._parameters)}"
 try:
     lin.forward(Tensor(np.ones((2, 5), dtype=np.float32)))
@@ -914,7 +914,7 @@ drop = Dropout(0.25, rng=np.random.default_rng(0))
 y = drop.forward(x)
 assert y.shape == (4, 1000) and y.dtype == np.float32, f"Dropout(0.25) on (4, 1000) float32: expected same shape and dtype, got {y.shape} {y.dtype}"
 values = set(np.unique(y.data).tolist())
-assert values <= {0.0, np.float32(1 / 0.75)}, f"Dropout(0.25) of ones: outputs should be 0 or 1/(1 - 0.25) = 1.3333, got values {sorted(values)[:5]}"
+assert values <= {0.0, np.float32(1 / 0.75)}, f"Dropout(0.25) of ones: outputs should be 0 or 1/(1 - 0.25) = 1.3333, got values {fmt(sorted(values)[:5])}"
 kept = (y.data != 0).mean()
 assert 0.72 < kept < 0.78, f"Dropout(0.25) should keep about 75% of 4000 values, kept {kept:.1%}"
 drop.eval()

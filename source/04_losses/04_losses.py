@@ -121,7 +121,7 @@ class MSELoss(Loss):
 # Tests for Task 04.1
 loss = MSELoss()(Tensor([[1.0, 2.0], [3.0, 4.0]]), Tensor([[1.0, 0.0], [3.0, 1.0]]))
 assert isinstance(loss, Tensor) and loss.shape == (), f"MSELoss should return a 0-d Tensor, got {loss!r}"
-assert np.isclose(loss.item(), 3.25), f"MSE of pred [[1, 2], [3, 4]] and target [[1, 0], [3, 1]]: expected 13 / 4 = 3.25, got {loss.item()}"
+assert np.isclose(loss.item(), 3.25), f"MSE of pred [[1, 2], [3, 4]] and target [[1, 0], [3, 1]]: expected 13 / 4 = 3.25, got {fmt(loss.item())}"
 assert loss.dtype == np.float32, f"float32 pred: expected a float32 loss, got {loss.dtype}"
 assert np.isclose(MSELoss()(Tensor([1.0, 2.0]), [1.0, 4.0]).item(), 2.0), "a plain list as target: MSE([1, 2], [1, 4]) = 2"
 try:
@@ -197,16 +197,16 @@ z = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
 got = log_softmax(z)
 want = np.log(np.exp([1.0, 2.0, 3.0]) / np.exp([1.0, 2.0, 3.0]).sum())
 assert isinstance(got, np.ndarray) and got.shape == (1, 3), f"log_softmax of a (1, 3) array: expected a (1, 3) np.ndarray, got {type(got).__name__} {np.shape(got)}"
-assert np.allclose(got, want, atol=1e-6), f"log_softmax([[1, 2, 3]]): expected {want}, got {got}"
+assert np.allclose(got, want, atol=1e-6), f"log_softmax([[1, 2, 3]]): expected {fmt(want)}, got {fmt(got)}"
 assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
 two = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], dtype=np.float32)  # two rows: needs keepdims=True
 got2 = log_softmax(two)
 want2 = np.array([want, np.full(3, -np.log(3.0))])
 assert np.shape(got2) == (2, 3) and np.allclose(got2, want2, atol=1e-6), \
-    f"log_softmax([[1, 2, 3], [0, 0, 0]]): expected {want2.round(4).tolist()} (each row on its own; keepdims=True), got {got2}"
+    f"log_softmax([[1, 2, 3], [0, 0, 0]]): expected {want2.round(4).tolist()} (each row on its own; keepdims=True), got {fmt(got2)}"
 with np.errstate(over="raise", invalid="raise", divide="raise"):  # an overflow fails this test
     big = log_softmax(np.array([[1000.0, 1001.0, 1002.0]], dtype=np.float32))
-assert np.allclose(big, [[-2.4076, -1.4076, -0.4076]], atol=1e-3), f"log_softmax([[1000, 1001, 1002]]): expected [[-2.4076, -1.4076, -0.4076]], got {big}"
+assert np.allclose(big, [[-2.4076, -1.4076, -0.4076]], atol=1e-3), f"log_softmax([[1000, 1001, 1002]]): expected [[-2.4076, -1.4076, -0.4076]], got {fmt(big)}"
 print("Task 04.2 visible tests passed")
 
 # %% [markdown]
@@ -292,11 +292,11 @@ class CrossEntropyLoss(Loss):
 logits = Tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]])
 loss = CrossEntropyLoss()(logits, np.array([0, 2]))
 assert isinstance(loss, Tensor) and loss.shape == (), f"CrossEntropyLoss should return a 0-d Tensor, got {loss!r}"
-assert np.isclose(loss.item(), 1.4185, atol=1e-3), f"logits [[2, 1, 0.1], [0.5, 2.5, 0.3]], labels [0, 2]: expected 1.4185, got {loss.item()}"
+assert np.isclose(loss.item(), 1.4185, atol=1e-3), f"logits [[2, 1, 0.1], [0.5, 2.5, 0.3]], labels [0, 2]: expected 1.4185, got {fmt(loss.item())}"
 assert loss.dtype == np.float32, f"float32 logits: expected a float32 loss, got {loss.dtype}"
 with np.errstate(over="raise", invalid="raise", divide="raise"):
     big = CrossEntropyLoss()(Tensor([[1e4, 0.0, -1e4]]), [1])
-assert np.isfinite(big.item()) and np.isclose(big.item(), 1e4), f"logits [[1e4, 0, -1e4]], label 1: expected a finite loss of 1e4, got {big.item()}"
+assert np.isfinite(big.item()) and np.isclose(big.item(), 1e4), f"logits [[1e4, 0, -1e4]], label 1: expected a finite loss of 1e4, got {fmt(big.item())}"
 for bad, needle in [(np.array([0, 3]), "3"), (np.array([0.0, 1.0]), "float64"), (np.array([0, 1, 2]), "(3,)")]:
     try:
         CrossEntropyLoss()(logits, bad)

@@ -176,11 +176,11 @@ g = np.arange(24.0).reshape(2, 3, 4)
 got = unbroadcast(g, (3, 1))
 assert got.shape == (3, 1), f"unbroadcast of a (2, 3, 4) gradient to (3, 1): expected shape (3, 1), got {got.shape}"
 want = g.sum(axis=0).sum(axis=1, keepdims=True)
-assert np.allclose(got, want), f"unbroadcast(arange(24).reshape(2, 3, 4), (3, 1)): expected {want.ravel()}, got {got.ravel()}"
+assert np.allclose(got, want), f"unbroadcast(arange(24).reshape(2, 3, 4), (3, 1)): expected {fmt(want.ravel())}, got {fmt(got.ravel())}"
 got = unbroadcast(np.ones((2, 4)), (4,))
-assert got.shape == (4,) and np.allclose(got, 2), f"unbroadcast(ones((2, 4)), (4,)): expected [2, 2, 2, 2], got {got}"
+assert got.shape == (4,) and np.allclose(got, 2), f"unbroadcast(ones((2, 4)), (4,)): expected [2, 2, 2, 2], got {fmt(got)}"
 got = unbroadcast(np.ones((5, 3)), (5, 3))
-assert got.shape == (5, 3) and np.allclose(got, 1), f"unbroadcast to the same shape (5, 3) should change nothing, got {got}"
+assert got.shape == (5, 3) and np.allclose(got, 1), f"unbroadcast to the same shape (5, 3) should change nothing, got {fmt(got)}"
 try:
     unbroadcast(np.ones((2, 3)), (4,))
 except ValueError as e:
@@ -469,7 +469,7 @@ out = x * Tensor(np.full(3, 2.0, dtype=np.float32))
 got = mul_backward(np.ones((2, 3), dtype=np.float32), out)
 assert got[1] is None, f"(2, 3) float32 requiring grad * a constant (3,) Tensor: the constant needs no gradient, got {got[1]!r}"
 assert got[0].dtype == np.float32 and np.allclose(got[0], 2.0), \
-    f"gradient of x in x * [2, 2, 2] with grad = ones: expected float32 twos, got {got[0].dtype} {got[0]}"
+    f"gradient of x in x * [2, 2, 2] with grad = ones: expected float32 twos, got {got[0].dtype} {fmt(got[0])}"
 print("Task 05.2 visible tests passed")
 
 # %% [markdown]
@@ -542,7 +542,7 @@ W = Tensor(np.ones((3, 4), dtype=np.float32), requires_grad=True)
 got = matmul_backward(np.ones((2, 4), dtype=np.float32), x @ W)
 assert got[0] is None, f"(2, 3) constant @ (3, 4) requiring grad: the constant needs no gradient, got {got[0]!r:.60}"
 assert got[1].shape == (3, 4) and got[1].dtype == np.float32 and np.allclose(got[1], 2.0), \
-    f"ones (2, 3) @ W (3, 4) with grad = ones (2, 4): expected g_W = x.T @ g = twos (3, 4) float32, got {got[1]}"
+    f"ones (2, 3) @ W (3, 4) with grad = ones (2, 4): expected g_W = x.T @ g = twos (3, 4) float32, got {fmt(got[1])}"
 print("Task 05.3 visible tests passed")
 
 # %% [markdown]
@@ -685,10 +685,10 @@ check_rule(transpose_backward, lambda x: x.transpose(1, 2, 0), [x3])
 check_rule(getitem_backward, lambda x: x[1, :, ::2], [x3])
 t = Tensor([[1.0, 5.0, 5.0]], requires_grad=True)
 got = max_backward(np.array([1.0]), t.max(axis=1))[0]
-assert np.allclose(got, [[0, 0.5, 0.5]]), f"max of [[1, 5, 5]] along axis 1, grad 1: ties split evenly, expected [[0, 0.5, 0.5]], got {got}"
+assert np.allclose(got, [[0, 0.5, 0.5]]), f"max of [[1, 5, 5]] along axis 1, grad 1: ties split evenly, expected [[0, 0.5, 0.5]], got {fmt(got)}"
 v = Tensor([1.0, 2.0, 3.0], requires_grad=True)
 got = getitem_backward(np.ones(3), v[np.array([0, 0, 1])])[0]
-assert np.allclose(got, [2, 1, 0]), f"x[[0, 0, 1]] of a (3,) tensor with grad = ones: expected [2, 1, 0] (np.add.at), got {got}"
+assert np.allclose(got, [2, 1, 0]), f"x[[0, 0, 1]] of a (3,) tensor with grad = ones: expected [2, 1, 0] (np.add.at), got {fmt(got)}"
 print("Task 05.4 visible tests passed")
 
 # %% [markdown]
@@ -827,7 +827,7 @@ check_rule(softmax_backward, Softmax(axis=-1), [x])
 check_rule(cross_entropy_backward, lambda z: ce_forward(z, np.array([1, 0, 3])), [x])
 row = Tensor([[np.log(0.1), np.log(0.7), np.log(0.2)]], requires_grad=True)
 got = cross_entropy_backward(np.array(1.0), ce_forward(row, np.array([1])))[0]
-assert np.allclose(got, [[0.1, -0.3, 0.2]]), f"cross-entropy, probs [0.1, 0.7, 0.2], target 1: expected [[0.1, -0.3, 0.2]], got {got}"
+assert np.allclose(got, [[0.1, -0.3, 0.2]]), f"cross-entropy, probs [0.1, 0.7, 0.2], target 1: expected [[0.1, -0.3, 0.2]], got {fmt(got)}"
 f32 = Tensor(x.astype(np.float32), requires_grad=True)
 got = gelu_backward(np.ones((3, 4), dtype=np.float32), GELU()(f32))[0]
 assert got.dtype == np.float32, f"GELU of a float32 (3, 4) input: expected a float32 gradient, got {got.dtype}"
@@ -1028,16 +1028,16 @@ y = scale(x, 3.0)
 z = plus(y, x)  # x reaches z along two paths
 order = topological_order(z)
 assert [id(t) for t in order] == [id(x), id(y), id(z)], \
-    f"topological_order of z = plus(scale(x, 3), x): expected [x, y, z], got {len(order)} tensors {[t.node.op if t.node else 'leaf' for t in order]}"
+    f"topological_order of z = plus(scale(x, 3), x): expected [x, y, z], got {len(order)} tensors {fmt([t.node.op if t.node else 'leaf' for t in order])}"
 backward(z, np.array([1.0, 1.0]))
 assert x.grad is not None and np.allclose(x.grad.data, [4.0, 4.0]), \
-    f"z = 3x + x with grad [1, 1]: expected x.grad = [4, 4] (3 along one path, 1 along the other), got {x.grad}"
+    f"z = 3x + x with grad [1, 1]: expected x.grad = [4, 4] (3 along one path, 1 along the other), got {fmt(x.grad)}"
 assert y.grad is None, "intermediate tensors get no .grad, only leaves"
 backward(z, np.array([1.0, 1.0]))
-assert np.allclose(x.grad.data, [8.0, 8.0]), f"a second backward adds to x.grad: expected [8, 8], got {x.grad.data}"
+assert np.allclose(x.grad.data, [8.0, 8.0]), f"a second backward adds to x.grad: expected [8, 8], got {fmt(x.grad.data)}"
 s = Tensor(2.0, requires_grad=True)
 scale(s, 5.0).backward()  # Tensor.backward() calls your engine; the seed is 1
-assert np.isclose(s.grad.item(), 5.0), f"scale(s, 5).backward() with a single element: expected s.grad = 5, got {s.grad}"
+assert np.isclose(s.grad.item(), 5.0), f"scale(s, 5).backward() with a single element: expected s.grad = 5, got {fmt(s.grad)}"
 try:
     backward(scale(x, 2.0))
 except RuntimeError as e:

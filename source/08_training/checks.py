@@ -227,6 +227,13 @@ def save_load(s):
         "the loaded model gives different outputs on the same (5, 4) input than the saved one"
     s.expect_error("load_model(os.path.join(tmp, 'missing.npz'))", "load_model of a missing file missing.npz",
                    ("missing.npz",), error="FileNotFoundError")
+    for name in ("model", "weights.bin"):
+        error = s.raises(f"bare = os.path.join(tmp, {name!r})\nsize = save_model(bare, m, arch)")
+        assert error is None, (f"save_model to a path without .npz ({name!r}) raised {error and error.type}: "
+                               f"{error and error.message}; np.savez appends .npz to a file name: give it an open file")
+        written, size, files = s.value("(os.path.exists(bare), size, sorted(os.listdir(tmp)))")
+        assert written and size == s.value("os.path.getsize(bare)"), \
+            f"save_model(path {name!r}): the file should be written at exactly that path and its size returned; files written: {files}"
 
     # load_model on a file written here, in save_model's documented format
     rng = np.random.default_rng(30)

@@ -144,7 +144,7 @@ x = Tensor(np.arange(12, dtype=np.float32).reshape(1, 2, 6))
 h = split_heads(x, 2)
 assert isinstance(h, Tensor) and h.shape == (1, 2, 2, 3), f"(1, 2, 6) into 2 heads: expected a (1, 2, 2, 3) Tensor, got {type(h).__name__} {getattr(h, 'shape', '')}"
 want = [[[[0, 1, 2], [6, 7, 8]], [[3, 4, 5], [9, 10, 11]]]]
-assert np.array_equal(h.data, want), f"worked example, x = arange(12) as (1, 2, 6), 2 heads: expected {want}, got {h.data.tolist()}"
+assert np.array_equal(h.data, want), f"worked example, x = arange(12) as (1, 2, 6), 2 heads: expected {fmt(want)}, got {h.data.tolist()}"
 m = merge_heads(h)
 assert m.shape == (1, 2, 6) and np.array_equal(m.data, x.data), f"merge_heads(split_heads(x, 2)) should give x back, got {m.data.tolist()}"
 try:

@@ -240,7 +240,7 @@ check_rule(layer_norm_backward, recorded_layer_norm, [xs, ws, bs])
 out = recorded_layer_norm(Tensor(xs, requires_grad=True), Tensor(ws), Tensor(bs))
 dx, dw, db = layer_norm_backward(np.ones((3, 5)), out)
 assert dw is None and db is None, f"weight and bias do not require grad here: expected None for both, got {type(dw).__name__}, {type(db).__name__}"
-assert np.allclose(dx.sum(-1), 0, atol=1e-10), f"each row of dx should sum to 0 (a constant shift changes nothing), got {dx.sum(-1)}"
+assert np.allclose(dx.sum(-1), 0, atol=1e-10), f"each row of dx should sum to 0 (a constant shift changes nothing), got {fmt(dx.sum(-1))}"
 print("Task 13.2 visible tests passed")
 
 # %% [markdown]

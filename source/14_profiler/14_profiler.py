@@ -156,9 +156,9 @@ got = linear_flops(32, 64, 128)
 assert got == 528_384 and isinstance(got, int), f"linear_flops(32, 64, 128): expected 2*32*64*128 + 32*128 = 528,384 (an int), got {got!r}"
 assert linear_flops(32, 64, 128, bias=False) == 524_288, f"without bias: expected 524,288, got {linear_flops(32, 64, 128, bias=False)}"
 got = conv2d_flops(1, 1, 16, 3, 3, 8, 8)
-assert got == 2 * 16 * 64 * 9 + 16 * 64, f"conv2d_flops(1 image, 1 -> 16 channels, 3x3, 8x8 output): expected 19,456, got {got}"
+assert got == 2 * 16 * 64 * 9 + 16 * 64, f"conv2d_flops(1 image, 1 -> 16 channels, 3x3, 8x8 output): expected 19,456, got {fmt(got)}"
 got = attention_flops(1, 4, 10, 10, 32)
-assert got == 4 * 100 * (4 * 32 + 5), f"attention_flops(1, 4 heads, 10 x 10, d=32): expected 2*400*32 + 5*400 + 2*400*32 = 53,200, got {got}"
+assert got == 4 * 100 * (4 * 32 + 5), f"attention_flops(1, 4 heads, 10 x 10, d=32): expected 2*400*32 + 5*400 + 2*400*32 = 53,200, got {fmt(got)}"
 try:
     linear_flops(-1, 2, 3)
 except ValueError as e:
@@ -317,7 +317,7 @@ assert prof.records["0"]["flops"] == linear_flops(5, 8, 16) and prof.records["2"
     f"layer 0: expected {linear_flops(5, 8, 16)} FLOPs, got {prof.records['0']['flops']}; layer 2 output (5, 4), got {prof.records['2'].get('out_shape')}"
 root = prof.records[""]
 parts = sum(r["self_s"] for r in prof.records.values())
-assert abs(parts - root["total_s"]) < 1e-6, f"self times should add up to the root's total time: {parts} vs {root['total_s']}"
+assert abs(parts - root["total_s"]) < 1e-6, f"self times should add up to the root's total time: {parts} vs {fmt(root['total_s'])}"
 assert all(not m._forward_pre_hooks and not m._forward_hooks for _, m in net.named_modules()), "every hook should be removed after run"
 assert not out.requires_grad, "run should not record a graph (no_grad)"
 print("Task 14.2 visible tests passed")

@@ -228,7 +228,7 @@ assert q.dtype == np.int8 and q.tolist() == [-128, -64, -32, 127], \
     f"affine 8-bit of [-1, 0, 0.5, 3]: expected codes [-128, -64, -32, 127], got {q.tolist()} ({q.dtype})"
 back = dequantize_tensor(q, s, z)
 assert back.dtype == np.float32 and np.allclose(back, [-1.00392, 0.0, 0.50196, 2.99608], atol=1e-4), \
-    f"dequantized (q + 64) * 4/255: expected about [-1.0039, 0, 0.5020, 2.9961] (each within scale/2 of the input), got {back}"
+    f"dequantized (q + 64) * 4/255: expected about [-1.0039, 0, 0.5020, 2.9961] (each within scale/2 of the input), got {fmt(back)}"
 w = np.array([[0.1, -0.2, 0.05], [10.0, -5.0, 2.0]], dtype=np.float32)
 q, s, z = quantize_tensor(w, axis=0)
 assert s.shape == (2,) and np.allclose(s, [0.2 / 127, 10.0 / 127]), f"per-row symmetric of a (2, 3) weight: expected scales [0.2/127, 10/127], got {s}"
@@ -331,7 +331,7 @@ class PercentileObserver:
 m = MinMaxObserver()
 m.observe(np.array([[0.5, -1.0], [2.0, 0.0]]))
 m.observe(Tensor([3.0, 1.0]))
-assert m.range() == (-1.0, 3.0), f"MinMaxObserver after [[0.5, -1], [2, 0]] and [3, 1]: expected (-1.0, 3.0), got {m.range()}"
+assert m.range() == (-1.0, 3.0), f"MinMaxObserver after [[0.5, -1], [2, 0]] and [3, 1]: expected (-1.0, 3.0), got {fmt(m.range())}"
 values = np.concatenate([np.linspace(-1, 1, 10_000), [50.0]])
 p = PercentileObserver(99.9)
 p.observe(values[:5000])
@@ -497,7 +497,7 @@ assert np.allclose(got.data, want, atol=0.02), (
     f"{fmt(got.data - want)}. The same offset in every row usually means the input zero point is missing: "
     "acc = (q_x - z_x) @ q_w.T")
 assert ql.weight_q.dtype == np.int8 and sum(a.nbytes for a in ql.state_dict().values()) == 6 + 8 + 4 + 4 + 8, \
-    f"stored: weight_q 6 bytes, weight_scale 8, input_scale 4, input_zero_point 4, bias 8; got {ql.state_dict()}"
+    f"stored: weight_q 6 bytes, weight_scale 8, input_scale 4, input_zero_point 4, bias 8; got {fmt(ql.state_dict())}"
 try:
     ql(Tensor(np.ones((2, 4))))
 except ValueError as e:

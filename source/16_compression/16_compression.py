@@ -294,7 +294,7 @@ original = net[0].weight.data.copy()
 p = prune(net, 0.6)
 assert np.array_equal(net[0].weight.data, original) and "weight_mask" not in net[0]._buffers, "prune must leave the original model unchanged"
 sp = sparsity(p)
-assert abs(sp["0"] - 0.6) < 1e-9 and abs(sp["2"] - 0.6) < 1e-9, f"magnitude 0.6: expected each layer 60% zeros, got {sp}"
+assert abs(sp["0"] - 0.6) < 1e-9 and abs(sp["2"] - 0.6) < 1e-9, f"magnitude 0.6: expected each layer 60% zeros, got {fmt(sp)}"
 assert "0.weight_mask" in p.state_dict() and p.state_dict()["0.weight_mask"].dtype == bool, "the mask should be a bool buffer in state_dict"
 x = Tensor(np.random.default_rng(0).standard_normal((4, 10)).astype(np.float32))
 opt = SGD(p.parameters(), lr=0.5)
@@ -303,7 +303,7 @@ opt.step()
 p(x)
 assert (p[0].weight.data[~p[0].weight_mask.data] == 0).all(), "after an optimizer step and a forward pass, pruned weights must be 0 again"
 g = prune(net, 0.5, "global")
-assert abs(sparsity(g)["total"] - 0.5) < 1e-9, f"global 0.5: expected 50% zeros over all weights, got {sparsity(g)}"
+assert abs(sparsity(g)["total"] - 0.5) < 1e-9, f"global 0.5: expected 50% zeros over all weights, got {fmt(sparsity(g))}"
 try:
     prune(net, 0.5, "random")
 except ValueError as e:

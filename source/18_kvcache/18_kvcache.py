@@ -395,7 +395,7 @@ small.train()
 generate(small, prompt, 5)
 handle.remove()
 want = [(1, 4), (1, 1), (1, 1), (1, 1), (1, 1)]
-assert calls == want, (f"5 new tokens after a prompt of 4: expected {len(want)} model calls of input shapes {want} (a prefill "
+assert calls == want, (f"5 new tokens after a prompt of 4: expected {len(want)} model calls of input shapes {fmt(want)} (a prefill "
                        f"of the whole prompt, then one position per step, none after the last token); got {len(calls)} calls: {calls}")
 assert not any(modes), f"generate should run the model in eval mode: model.training during the 5 calls was {modes}"
 assert small.training, "generate on a model in training mode: afterwards model.training should be True again (put the mode back)"
