@@ -426,6 +426,23 @@ assert np.allclose(got, [4, 6]), f"a pre-hook returning x + 1 (not a tuple): exp
 with m.register_forward_hook(lambda mod, args, out: out + 1):
     got = m(x).data
 assert np.allclose(got, [3, 4]), f"a hook returning out + 1: expected output [3, 4], got {fmt(got)}"
+order = []
+with m.register_forward_hook(lambda mod, args, out: order.append("first")), \
+        m.register_forward_hook(lambda mod, args, out: order.append("second")):
+    m(x)
+assert order == ["first", "second"], f"two hooks registered first, second: expected them to run in that order, got {order}"
+runs = []
+def once(mod, args, out):
+    runs.append(1)
+    own.remove()  # a hook that takes itself off while the hooks run
+own = m.register_forward_hook(once)
+try:
+    m(x)
+    m(x)
+except Exception as e:
+    raise AssertionError(f"a hook that calls handle.remove() on itself, module called twice: raised {type(e).__name__}: {e} "
+                         "(iterate over a copy of the hooks, list(...))") from None
+assert len(runs) == 1, f"a hook that removes itself should run once over two calls, ran {len(runs)} times"
 print("Task 03.1 visible tests passed")
 
 # %% [markdown]
@@ -718,6 +735,18 @@ except ValueError as e:
     assert "['1.0.mask', '1.1.w']" in str(e), f"a state without '1.1.w' and '1.0.mask': the error should list them sorted, ['1.0.mask', '1.1.w'], got: {e}"
 else:
     raise AssertionError("loading a state without '1.1.w' and '1.0.mask' should raise ValueError")
+half_bad = state_dict(net)
+half_bad["0.w"] = np.array([5.0, 6.0], dtype=np.float32)
+half_bad["1.0.mask"] = np.zeros((2, 2))
+before = net[0].w.data.copy()
+try:
+    load_state_dict(net, half_bad)
+except ValueError:
+    pass
+assert np.array_equal(net[0].w.data, before), (f"a state with '0.w' = [5, 6] and a mis-shaped '1.0.mask' (2, 2): load_state_dict "
+                                               f"must raise and change nothing, but '0.w' went from {fmt(before)} to {fmt(net[0].w.data)}")
+load_state_dict(net, {k: v.astype(np.float64) for k, v in state_dict(net).items()})
+assert net[0].w.dtype == np.float32, f"loading float64 values keeps the parameter's float32 dtype, got {net[0].w.dtype}"
 print("Task 03.4 visible tests passed")
 
 # %% [markdown]
@@ -919,6 +948,14 @@ kept = (y.data != 0).mean()
 assert 0.72 < kept < 0.78, f"Dropout(0.25) should keep about 75% of 4000 values, kept {kept:.1%}"
 drop.eval()
 assert drop.forward(x) is x, "in eval() mode, Dropout.forward(x) should return x itself"
+assert Dropout(0.0).forward(x) is x, "Dropout(0.0) in training mode should return x itself"
+xg = Tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
+out = Dropout(0.5, rng=np.random.default_rng(1)).forward(xg)
+assert out.node is not None and out.node.op == "dropout" and out.node.inputs[0] is xg, \
+    f"Dropout(0.5) of an input that requires grad should be recorded as op 'dropout' with input x; got {out.node}"
+mask = out.node.saved.get("mask")
+assert isinstance(mask, np.ndarray) and mask.dtype == np.float32 and np.array_equal(mask * xg.data, out.data), \
+    f"the saved 'mask' should be a float32 array with mask * x == the output, got {fmt(mask)}"
 for bad in (1.0, -0.1):
     try:
         Dropout(bad)

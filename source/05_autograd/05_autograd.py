@@ -1044,6 +1044,16 @@ except RuntimeError as e:
     assert "(2,)" in str(e), f"the error should name the shape (2,), got: {e}"
 else:
     raise AssertionError("backward() of a (2,) tensor without grad should raise RuntimeError")
+deep = Tensor([1.0], requires_grad=True)
+h = deep
+for _ in range(3000):
+    h = scale(h, 1.0)
+try:
+    backward(h)
+except RecursionError:
+    raise AssertionError("a chain of 3000 scale(., 1) ops, deeper than Python's recursion limit: backward raised "
+                         "RecursionError; use a loop with an explicit stack, not recursion") from None
+assert deep.grad is not None and np.allclose(deep.grad.data, [1.0]), f"a chain of 3000 scale(., 1) ops: expected grad [1], got {fmt(deep.grad)}"
 try:
     backward(scale(x, 2.0), np.ones(3))
 except ValueError as e:

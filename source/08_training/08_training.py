@@ -179,6 +179,17 @@ losses = [train_epoch(toy_model, CrossEntropyLoss(), opt, toy, epoch=e) for e in
 assert all(isinstance(v, float) for v in losses), f"train_epoch should return a float, got {fmt(losses)}"
 assert losses[-1] < losses[0] * 0.7, f"5 epochs of SGD(lr=0.5) on a separable toy problem: expected the loss to fall by 30%, got {fmt(losses)}"
 assert toy_model.training, "train_epoch should leave the model in training mode (model.train())"
+toy_model.eval()
+train_epoch(toy_model, CrossEntropyLoss(), SGD(toy_model.parameters(), lr=1e-30), toy)
+assert toy_model.training, "train_epoch on a model in eval mode: it should put the model in training mode (model.train())"
+bad = Linear(4, 2, rng=1)
+bad.weight.data[...] = np.nan
+try:
+    train_epoch(bad, CrossEntropyLoss(), SGD(bad.parameters(), lr=0.1), toy, epoch=7)
+except FloatingPointError as e:
+    assert "epoch 7" in str(e) and "batch 0" in str(e), f"a NaN loss in epoch 7, batch 0: the error should name 'epoch 7' and 'batch 0', got: {e}"
+else:
+    raise AssertionError("a model with NaN weights gives a NaN loss in epoch 7, batch 0: train_epoch should raise FloatingPointError")
 
 # The mean is per sample: with lr=0 nothing changes, so the epoch loss equals the loss on all 96 samples.
 frozen = DataLoader(TensorDataset(Tensor(xs), Tensor(ys)), batch_size=40)

@@ -237,6 +237,15 @@ except ValueError as e:
     assert "9" in str(e) and "8" in str(e), f"decode([1, 9]): the error should name id 9 and the vocabulary size 8, got: {e}"
 else:
     raise AssertionError("decode([1, 9]) with a vocabulary of 8 should raise ValueError: id 9 is out of range")
+empty = tok.encode("")
+assert isinstance(empty, np.ndarray) and empty.dtype == np.int64 and empty.shape == (0,), \
+    f"encode(''): expected an int64 array of shape (0,), got {type(empty).__name__} {getattr(empty, 'dtype', '')} {getattr(empty, 'shape', '')}"
+try:
+    CharTokenizer("")
+except ValueError:
+    pass
+else:
+    raise AssertionError("CharTokenizer('') should raise ValueError: an empty vocabulary can encode nothing")
 print("Task 10.1 visible tests passed")
 
 # %% [markdown]

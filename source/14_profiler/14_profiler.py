@@ -320,6 +320,22 @@ parts = sum(r["self_s"] for r in prof.records.values())
 assert abs(parts - root["total_s"]) < 1e-6, f"self times should add up to the root's total time: {parts} vs {fmt(root['total_s'])}"
 assert all(not m._forward_pre_hooks and not m._forward_hooks for _, m in net.named_modules()), "every hook should be removed after run"
 assert not out.requires_grad, "run should not record a graph (no_grad)"
+
+
+class Boom(Module):
+    def forward(self, x):
+        raise RuntimeError("boom")
+
+
+broken = Sequential(Linear(8, 16, rng=0), Boom())
+try:
+    Profiler(broken).run(x)
+except RuntimeError:
+    pass
+else:
+    raise AssertionError("a model whose forward raises RuntimeError('boom'): run should let the error through")
+left = [name or "(root)" for name, m in broken.named_modules() if m._forward_pre_hooks or m._forward_hooks]
+assert not left, f"hooks must be removed also when the model raises (try / finally); hooks left on {left}"
 print("Task 14.2 visible tests passed")
 
 # %% [markdown]

@@ -255,6 +255,13 @@ except ValueError as e:
     assert "layer_idx" in str(e) and "2" in str(e), f"layer_idx 2 of 2 layers: the error should name layer_idx 2, got: {e}"
 else:
     raise AssertionError("update with layer_idx 2 on a 2-layer cache should raise ValueError")
+try:
+    c.update(np.zeros((1, 2, 1, 3)), np.zeros((1, 2, 1, 4)), 0)
+except ValueError as e:
+    assert "(1, 2, 1, 3)" in str(e) and "(1, 2, 1, 4)" in str(e), f"k (1, 2, 1, 3) and v (1, 2, 1, 4): the error should name both shapes, got: {e}"
+else:
+    raise AssertionError("update with k (1, 2, 1, 3) and v (1, 2, 1, 4) (shapes differ) should raise ValueError")
+assert c.lengths == [0, 5], f"refused updates must change nothing: lengths {c.lengths}"
 print("Task 18.2 visible tests passed")
 
 # %% [markdown]
