@@ -76,8 +76,13 @@ def fmt(value, digits: int = 4) -> str:
 
     `fmt(np.float32(0.1))` -> '0.1' (not 0.10000000149011612), `fmt(np.arange(3) / 3)` ->
     '[0, 0.3333, 0.6667]', a large array -> its first and last elements with its shape.
-    Tuples, lists and dicts are formatted element by element; anything else is `repr`.
+    A string is itself (as in an f-string); inside tuples, lists and dicts, which are formatted element
+    by element, it is quoted. Anything else is `str`.
     """
+    return value if isinstance(value, str) else _fmt(value, digits)
+
+
+def _fmt(value, digits: int) -> str:
     if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
         return repr(value)
     if isinstance(value, (int, np.integer)):
@@ -85,20 +90,20 @@ def fmt(value, digits: int = 4) -> str:
     if isinstance(value, (float, np.floating)):
         return f"{float(value):.{digits + 2}g}"
     if isinstance(value, tuple):
-        return "(" + ", ".join(fmt(v, digits) for v in value) + ("," if len(value) == 1 else "") + ")"
+        return "(" + ", ".join(_fmt(v, digits) for v in value) + ("," if len(value) == 1 else "") + ")"
     if isinstance(value, list):
-        return "[" + ", ".join(fmt(v, digits) for v in value) + "]"
+        return "[" + ", ".join(_fmt(v, digits) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k!r}: {fmt(v, digits)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{k!r}: {_fmt(v, digits)}" for k, v in value.items()) + "}"
     data = value if isinstance(value, np.ndarray) else getattr(value, "data", value)  # a Tensor: its data
     if isinstance(data, np.ndarray):
         if data.ndim == 0:
-            return fmt(data.item(), digits)
+            return _fmt(data.item(), digits)
         text = np.array2string(data, precision=digits, floatmode="maxprec", suppress_small=True,
                                separator=", ", threshold=24, edgeitems=3, max_line_width=120)
         text = " ".join(text.split())
         return text if data.size <= 24 else f"{text} (shape {data.shape})"
-    return repr(value)
+    return str(value)
 
 
 def data_dir(filename: str | None = None) -> Path:
