@@ -34,7 +34,8 @@
 # | 01.6 | `reshape` and `transpose` | 4 |
 #
 # Work through the cells in order. Each task is a function with a
-# `raise NotImplementedError()` for you to replace; the cell after it tests it.
+# `raise NotImplementedError(...)` line for you to replace (its message names
+# the task); the cell after it tests it.
 # When all tests pass, run `tito module export 01` to put your `Tensor` into
 # `tinytorch_lib/tensor.py`, where the later modules import it.
 
