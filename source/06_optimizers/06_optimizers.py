@@ -227,6 +227,8 @@ try:
     raise AssertionError("w of shape (2, 3) with a grad of shape (3, 2): step() should raise ValueError")
 except ValueError as e:
     assert "(2, 3)" in str(e) and "(3, 2)" in str(e), f"the message should name both shapes, got: {e}"
+    want = "Recorder.step: parameter 0 has shape (2, 3) but its grad has shape (3, 2)"
+    assert str(e) == want, f"the shape error should read exactly '{want}', got: '{e}'"
 print("Task 06.1 visible tests passed")
 
 # %% [markdown]

@@ -438,6 +438,11 @@ assert np.allclose(y.data[1], want, atol=1e-4), f"zeros (2, 3, 4) + pe, offset 0
 y5 = enc(x, offset=5)
 assert np.allclose(y5.data[0], sinusoidal_positions(16, 4)[5:8], atol=1e-6), "offset 5, seq 3: expected rows 5..7 of the table"
 try:
+    full = enc(x, offset=13)
+except ValueError as e:
+    raise AssertionError(f"offset 13 + seq 3 = 16 positions, exactly max_len 16, fit; got ValueError: {e}") from None
+assert np.allclose(full.data[0], sinusoidal_positions(16, 4)[13:16], atol=1e-6), "offset 13, seq 3 (exactly full): expected rows 13..15 of the table"
+try:
     enc(x, offset=14)
 except ValueError as e:
     assert "14" in str(e) and "16" in str(e), f"offset 14 + seq 3 > max_len 16: the message should name the offset 14 and max_len 16, got {str(e)!r}"

@@ -262,6 +262,11 @@ except ValueError as e:
 else:
     raise AssertionError("update with k (1, 2, 1, 3) and v (1, 2, 1, 4) (shapes differ) should raise ValueError")
 assert c.lengths == [0, 5], f"refused updates must change nothing: lengths {c.lengths}"
+try:
+    kc, _ = c.update(k2, v2, 1)
+except ValueError as e:
+    raise AssertionError(f"1 more position into a layer holding 5 of 6 fills it exactly and should work; got ValueError: {e}") from None
+assert c.lengths == [0, 6] and kc.shape == (1, 2, 6, 3), f"a layer filled to max_len 6: expected lengths [0, 6] and 6 keys back, got {c.lengths}, {kc.shape}"
 print("Task 18.2 visible tests passed")
 
 # %% [markdown]

@@ -91,6 +91,9 @@ def update(s):
     lengths = s.value("list(c.lengths)")
     assert lengths == [0, 5], f"refused updates must change nothing: lengths {lengths}"
     s.expect_error("c.update(k, v, -1)", "update with layer_idx -1 (not wrap around to the last layer)", k=k2, v=v2)
+    full = s.raises("c.update(k, v, 1)", k=k2, v=v2)
+    assert full is None, f"1 more position into layer 1 holding 5 of 6 fills it exactly and should work; raised {full}"
+    assert s.value("list(c.lengths)") == [0, 6], f"a layer filled to max_len 6: expected lengths [0, 6], got {s.value('list(c.lengths)')}"
     kc = s.value("(c.reset(), np.asarray(c.update(k, v, 1)[0].data))[1]", k=k2, v=v2)
     assert kc.shape == (1, 2, 1, 3) and np.array_equal(kc, k2), f"after reset(), update starts again at position 0: expected (1, 2, 1, 3), got {kc.shape}"
     # layers are independent; the returned keys are the cache's own memory
