@@ -1015,6 +1015,13 @@ assert all(np.array_equal(before[k], v) for k, v in cnn_small.state_dict().items
 root_swapped = type(vectorize(MultiHeadAttention(8, 2, rng=0))).__name__
 assert root_swapped == "FastMultiHeadAttention", f"vectorize(MultiHeadAttention(8, 2)): the model itself is a layer to swap; expected a FastMultiHeadAttention, got {root_swapped}"
 try:
+    again = vectorize(fast_small)
+except ValueError as e:
+    raise AssertionError(f"vectorize of an already vectorized model (nothing left to swap, but it holds a FastConv2d) should "
+                         f"return a plain copy, got ValueError: {e}") from None
+assert again is not fast_small and type(again.get_submodule("0")) is FastConv2d, \
+    f"vectorize of an already vectorized model: expected a new copy with its FastConv2d, got {'the same object' if again is fast_small else type(again.get_submodule('0')).__name__}"
+try:
     vectorize(small_cnn(channels=2, rng=0)[3:])
 except ValueError as e:
     assert "Sequential" in str(e) and "Linear" in str(e), f"vectorize of Sequential(Flatten, Linear): the message should name the class and the layer types, got {str(e)!r}"
