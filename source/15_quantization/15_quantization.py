@@ -738,6 +738,12 @@ assert np.isclose(second.input_scale.data[0], relu_out.max() / 255, rtol=1e-4), 
     f"layer 2's input range comes from the ReLU outputs it saw: expected input_scale {relu_out.max() / 255:.5g}, got {second.input_scale.data[0]:.5g}"
 h16 = quantize(net, dtype="fp16")
 assert type(h16[0]).__name__ == "HalfLinear" and h16[0].weight.dtype == np.float16, "fp16: Linear -> HalfLinear with float16 weights"
+try:
+    h16(Tensor(np.ones((2, 5), dtype=np.float32)))
+except ValueError as e:
+    assert "HalfLinear(8, 16)" in str(e) and "(2, 5)" in str(e), f"fp16 model on input (2, 5): the given HalfLinear's error should name it and (2, 5), got: {e}"
+else:
+    raise AssertionError("the fp16 model on an input of width 5 (in_features 8) should raise ValueError")
 for kwargs, word in (({"calibration_data": []}, "empty"), ({"dtype": "int4"}, "int4"),
                      ({"calibration_data": [np.zeros((4, 8), dtype=np.float32)]}, "[0, 0]")):
     try:
