@@ -105,6 +105,8 @@ assert isinstance(y, Tensor), f"ReLU should return a Tensor, got {type(y).__name
 assert y.shape == (2, 3), f"shape: expected (2, 3), got {y.shape}"
 assert np.array_equal(y.data, [[0, 0, 3], [1.5, 0, 7]]), f"ReLU([[-2, 0, 3], [1.5, -0.5, 7]]): got {fmt(y.data)}"
 assert y.dtype == np.float32, f"float32 in should give float32 out, got {y.dtype}"
+y64 = ReLU()(Tensor(np.array([[-1.0, 0.5]])))  # a float64 input
+assert y64.dtype == np.float64, f"ReLU() of a float64 input: keep the input's float dtype, expected float64, got {y64.dtype}"
 print("Task 02.1 visible tests passed")
 
 # %% [markdown]
@@ -145,6 +147,8 @@ with np.errstate(over="raise", invalid="raise"):  # an overflow fails this test
     big = Sigmoid()(Tensor([-1000.0, 1000.0]))
 assert np.allclose(big.data, [0.0, 1.0]), f"sigmoid([-1000, 1000]): expected [0, 1], got {fmt(big.data)}"
 assert big.dtype == np.float32, f"float32 in should give float32 out, got {big.dtype}"
+y64 = Sigmoid()(Tensor(np.array([[-1.0, 0.5]])))  # a float64 input
+assert y64.dtype == np.float64, f"Sigmoid() of a float64 input: keep the input's float dtype, expected float64, got {y64.dtype}"
 print("Task 02.2 visible tests passed")
 
 # %% [markdown]
@@ -197,6 +201,8 @@ assert np.allclose(t.data, np.tanh([-1.0, 0.0, 1.0]), atol=1e-6), f"tanh([-1, 0,
 g = GELU()(Tensor([0.0, 1.0, -1.0]))
 assert np.allclose(g.data, [0.0, 0.8412, -0.1588], atol=1e-4), f"gelu([0, 1, -1]): expected [0, 0.8412, -0.1588], got {fmt(g.data)}"
 assert g.dtype == np.float32 and t.dtype == np.float32, f"float32 in should give float32 out, got {g.dtype}, {t.dtype}"
+y64 = GELU()(Tensor(np.array([[-1.0, 0.5]])))  # a float64 input
+assert y64.dtype == np.float64, f"GELU() of a float64 input: keep the input's float dtype, expected float64, got {y64.dtype}"
 print("Task 02.3 visible tests passed")
 
 # %% [markdown]
@@ -246,6 +252,8 @@ with np.errstate(over="raise", invalid="raise"):  # an overflow fails this test
     big = Softmax()(Tensor([[1000.0, 1001.0, 1002.0]]))
 assert not np.isnan(big.data).any(), f"logits of 1000 gave NaN: {fmt(big.data)}"
 assert np.allclose(big.data, [[0.0900, 0.2447, 0.6652]], atol=1e-4), f"softmax([1000, 1001, 1002]): got {fmt(big.data)}"
+y64 = Softmax()(Tensor(np.array([[-1.0, 0.5]])))  # a float64 input
+assert y64.dtype == np.float64, f"Softmax() of a float64 input: keep the input's float dtype, expected float64, got {y64.dtype}"
 print("Task 02.4 visible tests passed")
 
 # %% [markdown]
