@@ -289,6 +289,7 @@ for shape_x, shape_w, s, p in [((2, 3, 6, 7), (4, 3, 3, 3), 1, 1), ((2, 2, 7, 7)
     want = conv2d_loops(xr, wr, br, stride=s, padding=p)
     got = conv2d(Tensor(xr), Tensor(wr), Tensor(br), stride=s, padding=p).data
     assert got.shape == want.shape, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: expected shape {want.shape}, got {got.shape}"
+    assert got.dtype == np.float64, f"float64 x {shape_x} and weight {shape_w}: float64 stays float64, got {got.dtype}"
     assert np.allclose(got, want, atol=1e-10), \
         f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: largest difference from the loop oracle {np.abs(got - want).max():.3g}"
 print("Task 09.2 visible tests passed")
