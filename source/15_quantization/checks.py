@@ -265,6 +265,9 @@ def quantized_linear(s):
         f"QuantizedLinear(3, 2) of x (2, 3): expected a float32 Tensor (2, 2), got {fmt(kind)} {got.shape} {got.dtype}"
     assert np.allclose(got, want, atol=0.02), \
         f"x = {x.tolist()}, weight {weight.tolist()}, bias [0.1, -0.2], input range (0, 2): expected about {r4(want)} (the float layer), got {r4(got)}"
+    for bad in ("np.nan", "np.inf", "-np.inf"):
+        s.expect_error(f"ql(Tensor(np.array([[1.0, {bad}, 0.0]], dtype=np.float32)))",
+                       f"QuantizedLinear(3, 2) on input [[1, {bad}, 0]] (int8 has no NaN)", ("QuantizedLinear", "NaN"))
     exact = ref_qlinear(x, case["w_q"], case["w_scale"], case["s_x"], case["z_x"], bias)
     assert np.allclose(got, exact, rtol=1e-5, atol=1e-6), \
         f"x = {x.tolist()}: the integer formula (q_x - z_x) @ q_w.T * s_x * s_w + bias gives {r4(exact, 5)}, got {r4(got, 5)}"
