@@ -34,12 +34,16 @@
 # | 01.6 | `reshape` and `transpose` | 4 |
 #
 # Work through the cells in order. Each task is a function with a
-# `raise NotImplementedError()` for you to replace; the cell after it tests it.
+# `raise NotImplementedError(...)` line for you to replace (its message names
+# the task); the cell after it tests it.
 # When all tests pass, run `tito module export 01` to put your `Tensor` into
 # `tinytorch_lib/tensor.py`, where the later modules import it.
 
 # %% tags=["export"]
 import numpy as np
+
+# %%
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 # %% [markdown]
 # ## 1. Data, dtype and bytes
@@ -356,7 +360,7 @@ def broadcast_shape(shape_a: tuple, shape_b: tuple) -> tuple:
 # Tests for Task 01.2
 for a, b, want in [((32, 10), (10,), (32, 10)), ((8, 1, 5), (6, 1), (8, 6, 5)), ((), (3,), (3,))]:
     got = broadcast_shape(a, b)
-    assert got == want, f"broadcast_shape({a}, {b}): expected {want}, got {got}"
+    assert got == want, f"broadcast_shape({fmt(a)}, {b}): expected {fmt(want)}, got {fmt(got)}"
 try:
     broadcast_shape((3, 4), (4, 3))
 except ValueError as e:
@@ -374,6 +378,14 @@ print("Task 01.2 visible tests passed")
 # (`2 * t`). numpy 2 treats a Python number as a "weak" scalar that adopts the
 # array's dtype, so `int8 tensor + 3` stays int8; a 0-d int64 *array* would
 # not be weak and would promote the result to int64.
+#
+# `Tensor` has these four operators, `-t`, `@`, `sum`/`mean`/`max`, `reshape`,
+# `transpose` and indexing, and deliberately nothing else: no `exp`, `log`,
+# `sqrt` or `**`. Every differentiable operation needs a backward rule (Module
+# 05), so the set stays small. Where a later module needs a function of its
+# own (a sigmoid, a log-softmax, a layer norm), it computes it in numpy on
+# `.data` and records the result as one operation with its own rule (Modules
+# 02, 04, 13). For a square, write `t * t`.
 #
 # ### Task 01.3: `elementwise`
 #
@@ -414,7 +426,7 @@ except Exception as e:
 x = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
 bias = Tensor([10.0, 20.0, 30.0])
 got = (x + bias).data
-assert np.allclose(got, [[11, 22, 33], [14, 25, 36]]), f"(2, 3) + (3,): got {got}"
+assert np.allclose(got, [[11, 22, 33], [14, 25, 36]]), f"(2, 3) + (3,): got {fmt(got)}"
 assert np.allclose((x * 2).data, [[2, 4, 6], [8, 10, 12]]), "Tensor * number"
 assert np.allclose((1 - x).data, [[0, -1, -2], [-3, -4, -5]]), "number - Tensor (reflected)"
 assert np.allclose((x / Tensor([[2.0], [4.0]])).data, [[0.5, 1, 1.5], [1, 1.25, 1.5]]), "(2, 3) / (2, 1)"
@@ -464,7 +476,7 @@ A = Tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])  # (3, 2)
 B = Tensor([[1.0, 0.0, 2.0], [0.0, 1.0, 3.0]])     # (2, 3)
 C = A @ B
 assert C.shape == (3, 3), f"(3, 2) @ (2, 3): expected shape (3, 3), got {C.shape}"
-assert np.allclose(C.data, [[1, 2, 8], [3, 4, 18], [5, 6, 28]]), f"wrong product: {C.data}"
+assert np.allclose(C.data, [[1, 2, 8], [3, 4, 18], [5, 6, 28]]), f"wrong product: {fmt(C.data)}"
 try:
     Tensor(np.ones((3, 4))) @ Tensor(np.ones((5, 2)))
 except ValueError as e:
@@ -513,10 +525,10 @@ def reduce(a: Tensor, kind: str, axis=None, keepdims: bool = False) -> Tensor:
 # %% nbgrader={"grade": true, "grade_id": "test_01_5_reduce", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 01.5
 x = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
-assert np.isclose(x.sum().item(), 21.0), f"sum of everything: expected 21, got {x.sum()}"
-assert np.allclose(x.sum(axis=0).data, [5, 7, 9]), f"sum(axis=0): got {x.sum(axis=0).data}"
+assert np.isclose(x.sum().item(), 21.0), f"sum of everything: expected 21, got {fmt(x.sum())}"
+assert np.allclose(x.sum(axis=0).data, [5, 7, 9]), f"sum(axis=0): got {fmt(x.sum(axis=0).data)}"
 assert x.mean(axis=1, keepdims=True).shape == (2, 1), f"mean(axis=1, keepdims=True): got shape {x.mean(axis=1, keepdims=True).shape}"
-assert np.allclose(x.max(axis=-1).data, [3, 6]), f"max(axis=-1): got {x.max(axis=-1).data}"
+assert np.allclose(x.max(axis=-1).data, [3, 6]), f"max(axis=-1): got {fmt(x.max(axis=-1).data)}"
 try:
     x.sum(axis=2)
 except ValueError as e:
@@ -585,7 +597,7 @@ x = Tensor(np.arange(6, dtype=np.float32).reshape(2, 3))
 assert x.reshape(3, 2).shape == (3, 2), f"reshape(3, 2): got {x.reshape(3, 2).shape}"
 assert x.reshape((6,)).shape == (6,), "reshape((6,)) with a tuple"
 assert x.reshape(-1, 2).shape == (3, 2), f"reshape(-1, 2): expected (3, 2), got {x.reshape(-1, 2).shape}"
-assert np.array_equal(x.T.data, [[0, 3], [1, 4], [2, 5]]), f"x.T: got {x.T.data}"
+assert np.array_equal(x.T.data, [[0, 3], [1, 4], [2, 5]]), f"x.T: got {fmt(x.T.data)}"
 try:
     x.reshape(4, 2)
 except ValueError as e:

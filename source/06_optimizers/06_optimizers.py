@@ -47,6 +47,7 @@ from tinytorch_lib.tensor import Tensor
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 print(tinytorch_lib.origin("tensor"))
 
@@ -216,16 +217,18 @@ assert len(opt.calls) == 1, f"w has a grad and b.grad is None: expected 1 call o
 assert opt.calls[0][0] is w_array, "update(p, g, state) should receive w.data itself, not a copy"
 assert opt.calls[0][1] == np.float32, f"a float64 grad of a float32 parameter should reach update as float32, got {opt.calls[0][1]}"
 assert opt.calls[0][2] is opt.state[0], "update should receive the dict self.state[0] for parameter 0"
-assert np.allclose(w.data, 0.95), f"w = 1, grad 0.5, lr 0.1: expected w = 0.95 after step(), got {w.data}"
-assert np.array_equal(b.data, np.zeros(3)), f"b.grad is None: b should be unchanged, got {b.data}"
+assert np.allclose(w.data, 0.95), f"w = 1, grad 0.5, lr 0.1: expected w = 0.95 after step(), got {fmt(w.data)}"
+assert np.array_equal(b.data, np.zeros(3)), f"b.grad is None: b should be unchanged, got {fmt(b.data)}"
 opt.zero_grad()
-assert w.grad is None and b.grad is None, f"after zero_grad(): expected grads None, got {w.grad}, {b.grad}"
+assert w.grad is None and b.grad is None, f"after zero_grad(): expected grads None, got {fmt(w.grad)}, {fmt(b.grad)}"
 w.grad = Tensor(np.ones((3, 2), dtype=np.float32))
 try:
     opt.step()
     raise AssertionError("w of shape (2, 3) with a grad of shape (3, 2): step() should raise ValueError")
 except ValueError as e:
     assert "(2, 3)" in str(e) and "(3, 2)" in str(e), f"the message should name both shapes, got: {e}"
+    want = "Recorder.step: parameter 0 has shape (2, 3) but its grad has shape (3, 2)"
+    assert str(e) == want, f"the shape error should read exactly '{want}', got: '{e}'"
 print("Task 06.1 visible tests passed")
 
 # %% [markdown]
@@ -329,7 +332,7 @@ assert np.allclose(p, 0.8806), f"SGD lr 0.1, wd 0.1, p = 1, g = 0.5 twice: expec
 p, state = run_update(SGD(dummy, lr=0.1, momentum=0.9), [1.0], [[0.5], [0.5]])
 assert np.allclose(p, 0.855), f"SGD lr 0.1, mu 0.9, p = 1, g = 0.5 twice: expected 0.855, got {p}"
 assert "momentum_buffer" in state, f"momentum should keep state['momentum_buffer'], got keys {list(state)}"
-assert np.allclose(state["momentum_buffer"], 0.95), f"velocity after two steps: expected 0.95, got {state['momentum_buffer']}"
+assert np.allclose(state["momentum_buffer"], 0.95), f"velocity after two steps: expected 0.95, got {fmt(state['momentum_buffer'])}"
 assert state["momentum_buffer"].dtype == np.float32, f"the velocity should be float32 like p, got {state['momentum_buffer'].dtype}"
 try:
     w = Tensor(np.ones(1, dtype=np.float32))
@@ -462,13 +465,13 @@ r = Adam(dummy, lr=0.1).direction(np.array([0.5], dtype=np.float32), state)
 assert np.allclose(r, 1.0), f"first direction for d = 0.5 (worked example): expected m_hat / sqrt(v_hat) = 1, got {r}" \
     + (" (nan on the first step: is t still 0 in 1 - b1**t? increment the step count first)" if np.isnan(r).any() else "")
 assert sorted(state) == ["exp_avg", "exp_avg_sq", "step"], f"state keys: expected exp_avg, exp_avg_sq, step, got {sorted(state)}"
-assert state["step"] == 1, f"state['step'] after one call: expected 1, got {state['step']}"
+assert state["step"] == 1, f"state['step'] after one call: expected 1, got {fmt(state['step'])}"
 assert np.allclose(state["exp_avg"], 0.05) and np.allclose(state["exp_avg_sq"], 0.00025), \
-    f"m, v after one step of d = 0.5: expected 0.05, 0.00025, got {state['exp_avg']}, {state['exp_avg_sq']}"
+    f"m, v after one step of d = 0.5: expected 0.05, 0.00025, got {fmt(state['exp_avg'])}, {fmt(state['exp_avg_sq'])}"
 p, state = run_update(Adam(dummy, lr=0.1), [1.0], [[0.5], [0.5]])
 assert np.allclose(p, 0.8), f"Adam lr 0.1, p = 1, g = 0.5 twice: expected 0.8 (worked example), got {p}"
 assert np.allclose(state["exp_avg"], 0.095) and np.allclose(state["exp_avg_sq"], 0.00049975), \
-    f"m, v after two steps: expected 0.095, 0.00049975, got {state['exp_avg']}, {state['exp_avg_sq']}"
+    f"m, v after two steps: expected 0.095, 0.00049975, got {fmt(state['exp_avg'])}, {fmt(state['exp_avg_sq'])}"
 assert state["exp_avg"].dtype == np.float32 and p.dtype == np.float32, "state and p stay float32"
 p, _ = run_update(Adam(dummy, lr=0.1), [1.0], [[-3.0], [1.0]])
 m, v = 0.9 * 0.1 * -3.0 + 0.1 * 1.0, 0.999 * 0.001 * 9.0 + 0.001 * 1.0
@@ -488,7 +491,7 @@ w = Tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
 opt = Adam([w], lr=0.01)
 w.grad = Tensor(np.ones((2, 3), dtype=np.float32))
 opt.step()
-assert np.allclose(w.data, 0.99), f"Adam lr 0.01 on w = 1, grad 1: expected 0.99 everywhere, got {w.data}"
+assert np.allclose(w.data, 0.99), f"Adam lr 0.01 on w = 1, grad 1: expected 0.99 everywhere, got {fmt(w.data)}"
 assert opt.state_nbytes() == 2 * w.nbytes, f"Adam keeps 2 arrays of w's size: expected {2 * w.nbytes} bytes, measured {opt.state_nbytes()}"
 print("Task 06.3 visible tests passed")
 
@@ -555,10 +558,10 @@ except Exception as e:
                          f"({e!r}): make Task 06.3's tests pass first") from None
 p, state = run_update(AdamW(dummy, lr=0.1, weight_decay=0.1), [1.0], [[0.5]])
 assert np.allclose(p, 0.89), f"AdamW lr 0.1, wd 0.1, p = 1, g = 0.5: expected 0.89 (worked example), got {p}"
-assert np.allclose(state["exp_avg"], 0.05), f"AdamW's m should see the raw gradient: expected 0.05, got {state['exp_avg']}"
+assert np.allclose(state["exp_avg"], 0.05), f"AdamW's m should see the raw gradient: expected 0.05, got {fmt(state['exp_avg'])}"
 p, _ = run_update(AdamW(dummy, lr=0.1, weight_decay=0.5), [2.0, -4.0], [[0.0, 0.0]] * 10)
 want = np.array([2.0, -4.0]) * (1 - 0.1 * 0.5) ** 10
-assert np.allclose(p, want, rtol=1e-5), f"AdamW, zero gradient, 10 steps: expected p0 * (1 - lr wd)^10 = {want}, got {p}"
+assert np.allclose(p, want, rtol=1e-5), f"AdamW, zero gradient, 10 steps: expected p0 * (1 - lr wd)^10 = {fmt(want)}, got {p}"
 assert AdamW(dummy).weight_decay == 0.01, "AdamW's default weight_decay is 0.01"
 print("Task 06.4 visible tests passed")
 

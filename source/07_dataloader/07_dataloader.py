@@ -43,6 +43,7 @@
 import numpy as np
 
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 from tinytorch_lib.tensor import Tensor
 
 # %% [markdown]
@@ -190,7 +191,7 @@ sample = ds[2]
 assert isinstance(sample, tuple) and len(sample) == 2, f"ds[2] should be a tuple (x[2], y[2]), got {sample!r}"
 assert all(isinstance(t, Tensor) for t in sample), f"ds[2] should hold Tensors, got {[type(t).__name__ for t in sample]}"
 assert np.array_equal(sample[0].data, [4.0, 5.0]) and sample[1].data == 2, \
-    f"ds[2] of x = arange(12).reshape(6, 2), y = [0, 1, 2, 0, 1, 2]: expected ([4, 5], 2), got ({sample[0].data}, {sample[1].data})"
+    f"ds[2] of x = arange(12).reshape(6, 2), y = [0, 1, 2, 0, 1, 2]: expected ([4, 5], 2), got ({fmt(sample[0].data)}, {fmt(sample[1].data)})"
 bx, by = ds[np.array([5, 0])]
 assert bx.shape == (2, 2) and by.shape == (2,), f"ds[np.array([5, 0])]: expected shapes (2, 2) and (2,), got {bx.shape}, {by.shape}"
 assert np.array_equal(bx.data, [[10, 11], [0, 1]]) and np.array_equal(by.data, [2, 0]), \
@@ -326,7 +327,7 @@ x, y = train.tensors
 assert len(train) == 1437, f'len(load_digits("train")): expected 1437, got {len(train)}'
 assert x.shape == (1437, 64) and x.dtype == np.float32, f'load_digits("train") x: expected (1437, 64) float32, got {x.shape} {x.dtype}'
 assert y.shape == (1437,) and y.dtype == np.int64, f'load_digits("train") y: expected (1437,) int64, got {y.shape} {y.dtype}'
-assert x.data.min() == 0.0 and x.data.max() == 1.0, f"normalize=True: pixels should span [0, 1], got [{x.data.min()}, {x.data.max()}]"
+assert x.data.min() == 0.0 and x.data.max() == 1.0, f"normalize=True: pixels should span [0, 1], got [{fmt(x.data.min())}, {fmt(x.data.max())}]"
 assert sorted(set(y.data.tolist())) == list(range(10)), f"labels should be the digits 0..9, got {sorted(set(y.data.tolist()))}"
 test = load_digits("test", flatten=False)
 assert test.tensors[0].shape == (360, 1, 8, 8), f'load_digits("test", flatten=False) x: expected (360, 1, 8, 8), got {test.tensors[0].shape}'
@@ -446,14 +447,14 @@ def batch_slices(n: int, batch_size: int, drop_last: bool = False) -> list:
 # Tests for Task 07.3
 got = batch_slices(10, 4, drop_last=False)
 assert got == [slice(0, 4), slice(4, 8), slice(8, 10)], \
-    f"batch_slices(10, 4, drop_last=False): expected [slice(0, 4), slice(4, 8), slice(8, 10)], got {got}"
+    f"batch_slices(10, 4, drop_last=False): expected [slice(0, 4), slice(4, 8), slice(8, 10)], got {fmt(got)}"
 got = batch_slices(10, 4, drop_last=True)
-assert got == [slice(0, 4), slice(4, 8)], f"batch_slices(10, 4, drop_last=True): expected [slice(0, 4), slice(4, 8)], got {got}"
+assert got == [slice(0, 4), slice(4, 8)], f"batch_slices(10, 4, drop_last=True): expected [slice(0, 4), slice(4, 8)], got {fmt(got)}"
 got = batch_slices(8, 4, drop_last=True)
-assert got == [slice(0, 4), slice(4, 8)], f"batch_slices(8, 4, drop_last=True): 4 divides 8, expected [slice(0, 4), slice(4, 8)], got {got}"
+assert got == [slice(0, 4), slice(4, 8)], f"batch_slices(8, 4, drop_last=True): 4 divides 8, expected [slice(0, 4), slice(4, 8)], got {fmt(got)}"
 got = batch_slices(1437, 32)
 assert len(got) == 45 and got[-1] == slice(1408, 1437), \
-    f"batch_slices(1437, 32): expected 45 slices ending with slice(1408, 1437), got {len(got)} ending with {got[-1] if got else None}"
+    f"batch_slices(1437, 32): expected 45 slices ending with slice(1408, 1437), got {len(got)} ending with {fmt(got[-1] if got else None)}"
 loader = DataLoader(Squares(10), batch_size=4)
 shapes = [(x.shape, y.shape) for x, y in loader]
 assert shapes == [((4, 2), (4,)), ((4, 2), (4,)), ((2, 2), (2,))], \

@@ -54,6 +54,7 @@ from tinytorch_lib.tensor import Tensor, record, register_backward
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "activations", "layers", "autograd", "dataloader"):
     print(tinytorch_lib.origin(name))
@@ -152,7 +153,7 @@ for x_shape, w_shape, s, p, want in [((2, 1, 8, 8), (16, 1, 3, 3), 1, 1, (2, 16,
                                      ((4, 3, 8, 8), (5, 3, 3, 3), 2, 0, (4, 5, 3, 3)),
                                      ((1, 2, 7, 5), (3, 2, 7, 2), 1, 0, (1, 3, 1, 4))]:
     got = conv2d_output_shape(x_shape, w_shape, stride=s, padding=p)
-    assert got == want, f"conv2d_output_shape({x_shape}, {w_shape}, stride={s}, padding={p}): expected {want}, got {got}"
+    assert got == want, f"conv2d_output_shape({x_shape}, {w_shape}, stride={s}, padding={p}): expected {fmt(want)}, got {fmt(got)}"
 for x_shape, w_shape, p in [((2, 3, 8, 8), (16, 1, 3, 3), 0), ((2, 1, 2, 2), (16, 1, 3, 3), 0), ((1, 8, 8), (4, 1, 3, 3), 0)]:
     try:
         conv2d_output_shape(x_shape, w_shape, padding=p)
@@ -280,7 +281,7 @@ w = np.array([[[[1.0, 0.0], [0.0, 1.0]]]], dtype=np.float32)
 got = conv2d(x, w)
 assert isinstance(got, Tensor), f"conv2d should return a Tensor, got {type(got).__name__}"
 assert got.shape == (1, 1, 2, 2) and np.array_equal(got.data[0, 0], [[6, 8], [12, 14]]), \
-    f"worked example, 3x3 input 1..9, filter [[1, 0], [0, 1]]: expected [[6, 8], [12, 14]], got {got.data}"
+    f"worked example, 3x3 input 1..9, filter [[1, 0], [0, 1]]: expected [[6, 8], [12, 14]], got {fmt(got.data)}"
 assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
 rng = np.random.default_rng(0)
 for shape_x, shape_w, s, p in [((2, 3, 6, 7), (4, 3, 3, 3), 1, 1), ((2, 2, 7, 7), (3, 2, 3, 2), 2, 0)]:
@@ -288,6 +289,7 @@ for shape_x, shape_w, s, p in [((2, 3, 6, 7), (4, 3, 3, 3), 1, 1), ((2, 2, 7, 7)
     want = conv2d_loops(xr, wr, br, stride=s, padding=p)
     got = conv2d(Tensor(xr), Tensor(wr), Tensor(br), stride=s, padding=p).data
     assert got.shape == want.shape, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: expected shape {want.shape}, got {got.shape}"
+    assert got.dtype == np.float64, f"float64 x {shape_x} and weight {shape_w}: float64 stays float64, got {got.dtype}"
     assert np.allclose(got, want, atol=1e-10), \
         f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: largest difference from the loop oracle {np.abs(got - want).max():.3g}"
 print("Task 09.2 visible tests passed")
@@ -558,7 +560,7 @@ def hand_built_pool(x, k, s):
 x = np.array([[[[1, 3, 2, 0], [4, 2, 5, 1], [9, 0, 7, 8], [6, 6, 1, 3]]]], dtype=np.float32)
 got = max_pool2d(x, 2)
 assert isinstance(got, Tensor) and got.shape == (1, 1, 2, 2), f"max_pool2d of a (1, 1, 4, 4) input, k=2: expected a Tensor (1, 1, 2, 2), got {got!r}"
-assert np.array_equal(got.data[0, 0], [[4, 5], [9, 8]]), f"worked example: expected [[4, 5], [9, 8]], got {got.data[0, 0]}"
+assert np.array_equal(got.data[0, 0], [[4, 5], [9, 8]]), f"worked example: expected [[4, 5], [9, 8]], got {fmt(got.data[0, 0])}"
 assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
 rng = np.random.default_rng(2)
 xr = rng.standard_normal((2, 3, 7, 6))
@@ -577,11 +579,11 @@ out = hand_built_pool(x, 2, 2)
 (dx,) = maxpool2d_backward(np.array([[[[1.0, 2.0], [3.0, 4.0]]]], dtype=np.float32), out)
 want = np.zeros((4, 4), dtype=np.float32)
 want[1, 0], want[1, 2], want[2, 0], want[2, 3] = 1, 2, 3, 4
-assert dx.shape == (1, 1, 4, 4) and np.array_equal(dx[0, 0], want), f"backward of the worked example: expected\n{want}\ngot\n{dx}"
+assert dx.shape == (1, 1, 4, 4) and np.array_equal(dx[0, 0], want), f"backward of the worked example: expected\n{fmt(want)}\ngot\n{fmt(dx)}"
 # ties: an all-equal window gives everything to its top-left element
 out = hand_built_pool(np.ones((1, 1, 2, 2), dtype=np.float32), 2, 2)
 (dx,) = maxpool2d_backward(np.full((1, 1, 1, 1), 5.0, dtype=np.float32), out)
-assert np.array_equal(dx[0, 0], [[5, 0], [0, 0]]), f"a 2x2 window of ones, grad 5: expected [[5, 0], [0, 0]] (first max), got {dx[0, 0]}"
+assert np.array_equal(dx[0, 0], [[5, 0], [0, 0]]), f"a 2x2 window of ones, grad 5: expected [[5, 0], [0, 0]] (first max), got {fmt(dx[0, 0])}"
 print("Task 09.4 visible tests passed")
 
 # %% [markdown]
@@ -662,7 +664,7 @@ def small_cnn(channels: int = 16, classes: int = 10, rng=None) -> Sequential:
 # Tests for Task 09.5 (the CNN part relies on Tasks 09.2 and 09.4)
 got = Flatten()(Tensor(np.arange(24.0).reshape(2, 3, 2, 2)))
 assert isinstance(got, Tensor) and got.shape == (2, 12), f"Flatten of a (2, 3, 2, 2) tensor: expected shape (2, 12), got {getattr(got, 'shape', got)}"
-assert np.array_equal(got.data[1], np.arange(12.0, 24.0)), f"Flatten keeps row-major order: expected row 1 = 12..23, got {got.data[1]}"
+assert np.array_equal(got.data[1], np.arange(12.0, 24.0)), f"Flatten keeps row-major order: expected row 1 = 12..23, got {fmt(got.data[1])}"
 try:
     Flatten()(Tensor(np.zeros(5)))
 except ValueError as e:

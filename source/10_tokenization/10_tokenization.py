@@ -44,6 +44,7 @@
 import numpy as np
 
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 # %% [markdown]
 # ## Which library are you running on?
@@ -236,6 +237,15 @@ except ValueError as e:
     assert "9" in str(e) and "8" in str(e), f"decode([1, 9]): the error should name id 9 and the vocabulary size 8, got: {e}"
 else:
     raise AssertionError("decode([1, 9]) with a vocabulary of 8 should raise ValueError: id 9 is out of range")
+empty = tok.encode("")
+assert isinstance(empty, np.ndarray) and empty.dtype == np.int64 and empty.shape == (0,), \
+    f"encode(''): expected an int64 array of shape (0,), got {type(empty).__name__} {getattr(empty, 'dtype', '')} {getattr(empty, 'shape', '')}"
+try:
+    CharTokenizer("")
+except ValueError:
+    pass
+else:
+    raise AssertionError("CharTokenizer('') should raise ValueError: an empty vocabulary can encode nothing")
 print("Task 10.1 visible tests passed")
 
 # %% [markdown]
@@ -310,10 +320,10 @@ for ids, want in [([97, 97, 97, 98, 100, 97, 97, 97, 98, 97, 99], ((97, 97), 4))
                   ([5, 6, 5, 6, 7], ((5, 6), 2)),
                   ([3, 1, 2], ((1, 2), 1))]:
     got = most_frequent_pair(ids)
-    assert got == want, f"most_frequent_pair({ids}): expected {want}, got {got}"
+    assert got == want, f"most_frequent_pair({ids}): expected {fmt(want)}, got {fmt(got)}"
     assert all(type(x) is int for x in (*got[0], got[1])), f"most_frequent_pair({ids}): return Python ints, got {got!r}"
 got = most_frequent_pair([256, 97, 98, 100, 256, 97, 98, 97, 99])
-assert got == ((97, 98), 2), f"most_frequent_pair([256, 97, 98, 100, 256, 97, 98, 97, 99]): (97, 98) and (256, 97) tie at 2, expected ((97, 98), 2), got {got}"
+assert got == ((97, 98), 2), f"most_frequent_pair([256, 97, 98, 100, 256, 97, 98, 97, 99]): (97, 98) and (256, 97) tie at 2, expected ((97, 98), 2), got {fmt(got)}"
 try:
     most_frequent_pair([7])
 except ValueError:
@@ -376,7 +386,7 @@ for ids, pair, new_id, want in [([1, 2, 3, 1, 2], (1, 2), 9, [9, 3, 9]), ([1, 1,
     got = merge_pair(ids, pair, new_id)
     assert isinstance(got, np.ndarray) and got.dtype == np.int64, \
         f"merge_pair({ids}, {pair}, {new_id}): expected an int64 array, got {type(got).__name__} {getattr(got, 'dtype', '')}"
-    assert got.tolist() == want, f"merge_pair({ids}, {pair}, {new_id}): expected {want}, got {got.tolist()}"
+    assert got.tolist() == want, f"merge_pair({ids}, {pair}, {new_id}): expected {fmt(want)}, got {got.tolist()}"
 original = np.array([1, 2, 1, 2])
 merge_pair(original, (1, 2), 9)
 assert original.tolist() == [1, 2, 1, 2], f"merge_pair must not change its input: [1, 2, 1, 2] became {original.tolist()}"
@@ -550,7 +560,7 @@ for text, want in [("aaabdaaabac", [258, 100, 258, 97, 99]), ("aab", [256, 98]),
     got = bpe.encode(text)
     assert isinstance(got, np.ndarray) and got.dtype == np.int64, \
         f"encode({text!r}): expected an int64 array, got {type(got).__name__} {getattr(got, 'dtype', '')}"
-    assert got.tolist() == want, f"encode({text!r}) with merges [(97, 97), (97, 98), (256, 257)]: expected {want}, got {got.tolist()}"
+    assert got.tolist() == want, f"encode({text!r}) with merges [(97, 97), (97, 98), (256, 257)]: expected {fmt(want)}, got {got.tolist()}"
 assert bpe.decode([258, 100]) == "aaabd", f"decode([258, 100]): expected 'aaabd', got {bpe.decode([258, 100])!r}"
 assert bpe.decode(bpe.encode("día aaab")) == "día aaab", "decode(encode('día aaab')) should give 'día aaab' back"
 try:

@@ -52,6 +52,7 @@ from tinytorch_lib.tensor import Tensor, record, register_backward
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "layers", "autograd"):
     print(tinytorch_lib.origin(name))
@@ -436,6 +437,11 @@ assert isinstance(y, Tensor) and y.shape == (2, 3, 4), f"(2, 3, 4) input: expect
 assert np.allclose(y.data[1], want, atol=1e-4), f"zeros (2, 3, 4) + pe, offset 0: expected rows 0..2 of the table in each batch entry, got {np.round(y.data[1], 4).tolist()}"
 y5 = enc(x, offset=5)
 assert np.allclose(y5.data[0], sinusoidal_positions(16, 4)[5:8], atol=1e-6), "offset 5, seq 3: expected rows 5..7 of the table"
+try:
+    full = enc(x, offset=13)
+except ValueError as e:
+    raise AssertionError(f"offset 13 + seq 3 = 16 positions, exactly max_len 16, fit; got ValueError: {e}") from None
+assert np.allclose(full.data[0], sinusoidal_positions(16, 4)[13:16], atol=1e-6), "offset 13, seq 3 (exactly full): expected rows 13..15 of the table"
 try:
     enc(x, offset=14)
 except ValueError as e:

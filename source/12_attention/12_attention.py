@@ -57,6 +57,7 @@ from tinytorch_lib.tensor import Tensor
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "activations", "layers", "autograd"):
     print(tinytorch_lib.origin(name))
@@ -143,7 +144,7 @@ x = Tensor(np.arange(12, dtype=np.float32).reshape(1, 2, 6))
 h = split_heads(x, 2)
 assert isinstance(h, Tensor) and h.shape == (1, 2, 2, 3), f"(1, 2, 6) into 2 heads: expected a (1, 2, 2, 3) Tensor, got {type(h).__name__} {getattr(h, 'shape', '')}"
 want = [[[[0, 1, 2], [6, 7, 8]], [[3, 4, 5], [9, 10, 11]]]]
-assert np.array_equal(h.data, want), f"worked example, x = arange(12) as (1, 2, 6), 2 heads: expected {want}, got {h.data.tolist()}"
+assert np.array_equal(h.data, want), f"worked example, x = arange(12) as (1, 2, 6), 2 heads: expected {fmt(want)}, got {h.data.tolist()}"
 m = merge_heads(h)
 assert m.shape == (1, 2, 6) and np.array_equal(m.data, x.data), f"merge_heads(split_heads(x, 2)) should give x back, got {m.data.tolist()}"
 try:
@@ -309,6 +310,19 @@ for causal in (True, False):
 got = scaled_dot_product_attention(Tensor(q[:, :, 3:]), Tensor(k), Tensor(v))
 assert np.allclose(got.data, attention_oracle(q, k, v, True)[:, :, 3:], atol=1e-10), \
     "q of the last 2 positions (2, 3, 2, 4) against k, v (2, 3, 5, 4), causal: expected the last 2 rows of the full causal attention (the offset rule)"
+for shapes in (((2, 4, 5, 8), (2, 4, 5, 16), (2, 4, 5, 16)), ((2, 4, 5, 8), (2, 4, 5, 8), (2, 4, 6, 8)), ((4, 5, 8), (4, 5, 8), (4, 5, 8))):
+    try:
+        scaled_dot_product_attention(*(Tensor(np.zeros(sh)) for sh in shapes))
+    except ValueError as e:
+        assert all(str(sh) in str(e) for sh in shapes), f"q {shapes[0]}, k {shapes[1]}, v {shapes[2]}: the error should name all three shapes, got: {e}"
+    else:
+        raise AssertionError(f"attention of q {shapes[0]}, k {shapes[1]}, v {shapes[2]} should raise ValueError")
+try:
+    scaled_dot_product_attention(Tensor(np.zeros((1, 1, 3, 2))), Tensor(np.zeros((1, 1, 2, 2))), Tensor(np.zeros((1, 1, 2, 2))))
+except ValueError:
+    pass
+else:
+    raise AssertionError("causal attention with 3 queries and only 2 keys (s_k < s_q) should raise ValueError")
 from tinytorch_lib.autograd import gradcheck
 
 small = [rng.standard_normal((1, 2, 3, 2)), rng.standard_normal((1, 2, 3, 2)), rng.standard_normal((1, 2, 3, 2))]

@@ -59,6 +59,7 @@ from tinytorch_lib.tensor import Tensor, no_grad, record, register_backward
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "activations", "layers", "losses", "autograd", "optimizers", "training",
              "tokenization", "embeddings", "attention"):
@@ -239,7 +240,7 @@ check_rule(layer_norm_backward, recorded_layer_norm, [xs, ws, bs])
 out = recorded_layer_norm(Tensor(xs, requires_grad=True), Tensor(ws), Tensor(bs))
 dx, dw, db = layer_norm_backward(np.ones((3, 5)), out)
 assert dw is None and db is None, f"weight and bias do not require grad here: expected None for both, got {type(dw).__name__}, {type(db).__name__}"
-assert np.allclose(dx.sum(-1), 0, atol=1e-10), f"each row of dx should sum to 0 (a constant shift changes nothing), got {dx.sum(-1)}"
+assert np.allclose(dx.sum(-1), 0, atol=1e-10), f"each row of dx should sum to 0 (a constant shift changes nothing), got {fmt(dx.sum(-1))}"
 print("Task 13.2 visible tests passed")
 
 # %% [markdown]
@@ -495,6 +496,24 @@ for bad in (np.array([1, 2, 3]), np.zeros((1, 0), dtype=np.int64)):
         assert str(bad.shape) in str(e), f"the error should name the shape {bad.shape}, got: {e}"
     else:
         raise AssertionError(f"GPT on ids of shape {bad.shape} should raise ValueError")
+try:
+    gpt(np.zeros((1, 4), dtype=np.int64), cache=FakeCache(30))
+except ValueError as e:
+    assert "32" in str(e) and "33" in str(e), f"4 tokens after 30 cached positions (positions 30..33), max_len 32: the error should name 33 and 32, got: {e}"
+else:
+    raise AssertionError("4 tokens after 30 cached positions with max_len 32 (positions 30..33) should raise ValueError")
+try:
+    gpt(np.zeros((1, 4), dtype=np.float32))
+except ValueError as e:
+    assert "float32" in str(e), f"float32 ids: the error should name the dtype float32, got: {e}"
+else:
+    raise AssertionError("GPT on float32 ids should raise ValueError (ids must be integers)")
+assert np.allclose(gpt(Tensor(ids)).data, expected(ids, 0), atol=1e-4), "ids given as a Tensor should work like an array"
+try:
+    got = gpt(np.zeros((1, 32), dtype=np.int64))
+except ValueError as e:
+    raise AssertionError(f"32 tokens, exactly max_len 32, fit; got ValueError: {e}") from None
+assert got.shape == (1, 32, 11), f"32 tokens fit in max_len 32: expected logits (1, 32, 11), got {got.shape}"
 print("Task 13.4 visible tests passed")
 
 # %% [markdown]

@@ -44,6 +44,7 @@ from tinytorch_lib.timing import measure
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "layers", "spatial", "attention", "transformer", "training"):
     print(tinytorch_lib.origin(name))
@@ -155,9 +156,9 @@ got = linear_flops(32, 64, 128)
 assert got == 528_384 and isinstance(got, int), f"linear_flops(32, 64, 128): expected 2*32*64*128 + 32*128 = 528,384 (an int), got {got!r}"
 assert linear_flops(32, 64, 128, bias=False) == 524_288, f"without bias: expected 524,288, got {linear_flops(32, 64, 128, bias=False)}"
 got = conv2d_flops(1, 1, 16, 3, 3, 8, 8)
-assert got == 2 * 16 * 64 * 9 + 16 * 64, f"conv2d_flops(1 image, 1 -> 16 channels, 3x3, 8x8 output): expected 19,456, got {got}"
+assert got == 2 * 16 * 64 * 9 + 16 * 64, f"conv2d_flops(1 image, 1 -> 16 channels, 3x3, 8x8 output): expected 19,456, got {fmt(got)}"
 got = attention_flops(1, 4, 10, 10, 32)
-assert got == 4 * 100 * (4 * 32 + 5), f"attention_flops(1, 4 heads, 10 x 10, d=32): expected 2*400*32 + 5*400 + 2*400*32 = 53,200, got {got}"
+assert got == 4 * 100 * (4 * 32 + 5), f"attention_flops(1, 4 heads, 10 x 10, d=32): expected 2*400*32 + 5*400 + 2*400*32 = 53,200, got {fmt(got)}"
 try:
     linear_flops(-1, 2, 3)
 except ValueError as e:
@@ -216,6 +217,17 @@ def layer_flops(module: Module, inputs: tuple, output) -> int:
 # one's **self time**: its total time minus the total time of the children
 # that ran inside it. The self times of all modules add up to the time of the
 # whole forward pass (up to the hooks' own cost).
+#
+# The hook API (Module 03, named as in PyTorch):
+#
+# | call | the hook is called | returns |
+# |---|---|---|
+# | `handle = module.register_forward_pre_hook(fn)` | `fn(module, args)` before `forward` (`args`: the tuple of positional arguments) | a handle |
+# | `handle = module.register_forward_hook(fn)` | `fn(module, args, output)` after `forward` | a handle |
+# | `handle.remove()` | takes that hook off the module | |
+#
+# A hook that returns `None` changes nothing (the profiler's hooks only
+# record); hooks are called only through `module(...)`, not `module.forward(...)`.
 #
 # ```
 # GPT          total 2.0 ms   self 0.1 ms
@@ -305,9 +317,25 @@ assert prof.records["0"]["flops"] == linear_flops(5, 8, 16) and prof.records["2"
     f"layer 0: expected {linear_flops(5, 8, 16)} FLOPs, got {prof.records['0']['flops']}; layer 2 output (5, 4), got {prof.records['2'].get('out_shape')}"
 root = prof.records[""]
 parts = sum(r["self_s"] for r in prof.records.values())
-assert abs(parts - root["total_s"]) < 1e-6, f"self times should add up to the root's total time: {parts} vs {root['total_s']}"
+assert abs(parts - root["total_s"]) < 1e-6, f"self times should add up to the root's total time: {parts} vs {fmt(root['total_s'])}"
 assert all(not m._forward_pre_hooks and not m._forward_hooks for _, m in net.named_modules()), "every hook should be removed after run"
 assert not out.requires_grad, "run should not record a graph (no_grad)"
+
+
+class Boom(Module):
+    def forward(self, x):
+        raise RuntimeError("boom")
+
+
+broken = Sequential(Linear(8, 16, rng=0), Boom())
+try:
+    Profiler(broken).run(x)
+except RuntimeError:
+    pass
+else:
+    raise AssertionError("a model whose forward raises RuntimeError('boom'): run should let the error through")
+left = [name or "(root)" for name, m in broken.named_modules() if m._forward_pre_hooks or m._forward_hooks]
+assert not left, f"hooks must be removed also when the model raises (try / finally); hooks left on {left}"
 print("Task 14.2 visible tests passed")
 
 # %% [markdown]
@@ -508,8 +536,12 @@ with blas_threads(1):
         x = load_digits("test", flatten=flatten).tensors[0]
         models[name] = (model, x)
         rows = profile(model, Tensor(x.data[:32]), repeats=5)
+        # Activations: each layer's output once. The root's output is its last layer's output (one array),
+        # so only modules without children count.
+        leaves = {n for n, m in model.named_modules() if not m._modules}
         print(f"\n{name.upper()}: {count_parameters(model):,} parameters, {model_bytes(model):,} bytes stored; "
-              f"activations of one pass of 32 images: {sum(r['out_bytes'] for r in rows):,} bytes")
+              f"activations of one pass of 32 images (every layer's output, once): "
+              f"{sum(r['out_bytes'] for r in rows if r['name'] in leaves):,} bytes")
         print_report(rows)
         single = latency(model, Tensor(x.data[:1]), repeats=10 if grading else 50)
         print(f"SingleStream (1 image): median {single.median * 1e3:.3f} ms, p90 {single.p90 * 1e3:.3f} ms")

@@ -76,6 +76,7 @@ from tinytorch_lib.transformer import GPT, MLP, LayerNorm, TransformerBlock
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "layers", "autograd", "spatial", "attention", "training", "transformer"):
     print(tinytorch_lib.origin(name))
@@ -350,7 +351,7 @@ def first_difference(got, want, x_shape, kh, kw, s, p):
 got = im2col(x_ex, 2, 2)
 want = np.array([[1, 2, 4, 5], [2, 3, 5, 6], [4, 5, 7, 8], [5, 6, 8, 9]], dtype=np.float32)
 assert isinstance(got, np.ndarray) and got.shape == (4, 4), f"worked example (1, 1, 3, 3), 2x2 kernel: expected shape (4, 4), got {getattr(got, 'shape', type(got).__name__)}"
-assert np.array_equal(got, want), f"worked example: expected\n{want}\ngot\n{got}"
+assert np.array_equal(got, want), f"worked example: expected\n{fmt(want)}\ngot\n{fmt(got)}"
 assert got.dtype == np.float32, f"float32 input: cols should be float32, got {got.dtype}"
 row = im2col(np.arange(18.0).reshape(1, 2, 3, 3), 2, 2)[0].tolist()
 assert row == [0, 1, 3, 4, 9, 10, 12, 13], \
@@ -576,7 +577,7 @@ q1 = np.array([[[[1.0, 0.0], [0.0, 1.0]]]], dtype=np.float32)   # (1, 1, 2, 2): 
 v1 = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], dtype=np.float32)
 got = attention_batched(q1, q1, v1, causal=True)
 assert isinstance(got, np.ndarray) and got.shape == (1, 1, 2, 2), f"q = k (1, 1, 2, 2): expected an array (1, 1, 2, 2), got {got!r}"
-assert np.allclose(got[0, 0, 0], [1.0, 2.0]), f"causal: query 0 sees only key 0, so its output is v[0] = [1, 2]; got {got[0, 0, 0]}"
+assert np.allclose(got[0, 0, 0], [1.0, 2.0]), f"causal: query 0 sees only key 0, so its output is v[0] = [1, 2]; got {fmt(got[0, 0, 0])}"
 assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
 rng = np.random.default_rng(3)
 for shape_q, shape_k, causal in [((2, 4, 6, 8), (2, 4, 6, 8), True), ((1, 2, 5, 4), (1, 2, 5, 4), False), ((2, 2, 3, 4), (2, 2, 7, 4), True)]:
@@ -1013,6 +1014,13 @@ for (name, p), q in zip(cnn_small.named_parameters(), fast_small.parameters()):
 assert all(np.array_equal(before[k], v) for k, v in cnn_small.state_dict().items()), "vectorize changed the original model's parameters"
 root_swapped = type(vectorize(MultiHeadAttention(8, 2, rng=0))).__name__
 assert root_swapped == "FastMultiHeadAttention", f"vectorize(MultiHeadAttention(8, 2)): the model itself is a layer to swap; expected a FastMultiHeadAttention, got {root_swapped}"
+try:
+    again = vectorize(fast_small)
+except ValueError as e:
+    raise AssertionError(f"vectorize of an already vectorized model (nothing left to swap, but it holds a FastConv2d) should "
+                         f"return a plain copy, got ValueError: {e}") from None
+assert again is not fast_small and type(again.get_submodule("0")) is FastConv2d, \
+    f"vectorize of an already vectorized model: expected a new copy with its FastConv2d, got {'the same object' if again is fast_small else type(again.get_submodule('0')).__name__}"
 try:
     vectorize(small_cnn(channels=2, rng=0)[3:])
 except ValueError as e:

@@ -51,6 +51,7 @@ from tinytorch_lib.transformer import next_token
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "layers", "attention", "transformer", "acceleration"):
     print(tinytorch_lib.origin(name))
@@ -76,8 +77,10 @@ for name in ("tensor", "layers", "attention", "transformer", "acceleration"):
 #
 # Its size is fixed by the shapes: `2 x n_layers x batch x n_heads x max_len x head_dim x itemsize`
 # bytes. For the course GPT (2 layers, 4 heads of 32, `max_len` 1024, float32,
-# batch 1): `2 * 2 * 1 * 4 * 1024 * 32 * 4` = 2,097,152 bytes, the same as
-# the model's own weights (about 1.7 MB). At 7B-parameter scale the cache of
+# batch 1): `2 * 2 * 1 * 4 * 1024 * 32 * 4` = 2,097,152 bytes (2 MiB), about
+# the size of the model itself: the plot in section 4 draws the model's stored
+# arrays beside it, measured (its trained weights plus the buffer holding its
+# position table), and prints both. At 7B-parameter scale the cache of
 # a long context outgrows the weights; that is why serving systems page it
 # (vLLM) or quantize it.
 #
@@ -252,6 +255,18 @@ except ValueError as e:
     assert "layer_idx" in str(e) and "2" in str(e), f"layer_idx 2 of 2 layers: the error should name layer_idx 2, got: {e}"
 else:
     raise AssertionError("update with layer_idx 2 on a 2-layer cache should raise ValueError")
+try:
+    c.update(np.zeros((1, 2, 1, 3)), np.zeros((1, 2, 1, 4)), 0)
+except ValueError as e:
+    assert "(1, 2, 1, 3)" in str(e) and "(1, 2, 1, 4)" in str(e), f"k (1, 2, 1, 3) and v (1, 2, 1, 4): the error should name both shapes, got: {e}"
+else:
+    raise AssertionError("update with k (1, 2, 1, 3) and v (1, 2, 1, 4) (shapes differ) should raise ValueError")
+assert c.lengths == [0, 5], f"refused updates must change nothing: lengths {c.lengths}"
+try:
+    kc, _ = c.update(k2, v2, 1)
+except ValueError as e:
+    raise AssertionError(f"1 more position into a layer holding 5 of 6 fills it exactly and should work; got ValueError: {e}") from None
+assert c.lengths == [0, 6] and kc.shape == (1, 2, 6, 3), f"a layer filled to max_len 6: expected lengths [0, 6] and 6 keys back, got {c.lengths}, {kc.shape}"
 print("Task 18.2 visible tests passed")
 
 # %% [markdown]
@@ -310,10 +325,16 @@ print(f"9 positions whole vs one at a time through the cache: max |difference| =
 #   `generate_without_cache` for a single token, with the model replaced by a
 #   stand-in (`ChecksOnly`, zero logits, no forward pass: the same trick as
 #   Module 13's bigram test model), raises Module 13's clear errors at no cost.
-#   Then, in eval mode under `no_grad()` (and the model's training mode put
-#   back afterwards), run the loop above with
+#   Then, in eval mode under `no_grad()`, run the loop above with
 #   `rng = np.random.default_rng(seed)` and `next_token(logits, temperature, top_k, rng)`,
-#   so that the draws match Module 13's one for one.
+#   so that the draws match Module 13's one for one. `next_token` (Module 13)
+#   takes the last position's logits as a numpy array `(vocab,)` (so pass
+#   `model(...).data[0, -1]`, not a `Tensor`) and returns a Python `int`.
+# - Put the model's training mode back afterwards, also when a call raises:
+#   remember `was_training = model.training`, and at the end (`finally:`) call
+#   `model.train(was_training)` (Module 03: `train(mode=True)` sets
+#   `training` to `mode` on the model and every submodule; `eval()` is
+#   `train(False)`).
 
 # %% nbgrader={"grade": false, "grade_id": "generate", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
 class ChecksOnly:
@@ -380,12 +401,24 @@ assert fast.tolist() == slow.tolist(), f"greedy, random GPT(11, 16, 2 heads, 2 l
 a = generate(small, prompt, 12, temperature=1.0, seed=5)
 b = generate(small, prompt, 12, temperature=1.0, seed=5, use_cache=False)
 assert a.tolist() == b.tolist(), f"sampling at temperature 1 with seed 5: with cache {a.tolist()} != without {b.tolist()}"
-calls = []
-handle = small.register_forward_hook(lambda m, args, out: calls.append(np.asarray(args[0]).shape))
+calls, modes = [], []
+handle = small.register_forward_hook(lambda m, args, out: (calls.append(np.asarray(args[0]).shape), modes.append(m.training)))
+small.train()
 generate(small, prompt, 5)
 handle.remove()
-assert calls[-5:] == [(1, 4), (1, 1), (1, 1), (1, 1), (1, 1)], \
-    f"5 new tokens after a prompt of 4: expected model calls of shapes [(1, 4), (1, 1) x 4] (prefill, then one per step), got {calls[-5:]}"
+want = [(1, 4), (1, 1), (1, 1), (1, 1), (1, 1)]
+assert calls == want, (f"5 new tokens after a prompt of 4: expected {len(want)} model calls of input shapes {fmt(want)} (a prefill "
+                       f"of the whole prompt, then one position per step, none after the last token); got {len(calls)} calls: {calls}")
+assert not any(modes), f"generate should run the model in eval mode: model.training during the 5 calls was {modes}"
+assert small.training, "generate on a model in training mode: afterwards model.training should be True again (put the mode back)"
+small.eval()
+generate(small, prompt, 3)
+assert not small.training, "generate on a model in eval mode: afterwards model.training should still be False"
+try:
+    fits = generate(small, prompt, 20)
+except ValueError as e:
+    raise AssertionError(f"4 prompt + 20 new tokens = 24 positions, exactly max_len 24, fit in the cache; got ValueError: {e}") from None
+assert len(fits) == 24, f"4 prompt + 20 new tokens: expected 24 ids, got {len(fits)}"
 try:
     generate(small, prompt, 21)
 except ValueError as e:
@@ -564,8 +597,10 @@ measured = [KVCache(gpt.n_layers, 1, gpt.n_heads, n, gpt.d_model // gpt.n_heads)
 formula = [2 * gpt.n_layers * gpt.n_heads * n * (gpt.d_model // gpt.n_heads) * 4 for n in mem_lengths]
 assert measured == formula, (measured, formula)
 ax2.plot(mem_lengths, np.array(measured) / 2**20, marker="o")
-model_mib = sum(a.nbytes for a in gpt.state_dict().values()) / 2**20
-ax2.axhline(model_mib, color="gray", ls="--", label="model's stored arrays")
+model_bytes = sum(a.nbytes for a in gpt.state_dict().values())
+weight_bytes = sum(p.data.nbytes for p in gpt.parameters())
+model_mib = model_bytes / 2**20
+ax2.axhline(model_mib, color="gray", ls="--", label="model's stored arrays (weights + position table)")
 ax2.set_ylim(0, 1.15 * max(model_mib, measured[-1] / 2**20))
 ax2.set_xlabel("cache length (positions)")
 ax2.set_ylabel("cache size (MiB)")
@@ -575,6 +610,8 @@ plt.tight_layout()
 plt.show()
 for n, b in zip(mem_lengths, measured):
     print(f"cache for {n:5d} positions: {b:>10,} bytes (formula: {2 * gpt.n_layers * gpt.n_heads * n * (gpt.d_model // gpt.n_heads) * 4:,})")
+print(f"the model's stored arrays (state_dict): {model_bytes:,} bytes ({model_mib:.2f} MiB): trained weights "
+      f"{weight_bytes:,}, buffers (the position table) {model_bytes - weight_bytes:,}")
 
 # %% [markdown]
 # Takeaway: the cache trades memory that grows linearly with the length for
