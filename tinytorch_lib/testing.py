@@ -76,7 +76,7 @@ class task:
         """(sentence to put first, note to put last) about the tasks in `uses` that are not known to pass."""
         text = _text(error)
         failing = [f"Task {t} ({what})" for t, what in first_causes(self.name, _uses, _passed).items()
-                   if f"Task {t}" not in text]
+                   if not names_task(text, t)]
         unknown = [f"Task {t} ({what})" for t, what in self.uses.items() if t not in _passed]
         before = after = ""
         if failing:
@@ -110,6 +110,11 @@ def first_causes(name: str, uses: dict[str, dict[str, str]], passed: dict[str, b
     failing = [t for t in reachable(name) if passed.get(t) is False]
     roots = [t for t in failing if not any(passed.get(u) is False for u in reachable(t))]
     return {t: what.get(t, "") for t in sorted(roots, key=lambda t: [int(p) for p in t.split(".") if p.isdigit()])}
+
+
+def names_task(message: str, task: str) -> bool:
+    """Whether `message` already points at `task` ("Task 18.1 and 18.2's tests", a stub's "Task 15.1, ...")."""
+    return re.search(rf"Tasks? [\d., and-]*(?<![\d.]){re.escape(task)}(?![\d])", message) is not None
 
 
 def _join(items: list[str]) -> str:

@@ -163,7 +163,7 @@ def name_causes(nb, outcomes: dict[str, str | None], checks: dict[str, CHECK]) -
     "Task 15.2 uses Task 15.1 (quantization_params), which fails its tests: fix that first. "
     A task fails when its test cell raised in the notebook or its check failed; a message that names
     that task already (a stub's NotImplementedError, requires()) is left as it is."""
-    from tinytorch_lib.testing import first_causes  # the notebooks' own rule, so both say the same
+    from tinytorch_lib.testing import first_causes, names_task  # the notebooks' own rules: both say the same
 
     declared = declared_tasks(nb)
     passed: dict[str, bool] = {}
@@ -179,7 +179,7 @@ def name_causes(nb, outcomes: dict[str, str | None], checks: dict[str, CHECK]) -
     for gid, message in outcomes.items():
         name = declared.get(gid, (None, {}))[0]
         causes = first_causes(name, uses_of, passed) if name else {}
-        bad = [f"Task {t} ({what})" for t, what in causes.items() if f"Task {t}" not in (message or "")]
+        bad = [f"Task {t} ({what})" for t, what in causes.items() if not names_task(message or "", t)]
         if message and bad:
             which = "which fails its tests" if len(bad) == 1 else "which fail their tests"
             this = f"Task {name}" if name else gid
