@@ -25,7 +25,11 @@ asserts the kind of error and what its message names. `tensor_data` fetches a Te
 
 `OutsideChecks`, an autograde preprocessor after the kernel ran the notebook, runs each test cell's
 check and appends the failure to that cell as an error output, so the cell scores 0 unless the
-notebook's own tests and the outside check both pass.
+notebook's own tests and the outside check both pass. A failure of a task that uses an earlier task
+whose cell failed (in the kernel or in its check) is led by "Task 15.2 uses Task 15.1
+(quantization_params), which fails its tests: fix that first" (name_causes: the tasks a cell uses
+are the ones its `with task("15.2", uses={...}):` declares, tinytorch_lib/testing.py, plus a check's
+own `uses`). A StudentError names the exported line and function that raised (`at`).
 """
 from __future__ import annotations
 
@@ -74,6 +78,13 @@ class StudentError(Exception):
 
     def __repr__(self) -> str:  # messages print it inside "(...)": the sentence, not the class
         return str(self)
+
+    @property
+    def said(self) -> str:
+        """'ValueError: <message> (at cell update, line 16 of your exported cells, in update: ...)' for a
+        check's own message about an error it did not expect."""
+        text = self.message if len(self.message) <= 600 else self.message[:600] + " ..."
+        return f"{self.type}: {text}" + (f" (at {self.at})" if self.at else "")
 
 
 class SandboxError(Exception):
