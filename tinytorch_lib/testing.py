@@ -84,7 +84,7 @@ class task:
             before = (f"Task {self.name} uses {_join(failing)}, {which}: fix that first. "
                       f"This test then failed with: ")
         if unknown:
-            after = (f" (Task {self.name} uses {_join(unknown)}, whose tests have not run in this kernel: "
+            after = (f"\n(Task {self.name} uses {_join(unknown)}, whose tests have not run in this kernel: "
                      f"run them first)")
         return before, after
 
@@ -216,7 +216,10 @@ def _inputs(code: str, frame) -> str:
     parts = []
     for n in dict.fromkeys(names):
         if n in scope:
-            described = _describe(scope[n])
+            try:
+                described = _describe(scope[n])
+            except Exception:  # a property of the student's class that raises (a stub's shape)
+                described = f"a {type(scope[n]).__name__}"
             if described:
                 parts.append(f"{n} = {described}")
     return "; ".join(parts[:8])
