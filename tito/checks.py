@@ -373,8 +373,7 @@ class Scope:
         AssertionError saying `what` was run and what happened instead."""
         raised = self.raises(code, **inputs)
         assert raised is not None, f"{what} should raise {error}"
-        assert raised.type == error, (f"{what} should raise {error}, raised {raised.type}: {raised.message[:600]}"
-                                      + (f" (at {raised.at})" if raised.at else ""))
+        assert raised.type == error, f"{what} should raise {error}, raised {raised.said}"
         missing = [n for n in needles if n not in raised.message]
         assert not missing, f"{what}: the error should name {', '.join(needles)}, got: {raised.message}"
         return raised
@@ -457,8 +456,7 @@ def requires(s: Scope, expr: str, ok, what: str, task: str, this: str, describe=
     if describe is not None:
         brief = describe(got)
     else:
-        brief = (f"it raised {got.type}: {got.message[:300]}" + (f" (at {got.at})" if got.at else "")
-                 if isinstance(got, StudentError) else f"got {got!r}"[:300])
+        brief = f"it raised {got.said}" if isinstance(got, StudentError) else f"got {got!r}"[:300]
     assert good, f"Task {this} calls Task {task}, and {what} ({brief}): make Task {task}'s tests pass first"
 
 
