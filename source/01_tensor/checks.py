@@ -58,7 +58,7 @@ def broadcast(s):
         if want is None:
             assert error is not None and error.type == "ValueError", \
                 f"broadcast_shape({fmt(a)}, {b}) should raise ValueError (numpy cannot broadcast them)" + \
-                (f"; it raised {error.type}: {error.message}" if error else "")
+                (f"; it raised {error.said}" if error else "")
             if (a, b) == ((3, 4), (4, 3)):
                 assert "(3, 4)" in error.message and "(4, 3)" in error.message, \
                     f"the error should name both shapes, got: {error.message}"

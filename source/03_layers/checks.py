@@ -77,7 +77,7 @@ def hooks(s):
     got = attempt(s, "m(Tensor([1.0, 1.0]), times=3).data")
     assert not isinstance(got, StudentError), \
         f"a pre-hook returning x + 1 (a Tensor, not a tuple) on Scale([2, 3]) with x=[1, 1]: it should replace args " \
-        f"by the 1-tuple (x + 1,), but calling the module raised {got.type}: {got.message}"
+        f"by the 1-tuple (x + 1,), but calling the module raised {got.said}"
     assert np.allclose(got, [24, 36]), \
         f"pre-hook x+1 (not a tuple), kwargs times=3, hook out*2, on Scale([2, 3]) with x=[1, 1]: expected [24, 36], got {fmt(got)}"
     log = s.value("log")

@@ -119,29 +119,32 @@ class MSELoss(Loss):
 
 # %% nbgrader={"grade": true, "grade_id": "test_04_1_mse", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 04.1
-loss = MSELoss()(Tensor([[1.0, 2.0], [3.0, 4.0]]), Tensor([[1.0, 0.0], [3.0, 1.0]]))
-assert isinstance(loss, Tensor) and loss.shape == (), f"MSELoss should return a 0-d Tensor, got {loss!r}"
-assert np.isclose(loss.item(), 3.25), f"MSE of pred [[1, 2], [3, 4]] and target [[1, 0], [3, 1]]: expected 13 / 4 = 3.25, got {fmt(loss.item())}"
-assert loss.dtype == np.float32, f"float32 pred: expected a float32 loss, got {loss.dtype}"
-assert np.isclose(MSELoss()(Tensor([1.0, 2.0]), [1.0, 4.0]).item(), 2.0), "a plain list as target: MSE([1, 2], [1, 4]) = 2"
-try:
-    MSELoss()(Tensor(np.zeros((4, 1))), Tensor(np.zeros(4)))
-except ValueError as e:
-    assert "(4, 1)" in str(e) and "(4,)" in str(e), f"the error should name both shapes (4, 1) and (4,), got: {e}"
-else:
-    raise AssertionError("MSELoss on pred (4, 1) and target (4,) should raise ValueError, not broadcast to (4, 4)")
-p = Tensor([[1.0, 2.0]], requires_grad=True)
-t = Tensor([[0.0, 4.0]], requires_grad=True)
-seen, stack = [], [MSELoss()(p, t)]
-while stack:  # every Tensor the loss was computed from (Module 05's backward walks the same graph)
-    node = getattr(stack.pop(), "node", None)
-    for x in (node.inputs if node is not None else ()):
-        seen.append(x)
-        stack.append(x)
-assert any(x is t for x in seen), (
-    "pred [[1, 2]] and target [[0, 4]], both float32 Tensors with requires_grad=True: the target Tensor is not in "
-    "the loss's graph, so no gradient can reach it (PyTorch gives target.grad = -pred.grad); use a target Tensor of "
-    "pred's dtype as it is, not a copy")
+from tinytorch_lib.testing import task
+
+with task("04.1"):
+    loss = MSELoss()(Tensor([[1.0, 2.0], [3.0, 4.0]]), Tensor([[1.0, 0.0], [3.0, 1.0]]))
+    assert isinstance(loss, Tensor) and loss.shape == (), f"MSELoss should return a 0-d Tensor, got {loss!r}"
+    assert np.isclose(loss.item(), 3.25), f"MSE of pred [[1, 2], [3, 4]] and target [[1, 0], [3, 1]]: expected 13 / 4 = 3.25, got {fmt(loss.item())}"
+    assert loss.dtype == np.float32, f"float32 pred: expected a float32 loss, got {loss.dtype}"
+    assert np.isclose(MSELoss()(Tensor([1.0, 2.0]), [1.0, 4.0]).item(), 2.0), "a plain list as target: MSE([1, 2], [1, 4]) = 2"
+    try:
+        MSELoss()(Tensor(np.zeros((4, 1))), Tensor(np.zeros(4)))
+    except ValueError as e:
+        assert "(4, 1)" in str(e) and "(4,)" in str(e), f"the error should name both shapes (4, 1) and (4,), got: {e}"
+    else:
+        raise AssertionError("MSELoss on pred (4, 1) and target (4,) should raise ValueError, not broadcast to (4, 4)")
+    p = Tensor([[1.0, 2.0]], requires_grad=True)
+    t = Tensor([[0.0, 4.0]], requires_grad=True)
+    seen, stack = [], [MSELoss()(p, t)]
+    while stack:  # every Tensor the loss was computed from (Module 05's backward walks the same graph)
+        node = getattr(stack.pop(), "node", None)
+        for x in (node.inputs if node is not None else ()):
+            seen.append(x)
+            stack.append(x)
+    assert any(x is t for x in seen), (
+        "pred [[1, 2]] and target [[0, 4]], both float32 Tensors with requires_grad=True: the target Tensor is not in "
+        "the loss's graph, so no gradient can reach it (PyTorch gives target.grad = -pred.grad); use a target Tensor of "
+        "pred's dtype as it is, not a copy")
 print("Task 04.1 visible tests passed")
 
 # %% [markdown]
@@ -193,20 +196,23 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 # %% nbgrader={"grade": true, "grade_id": "test_04_2_log_softmax", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 04.2
-z = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
-got = log_softmax(z)
-want = np.log(np.exp([1.0, 2.0, 3.0]) / np.exp([1.0, 2.0, 3.0]).sum())
-assert isinstance(got, np.ndarray) and got.shape == (1, 3), f"log_softmax of a (1, 3) array: expected a (1, 3) np.ndarray, got {type(got).__name__} {np.shape(got)}"
-assert np.allclose(got, want, atol=1e-6), f"log_softmax([[1, 2, 3]]): expected {fmt(want)}, got {fmt(got)}"
-assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
-two = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], dtype=np.float32)  # two rows: needs keepdims=True
-got2 = log_softmax(two)
-want2 = np.array([want, np.full(3, -np.log(3.0))])
-assert np.shape(got2) == (2, 3) and np.allclose(got2, want2, atol=1e-6), \
-    f"log_softmax([[1, 2, 3], [0, 0, 0]]): expected {want2.round(4).tolist()} (each row on its own; keepdims=True), got {fmt(got2)}"
-with np.errstate(over="raise", invalid="raise", divide="raise"):  # an overflow fails this test
-    big = log_softmax(np.array([[1000.0, 1001.0, 1002.0]], dtype=np.float32))
-assert np.allclose(big, [[-2.4076, -1.4076, -0.4076]], atol=1e-3), f"log_softmax([[1000, 1001, 1002]]): expected [[-2.4076, -1.4076, -0.4076]], got {fmt(big)}"
+from tinytorch_lib.testing import task
+
+with task("04.2"):
+    z = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
+    got = log_softmax(z)
+    want = np.log(np.exp([1.0, 2.0, 3.0]) / np.exp([1.0, 2.0, 3.0]).sum())
+    assert isinstance(got, np.ndarray) and got.shape == (1, 3), f"log_softmax of a (1, 3) array: expected a (1, 3) np.ndarray, got {type(got).__name__} {np.shape(got)}"
+    assert np.allclose(got, want, atol=1e-6), f"log_softmax([[1, 2, 3]]): expected {fmt(want)}, got {fmt(got)}"
+    assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
+    two = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], dtype=np.float32)  # two rows: needs keepdims=True
+    got2 = log_softmax(two)
+    want2 = np.array([want, np.full(3, -np.log(3.0))])
+    assert np.shape(got2) == (2, 3) and np.allclose(got2, want2, atol=1e-6), \
+        f"log_softmax([[1, 2, 3], [0, 0, 0]]): expected {want2.round(4).tolist()} (each row on its own; keepdims=True), got {fmt(got2)}"
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # an overflow fails this test
+        big = log_softmax(np.array([[1000.0, 1001.0, 1002.0]], dtype=np.float32))
+    assert np.allclose(big, [[-2.4076, -1.4076, -0.4076]], atol=1e-3), f"log_softmax([[1000, 1001, 1002]]): expected [[-2.4076, -1.4076, -0.4076]], got {fmt(big)}"
 print("Task 04.2 visible tests passed")
 
 # %% [markdown]
@@ -289,21 +295,24 @@ class CrossEntropyLoss(Loss):
 
 # %% nbgrader={"grade": true, "grade_id": "test_04_3_cross_entropy", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 04.3
-logits = Tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]])
-loss = CrossEntropyLoss()(logits, np.array([0, 2]))
-assert isinstance(loss, Tensor) and loss.shape == (), f"CrossEntropyLoss should return a 0-d Tensor, got {loss!r}"
-assert np.isclose(loss.item(), 1.4185, atol=1e-3), f"logits [[2, 1, 0.1], [0.5, 2.5, 0.3]], labels [0, 2]: expected 1.4185, got {fmt(loss.item())}"
-assert loss.dtype == np.float32, f"float32 logits: expected a float32 loss, got {loss.dtype}"
-with np.errstate(over="raise", invalid="raise", divide="raise"):
-    big = CrossEntropyLoss()(Tensor([[1e4, 0.0, -1e4]]), [1])
-assert np.isfinite(big.item()) and np.isclose(big.item(), 1e4), f"logits [[1e4, 0, -1e4]], label 1: expected a finite loss of 1e4, got {fmt(big.item())}"
-for bad, needle in [(np.array([0, 3]), "3"), (np.array([0.0, 1.0]), "float64"), (np.array([0, 1, 2]), "(3,)")]:
-    try:
-        CrossEntropyLoss()(logits, bad)
-    except ValueError as e:
-        assert needle in str(e), f"labels {bad.tolist()} ({bad.dtype}) for logits (2, 3): the error should mention {needle!r}, got: {e}"
-    else:
-        raise AssertionError(f"labels {bad.tolist()} ({bad.dtype}) for logits (2, 3) should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("04.3", uses={"04.2": "log_softmax"}):
+    logits = Tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]])
+    loss = CrossEntropyLoss()(logits, np.array([0, 2]))
+    assert isinstance(loss, Tensor) and loss.shape == (), f"CrossEntropyLoss should return a 0-d Tensor, got {loss!r}"
+    assert np.isclose(loss.item(), 1.4185, atol=1e-3), f"logits [[2, 1, 0.1], [0.5, 2.5, 0.3]], labels [0, 2]: expected 1.4185, got {fmt(loss.item())}"
+    assert loss.dtype == np.float32, f"float32 logits: expected a float32 loss, got {loss.dtype}"
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        big = CrossEntropyLoss()(Tensor([[1e4, 0.0, -1e4]]), [1])
+    assert np.isfinite(big.item()) and np.isclose(big.item(), 1e4), f"logits [[1e4, 0, -1e4]], label 1: expected a finite loss of 1e4, got {fmt(big.item())}"
+    for bad, needle in [(np.array([0, 3]), "3"), (np.array([0.0, 1.0]), "float64"), (np.array([0, 1, 2]), "(3,)")]:
+        try:
+            CrossEntropyLoss()(logits, bad)
+        except ValueError as e:
+            assert needle in str(e), f"labels {bad.tolist()} ({bad.dtype}) for logits (2, 3): the error should mention {needle!r}, got: {e}"
+        else:
+            raise AssertionError(f"labels {bad.tolist()} ({bad.dtype}) for logits (2, 3) should raise ValueError")
 print("Task 04.3 visible tests passed")
 
 # %% [markdown]

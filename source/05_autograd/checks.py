@@ -91,7 +91,7 @@ def rule_check(s, rule: str, fn: str, np_fn, arrays: list, seed: int = 0, atol: 
     except StudentError as e:
         if e.type == "NotImplementedError":
             raise
-        raise AssertionError(f"{what}: the rule raised {e.type}: {e.message}" + (f" (at {fmt(e.at)})" if e.at else "")) from None
+        raise AssertionError(f"{what}: the rule raised {e.said}") from None
     assert kind == "tuple" and len(got) == len(arrays), \
         f"{what}: expected a tuple with one entry per input ({len(arrays)}), got {fmt(kind)}" + \
         (f" of {len(got)}" if got is not None else "")
@@ -374,7 +374,7 @@ def engine(s):
     s.run("deep = Tensor([1.0], requires_grad=True)\nh = deep\nfor _ in range(3000):\n    h = scale(h, 1.0)")
     error = s.raises("backward(h)")
     assert error is None, f"a chain of 3000 scale(., 1) ops (deeper than Python's recursion limit): backward raised " \
-                          f"{error and error.type}: {error and error.message}" + \
+                          f"{error and error.said}" + \
                           (" (use a loop with an explicit stack, not recursion)" if error and error.type == "RecursionError" else "")
     got = s.value("grad_of(deep)")
     assert got is not None and np.allclose(got[0], [1.0]), f"a chain of 3000 scale(., 1) ops: expected grad [1], got {fmt(got)}"
@@ -408,6 +408,6 @@ def engine(s):
     assert error is not None, "backward with a grad of shape (3,) for a (2,) tensor should raise ValueError"
     assert error.type == "ValueError", \
         f"backward(t, grad) with t of shape (2,) and grad np.ones(3): expected your backward to raise ValueError naming " \
-        f"both shapes before running any rule, got {error.type}: {error.message}"
+        f"both shapes before running any rule, got {error.said}"
     assert "(3,)" in error.message and "(2,)" in error.message, \
         f"grad (3,) for a (2,) tensor: the error should name both shapes, got: {error.message}"

@@ -78,7 +78,7 @@ def step_works(s):
         got = s.value("w.data")
         problem = None if close(got, 0.0) else f"got w = {got}"
     except StudentError as e:
-        problem = f"{e.type}: {e.message}"
+        problem = f"{e.said}"
     assert problem is None, (f"this test calls step() from Task 06.1, and step() on w = 1, grad 1, lr 1 did not "
                              f"give w = 0 ({problem}): make Task 06.1's tests pass first")
 
@@ -295,7 +295,7 @@ def adamw(s):
         r = s.value("Adam(dummy, lr=0.1).direction(np.array([0.5], dtype=np.float32), {})")
         problem = None if close(r, 1.0) else f"got {r}"
     except StudentError as e:
-        problem = f"{e.type}: {e.message}"
+        problem = f"{e.said}"
     assert problem is None, (f"Task 06.4 calls direction from Task 06.3, and Adam.direction(0.5, {{}}) did not "
                              f"return 1 ({problem}): make Task 06.3's tests pass first")
     p, state = updated(s, "AdamW(dummy, lr=0.1, weight_decay=0.1)", [1.0], [[0.5]])

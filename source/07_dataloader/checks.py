@@ -120,7 +120,7 @@ def load_digits_(s):
         n = s.value("len(TensorDataset(Tensor(np.zeros((3, 2))), Tensor(np.zeros(3))))")
         problem = None if n == 3 else f"got {n!r}"
     except StudentError as e:
-        problem = f"{e.type}: {e.message}"
+        problem = f"{e.said}"
     assert problem is None, (f"Task 07.2 returns a TensorDataset from Task 07.1, and len(TensorDataset(x (3, 2), "
                              f"y (3,))) did not return 3 ({problem}): make Task 07.1's tests pass first")
     raw = digits()
@@ -171,7 +171,7 @@ def batch_slices_(s):
         try:
             return s.value("slices(batch_slices(n, b, drop))", n=n, b=b, drop=drop)
         except StudentError as e:
-            raise AssertionError(f"batch_slices({n}, {b}, drop_last={fmt(drop)}) raised {e.type}: {e.message}"
+            raise AssertionError(f"batch_slices({n}, {b}, drop_last={fmt(drop)}) raised {e.said}"
                                  + (f" (at {e.at})" if e.at else "")) from None
 
     def want(n, b, drop):
@@ -215,7 +215,7 @@ def shuffled_batches_(s):
             got = s.value("[np.asarray(g) for g in shuffled_batches(n, b, drop, seed=seed, epoch=epoch)]",
                           n=n, b=b, drop=drop, seed=seed, epoch=epoch)
         except StudentError as e:
-            raise AssertionError(f"{call} raised {e.type}: {e.message}" + (f" (at {fmt(e.at)})" if e.at else "")) from None
+            raise AssertionError(f"{call} raised {e.said}") from None
         return call, got
 
     def want(n, b, drop, seed, epoch):

@@ -155,7 +155,7 @@ def conv2d_(s):
         got = s.value("tuple(int(v) for v in conv2d_output_shape((2, 1, 8, 8), (16, 1, 3, 3), 1, 1))")
         problem = None if got == (2, 16, 8, 8) else f"got {got}"
     except StudentError as e:
-        problem = f"{e.type}: {e.message}"
+        problem = f"{e.said}"
     assert problem is None, (f"Task 09.2 calls conv2d_output_shape from Task 09.1, and conv2d_output_shape((2, 1, 8, 8), "
                              f"(16, 1, 3, 3), 1, 1) did not return (2, 16, 8, 8) ({problem}): make Task 09.1's tests pass first")
     x = np.arange(1.0, 10.0, dtype=np.float32).reshape(1, 1, 3, 3)

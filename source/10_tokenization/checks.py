@@ -29,7 +29,7 @@ class Raised:
         self.error = error
 
     def __repr__(self) -> str:
-        return f"raised {self.error.type}: {self.error.message}"
+        return f"raised {self.error.said}"
 
 
 def fetch(s, expr: str, **inputs):

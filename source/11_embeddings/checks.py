@@ -158,7 +158,7 @@ def positions(s):
     assert grad is not None and grad.shape == (10, 7) and np.allclose(grad, want_grad), \
         ("learned encoding, x (3, 6, 7), offset 2, gradient of ones: pe's gradient should be 3 (the batch) at rows 2..7, "
          "0 elsewhere; the slice must be a recorded Tensor op" +
-         (f" (backward raised {error.type}: {error.message})" if error else " (pe.grad is None)" if grad is None else ""))
+         (f" (backward raised {error.said})" if error else " (pe.grad is None)" if grad is None else ""))
     for shape, kwargs in [((2, 5, 8), {}), ((5, 7), {}), ((3, 6, 7), {"offset": -1}), ((3, 6, 7), {"offset": 15})]:
         s.expect_error("enc(Tensor(np.zeros(shape)), **kwargs)",
                        f"SinusoidalPositionalEncoding(20, 7) on x {shape} with {kwargs}", shape=shape, kwargs=kwargs)

@@ -107,7 +107,7 @@ def sdpa(s):
         m = s.value("causal_mask(2, 3)")
         shown = repr(m.astype(int).tolist()) if isinstance(m, np.ndarray) else repr(m)
     except StudentError as e:
-        m, shown = e, f"raised {e.type}: {e.message}"
+        m, shown = e, f"raised {e.said}"
     ok = isinstance(m, np.ndarray) and m.shape == (2, 3) and np.array_equal(m, [[1, 1, 0], [1, 1, 1]])
     assert ok, (f"Task 12.3 calls causal_mask from Task 12.2, and causal_mask(2, 3) failed ({fmt(shown)}; expected "
                 f"[[1, 1, 0], [1, 1, 1]]): make Task 12.2's tests pass first")
@@ -140,7 +140,7 @@ def sdpa(s):
               '    fin = scaled_dot_product_attention(q, k, v).data')
     except StudentError as e:
         raise AssertionError(f"causal attention on (2, 3, 5, 4) under np.errstate(over/invalid/divide='raise') raised "
-                             f"{e.type}: {e.message} (a NaN or overflow from the -inf mask?)") from None
+                             f"{e.said} (a NaN or overflow from the -inf mask?)") from None
     got = s.value("fin")
     assert np.isfinite(got).all(), "causal attention on (2, 3, 5, 4): expected finite outputs (no NaN from the -inf mask)"
     attention_gradcheck(s, [(1, 1, 2, 3), (1, 1, 4, 3), (1, 1, 4, 3)], seed=101)
@@ -217,7 +217,7 @@ def mha(s):
                      "merge_heads(split_heads(np.zeros((1, 2, 4)), 2))")
     assert error is None or error.type != "NotImplementedError", \
         (f"Task 12.4 calls split_heads (Task 12.1) and scaled_dot_product_attention (Task 12.3), and one failed "
-         f"({error.type}: {error.message}): make their tests pass first")
+         f"({error.said}): make their tests pass first")
     s.run(LIST_CACHE)
     s.run("mha = MultiHeadAttention(16, 4, rng=0)")
     names = s.value("[n for n, _ in mha.named_children()]")

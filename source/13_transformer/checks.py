@@ -92,7 +92,7 @@ def rule_check(s, arrays, seed):
     except StudentError as e:
         if e.type == "NotImplementedError":
             raise
-        raise AssertionError(f"{what}: the rule raised {e.type}: {e.message}" + (f" (at {fmt(e.at)})" if e.at else "")) from None
+        raise AssertionError(f"{what}: the rule raised {e.said}") from None
     assert isinstance(got, tuple) and len(got) == 3, \
         f"{what}: expected a tuple (dx, dweight, dbias), got {type(got).__name__} {got!r:.80}"
     want = numerical_gradients(lambda x, wt, b: ln(x, wt, b, 1e-5), arrays, w)
@@ -184,7 +184,7 @@ def block(s):
     assert grad is not None and np.allclose(grad, -1.5 * g), \
         ("the block with ln1 = 1.5x, attn = -x, ln2 = 0.5x, mlp = 4x is out = -1.5 x, so backward with a gradient g "
          "should give x the gradient -1.5 g: both residual sums must be recorded Tensor additions" +
-         (f" (backward raised {error.type}: {error.message})" if error else " (x.grad is None)" if grad is None else ""))
+         (f" (backward raised {error.said})" if error else " (x.grad is None)" if grad is None else ""))
 
 
 STAND_INS = '''

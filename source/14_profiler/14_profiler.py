@@ -152,19 +152,22 @@ def attention_flops(batch: int, heads: int, s_q: int, s_k: int, head_dim: int) -
 
 # %% nbgrader={"grade": true, "grade_id": "test_14_1_flops", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 14.1
-got = linear_flops(32, 64, 128)
-assert got == 528_384 and isinstance(got, int), f"linear_flops(32, 64, 128): expected 2*32*64*128 + 32*128 = 528,384 (an int), got {got!r}"
-assert linear_flops(32, 64, 128, bias=False) == 524_288, f"without bias: expected 524,288, got {linear_flops(32, 64, 128, bias=False)}"
-got = conv2d_flops(1, 1, 16, 3, 3, 8, 8)
-assert got == 2 * 16 * 64 * 9 + 16 * 64, f"conv2d_flops(1 image, 1 -> 16 channels, 3x3, 8x8 output): expected 19,456, got {fmt(got)}"
-got = attention_flops(1, 4, 10, 10, 32)
-assert got == 4 * 100 * (4 * 32 + 5), f"attention_flops(1, 4 heads, 10 x 10, d=32): expected 2*400*32 + 5*400 + 2*400*32 = 53,200, got {fmt(got)}"
-try:
-    linear_flops(-1, 2, 3)
-except ValueError as e:
-    assert "n_rows" in str(e), f"a negative n_rows: the error should name it, got: {e}"
-else:
-    raise AssertionError("linear_flops(-1, 2, 3) should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("14.1"):
+    got = linear_flops(32, 64, 128)
+    assert got == 528_384 and isinstance(got, int), f"linear_flops(32, 64, 128): expected 2*32*64*128 + 32*128 = 528,384 (an int), got {got!r}"
+    assert linear_flops(32, 64, 128, bias=False) == 524_288, f"without bias: expected 524,288, got {linear_flops(32, 64, 128, bias=False)}"
+    got = conv2d_flops(1, 1, 16, 3, 3, 8, 8)
+    assert got == 2 * 16 * 64 * 9 + 16 * 64, f"conv2d_flops(1 image, 1 -> 16 channels, 3x3, 8x8 output): expected 19,456, got {fmt(got)}"
+    got = attention_flops(1, 4, 10, 10, 32)
+    assert got == 4 * 100 * (4 * 32 + 5), f"attention_flops(1, 4 heads, 10 x 10, d=32): expected 2*400*32 + 5*400 + 2*400*32 = 53,200, got {fmt(got)}"
+    try:
+        linear_flops(-1, 2, 3)
+    except ValueError as e:
+        assert "n_rows" in str(e), f"a negative n_rows: the error should name it, got: {e}"
+    else:
+        raise AssertionError("linear_flops(-1, 2, 3) should raise ValueError")
 print("Task 14.1 visible tests passed")
 
 # %% [markdown]
@@ -304,38 +307,41 @@ class Profiler:
 
 # %% nbgrader={"grade": true, "grade_id": "test_14_2_profiler_run", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 14.2
-from tinytorch_lib.activations import ReLU
-from tinytorch_lib.layers import Sequential
+from tinytorch_lib.testing import task
 
-net = Sequential(Linear(8, 16, rng=0), ReLU(), Linear(16, 4, rng=1))
-prof = Profiler(net)
-x = Tensor(np.ones((5, 8), dtype=np.float32))
-out = prof.run(x)
-assert isinstance(out, Tensor) and out.shape == (5, 4), f"run should return the model's output (5, 4), got {getattr(out, 'shape', out)}"
-assert set(prof.records) == {"", "0", "1", "2"}, f"records for the root '' and layers 0, 1, 2 expected, got {sorted(prof.records)}"
-assert prof.records["0"]["flops"] == linear_flops(5, 8, 16) and prof.records["2"]["out_shape"] == (5, 4), \
-    f"layer 0: expected {linear_flops(5, 8, 16)} FLOPs, got {prof.records['0']['flops']}; layer 2 output (5, 4), got {prof.records['2'].get('out_shape')}"
-root = prof.records[""]
-parts = sum(r["self_s"] for r in prof.records.values())
-assert abs(parts - root["total_s"]) < 1e-6, f"self times should add up to the root's total time: {parts} vs {fmt(root['total_s'])}"
-assert all(not m._forward_pre_hooks and not m._forward_hooks for _, m in net.named_modules()), "every hook should be removed after run"
-assert not out.requires_grad, "run should not record a graph (no_grad)"
+with task("14.2", uses={"14.1": "linear_flops"}):
+    from tinytorch_lib.activations import ReLU
+    from tinytorch_lib.layers import Sequential
 
-
-class Boom(Module):
-    def forward(self, x):
-        raise RuntimeError("boom")
+    net = Sequential(Linear(8, 16, rng=0), ReLU(), Linear(16, 4, rng=1))
+    prof = Profiler(net)
+    x = Tensor(np.ones((5, 8), dtype=np.float32))
+    out = prof.run(x)
+    assert isinstance(out, Tensor) and out.shape == (5, 4), f"run should return the model's output (5, 4), got {getattr(out, 'shape', out)}"
+    assert set(prof.records) == {"", "0", "1", "2"}, f"records for the root '' and layers 0, 1, 2 expected, got {sorted(prof.records)}"
+    assert prof.records["0"]["flops"] == linear_flops(5, 8, 16) and prof.records["2"]["out_shape"] == (5, 4), \
+        f"layer 0: expected {linear_flops(5, 8, 16)} FLOPs, got {prof.records['0']['flops']}; layer 2 output (5, 4), got {prof.records['2'].get('out_shape')}"
+    root = prof.records[""]
+    parts = sum(r["self_s"] for r in prof.records.values())
+    assert abs(parts - root["total_s"]) < 1e-6, f"self times should add up to the root's total time: {parts} vs {fmt(root['total_s'])}"
+    assert all(not m._forward_pre_hooks and not m._forward_hooks for _, m in net.named_modules()), "every hook should be removed after run"
+    assert not out.requires_grad, "run should not record a graph (no_grad)"
 
 
-broken = Sequential(Linear(8, 16, rng=0), Boom())
-try:
-    Profiler(broken).run(x)
-except RuntimeError:
-    pass
-else:
-    raise AssertionError("a model whose forward raises RuntimeError('boom'): run should let the error through")
-left = [name or "(root)" for name, m in broken.named_modules() if m._forward_pre_hooks or m._forward_hooks]
-assert not left, f"hooks must be removed also when the model raises (try / finally); hooks left on {left}"
+    class Boom(Module):
+        def forward(self, x):
+            raise RuntimeError("boom")
+
+
+    broken = Sequential(Linear(8, 16, rng=0), Boom())
+    try:
+        Profiler(broken).run(x)
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("a model whose forward raises RuntimeError('boom'): run should let the error through")
+    left = [name or "(root)" for name, m in broken.named_modules() if m._forward_pre_hooks or m._forward_hooks]
+    assert not left, f"hooks must be removed also when the model raises (try / finally); hooks left on {left}"
 print("Task 14.2 visible tests passed")
 
 # %% [markdown]
@@ -399,29 +405,32 @@ def throughput(model: Module, inputs, batch_size: int, repeats: int = 5) -> floa
 
 # %% nbgrader={"grade": true, "grade_id": "test_14_3_latency", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 14.3
-calls = []
+from tinytorch_lib.testing import task
+
+with task("14.3"):
+    calls = []
 
 
-class Counting(Module):
-    def forward(self, x):
-        calls.append(x.shape)
-        return x
+    class Counting(Module):
+        def forward(self, x):
+            calls.append(x.shape)
+            return x
 
 
-t = latency(Counting(), Tensor(np.ones((1, 3))), repeats=4)
-assert hasattr(t, "median") and hasattr(t, "p90") and t.repeats == 4 and t.number == 1, \
-    f"latency(..., repeats=4): expected a Timing of 4 repeats of 1 call, got {t}"
-assert len(calls) == 6, f"2 warm-up calls + 4 timed calls expected, the model was called {len(calls)} times"
-calls.clear()
-rate = throughput(Counting(), np.ones((10, 3), np.float32), batch_size=4, repeats=2)
-assert calls[:3] == [(4, 3), (4, 3), (2, 3)], f"10 samples in batches of 4: expected batch shapes (4, 3), (4, 3), (2, 3), got {calls[:3]}"
-assert isinstance(rate, float) and rate > 0, f"throughput should be a positive float (samples / second), got {rate!r}"
-try:
-    throughput(Counting(), np.ones((4, 3)), batch_size=0)
-except ValueError as e:
-    assert "batch_size" in str(e), f"batch_size 0: the error should name batch_size, got: {e}"
-else:
-    raise AssertionError("throughput with batch_size 0 should raise ValueError")
+    t = latency(Counting(), Tensor(np.ones((1, 3))), repeats=4)
+    assert hasattr(t, "median") and hasattr(t, "p90") and t.repeats == 4 and t.number == 1, \
+        f"latency(..., repeats=4): expected a Timing of 4 repeats of 1 call, got {t}"
+    assert len(calls) == 6, f"2 warm-up calls + 4 timed calls expected, the model was called {len(calls)} times"
+    calls.clear()
+    rate = throughput(Counting(), np.ones((10, 3), np.float32), batch_size=4, repeats=2)
+    assert calls[:3] == [(4, 3), (4, 3), (2, 3)], f"10 samples in batches of 4: expected batch shapes (4, 3), (4, 3), (2, 3), got {calls[:3]}"
+    assert isinstance(rate, float) and rate > 0, f"throughput should be a positive float (samples / second), got {rate!r}"
+    try:
+        throughput(Counting(), np.ones((4, 3)), batch_size=0)
+    except ValueError as e:
+        assert "batch_size" in str(e), f"batch_size 0: the error should name batch_size, got: {e}"
+    else:
+        raise AssertionError("throughput with batch_size 0 should raise ValueError")
 print("Task 14.3 visible tests passed")
 
 # %% [markdown]

@@ -113,7 +113,7 @@ bad = Sequential(Linear(2, 2, rng=0), Boom())
 """)
     error = s.raises("Profiler(bad).run(Tensor(np.ones((1, 2), np.float32)))")
     assert error is not None and error.type == "RuntimeError", \
-        f"a model whose forward raises RuntimeError: run should let it through, got {error.type + ': ' + error.message if error else 'nothing raised'}"
+        f"a model whose forward raises RuntimeError: run should let it through, got {error.said if error else 'nothing raised'}"
     left = hooks_left(s, "bad")
     assert not left, f"hooks must be removed also when the model raises (try / finally); left on modules {left}"
     # two runs accumulate

@@ -81,8 +81,8 @@ def r4(a, digits=4) -> list:
 def _brief(v) -> str:
     if isinstance(v, np.ndarray):
         return f"got an array of shape {v.shape}, first values {r4(v.ravel()[:4])}"
-    text = f"got {v!r}" if not isinstance(v, StudentError) else f"it raised {v.type}: {v.message}"
-    return text if len(text) < 300 else text[:300] + " ..."
+    text = f"got {v!r}" if not isinstance(v, StudentError) else f"it raised {v.said}"
+    return text if len(text) < 300 or isinstance(v, StudentError) else text[:300] + " ..."  # said keeps `at`
 
 
 # The dependency hint words what came back with _brief.

@@ -142,26 +142,29 @@ def structured_mask(w, amount) -> np.ndarray:
 
 # %% nbgrader={"grade": true, "grade_id": "test_16_1_masks", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 16.1
-w = np.array([[0.9, -0.1, 0.3], [-0.05, 0.7, -0.2]], dtype=np.float32)
-m = magnitude_mask(w, 0.5)
-assert isinstance(m, np.ndarray) and m.dtype == bool and m.shape == (2, 3), f"expected a bool (2, 3) mask, got {type(m).__name__} {getattr(m, 'dtype', '')}"
-assert m.tolist() == [[True, False, True], [False, True, False]], f"magnitude_mask({w.tolist()}, 0.5): expected [[T, F, T], [F, T, F]], got {m.tolist()}"
-assert magnitude_mask(w, 0.0).all(), "amount 0 keeps every weight"
-s = structured_mask(w, 0.5)
-assert s.tolist() == [[True, True, True], [False, False, False]], \
-    f"structured_mask of rows with norms 0.955 and 0.732, amount 0.5: expected row 1 removed, got {s.tolist()}"
-try:
-    magnitude_mask(w, 1.0)
-except ValueError as e:
-    assert "amount" in str(e) and "1.0" in str(e), f"amount 1.0: the error should name amount and 1.0, got: {e}"
-else:
-    raise AssertionError("magnitude_mask with amount 1.0 should raise ValueError")
-ten = np.arange(1, 11, dtype=np.float32)
-kept = int(magnitude_mask(ten, 0.96).sum())
-assert kept == 1, f"magnitude_mask of 10 weights [1, ..., 10], amount 0.96: round(9.6) = 10, capped at 9 removed; expected 1 kept, got {kept}"
-two = np.stack([np.full(30, 1.0), np.full(30, 2.0)]).astype(np.float32)
-rows = structured_mask(two, 0.75)[:, 0].tolist()
-assert rows == [False, True], f"structured_mask of a (2, 30) weight (row norms 5.48, 10.95), amount 0.75: round(1.5) = 2, capped at 1; expected rows kept [False, True], got {rows}"
+from tinytorch_lib.testing import task
+
+with task("16.1"):
+    w = np.array([[0.9, -0.1, 0.3], [-0.05, 0.7, -0.2]], dtype=np.float32)
+    m = magnitude_mask(w, 0.5)
+    assert isinstance(m, np.ndarray) and m.dtype == bool and m.shape == (2, 3), f"expected a bool (2, 3) mask, got {type(m).__name__} {getattr(m, 'dtype', '')}"
+    assert m.tolist() == [[True, False, True], [False, True, False]], f"magnitude_mask({w.tolist()}, 0.5): expected [[T, F, T], [F, T, F]], got {m.tolist()}"
+    assert magnitude_mask(w, 0.0).all(), "amount 0 keeps every weight"
+    s = structured_mask(w, 0.5)
+    assert s.tolist() == [[True, True, True], [False, False, False]], \
+        f"structured_mask of rows with norms 0.955 and 0.732, amount 0.5: expected row 1 removed, got {s.tolist()}"
+    try:
+        magnitude_mask(w, 1.0)
+    except ValueError as e:
+        assert "amount" in str(e) and "1.0" in str(e), f"amount 1.0: the error should name amount and 1.0, got: {e}"
+    else:
+        raise AssertionError("magnitude_mask with amount 1.0 should raise ValueError")
+    ten = np.arange(1, 11, dtype=np.float32)
+    kept = int(magnitude_mask(ten, 0.96).sum())
+    assert kept == 1, f"magnitude_mask of 10 weights [1, ..., 10], amount 0.96: round(9.6) = 10, capped at 9 removed; expected 1 kept, got {kept}"
+    two = np.stack([np.full(30, 1.0), np.full(30, 2.0)]).astype(np.float32)
+    rows = structured_mask(two, 0.75)[:, 0].tolist()
+    assert rows == [False, True], f"structured_mask of a (2, 30) weight (row norms 5.48, 10.95), amount 0.75: round(1.5) = 2, capped at 1; expected rows kept [False, True], got {rows}"
 print("Task 16.1 visible tests passed")
 
 # %% [markdown]
@@ -285,34 +288,37 @@ def prune(model: Module, amount, method: str = "magnitude") -> Module:
 
 # %% nbgrader={"grade": true, "grade_id": "test_16_2_prune", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 16.2
-from tinytorch_lib.activations import ReLU
-from tinytorch_lib.layers import Sequential
-from tinytorch_lib.optimizers import SGD
+from tinytorch_lib.testing import task
 
-net = Sequential(Linear(10, 20, rng=0), ReLU(), Linear(20, 5, rng=1))
-original = net[0].weight.data.copy()
-p = prune(net, 0.6)
-assert np.array_equal(net[0].weight.data, original) and "weight_mask" not in net[0]._buffers, "prune must leave the original model unchanged"
-sp = sparsity(p)
-assert abs(sp["0"] - 0.6) < 1e-9 and abs(sp["2"] - 0.6) < 1e-9, f"magnitude 0.6: expected each layer 60% zeros, got {fmt(sp)}"
-assert "0.weight_mask" in p.state_dict() and p.state_dict()["0.weight_mask"].dtype == bool, "the mask should be a bool buffer in state_dict"
-x = Tensor(np.random.default_rng(0).standard_normal((4, 10)).astype(np.float32))
-opt = SGD(p.parameters(), lr=0.5)
-p(x).sum().backward()
-opt.step()
-p(x)
-assert (p[0].weight.data[~p[0].weight_mask.data] == 0).all(), "after an optimizer step and a forward pass, pruned weights must be 0 again"
-g = prune(net, 0.5, "global")
-assert abs(sparsity(g)["total"] - 0.5) < 1e-9, f"global 0.5: expected 50% zeros over all weights, got {fmt(sparsity(g))}"
-try:
-    prune(net, 0.5, "random")
-except ValueError as e:
-    assert "random" in str(e), f"method 'random': the error should name it, got: {e}"
-else:
-    raise AssertionError("prune with method 'random' should raise ValueError")
-small = Sequential(Linear(30, 2, rng=0), ReLU(), Linear(2, 3, rng=1))
-units = int(prune(small, 0.75, "structured")[0].weight_mask.data.any(axis=1).sum())
-assert units == 1, f"prune(Linear(30, 2), ReLU, Linear(2, 3)), 0.75, 'structured'): layer 0 should keep 1 of its 2 units (never all removed), got {units}"
+with task("16.2", uses={"16.1": "magnitude_mask, structured_mask"}):
+    from tinytorch_lib.activations import ReLU
+    from tinytorch_lib.layers import Sequential
+    from tinytorch_lib.optimizers import SGD
+
+    net = Sequential(Linear(10, 20, rng=0), ReLU(), Linear(20, 5, rng=1))
+    original = net[0].weight.data.copy()
+    p = prune(net, 0.6)
+    assert np.array_equal(net[0].weight.data, original) and "weight_mask" not in net[0]._buffers, "prune must leave the original model unchanged"
+    sp = sparsity(p)
+    assert abs(sp["0"] - 0.6) < 1e-9 and abs(sp["2"] - 0.6) < 1e-9, f"magnitude 0.6: expected each layer 60% zeros, got {fmt(sp)}"
+    assert "0.weight_mask" in p.state_dict() and p.state_dict()["0.weight_mask"].dtype == bool, "the mask should be a bool buffer in state_dict"
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 10)).astype(np.float32))
+    opt = SGD(p.parameters(), lr=0.5)
+    p(x).sum().backward()
+    opt.step()
+    p(x)
+    assert (p[0].weight.data[~p[0].weight_mask.data] == 0).all(), "after an optimizer step and a forward pass, pruned weights must be 0 again"
+    g = prune(net, 0.5, "global")
+    assert abs(sparsity(g)["total"] - 0.5) < 1e-9, f"global 0.5: expected 50% zeros over all weights, got {fmt(sparsity(g))}"
+    try:
+        prune(net, 0.5, "random")
+    except ValueError as e:
+        assert "random" in str(e), f"method 'random': the error should name it, got: {e}"
+    else:
+        raise AssertionError("prune with method 'random' should raise ValueError")
+    small = Sequential(Linear(30, 2, rng=0), ReLU(), Linear(2, 3, rng=1))
+    units = int(prune(small, 0.75, "structured")[0].weight_mask.data.any(axis=1).sum())
+    assert units == 1, f"prune(Linear(30, 2), ReLU, Linear(2, 3)), 0.75, 'structured'): layer 0 should keep 1 of its 2 units (never all removed), got {units}"
 print("Task 16.2 visible tests passed")
 
 # %% [markdown]
@@ -399,17 +405,20 @@ def from_csr(values, indices, indptr, shape) -> np.ndarray:
 
 # %% nbgrader={"grade": true, "grade_id": "test_16_3_formats", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 16.3
-w = np.array([[0, 5, 0, 0], [0, 0, 7, 8]], dtype=np.float32)
-bits, values = to_bitmask(w)
-assert bits.dtype == np.uint8 and bits.tolist() == [0x43] and values.tolist() == [5, 7, 8], \
-    f"to_bitmask of {w.tolist()}: expected bits [0x43] and values [5, 7, 8], got {bits.tolist()}, {values.tolist()}"
-back = from_bitmask(bits, values, w.shape)
-assert back.dtype == np.float32 and np.array_equal(back, w), f"from_bitmask: expected {w.tolist()}, got {back.tolist()}"
-v, idx, ptr = to_csr(w)
-assert v.tolist() == [5, 7, 8] and idx.tolist() == [1, 2, 3] and ptr.tolist() == [0, 1, 3], \
-    f"to_csr of {w.tolist()}: expected values [5, 7, 8], indices [1, 2, 3], indptr [0, 1, 3], got {v.tolist()}, {idx.tolist()}, {ptr.tolist()}"
-assert idx.dtype == np.int16 and ptr.dtype == np.int32, f"expected int16 indices and int32 indptr, got {idx.dtype}, {ptr.dtype}"
-assert np.array_equal(from_csr(v, idx, ptr, w.shape), w), "from_csr should rebuild w exactly"
+from tinytorch_lib.testing import task
+
+with task("16.3"):
+    w = np.array([[0, 5, 0, 0], [0, 0, 7, 8]], dtype=np.float32)
+    bits, values = to_bitmask(w)
+    assert bits.dtype == np.uint8 and bits.tolist() == [0x43] and values.tolist() == [5, 7, 8], \
+        f"to_bitmask of {w.tolist()}: expected bits [0x43] and values [5, 7, 8], got {bits.tolist()}, {values.tolist()}"
+    back = from_bitmask(bits, values, w.shape)
+    assert back.dtype == np.float32 and np.array_equal(back, w), f"from_bitmask: expected {w.tolist()}, got {back.tolist()}"
+    v, idx, ptr = to_csr(w)
+    assert v.tolist() == [5, 7, 8] and idx.tolist() == [1, 2, 3] and ptr.tolist() == [0, 1, 3], \
+        f"to_csr of {w.tolist()}: expected values [5, 7, 8], indices [1, 2, 3], indptr [0, 1, 3], got {v.tolist()}, {idx.tolist()}, {ptr.tolist()}"
+    assert idx.dtype == np.int16 and ptr.dtype == np.int32, f"expected int16 indices and int32 indptr, got {idx.dtype}, {ptr.dtype}"
+    assert np.array_equal(from_csr(v, idx, ptr, w.shape), w), "from_csr should rebuild w exactly"
 print("Task 16.3 visible tests passed")
 
 # %% [markdown]
@@ -610,24 +619,27 @@ def load_compressed(path) -> tuple:
 
 # %% nbgrader={"grade": true, "grade_id": "test_16_4_save_load", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 16.4
-import tempfile
+from tinytorch_lib.testing import task
 
-tmp = Path(tempfile.mkdtemp())
-net = Sequential(Linear(30, 40, rng=0), ReLU(), Linear(40, 10, rng=1))
-pruned = make_permanent(prune(net, 0.8))
-size = save_compressed(tmp / "p.ttc", pruned, lzma=False)
-assert size == (tmp / "p.ttc").stat().st_size, f"save_compressed should return the file's size {(tmp / 'p.ttc').stat().st_size}, got {size}"
-loaded, meta = load_compressed(tmp / "p.ttc")
-x = Tensor(np.random.default_rng(0).uniform(0, 1, (5, 30)).astype(np.float32))
-assert np.array_equal(loaded(x).data, pruned(x).data), "the loaded model should give exactly the pruned model's outputs"
-dense = sum(a.nbytes for a in pruned.state_dict().values())
-assert size < 0.5 * dense, f"80% pruned, bitmask + float32 values, no lzma: expected under half of the {dense:,} dense bytes, got {size:,}"
-try:
-    save_compressed(tmp / "m.ttc", prune(net, 0.5))
-except ValueError as e:
-    assert "make_permanent" in str(e), f"saving with masks: the error should say make_permanent, got: {e}"
-else:
-    raise AssertionError("save_compressed of a model with pruning masks should raise ValueError")
+with task("16.4", uses={"16.2": "prune", "16.3": "to_bitmask, from_bitmask"}):
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp())
+    net = Sequential(Linear(30, 40, rng=0), ReLU(), Linear(40, 10, rng=1))
+    pruned = make_permanent(prune(net, 0.8))
+    size = save_compressed(tmp / "p.ttc", pruned, lzma=False)
+    assert size == (tmp / "p.ttc").stat().st_size, f"save_compressed should return the file's size {(tmp / 'p.ttc').stat().st_size}, got {size}"
+    loaded, meta = load_compressed(tmp / "p.ttc")
+    x = Tensor(np.random.default_rng(0).uniform(0, 1, (5, 30)).astype(np.float32))
+    assert np.array_equal(loaded(x).data, pruned(x).data), "the loaded model should give exactly the pruned model's outputs"
+    dense = sum(a.nbytes for a in pruned.state_dict().values())
+    assert size < 0.5 * dense, f"80% pruned, bitmask + float32 values, no lzma: expected under half of the {dense:,} dense bytes, got {size:,}"
+    try:
+        save_compressed(tmp / "m.ttc", prune(net, 0.5))
+    except ValueError as e:
+        assert "make_permanent" in str(e), f"saving with masks: the error should say make_permanent, got: {e}"
+    else:
+        raise AssertionError("save_compressed of a model with pruning masks should raise ValueError")
 print("Task 16.4 visible tests passed")
 
 # %% [markdown]

@@ -35,9 +35,9 @@ def ref_structured(w, amount):
 
 def array_shape_brief(got) -> str:
     """What came back, for requires(): an array by its shape."""
-    brief = f"it raised {got.type}: {got.message}" if isinstance(got, StudentError) else \
+    brief = f"it raised {got.said}" if isinstance(got, StudentError) else \
         (f"got an array of shape {got.shape}" if isinstance(got, np.ndarray) else f"got {got!r}")
-    return brief[:300]
+    return brief if isinstance(got, StudentError) else brief[:300]  # said is short and keeps `at`
 
 
 # The dependency hint words what came back with array_shape_brief.

@@ -146,24 +146,27 @@ class KVCache:
 
 # %% nbgrader={"grade": true, "grade_id": "test_18_1_kvcache", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 18.1
-c = KVCache(2, 1, 4, 16, 8)
-assert c.keys.shape == c.values.shape == (2, 1, 4, 16, 8), \
-    f"KVCache(2, 1, 4, 16, 8): expected keys and values of shape (2, 1, 4, 16, 8), got {c.keys.shape}, {c.values.shape}"
-assert c.keys.dtype == np.float32 and c.keys is not c.values, "keys and values: two separate float32 arrays"
-assert c.lengths == [0, 0] and c.get_seq_length() == 0 and c.get_seq_length(1) == 0, \
-    f"a new cache holds 0 positions in every layer, got lengths {c.lengths}"
-assert c.nbytes == 2 * 2 * 1 * 4 * 16 * 8 * 4, f"KVCache(2, 1, 4, 16, 8) float32: expected nbytes 8192, got {c.nbytes}"
-c.lengths = [5, 3]
-assert c.get_seq_length(1) == 3, f"get_seq_length(1) with lengths [5, 3]: expected 3, got {c.get_seq_length(1)}"
-keys = c.keys
-c.reset()
-assert c.lengths == [0, 0] and c.keys is keys, "reset() sets the lengths to 0 and keeps the same arrays"
-try:
-    KVCache(2, 1, 4, 0, 8)
-except ValueError as e:
-    assert "max_len" in str(e) and "0" in str(e), f"KVCache(2, 1, 4, 0, 8): the error should name max_len and 0, got: {e}"
-else:
-    raise AssertionError("KVCache with max_len 0 should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("18.1"):
+    c = KVCache(2, 1, 4, 16, 8)
+    assert c.keys.shape == c.values.shape == (2, 1, 4, 16, 8), \
+        f"KVCache(2, 1, 4, 16, 8): expected keys and values of shape (2, 1, 4, 16, 8), got {c.keys.shape}, {c.values.shape}"
+    assert c.keys.dtype == np.float32 and c.keys is not c.values, "keys and values: two separate float32 arrays"
+    assert c.lengths == [0, 0] and c.get_seq_length() == 0 and c.get_seq_length(1) == 0, \
+        f"a new cache holds 0 positions in every layer, got lengths {c.lengths}"
+    assert c.nbytes == 2 * 2 * 1 * 4 * 16 * 8 * 4, f"KVCache(2, 1, 4, 16, 8) float32: expected nbytes 8192, got {c.nbytes}"
+    c.lengths = [5, 3]
+    assert c.get_seq_length(1) == 3, f"get_seq_length(1) with lengths [5, 3]: expected 3, got {c.get_seq_length(1)}"
+    keys = c.keys
+    c.reset()
+    assert c.lengths == [0, 0] and c.keys is keys, "reset() sets the lengths to 0 and keeps the same arrays"
+    try:
+        KVCache(2, 1, 4, 0, 8)
+    except ValueError as e:
+        assert "max_len" in str(e) and "0" in str(e), f"KVCache(2, 1, 4, 0, 8): the error should name max_len and 0, got: {e}"
+    else:
+        raise AssertionError("KVCache with max_len 0 should raise ValueError")
 print("Task 18.1 visible tests passed")
 
 # %% [markdown]
@@ -229,44 +232,47 @@ KVCache.update = kvcache_update  # given: the method attention calls (this file'
 
 # %% nbgrader={"grade": true, "grade_id": "test_18_2_update", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 18.2
-c = KVCache(2, 1, 2, 6, 3)
-rng = np.random.default_rng(0)
-k1, v1 = rng.standard_normal((1, 2, 4, 3)).astype(np.float32), rng.standard_normal((1, 2, 4, 3)).astype(np.float32)
-ka, va = c.update(Tensor(k1), Tensor(v1), 1)
-assert isinstance(ka, Tensor) and ka.shape == (1, 2, 4, 3) and np.array_equal(ka.data, k1) and np.array_equal(va.data, v1), \
-    f"update of an empty layer with k (1, 2, 4, 3): expected those keys and values back, got shape {getattr(ka, 'shape', ka)}"
-assert c.lengths == [0, 4], f"after 4 positions into layer 1: expected lengths [0, 4], got {c.lengths}"
-k2, v2 = rng.standard_normal((1, 2, 1, 3)).astype(np.float32), rng.standard_normal((1, 2, 1, 3)).astype(np.float32)
-kb, vb = c.update(k2, v2, 1)
-assert kb.shape == (1, 2, 5, 3) and np.array_equal(kb.data, np.concatenate([k1, k2], axis=2)) \
-    and np.array_equal(vb.data, np.concatenate([v1, v2], axis=2)), \
-    f"a second update with 1 position: expected the 5 keys so far (1, 2, 5, 3) in order, got shape {kb.shape}"
-assert c.get_seq_length(1) == 5 and c.get_seq_length(0) == 0, f"expected lengths [0, 5], got {c.lengths}"
-try:
-    c.update(k1[:, :, :2], v1[:, :, :2], 1)
-except ValueError as e:
-    assert "5" in str(e) and "6" in str(e) and "2" in str(e), f"adding 2 to a layer holding 5 of 6: the error should say so, got: {e}"
-else:
-    raise AssertionError("update past max_len (5 held, 6 max, 2 more) should raise ValueError")
-assert c.lengths == [0, 5], f"a refused update must change nothing: lengths {c.lengths}"
-try:
-    c.update(k2, v2, 2)
-except ValueError as e:
-    assert "layer_idx" in str(e) and "2" in str(e), f"layer_idx 2 of 2 layers: the error should name layer_idx 2, got: {e}"
-else:
-    raise AssertionError("update with layer_idx 2 on a 2-layer cache should raise ValueError")
-try:
-    c.update(np.zeros((1, 2, 1, 3)), np.zeros((1, 2, 1, 4)), 0)
-except ValueError as e:
-    assert "(1, 2, 1, 3)" in str(e) and "(1, 2, 1, 4)" in str(e), f"k (1, 2, 1, 3) and v (1, 2, 1, 4): the error should name both shapes, got: {e}"
-else:
-    raise AssertionError("update with k (1, 2, 1, 3) and v (1, 2, 1, 4) (shapes differ) should raise ValueError")
-assert c.lengths == [0, 5], f"refused updates must change nothing: lengths {c.lengths}"
-try:
-    kc, _ = c.update(k2, v2, 1)
-except ValueError as e:
-    raise AssertionError(f"1 more position into a layer holding 5 of 6 fills it exactly and should work; got ValueError: {e}") from None
-assert c.lengths == [0, 6] and kc.shape == (1, 2, 6, 3), f"a layer filled to max_len 6: expected lengths [0, 6] and 6 keys back, got {c.lengths}, {kc.shape}"
+from tinytorch_lib.testing import task
+
+with task("18.2", uses={"18.1": "KVCache"}):
+    c = KVCache(2, 1, 2, 6, 3)
+    rng = np.random.default_rng(0)
+    k1, v1 = rng.standard_normal((1, 2, 4, 3)).astype(np.float32), rng.standard_normal((1, 2, 4, 3)).astype(np.float32)
+    ka, va = c.update(Tensor(k1), Tensor(v1), 1)
+    assert isinstance(ka, Tensor) and ka.shape == (1, 2, 4, 3) and np.array_equal(ka.data, k1) and np.array_equal(va.data, v1), \
+        f"update of an empty layer with k (1, 2, 4, 3): expected those keys and values back, got shape {getattr(ka, 'shape', ka)}"
+    assert c.lengths == [0, 4], f"after 4 positions into layer 1: expected lengths [0, 4], got {c.lengths}"
+    k2, v2 = rng.standard_normal((1, 2, 1, 3)).astype(np.float32), rng.standard_normal((1, 2, 1, 3)).astype(np.float32)
+    kb, vb = c.update(k2, v2, 1)
+    assert kb.shape == (1, 2, 5, 3) and np.array_equal(kb.data, np.concatenate([k1, k2], axis=2)) \
+        and np.array_equal(vb.data, np.concatenate([v1, v2], axis=2)), \
+        f"a second update with 1 position: expected the 5 keys so far (1, 2, 5, 3) in order, got shape {kb.shape}"
+    assert c.get_seq_length(1) == 5 and c.get_seq_length(0) == 0, f"expected lengths [0, 5], got {c.lengths}"
+    try:
+        c.update(k1[:, :, :2], v1[:, :, :2], 1)
+    except ValueError as e:
+        assert "5" in str(e) and "6" in str(e) and "2" in str(e), f"adding 2 to a layer holding 5 of 6: the error should say so, got: {e}"
+    else:
+        raise AssertionError("update past max_len (5 held, 6 max, 2 more) should raise ValueError")
+    assert c.lengths == [0, 5], f"a refused update must change nothing: lengths {c.lengths}"
+    try:
+        c.update(k2, v2, 2)
+    except ValueError as e:
+        assert "layer_idx" in str(e) and "2" in str(e), f"layer_idx 2 of 2 layers: the error should name layer_idx 2, got: {e}"
+    else:
+        raise AssertionError("update with layer_idx 2 on a 2-layer cache should raise ValueError")
+    try:
+        c.update(np.zeros((1, 2, 1, 3)), np.zeros((1, 2, 1, 4)), 0)
+    except ValueError as e:
+        assert "(1, 2, 1, 3)" in str(e) and "(1, 2, 1, 4)" in str(e), f"k (1, 2, 1, 3) and v (1, 2, 1, 4): the error should name both shapes, got: {e}"
+    else:
+        raise AssertionError("update with k (1, 2, 1, 3) and v (1, 2, 1, 4) (shapes differ) should raise ValueError")
+    assert c.lengths == [0, 5], f"refused updates must change nothing: lengths {c.lengths}"
+    try:
+        kc, _ = c.update(k2, v2, 1)
+    except ValueError as e:
+        raise AssertionError(f"1 more position into a layer holding 5 of 6 fills it exactly and should work; got ValueError: {e}") from None
+    assert c.lengths == [0, 6] and kc.shape == (1, 2, 6, 3), f"a layer filled to max_len 6: expected lengths [0, 6] and 6 keys back, got {c.lengths}, {kc.shape}"
 print("Task 18.2 visible tests passed")
 
 # %% [markdown]
@@ -389,42 +395,45 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 0.0, t
 
 # %% nbgrader={"grade": true, "grade_id": "test_18_3_generate", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 18.3
-from tinytorch_lib.transformer import GPT
+from tinytorch_lib.testing import task
 
-small = GPT(vocab_size=11, d_model=16, n_heads=2, n_layers=2, context=24, max_len=24, rng=3)
-prompt = np.array([1, 4, 2, 7])
-slow = generate(small, prompt, 12, use_cache=False)
-fast = generate(small, prompt, 12)
-assert isinstance(fast, np.ndarray) and fast.dtype == np.int64 and fast.shape == (16,), \
-    f"generate(prompt of 4, 12 new): expected an int64 array of 16 ids, got {type(fast).__name__} {getattr(fast, 'shape', '')}"
-assert fast.tolist() == slow.tolist(), f"greedy, random GPT(11, 16, 2 heads, 2 layers): with cache {fast.tolist()} != without {slow.tolist()}"
-a = generate(small, prompt, 12, temperature=1.0, seed=5)
-b = generate(small, prompt, 12, temperature=1.0, seed=5, use_cache=False)
-assert a.tolist() == b.tolist(), f"sampling at temperature 1 with seed 5: with cache {a.tolist()} != without {b.tolist()}"
-calls, modes = [], []
-handle = small.register_forward_hook(lambda m, args, out: (calls.append(np.asarray(args[0]).shape), modes.append(m.training)))
-small.train()
-generate(small, prompt, 5)
-handle.remove()
-want = [(1, 4), (1, 1), (1, 1), (1, 1), (1, 1)]
-assert calls == want, (f"5 new tokens after a prompt of 4: expected {len(want)} model calls of input shapes {fmt(want)} (a prefill "
-                       f"of the whole prompt, then one position per step, none after the last token); got {len(calls)} calls: {calls}")
-assert not any(modes), f"generate should run the model in eval mode: model.training during the 5 calls was {modes}"
-assert small.training, "generate on a model in training mode: afterwards model.training should be True again (put the mode back)"
-small.eval()
-generate(small, prompt, 3)
-assert not small.training, "generate on a model in eval mode: afterwards model.training should still be False"
-try:
-    fits = generate(small, prompt, 20)
-except ValueError as e:
-    raise AssertionError(f"4 prompt + 20 new tokens = 24 positions, exactly max_len 24, fit in the cache; got ValueError: {e}") from None
-assert len(fits) == 24, f"4 prompt + 20 new tokens: expected 24 ids, got {len(fits)}"
-try:
-    generate(small, prompt, 21)
-except ValueError as e:
-    assert "24" in str(e) and "25" in str(e), f"4 + 21 positions with max_len 24: the error should name 25 and 24, got: {e}"
-else:
-    raise AssertionError("generate with 4 prompt + 21 new tokens on max_len 24 should raise ValueError")
+with task("18.3", uses={"18.1": "KVCache", "18.2": "KVCache.update"}):
+    from tinytorch_lib.transformer import GPT
+
+    small = GPT(vocab_size=11, d_model=16, n_heads=2, n_layers=2, context=24, max_len=24, rng=3)
+    prompt = np.array([1, 4, 2, 7])
+    slow = generate(small, prompt, 12, use_cache=False)
+    fast = generate(small, prompt, 12)
+    assert isinstance(fast, np.ndarray) and fast.dtype == np.int64 and fast.shape == (16,), \
+        f"generate(prompt of 4, 12 new): expected an int64 array of 16 ids, got {type(fast).__name__} {getattr(fast, 'shape', '')}"
+    assert fast.tolist() == slow.tolist(), f"greedy, random GPT(11, 16, 2 heads, 2 layers): with cache {fast.tolist()} != without {slow.tolist()}"
+    a = generate(small, prompt, 12, temperature=1.0, seed=5)
+    b = generate(small, prompt, 12, temperature=1.0, seed=5, use_cache=False)
+    assert a.tolist() == b.tolist(), f"sampling at temperature 1 with seed 5: with cache {a.tolist()} != without {b.tolist()}"
+    calls, modes = [], []
+    handle = small.register_forward_hook(lambda m, args, out: (calls.append(np.asarray(args[0]).shape), modes.append(m.training)))
+    small.train()
+    generate(small, prompt, 5)
+    handle.remove()
+    want = [(1, 4), (1, 1), (1, 1), (1, 1), (1, 1)]
+    assert calls == want, (f"5 new tokens after a prompt of 4: expected {len(want)} model calls of input shapes {fmt(want)} (a prefill "
+                           f"of the whole prompt, then one position per step, none after the last token); got {len(calls)} calls: {calls}")
+    assert not any(modes), f"generate should run the model in eval mode: model.training during the 5 calls was {modes}"
+    assert small.training, "generate on a model in training mode: afterwards model.training should be True again (put the mode back)"
+    small.eval()
+    generate(small, prompt, 3)
+    assert not small.training, "generate on a model in eval mode: afterwards model.training should still be False"
+    try:
+        fits = generate(small, prompt, 20)
+    except ValueError as e:
+        raise AssertionError(f"4 prompt + 20 new tokens = 24 positions, exactly max_len 24, fit in the cache; got ValueError: {e}") from None
+    assert len(fits) == 24, f"4 prompt + 20 new tokens: expected 24 ids, got {len(fits)}"
+    try:
+        generate(small, prompt, 21)
+    except ValueError as e:
+        assert "24" in str(e) and "25" in str(e), f"4 + 21 positions with max_len 24: the error should name 25 and 24, got: {e}"
+    else:
+        raise AssertionError("generate with 4 prompt + 21 new tokens on max_len 24 should raise ValueError")
 print("Task 18.3 visible tests passed")
 
 # %% [markdown]
