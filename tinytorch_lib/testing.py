@@ -38,6 +38,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from . import fmt  # the course's one formatter of values in messages (floats rounded, arrays short)
+
 _passed: dict[str, bool] = {}   # task ("15.1") -> did its tests pass when they last ran in this kernel
 _uses: dict[str, dict[str, str]] = {}  # task -> the earlier tasks it uses, as its test cell declared
 _test_files: set[str] = set()   # the code names of the cells that ran task(): test code, not yours
@@ -235,12 +237,12 @@ def _describe(value) -> str | None:
         shown = ""
         try:
             if getattr(data, "size", 99) <= 8:
-                shown = f": {data.tolist()}"
+                shown = f": {fmt(data)}"
         except Exception:
             pass
         return f"{kind} of shape {tuple(value.shape)}, {value.dtype}{shown}"
     if isinstance(value, (bool, int, float, complex, str, bytes, type(None), tuple, list, dict, range)):
-        text = repr(value)
+        text = repr(value) if isinstance(value, str) else fmt(value)
         return text if len(text) <= 80 else text[:80] + " ..."
     return f"a {type(value).__name__}"
 
