@@ -411,7 +411,7 @@ with task("18.3", uses={"18.1": "KVCache", "18.2": "KVCache.update"}):
     b = generate(small, prompt, 12, temperature=1.0, seed=5, use_cache=False)
     assert a.tolist() == b.tolist(), f"sampling at temperature 1 with seed 5: with cache {a.tolist()} != without {b.tolist()}"
     calls, modes = [], []
-    handle = small.register_forward_hook(lambda m, args, out: (calls.append(np.asarray(args[0]).shape), modes.append(m.training)))
+    handle = small.register_forward_hook(lambda m, args, out: calls.append(np.asarray(args[0]).shape) or modes.append(m.training))  # returns None: the output stays
     small.train()
     generate(small, prompt, 5)
     handle.remove()
