@@ -6,12 +6,16 @@ messages must send the student to 15.1 first, in the notebook and in the outside
 (tito/checks.py name_causes); an error raised inside the student's code must name the task, the
 student's function and line, and the test's call with its inputs.
 """
+import itertools
+import linecache
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import nbformat
 import pytest
 
 from helpers import fill_in
+from tinytorch_lib import testing
 from tinytorch_lib.testing import first_causes, names_task
 from tito import grading
 from tito.checks import declared_tasks, name_causes
@@ -39,6 +43,52 @@ def test_first_causes_follow_uses_down_to_the_task_to_fix():
     assert first_causes("15.5", uses, {"15.1": True, "15.2": True, "15.3": False, "15.4": False}) == \
         {"15.3": "MinMaxObserver", "15.4": "QuantizedLinear.forward"}
     assert first_causes("15.1", uses, broken_15_1) == {}
+
+
+_CELLS = itertools.count()
+
+
+def _run_cells(*cells: str) -> dict:
+    """Run code as a notebook runs cells (each its own '<cell N>' file, one namespace); like nbgrader,
+    a cell that raises does not stop the next; the last cell's error is raised."""
+    scope = {}
+    for i, code in enumerate(cells):
+        name = f"<cell {next(_CELLS)}>"  # unique, as IPython names each cell it runs
+        linecache.cache[name] = (len(code), None, code.splitlines(True), name)  # as IPython keeps a cell's text
+        try:
+            exec(compile(code, name, "exec"), scope)
+        except Exception:
+            if i == len(cells) - 1:
+                raise
+    return scope
+
+
+def test_a_raise_in_the_students_code_names_task_function_line_and_input():
+    testing.reset()
+    solution = "import numpy as np\ndef update(cache, k):\n    cache[:, :4] = k\n    return cache\n"
+    test = ('from tinytorch_lib.testing import task\n'
+            'with task("18.2", uses={"18.1": "KVCache"}):\n'
+            '    k = np.ones((2, 5, 3), dtype=np.float32)\n'
+            '    update(np.zeros((2, 6, 3)), k)\n')
+    with pytest.raises(AssertionError) as raised:
+        _run_cells("from tinytorch_lib.testing import task\nwith task('18.1'):\n    assert False, 'lengths wrong'",
+                   solution, test)
+    message = str(raised.value)
+    assert message.startswith("Task 18.2 uses Task 18.1 (KVCache), which fails its tests: fix that first. "
+                              "This test then failed with: Task 18.2: update raised ValueError: could not broadcast"), message
+    assert re.search(r"at cell <cell \d+>, line 3, in update: cache\[:, :4\] = k", message), message
+    assert "the test ran: update(np.zeros((2, 6, 3)), k)  with k = ndarray of shape (2, 5, 3), float32" in message, message
+
+
+def test_a_tests_own_message_is_kept_and_an_unfinished_task_says_so():
+    testing.reset()
+    with pytest.raises(AssertionError, match=r"^expected 3, got 2$"):
+        _run_cells("from tinytorch_lib.testing import task\nwith task('01.1'):\n    assert 1 + 1 == 3, 'expected 3, got 2'")
+    with pytest.raises(NotImplementedError, match=r"^Task 01.2: f is not implemented yet"):
+        _run_cells("def f(x):\n    raise NotImplementedError()",
+                   "from tinytorch_lib.testing import task\nwith task('01.2'):\n    f(1)")
+    _run_cells("from tinytorch_lib.testing import task\nwith task('01.3', uses={'01.2': 'f'}):\n    pass")
+    assert testing._passed == {"01.1": False, "01.2": False, "01.3": True}
 
 
 def test_every_test_cell_declares_its_task():
