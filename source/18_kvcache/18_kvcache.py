@@ -402,7 +402,14 @@ a = generate(small, prompt, 12, temperature=1.0, seed=5)
 b = generate(small, prompt, 12, temperature=1.0, seed=5, use_cache=False)
 assert a.tolist() == b.tolist(), f"sampling at temperature 1 with seed 5: with cache {a.tolist()} != without {b.tolist()}"
 calls, modes = [], []
-handle = small.register_forward_hook(lambda m, args, out: (calls.append(np.asarray(args[0]).shape), modes.append(m.training)))
+
+
+def record_call(m, args, out):  # returns None: the output stays as it is
+    calls.append(np.asarray(args[0]).shape)
+    modes.append(m.training)
+
+
+handle = small.register_forward_hook(record_call)
 small.train()
 generate(small, prompt, 5)
 handle.remove()
