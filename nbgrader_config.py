@@ -62,6 +62,18 @@ if os.environ.get("TITO_EXCHANGE") or not _exchange_set_elsewhere():
 # Formgrader shows and serializes this configuration.
 c.GenerateAssignment.pre_convert_hook = "tito.hooks.build_before_generate"
 
+# The release's stubs name their module, task and function (tito.hooks.NameStubs, right after
+# nbgrader's ClearSolutions), as the student's export does: an unfinished task in the notebook
+# says which one it is. nbgrader's default list otherwise; strings, as for the hook above.
+c.GenerateAssignment.preprocessors = [
+    "nbgrader.preprocessors.IncludeHeaderFooter", "nbgrader.preprocessors.InstantiateTests",
+    "nbgrader.preprocessors.LockCells", "nbgrader.preprocessors.ClearSolutions", "tito.hooks.NameStubs",
+    "nbgrader.preprocessors.ClearOutput", "nbgrader.preprocessors.CheckCellMetadata",
+    "nbgrader.preprocessors.ComputeChecksums", "nbgrader.preprocessors.SaveCells",
+    "nbgrader.preprocessors.ClearHiddenTests", "nbgrader.preprocessors.ClearMarkScheme",
+    "nbgrader.preprocessors.ComputeChecksums", "nbgrader.preprocessors.CheckCellMetadata",
+]
+
 # source/NN_name/ holds the jupytext .py with the solutions: never release it.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py"]
 

@@ -178,3 +178,27 @@ def test_fp16_refuses_weights_above_65504_instead_of_storing_inf():
         quantize(conv, dtype="fp16")
     conv[0].weight.data[0, 0, 0, 0] = 6e4
     assert np.isfinite(quantize(conv, dtype="fp16")[0].weight.data).all()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_int8_layers_refuse_nan_and_inf_inputs_alike_naming_the_layer(bad):
+    lin, conv = Linear(3, 2, rng=0), Conv2d(1, 2, 3, rng=0)
+    x = np.ones((1, 3), dtype=np.float32)
+    x[0, 1] = bad
+    with pytest.raises(ValueError, match=r"QuantizedLinear.*NaN or infinite"):
+        QuantizedLinear.from_float(lin, (0.0, 2.0))(Tensor(x))
+    img = np.ones((1, 1, 4, 4), dtype=np.float32)
+    img[0, 0, 2, 2] = bad
+    with pytest.raises(ValueError, match=r"QuantizedConv2d.*NaN or infinite"):
+        QuantizedConv2d.from_float(conv, (0.0, 2.0))(Tensor(img))
+
+
+def test_half_linear_checks_the_input_width_like_linear():
+    with pytest.raises(ValueError, match=r"HalfLinear\(3, 2\): expected input of shape \(\.\.\., 3\), got \(2, 4\)"):
+        HalfLinear.from_float(Linear(3, 2, rng=0))(Tensor(np.ones((2, 4), dtype=np.float32)))
+
+
+def test_all_zero_calibration_data_is_refused_not_given_scale_one():
+    net = Sequential(Linear(8, 4, rng=0), ReLU(), Linear(4, 2, rng=1))
+    with pytest.raises(ValueError, match=r"input range \[0, 0\]"):
+        quantize(net, [np.zeros((4, 8), dtype=np.float32)])

@@ -36,7 +36,7 @@ def test_both_formats_round_trip_exactly(w):
        st.floats(0, 0.99))
 def test_magnitude_mask_removes_exactly_the_rounded_count_of_smallest(w, amount):
     m = magnitude_mask(w, amount)
-    k = round(amount * w.size)
+    k = min(round(amount * w.size), w.size - 1)  # rounding never removes every weight
     assert (~m).sum() == k
     if 0 < k < w.size:
         assert np.abs(w[~m]).max() <= np.abs(w[m]).min()
@@ -47,6 +47,12 @@ def test_structured_mask_removes_whole_filters_by_norm():
     w[[1, 3]] *= 0.1
     m = structured_mask(w, 0.4)
     assert [bool(m[o].all()) for o in range(5)] == [True, False, True, False, True]
+
+
+def test_rounding_never_removes_every_weight_or_channel():
+    assert magnitude_mask(np.arange(1, 11, dtype=np.float32), 0.96).sum() == 1
+    p = prune(Sequential(Linear(30, 2, rng=0), ReLU(), Linear(2, 3, rng=1)), 0.75, "structured")
+    assert p[0].weight_mask.data.any(axis=1).sum() == 1
 
 
 @pytest.mark.parametrize("amount", [-0.1, 1.0, 2, "0.5", True])

@@ -62,9 +62,9 @@ def check(course):
 
 
 def test_the_grading_kernel_sees_only_the_earlier_modules_files():
-    assert visible_library(LIBRARY.parent, "01_tensor") == ["__init__.py", "plotting.py", "timing.py"]
+    assert visible_library(LIBRARY.parent, "01_tensor") == ["__init__.py", "plotting.py", "testing.py", "timing.py"]
     seen = visible_library(LIBRARY.parent, "06_optimizers")
-    assert seen == sorted(["__init__.py", "plotting.py", "timing.py", "tensor.py", "activations.py", "layers.py", "losses.py",
+    assert seen == sorted(["__init__.py", "plotting.py", "testing.py", "timing.py", "tensor.py", "activations.py", "layers.py", "losses.py",
                            "autograd.py"]), seen
     with pytest.raises(TitoError, match="cannot tell which module"):
         visible_library(LIBRARY.parent, "homework")

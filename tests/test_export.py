@@ -10,6 +10,7 @@ import pytest
 
 from tito.export import export_notebook, reference_text, remaining_stubs
 from tito.modules import LIBRARY, TitoError, all_modules, find_module
+from helpers import STUB_LINE
 
 MODULES = all_modules()
 IDS = [m.name for m in MODULES]
@@ -69,8 +70,8 @@ def test_syntax_error_names_notebook_cell_line_and_its_text(tmp_path):
     module = find_module("01")
     nb = nbformat.read(module.release_ipynb, as_version=4)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "matmul")
-    cell.source = cell.source.replace("    raise NotImplementedError()", "    k_a, k_b = a.shape[-1], b.shape[0]\n"
-                                      "    if k_a != k_b\n        raise ValueError('inner dimensions differ')", 1)
+    cell.source = STUB_LINE.sub(lambda m: "k_a, k_b = a.shape[-1], b.shape[0]\n"
+                                "    if k_a != k_b\n        raise ValueError('inner dimensions differ')", cell.source, 1)
     line = cell.source.splitlines().index("    if k_a != k_b") + 1
     bad = tmp_path / "01_tensor.ipynb"  # exists on disk: Python must not quote its raw JSON
     nbformat.write(nb, bad)
@@ -85,7 +86,7 @@ def test_unclosed_bracket_is_reported_where_it_opens(tmp_path):
     module = find_module("01")
     nb = nbformat.read(module.release_ipynb, as_version=4)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "broadcast_shape")
-    cell.source = cell.source.replace("raise NotImplementedError()", "return (1,", 1)
+    cell.source = STUB_LINE.sub("return (1,", cell.source, 1)
     line = next(i for i, text in enumerate(cell.source.splitlines(), 1) if "return (1," in text)
     bad = tmp_path / "01_tensor.ipynb"
     nbformat.write(nb, bad)

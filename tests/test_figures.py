@@ -252,15 +252,16 @@ def _module_fakes() -> dict:
 
     ns = [1, 4, 16, 64, 256]
     gpt = SimpleNamespace(n_layers=2, n_heads=4, d_model=128,
-                          state_dict=lambda: {"w": np.zeros(430_000, np.float32)})
+                          state_dict=lambda: {"w": np.zeros(430_000, np.float32), "pos": np.zeros(131_072, np.float32)},
+                          parameters=lambda: [SimpleNamespace(data=np.zeros(430_000, np.float32))])
     ladder = ["pure Python loops", "loop over positions", "loop over offsets (Module 09)", "im2col + matmul",
               "sliding windows + tensordot"]
     conv = {b: [{"rung": r, "timing": _timing(40e-3 * b / 3**i), "x_bottom": 3.0**i} for i, r in enumerate(ladder)]
             for b in (1, 16, 64)}
     return {
         "01_tensor": {"sizes": [64, 128, 256, 512], "gflops": [3.1, 12.5, 24.0, 31.7]},
-        "03_layers": {"rows": [(n, 40e-6 + 3e-6 * n, 25e-6 + 2.5e-6 * n) for n in ns]},
-        "04_losses": {"loss_rows": [(n, 4e-6 + 2e-8 * n, 9e-6 + 8e-8 * n, 7e-6 + 9e-8 * n) for n in ns]},
+        "03_layers": {"rows": [(n, 40e-6 + 3e-6 * n, 25e-6 + 2.5e-6 * n) for n in ns], "batches": ns},
+        "04_losses": {"loss_rows": [(n, 4e-6 + 2e-8 * n, 9e-6 + 8e-8 * n, 7e-6 + 9e-8 * n) for n in ns], "batches": ns},
         "05_autograd": {"depths": [1, 2, 4, 8, 12], "held_grad": [524_288 * 2 * d for d in (1, 2, 4, 8, 12)],
                         "held_nograd": [262_144] * 5},
         "06_optimizers": {"problems": {"axis-aligned": None, "rotated": None}, "steps": 500, "kappa": 1000.0,

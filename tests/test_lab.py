@@ -20,7 +20,7 @@ import nbformat
 import pytest
 
 from browser import browser_page, jupyter_server, run_command, server_errors, wait_for_kernel
-from helpers import ROOT, run_tito, scratch_root
+from helpers import ROOT, STUB_LINE, run_tito, scratch_root
 from tito import grading
 
 pytestmark = pytest.mark.browser
@@ -84,7 +84,7 @@ def answer_task_01_1_wrongly(notebook: Path) -> None:
     """A student's first attempt at Task 01.1: stores a list, not an np.ndarray."""
     nb = nbformat.read(notebook, as_version=4)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "tensor_class")
-    cell.source = cell.source.replace("raise NotImplementedError()", "self.data = list(data)", 1)
+    cell.source = STUB_LINE.sub("self.data = list(data)", cell.source, 1)
     nbformat.write(nb, notebook)
 
 
@@ -112,6 +112,12 @@ def test_course_config_is_serializable_and_keeps_nbgrader_autograde_steps(tmp_pa
     # ... and, last, tito's sanitizer of what formgrader and the feedback HTML show (tito/sanitize.py).
     assert app.config.Autograde.autograde_preprocessors == names + ["tito.sanitize.SanitizeSubmission"]
     assert app.config.GenerateFeedback.exporter_class == "tito.sanitize.FeedbackExporter"
+    # generate_assignment: nbgrader's own list with tito's NameStubs right after ClearSolutions.
+    from nbgrader.converters.generate_assignment import GenerateAssignment
+    steps = [f"{c.__module__.rsplit('.', 1)[0]}.{c.__name__}"
+             for c in GenerateAssignment.class_traits()["preprocessors"].default()]
+    steps.insert(steps.index("nbgrader.preprocessors.ClearSolutions") + 1, "tito.hooks.NameStubs")
+    assert app.config.GenerateAssignment.preprocessors == steps
     assert app.config.Exchange.root == str(tmp_path / "exchange")
 
 

@@ -132,10 +132,10 @@ def test_the_checks_process_holds_the_export_and_the_earlier_modules_only(tmp_pa
     assert run_checks(MODULE, nb, probe) == {"test_01_1_tensor": None}
     print(f"\nstart, load the export, 5 requests: {time.perf_counter() - start:.2f} s")
     assert "Tensor" in seen["names"] and "matmul" in seen["names"] and "want" not in seen["names"]
-    assert seen["files"] == ["__init__.py", "plotting.py", "timing.py"], seen["files"]  # Module 01 has no earlier module
+    assert seen["files"] == ["__init__.py", "plotting.py", "testing.py", "timing.py"], seen["files"]  # Module 01 has no earlier module
     assert seen["cwd"] == [], seen["cwd"]
     assert isinstance(seen["error"], StudentError) and seen["error"].type == "ValueError"
-    assert seen["error"].at.startswith("cell ") and "of your exported cells: " in seen["error"].at, seen["error"].at
+    assert seen["error"].at.startswith("cell ") and "of your exported cells, in " in seen["error"].at, seen["error"].at
     x, dtype, extra = seen["roundtrip"]
     assert x.dtype == np.int8 and np.array_equal(x, np.arange(6).reshape(2, 3)) and dtype == np.int8
     assert extra == {"k": (1, 2.5, None, "a")}

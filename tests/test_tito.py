@@ -6,7 +6,7 @@ import re
 import nbformat
 import pytest
 
-from helpers import fill_in, run_tito, scratch_root
+from helpers import STUB_LINE, fill_in, run_tito, scratch_root
 from tito.modules import find_module
 
 
@@ -76,7 +76,7 @@ def test_export_of_a_syntax_error_names_notebook_and_cell(root):
     notebook = root / "workspace" / "02_activations" / "02_activations.ipynb"
     nb = nbformat.read(notebook, as_version=4)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "softmax")
-    cell.source = cell.source.replace("raise NotImplementedError()", "return Tensor(np.exp(x.data)", 1)
+    cell.source = STUB_LINE.sub("return Tensor(np.exp(x.data)", cell.source, 1)
     nbformat.write(nb, notebook)
     index = nb.cells.index(cell) + 1
     line = next(i for i, text in enumerate(cell.source.splitlines(), 1) if "np.exp(x.data)" in text)

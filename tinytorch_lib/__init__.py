@@ -13,6 +13,8 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
+
 _HERE = Path(__file__).resolve().parent
 BLAS_THREADS_ENV = "TINYTORCH_BLAS_THREADS"
 
@@ -64,6 +66,14 @@ def unfinished(name: str) -> list[str]:
                       (_HERE / f"{name}.py").read_text())
 
 
+class Unfinished(RuntimeError):
+    """check_ready's stop: an exported library file still has a stub. Its message is all there is to
+    say, so IPython shows it without a traceback (and a milestone script's excepthook does too)."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
 def check_ready(*names: str) -> list[str]:
     """Where each named library file comes from (one line each); stops naming the first unfinished task.
 
@@ -82,10 +92,47 @@ def check_ready(*names: str) -> list[str]:
         if len(missing) > 1:
             counts = ", ".join(f"{name}.py {n}" for name, n in per_file.items())
             more = f"\n{len(missing) - 1} more stubs after it; per library file: {counts}"
-        raise RuntimeError(f"your exported library has unfinished tasks; the first: {missing[0]}{more}"
-                           "\nFinish it in your notebook and `tito module export NN`. (`tito module reset NN` puts "
-                           "back the course reference; in a student kit, a released solution once there is one.)")
+        number = missing[0].split()[1]  # 'Module 15 (quantization), ...' -> '15'
+        raise Unfinished(f"your exported library has unfinished tasks; the first: {missing[0]}{more}"
+                         f"\nFinish it in your notebook and `tito module export {number}`. (`tito module reset "
+                         f"{number}` puts back the course reference; in a student kit, a released solution once "
+                         "there is one.)")
     return lines
+
+
+def fmt(value, digits: int = 4) -> str:
+    """A value as a test message prints it: floats rounded, arrays short.
+
+    `fmt(np.float32(0.1))` -> '0.1' (not 0.10000000149011612), `fmt(np.arange(3) / 3)` ->
+    '[0, 0.3333, 0.6667]', a large array -> its first and last elements with its shape.
+    A string is itself (as in an f-string); inside tuples, lists and dicts, which are formatted element
+    by element, it is quoted. Anything else is `str`.
+    """
+    return value if isinstance(value, str) else _fmt(value, digits)
+
+
+def _fmt(value, digits: int) -> str:
+    if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
+        return repr(value)
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.{digits + 2}g}"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_fmt(v, digits) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v, digits) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {_fmt(v, digits)}" for k, v in value.items()) + "}"
+    data = value if isinstance(value, np.ndarray) else getattr(value, "data", value)  # a Tensor: its data
+    if isinstance(data, np.ndarray):
+        if data.ndim == 0:
+            return _fmt(data.item(), digits)
+        text = np.array2string(data, precision=digits, floatmode="maxprec", suppress_small=True,
+                               separator=", ", threshold=24, edgeitems=3, max_line_width=120)
+        text = " ".join(text.split())
+        return text if data.size <= 24 else f"{text} (shape {data.shape})"
+    return str(value)
 
 
 def data_dir(filename: str | None = None) -> Path:

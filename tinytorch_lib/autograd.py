@@ -320,7 +320,7 @@ def cross_entropy_backward(grad: np.ndarray, out: Tensor) -> tuple:
     d[np.arange(batch), targets] -= 1
     return (grad_for(logits, grad * d / batch),)
 
-# cell cell-4502b1b98c
+# cell cell-8d0652503a
 # Ops of Modules 01-04 get their rules here; later modules register their own ops' rules in their files.
 CORE_OPS = ("add", "sub", "mul", "div", "neg", "matmul", "sum", "mean", "max", "reshape", "transpose", "getitem",
             "ReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "cross_entropy")
@@ -336,15 +336,29 @@ def missing_rule_message(op: str) -> str:
     return f"backward: no backward rule for op {op!r}; {who}"
 
 
-def check_rule_output(out: Tensor, grads) -> None:
-    """Raise RuntimeError when a rule's result does not match out.node.inputs in number or shapes."""
+def _rule_name(op: str) -> str:
+    """'add' -> "backward rule of 'add' (function _add_rule)": the function registered for op."""
+    rule = BACKWARD_RULES.get(op)
+    name = getattr(rule, "__qualname__", None) or type(rule).__name__
+    return f"backward rule of {op!r} (function {name})"
+
+
+def check_rule_output(out: Tensor, grads, grad=None) -> None:
+    """Raise RuntimeError when a rule's result does not match out.node.inputs in number or shapes.
+
+    grad: the gradient the rule was given; of another shape than `out`, the mistake came before the rule.
+    """
     op, inputs = out.node.op, out.node.inputs
+    if grad is not None and np.shape(grad) != out.shape:
+        raise RuntimeError(f"backward: the gradient given to the {_rule_name(op)} has shape {np.shape(grad)}, but "
+                           f"that op's output has shape {out.shape}: the mistake is before this rule, in the gradient "
+                           "backward() was seeded with (check its shape: ValueError) or in the rule of the op after it")
     if not isinstance(grads, (tuple, list)) or len(grads) != len(inputs):
-        raise RuntimeError(f"backward rule of {op!r} returned {grads!r:.60} for {len(inputs)} input(s): "
+        raise RuntimeError(f"{_rule_name(op)} returned {grads!r:.60} for {len(inputs)} input(s): "
                            f"expected a tuple with one np.ndarray or None per input")
     for k, (v, g) in enumerate(zip(inputs, grads)):
         if g is not None and needs_grad(v) and np.shape(g) != v.shape:
-            raise RuntimeError(f"backward rule of {op!r} returned a gradient of shape {np.shape(g)} for input {k} "
+            raise RuntimeError(f"{_rule_name(op)} returned a gradient of shape {np.shape(g)} for input {k} "
                                f"of shape {v.shape}")
 
 # cell engine
@@ -401,7 +415,7 @@ def backward(tensor: Tensor, grad=None) -> None:
         if rule is None:
             raise RuntimeError(missing_rule_message(t.node.op))
         grads = rule(g, t)
-        check_rule_output(t, grads)
+        check_rule_output(t, grads, g)
         for v, gv in zip(t.node.inputs, grads):
             if gv is None or not needs_grad(v):
                 continue

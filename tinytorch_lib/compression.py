@@ -26,11 +26,11 @@ def _check_amount(where: str, amount) -> float:
 
 
 def magnitude_mask(w, amount) -> np.ndarray:
-    """bool mask of w's shape: False for the round(amount * w.size) smallest |w|."""
+    """bool mask of w's shape: False for the round(amount * w.size) smallest |w| (at most w.size - 1)."""
     w = np.asarray(w.data if isinstance(w, Tensor) else w)
     amount = _check_amount("magnitude_mask", amount)
-    # Task 16.1: stable argsort of |w| over all entries; the first k are removed
-    k = int(round(amount * w.size))
+    # Task 16.1: stable argsort of |w| over all entries; the first k are removed (k < w.size)
+    k = min(int(round(amount * w.size)), max(w.size - 1, 0))
     mask = np.ones(w.size, dtype=bool)
     mask[np.argsort(np.abs(w), axis=None, kind="stable")[:k]] = False
     return mask.reshape(w.shape)
@@ -40,9 +40,9 @@ def structured_mask(w, amount) -> np.ndarray:
     """bool mask of w's shape: whole channels (axis 0) of smallest L2 norm removed."""
     w = np.asarray(w.data if isinstance(w, Tensor) else w)
     amount = _check_amount("structured_mask", amount)
-    # Task 16.1: L2 norm of each channel; stable argsort; remove round(amount * channels) of them
+    # Task 16.1: L2 norm of each channel; stable argsort; remove round(amount * channels) of them, never all
     norms = np.sqrt((w.reshape(w.shape[0], -1).astype(np.float64) ** 2).sum(axis=1))
-    k = int(round(amount * w.shape[0]))
+    k = min(int(round(amount * w.shape[0])), max(w.shape[0] - 1, 0))
     keep = np.ones(w.shape[0], dtype=bool)
     keep[np.argsort(norms, kind="stable")[:k]] = False
     return np.broadcast_to(keep.reshape((-1,) + (1,) * (w.ndim - 1)), w.shape).copy()

@@ -29,8 +29,9 @@ class MSELoss(Loss):
 
     def forward(self, pred, target) -> Tensor:
         pred = _as_float_tensor(pred)
-        # Task 04.1: target as a Tensor of pred's dtype, check shapes, then (d * d).mean() with Tensor operators
-        target = Tensor(target.data if isinstance(target, Tensor) else target, dtype=pred.dtype)
+        # Task 04.1: target as a Tensor of pred's dtype (a Tensor of that dtype as it is), check shapes, then (d * d).mean() with Tensor operators
+        if not (isinstance(target, Tensor) and target.dtype == pred.dtype):
+            target = Tensor(target.data if isinstance(target, Tensor) else target, dtype=pred.dtype)
         if pred.shape != target.shape:
             raise ValueError(f"MSELoss: pred shape {pred.shape} and target shape {target.shape} differ")
         d = pred - target

@@ -38,7 +38,7 @@ def attention_flops(batch: int, heads: int, s_q: int, s_k: int, head_dim: int) -
     scores = batch * heads * s_q * s_k
     return int(2 * scores * head_dim + 5 * scores + 2 * scores * head_dim)
 
-# cell cell-2b318cfbf5
+# cell cell-fb0885d9da
 def _shape(v) -> tuple:
     return tuple(v.shape) if hasattr(v, "shape") else tuple(np.shape(v))
 
@@ -164,7 +164,7 @@ def throughput(model: Module, inputs, batch_size: int, repeats: int = 5) -> floa
 
     return len(data) / measure(everything, repeats=repeats, warmup=1, number=1).median
 
-# cell cell-a8f958af87
+# cell cell-fe5a384bbe
 def count_parameters(model: Module) -> int:
     """Number of trainable values."""
     return int(sum(p.data.size for p in model.parameters()))

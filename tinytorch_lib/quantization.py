@@ -119,7 +119,7 @@ class PercentileObserver:
             raise ValueError(f"{type(self).__name__}: no values observed; run calibration data through the model first")
         return float(np.percentile(seen, 100 - self.percentile)), float(np.percentile(seen, self.percentile))
 
-# cell cell-0721eb6261
+# cell cell-054cc34e91
 def _int8_buffers(q: Module, weight_shape: tuple, per_channel: bool, bias: bool) -> None:
     """Given: the buffers an int8 layer stores (weight codes, weight scales, input quantizer, float bias)."""
     out = weight_shape[0]
@@ -145,9 +145,27 @@ def check_storable(layer: Module, who: str, half: bool = False) -> None:
                              f"above float16's largest value 65504 (it would become inf)")
 
 
+def int8_input(layer: Module, x) -> np.ndarray:
+    """Given: x as float32 for an int8 layer; NaN or infinity is a ValueError naming the layer.
+
+    int8 codes have no NaN: cast to an integer, NaN becomes an arbitrary large number (numpy only
+    warns), so a quantized layer refuses such an input instead of returning finite garbage."""
+    x = np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float32)
+    bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+    if bad:
+        raise ValueError(f"{layer!r}: the input {x.shape} holds {bad} NaN or infinite value(s); int8 codes "
+                         "cannot represent them (the float layer would return NaN)")
+    return x
+
+
 def _fill_int8(q: Module, layer: Module, input_range: tuple, per_channel: bool) -> Module:
     """Given: q's buffers from a trained float layer (symmetric int8 weights) and a calibrated input range."""
     check_storable(layer, f"{type(q).__name__}.from_float")
+    lo, hi = (float(v) for v in input_range)
+    if lo == hi == 0.0:
+        raise ValueError(f"{type(q).__name__}.from_float: input range [0, 0]: every calibration input this "
+                         f"{type(layer).__name__} saw was 0, so there is no scale to learn (it would be 1.0, "
+                         "whatever the real inputs are); calibrate with real inputs")
     q.weight_q.data[...], scale, _ = quantize_tensor(layer.weight.data, axis=0 if per_channel else None)
     q.weight_scale.data[...] = scale
     q.input_scale.data[...], q.input_zero_point.data[...] = quantization_params(*input_range, symmetric=False)
@@ -176,7 +194,7 @@ class QuantizedLinear(Module):
                 "per_channel": self.per_channel, "bias": self.has_bias}
 
     def forward(self, x) -> Tensor:
-        x = np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float32)
+        x = int8_input(self, x)  # given: float32, NaN or infinity is a ValueError
         # Task 15.4: check the shape; quantize x; int32 matmul with weight_q.T; rescale; add the bias
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"QuantizedLinear({self.in_features}, {self.out_features}): expected input of shape "
@@ -192,7 +210,7 @@ class QuantizedLinear(Module):
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, per_channel={self.per_channel}"
 
-# cell cell-0b3baffbd5
+# cell cell-e6b3e1f1a4
 class QuantizedConv2d(Module):
     """A Conv2d stored as int8 filters (symmetric, per output channel) with an int8 input quantizer."""
 
@@ -216,7 +234,7 @@ class QuantizedConv2d(Module):
                 "per_channel": self.per_channel, "bias": self.has_bias}
 
     def forward(self, x) -> Tensor:
-        x = np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float32)
+        x = int8_input(self, x)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"QuantizedConv2d: expected input (batch, {self.in_channels}, H, W), got {x.shape}")
         s_x, z_x = self.input_scale.data, self.input_zero_point.data
@@ -261,6 +279,9 @@ class HalfLinear(Module):
 
     def forward(self, x) -> Tensor:
         x = np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float32)
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"HalfLinear({self.in_features}, {self.out_features}): expected input of shape "
+                             f"(..., {self.in_features}), got {x.shape}")
         y = x @ self.weight.data.astype(np.float32).T
         return Tensor(y + self.bias.data.astype(np.float32) if self.has_bias else y)
 

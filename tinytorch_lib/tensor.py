@@ -129,7 +129,7 @@ class Tensor:
     def T(self):
         return self.transpose()
 
-# cell cell-aca749b79b
+# cell cell-4ea6d6e6bb
 class Node:
     """How a tensor was computed: `op` applied to `inputs` (Tensors or numbers), plus `saved` values."""
 

@@ -112,18 +112,20 @@ def text_of(error: BaseException) -> str:
 
 def raised_at(error: BaseException) -> str:
     """Where in the export it raised (the innermost such frame), as
-    'cell matmul, line 5 of your exported cells: return x @ w'."""
+    'cell matmul, line 5 of your exported cells, in matmul: return x @ w'."""
     at = ""
     lines = linecache.getlines(EXPORT_FILE)
-    for frame in traceback.extract_tb(error.__traceback__):
-        if frame.filename != EXPORT_FILE:
+    frames = [f for f, _ in traceback.walk_tb(error.__traceback__)]
+    for frame, summary in zip(frames, traceback.extract_tb(error.__traceback__)):
+        if summary.filename != EXPORT_FILE:
             continue
-        where = f"line {frame.lineno}"
-        marker = next((i for i in range(min(frame.lineno, len(lines)) - 1, -1, -1)
+        where = f"line {summary.lineno}"
+        marker = next((i for i in range(min(summary.lineno, len(lines)) - 1, -1, -1)
                        if lines[i].startswith("# cell ")), None)
         if marker is not None:  # export_text writes "# cell <id>" above each cell's lines
-            where = f"cell {lines[marker][len('# cell '):].strip()}, line {frame.lineno - marker - 1}"
-        at = f"{where} of your exported cells: {(frame.line or '').strip()}"
+            where = f"cell {lines[marker][len('# cell '):].strip()}, line {summary.lineno - marker - 1}"
+        name = getattr(frame.f_code, "co_qualname", summary.name)
+        at = f"{where} of your exported cells, in {name}: {(summary.line or '').strip()}"
     return at
 
 

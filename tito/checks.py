@@ -25,10 +25,15 @@ asserts the kind of error and what its message names. `tensor_data` fetches a Te
 
 `OutsideChecks`, an autograde preprocessor after the kernel ran the notebook, runs each test cell's
 check and appends the failure to that cell as an error output, so the cell scores 0 unless the
-notebook's own tests and the outside check both pass.
+notebook's own tests and the outside check both pass. A failure of a task that uses an earlier task
+whose cell failed (in the kernel or in its check) is led by "Task 15.2 uses Task 15.1
+(quantization_params), which fails its tests: fix that first" (name_causes: the tasks a cell uses
+are the ones its `with task("15.2", uses={...}):` declares, tinytorch_lib/testing.py, plus a check's
+own `uses`). A StudentError names the exported line and function that raised (`at`).
 """
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import logging
@@ -68,10 +73,18 @@ class StudentError(Exception):
     def __init__(self, code: str, type_: str, message: str, at: str = ""):
         self.code, self.type, self.message, self.at = code, type_, message, at
         where = f" (at {at})" if at else ""
-        super().__init__(f"`{_short(code)}` raised {type_}: {message}{where}")
+        text = message if len(message) <= 600 else message[:600] + " ..."  # so `at` survives a summary's cut
+        super().__init__(f"`{_short(code)}` raised {type_}: {text}{where}")
 
     def __repr__(self) -> str:  # messages print it inside "(...)": the sentence, not the class
         return str(self)
+
+    @property
+    def said(self) -> str:
+        """'ValueError: <message> (at cell update, line 16 of your exported cells, in update: ...)' for a
+        check's own message about an error it did not expect."""
+        text = self.message if len(self.message) <= 600 else self.message[:600] + " ..."
+        return f"{self.type}: {text}" + (f" (at {self.at})" if self.at else "")
 
 
 class SandboxError(Exception):
@@ -113,12 +126,78 @@ def _short(code: str, limit: int = 160) -> str:
     return code if len(code) <= limit else code[:limit] + " ..."
 
 
-def check(grade_id: str) -> Callable[[CHECK], CHECK]:
-    """Register the decorated function as the outside check of test cell `grade_id`."""
+def check(grade_id: str, uses: dict[str, str] | None = None) -> Callable[[CHECK], CHECK]:
+    """Register the decorated function as the outside check of test cell `grade_id`.
+
+    The earlier tasks the checked task calls are declared once, in the test cell's
+    `with task("15.2", uses={"15.1": "quantization_params"}):` (tinytorch_lib/testing.py); `uses` adds
+    tasks that only the hidden cases call. When the check fails while one of those tasks' cells failed,
+    its message starts with "Task 15.2 uses Task 15.1 (quantization_params), which fails its tests:
+    fix that first" (name_causes)."""
     def register(fn: CHECK) -> CHECK:
         fn.grade_id = grade_id
+        fn.uses = dict(uses or {})
         return fn
     return register
+
+
+def declared_tasks(nb) -> dict[str, tuple[str, dict[str, str]]]:
+    """grade_id -> (task, uses) from each test cell's `with task("15.2", uses={...}):`."""
+    found = {}
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cell.cell_type != "code" or not cell.metadata.get("nbgrader", {}).get("grade"):
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "task" and node.args:
+                try:
+                    name = ast.literal_eval(node.args[0])
+                    uses = next((ast.literal_eval(k.value) for k in node.keywords if k.arg == "uses"), {})
+                except ValueError:
+                    continue
+                if isinstance(name, str) and isinstance(uses, dict):
+                    found[gid] = (name, {str(k): str(v) for k, v in uses.items()})
+                    break
+    return found
+
+
+def _cell_failed(cell) -> bool:
+    return any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+
+
+def name_causes(nb, outcomes: dict[str, str | None], checks: dict[str, CHECK]) -> dict[str, str | None]:
+    """outcomes with each failure that comes after a failing earlier task it uses led by
+    "Task 15.2 uses Task 15.1 (quantization_params), which fails its tests: fix that first. "
+    A task fails when its test cell raised in the notebook or its check failed; a message that names
+    that task already (a stub's NotImplementedError, requires()) is left as it is."""
+    from tinytorch_lib.testing import first_causes, names_task  # the notebooks' own rules: both say the same
+
+    declared = declared_tasks(nb)
+    passed: dict[str, bool] = {}
+    uses_of: dict[str, dict[str, str]] = {}
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in declared:
+            name = declared[gid][0]
+            ok = not _cell_failed(cell) and not outcomes.get(gid)
+            passed[name] = passed.get(name, True) and ok
+            uses_of[name] = {**declared[gid][1], **getattr(checks.get(gid), "uses", {})}
+    named = {}
+    for gid, message in outcomes.items():
+        name = declared.get(gid, (None, {}))[0]
+        causes = first_causes(name, uses_of, passed) if name else {}
+        bad = [f"Task {t} ({what})" for t, what in causes.items() if not names_task(message or "", t)]
+        if message and bad:
+            which = "which fails its tests" if len(bad) == 1 else "which fail their tests"
+            this = f"Task {name}" if name else gid
+            listed = bad[0] if len(bad) == 1 else ", ".join(bad[:-1]) + " and " + bad[-1]
+            message = f"{this} uses {listed}, {which}: fix that first. This check then failed with: {message}"
+        named[gid] = message
+    return named
 
 
 def checks_file(module: Module) -> Path:
@@ -294,7 +373,7 @@ class Scope:
         AssertionError saying `what` was run and what happened instead."""
         raised = self.raises(code, **inputs)
         assert raised is not None, f"{what} should raise {error}"
-        assert raised.type == error, f"{what} should raise {error}, raised {raised.type}: {raised.message}"
+        assert raised.type == error, f"{what} should raise {error}, raised {raised.said}"
         missing = [n for n in needles if n not in raised.message]
         assert not missing, f"{what}: the error should name {', '.join(needles)}, got: {raised.message}"
         return raised
@@ -377,7 +456,7 @@ def requires(s: Scope, expr: str, ok, what: str, task: str, this: str, describe=
     if describe is not None:
         brief = describe(got)
     else:
-        brief = (f"it raised {got.type}: {got.message}" if isinstance(got, StudentError) else f"got {got!r}")[:300]
+        brief = f"it raised {got.said}" if isinstance(got, StudentError) else f"got {got!r}"[:300]
     assert good, f"Task {this} calls Task {task}, and {what} ({brief}): make Task {task}'s tests pass first"
 
 
@@ -482,7 +561,7 @@ class OutsideChecks(NbGraderPreprocessor):
                             "check per test cell (source/AUTHORING.md) before grading this module")
         start = time.monotonic()
         timeout = self.timeout or _number(self.config.get("Execute", {}).get("timeout")) or 60
-        outcomes = run_checks(module, nb, checks, timeout=timeout, budget=self.budget)
+        outcomes = name_causes(nb, run_checks(module, nb, checks, timeout=timeout, budget=self.budget), checks)
         for cell in nb.cells:
             message = outcomes.get(cell.metadata.get("nbgrader", {}).get("grade_id"))
             if message:

@@ -41,3 +41,30 @@ def build_before_generate(assignment: str, student: str, notebooks: list[str], *
             log.error(f"{py}: {error}: generating from the last build of {ipynb.name}")
             continue
         log.info(f"{ipynb.name}: {'rebuilt' if changed else 'up to date'} from {py.name}")
+
+
+from nbgrader.preprocessors import NbGraderPreprocessor  # noqa: E402
+
+
+class NameStubs(NbGraderPreprocessor):
+    """After ClearSolutions: each bare `raise NotImplementedError()` stub in a solution cell names its
+    module, task and function, as a student's export does (tito/export.py), so Run All in the
+    student's notebook says which task is unfinished, not a bare `NotImplementedError:`."""
+
+    def preprocess(self, nb, resources):
+        from .export import STUB, _stub_message
+
+        name = resources.get("nbgrader", {}).get("notebook") or resources.get("unique_key", "")
+        if not (name[:2].isdigit() and name[2:3] == "_"):
+            return nb, resources
+        module = Module(name[:2], name)
+        for cell in nb.cells:
+            if cell.cell_type != "code" or not cell.metadata.get("nbgrader", {}).get("solution"):
+                continue
+            lines = cell.source.splitlines()
+            for i, line in enumerate(lines):
+                m = STUB.match(line)
+                if m:
+                    lines[i] = f"{m.group('indent')}raise NotImplementedError({_stub_message(module, lines, i)!r})"
+            cell.source = "\n".join(lines)
+        return nb, resources

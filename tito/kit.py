@@ -3,7 +3,7 @@
 What goes in (everything else stays with the instructor):
 
   release/NN_name/NN_name.ipynb   nbgrader's student notebooks (no solutions, no hidden tests)
-  tinytorch_lib/                  hand-written files (__init__.py, timing.py, plotting.py) and, per module, the
+  tinytorch_lib/                  hand-written files (__init__.py, testing.py, timing.py, plotting.py) and, per module, the
                                   export of its RELEASE notebook: given code + stubs that raise
                                   NotImplementedError naming module, task and function
   solutions/                      released solutions (`--solutions-through NN`), when there are any
@@ -68,7 +68,7 @@ def parse_modules(spec: str | None) -> list[Module]:
 
 
 def hand_written() -> list[str]:
-    """tinytorch_lib files that no module exports (__init__.py, timing.py, plotting.py)."""
+    """tinytorch_lib files that no module exports (__init__.py, testing.py, timing.py, plotting.py)."""
     return sorted({p.name for p in LIBRARY.glob("*.py")} - set(LIBRARY_FILES.values()))
 
 

@@ -105,7 +105,7 @@ def library_folder(pythonpath: str) -> Path | None:
 
 def visible_library(library: Path, assignment: str) -> list[str]:
     """The tinytorch_lib files a kernel grading `assignment` (a folder name, "06_optimizers") may import:
-    the hand-written ones (__init__.py, timing.py, plotting.py) and the files of the modules before it. The graded
+    the hand-written ones (__init__.py, testing.py, timing.py, plotting.py) and the files of the modules before it. The graded
     module's own file and every later one stay outside, so a solution cell that imports the course's
     reference of its own task gets an ImportError and scores what the student's code earns."""
     from .modules import LIBRARY_FILES

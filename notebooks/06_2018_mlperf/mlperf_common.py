@@ -19,6 +19,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 import tinytorch_lib  # noqa: E402
 
+
+
+def _unfinished_without_traceback(kind, error, traceback) -> None:
+    """A script stopped by tinytorch_lib.check_ready prints its message alone (module, task, the command
+    to run); every other error keeps its traceback. (In a notebook, IPython does the same.)"""
+    if issubclass(kind, tinytorch_lib.Unfinished):
+        print(f"{kind.__name__}: {error}", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, error, traceback)
+
+
+if not IN_NOTEBOOK:
+    sys.excepthook = _unfinished_without_traceback
+
 # MLPERF_QUICK=1 (or --quick): smaller sweeps and fewer tokens, for the test suite. Every figure is
 # still measured; the run says it was quick.
 QUICK = os.environ.get("MLPERF_QUICK") == "1" or "--quick" in sys.argv

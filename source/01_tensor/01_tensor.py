@@ -34,12 +34,16 @@
 # | 01.6 | `reshape` and `transpose` | 4 |
 #
 # Work through the cells in order. Each task is a function with a
-# `raise NotImplementedError()` for you to replace; the cell after it tests it.
+# `raise NotImplementedError(...)` line for you to replace (its message names
+# the task); the cell after it tests it.
 # When all tests pass, run `tito module export 01` to put your `Tensor` into
 # `tinytorch_lib/tensor.py`, where the later modules import it.
 
 # %% tags=["export"]
 import numpy as np
+
+# %%
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 # %% [markdown]
 # ## 1. Data, dtype and bytes
@@ -214,18 +218,21 @@ class Tensor:
 
 # %% nbgrader={"grade": true, "grade_id": "test_01_1_tensor", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 01.1
-t = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
-assert isinstance(t.data, np.ndarray), f"self.data should be an np.ndarray, got {type(t.data).__name__}"
-assert t.shape == (2, 3), f"shape: expected (2, 3), got {t.shape}"
-assert t.dtype == np.float32, f"a list of Python floats should become float32, got {t.dtype}"
-assert t.nbytes == 24, f"nbytes of a (2, 3) float32 tensor: expected 6 * 4 = 24, got {t.nbytes}"
+from tinytorch_lib.testing import task
 
-q = Tensor(np.array([1, -2, 127], dtype=np.int8))
-assert q.dtype == np.int8, f"an int8 array must stay int8 (Module 15 depends on it), got {q.dtype}"
-assert q.nbytes == 3, f"nbytes of 3 int8 values: expected 3, got {q.nbytes}"
+with task("01.1"):
+    t = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert isinstance(t.data, np.ndarray), f"self.data should be an np.ndarray, got {type(t.data).__name__}"
+    assert t.shape == (2, 3), f"shape: expected (2, 3), got {t.shape}"
+    assert t.dtype == np.float32, f"a list of Python floats should become float32, got {t.dtype}"
+    assert t.nbytes == 24, f"nbytes of a (2, 3) float32 tensor: expected 6 * 4 = 24, got {t.nbytes}"
 
-h = Tensor([1, 2, 3], dtype=np.float16)
-assert h.dtype == np.float16 and h.nbytes == 6, f"dtype=float16: expected float16 and 6 bytes, got {h.dtype}, {h.nbytes}"
+    q = Tensor(np.array([1, -2, 127], dtype=np.int8))
+    assert q.dtype == np.int8, f"an int8 array must stay int8 (Module 15 depends on it), got {q.dtype}"
+    assert q.nbytes == 3, f"nbytes of 3 int8 values: expected 3, got {q.nbytes}"
+
+    h = Tensor([1, 2, 3], dtype=np.float16)
+    assert h.dtype == np.float16 and h.nbytes == 6, f"dtype=float16: expected float16 and 6 bytes, got {h.dtype}, {h.nbytes}"
 print("Task 01.1 visible tests passed")
 
 # %% [markdown]
@@ -354,15 +361,18 @@ def broadcast_shape(shape_a: tuple, shape_b: tuple) -> tuple:
 
 # %% nbgrader={"grade": true, "grade_id": "test_01_2_broadcast", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 01.2
-for a, b, want in [((32, 10), (10,), (32, 10)), ((8, 1, 5), (6, 1), (8, 6, 5)), ((), (3,), (3,))]:
-    got = broadcast_shape(a, b)
-    assert got == want, f"broadcast_shape({a}, {b}): expected {want}, got {got}"
-try:
-    broadcast_shape((3, 4), (4, 3))
-except ValueError as e:
-    assert "(3, 4)" in str(e) and "(4, 3)" in str(e), f"the error should name both shapes, got: {e}"
-else:
-    raise AssertionError("broadcast_shape((3, 4), (4, 3)) should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("01.2"):
+    for a, b, want in [((32, 10), (10,), (32, 10)), ((8, 1, 5), (6, 1), (8, 6, 5)), ((), (3,), (3,))]:
+        got = broadcast_shape(a, b)
+        assert got == want, f"broadcast_shape({fmt(a)}, {b}): expected {fmt(want)}, got {fmt(got)}"
+    try:
+        broadcast_shape((3, 4), (4, 3))
+    except ValueError as e:
+        assert "(3, 4)" in str(e) and "(4, 3)" in str(e), f"the error should name both shapes, got: {e}"
+    else:
+        raise AssertionError("broadcast_shape((3, 4), (4, 3)) should raise ValueError")
 print("Task 01.2 visible tests passed")
 
 # %% [markdown]
@@ -374,6 +384,14 @@ print("Task 01.2 visible tests passed")
 # (`2 * t`). numpy 2 treats a Python number as a "weak" scalar that adopts the
 # array's dtype, so `int8 tensor + 3` stays int8; a 0-d int64 *array* would
 # not be weak and would promote the result to int64.
+#
+# `Tensor` has these four operators, `-t`, `@`, `sum`/`mean`/`max`, `reshape`,
+# `transpose` and indexing, and deliberately nothing else: no `exp`, `log`,
+# `sqrt` or `**`. Every differentiable operation needs a backward rule (Module
+# 05), so the set stays small. Where a later module needs a function of its
+# own (a sigmoid, a log-softmax, a layer norm), it computes it in numpy on
+# `.data` and records the result as one operation with its own rule (Modules
+# 02, 04, 13). For a square, write `t * t`.
 #
 # ### Task 01.3: `elementwise`
 #
@@ -406,24 +424,27 @@ def elementwise(op, name: str, a, b) -> Tensor:
 
 # %% nbgrader={"grade": true, "grade_id": "test_01_3_elementwise", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 01.3 (they rely on Task 01.2's broadcast_shape)
-try:
-    assert broadcast_shape((2, 3), (3,)) == (2, 3)
-except Exception as e:
-    raise AssertionError(f"Task 01.3 calls broadcast_shape from Task 01.2, and broadcast_shape((2, 3), (3,)) "
-                         f"did not return (2, 3) ({e!r}): make Task 01.2's tests pass first") from None
-x = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
-bias = Tensor([10.0, 20.0, 30.0])
-got = (x + bias).data
-assert np.allclose(got, [[11, 22, 33], [14, 25, 36]]), f"(2, 3) + (3,): got {got}"
-assert np.allclose((x * 2).data, [[2, 4, 6], [8, 10, 12]]), "Tensor * number"
-assert np.allclose((1 - x).data, [[0, -1, -2], [-3, -4, -5]]), "number - Tensor (reflected)"
-assert np.allclose((x / Tensor([[2.0], [4.0]])).data, [[0.5, 1, 1.5], [1, 1.25, 1.5]]), "(2, 3) / (2, 1)"
-try:
-    Tensor(np.zeros((3, 4))) + Tensor(np.zeros((4, 3)))
-except ValueError as e:
-    assert "(3, 4)" in str(e) and "(4, 3)" in str(e), f"the error should name both shapes, got: {e}"
-else:
-    raise AssertionError("(3, 4) + (4, 3) should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("01.3", uses={"01.1": "Tensor", "01.2": "broadcast_shape"}):
+    try:
+        assert broadcast_shape((2, 3), (3,)) == (2, 3)
+    except Exception as e:
+        raise AssertionError(f"Task 01.3 calls broadcast_shape from Task 01.2, and broadcast_shape((2, 3), (3,)) "
+                             f"did not return (2, 3) ({e!r}): make Task 01.2's tests pass first") from None
+    x = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    bias = Tensor([10.0, 20.0, 30.0])
+    got = (x + bias).data
+    assert np.allclose(got, [[11, 22, 33], [14, 25, 36]]), f"(2, 3) + (3,): got {fmt(got)}"
+    assert np.allclose((x * 2).data, [[2, 4, 6], [8, 10, 12]]), "Tensor * number"
+    assert np.allclose((1 - x).data, [[0, -1, -2], [-3, -4, -5]]), "number - Tensor (reflected)"
+    assert np.allclose((x / Tensor([[2.0], [4.0]])).data, [[0.5, 1, 1.5], [1, 1.25, 1.5]]), "(2, 3) / (2, 1)"
+    try:
+        Tensor(np.zeros((3, 4))) + Tensor(np.zeros((4, 3)))
+    except ValueError as e:
+        assert "(3, 4)" in str(e) and "(4, 3)" in str(e), f"the error should name both shapes, got: {e}"
+    else:
+        raise AssertionError("(3, 4) + (4, 3) should raise ValueError")
 print("Task 01.3 visible tests passed")
 
 # %% [markdown]
@@ -460,18 +481,21 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
 
 # %% nbgrader={"grade": true, "grade_id": "test_01_4_matmul", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 01.4
-A = Tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])  # (3, 2)
-B = Tensor([[1.0, 0.0, 2.0], [0.0, 1.0, 3.0]])     # (2, 3)
-C = A @ B
-assert C.shape == (3, 3), f"(3, 2) @ (2, 3): expected shape (3, 3), got {C.shape}"
-assert np.allclose(C.data, [[1, 2, 8], [3, 4, 18], [5, 6, 28]]), f"wrong product: {C.data}"
-try:
-    Tensor(np.ones((3, 4))) @ Tensor(np.ones((5, 2)))
-except ValueError as e:
-    assert "(3, 4)" in str(e) and "(5, 2)" in str(e) and "4" in str(e) and "5" in str(e), \
-        f"the error should name both shapes and the inner dimensions, got: {e}"
-else:
-    raise AssertionError("(3, 4) @ (5, 2) should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("01.4", uses={"01.1": "Tensor"}):
+    A = Tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])  # (3, 2)
+    B = Tensor([[1.0, 0.0, 2.0], [0.0, 1.0, 3.0]])     # (2, 3)
+    C = A @ B
+    assert C.shape == (3, 3), f"(3, 2) @ (2, 3): expected shape (3, 3), got {C.shape}"
+    assert np.allclose(C.data, [[1, 2, 8], [3, 4, 18], [5, 6, 28]]), f"wrong product: {fmt(C.data)}"
+    try:
+        Tensor(np.ones((3, 4))) @ Tensor(np.ones((5, 2)))
+    except ValueError as e:
+        assert "(3, 4)" in str(e) and "(5, 2)" in str(e) and "4" in str(e) and "5" in str(e), \
+            f"the error should name both shapes and the inner dimensions, got: {e}"
+    else:
+        raise AssertionError("(3, 4) @ (5, 2) should raise ValueError")
 print("Task 01.4 visible tests passed")
 
 # %% [markdown]
@@ -512,17 +536,20 @@ def reduce(a: Tensor, kind: str, axis=None, keepdims: bool = False) -> Tensor:
 
 # %% nbgrader={"grade": true, "grade_id": "test_01_5_reduce", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 01.5
-x = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
-assert np.isclose(x.sum().item(), 21.0), f"sum of everything: expected 21, got {x.sum()}"
-assert np.allclose(x.sum(axis=0).data, [5, 7, 9]), f"sum(axis=0): got {x.sum(axis=0).data}"
-assert x.mean(axis=1, keepdims=True).shape == (2, 1), f"mean(axis=1, keepdims=True): got shape {x.mean(axis=1, keepdims=True).shape}"
-assert np.allclose(x.max(axis=-1).data, [3, 6]), f"max(axis=-1): got {x.max(axis=-1).data}"
-try:
-    x.sum(axis=2)
-except ValueError as e:
-    assert "2" in str(e) and "(2, 3)" in str(e), f"the error should name the axis and the shape, got: {e}"
-else:
-    raise AssertionError("sum(axis=2) of a (2, 3) tensor should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("01.5", uses={"01.1": "Tensor"}):
+    x = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert np.isclose(x.sum().item(), 21.0), f"sum of everything: expected 21, got {fmt(x.sum())}"
+    assert np.allclose(x.sum(axis=0).data, [5, 7, 9]), f"sum(axis=0): got {fmt(x.sum(axis=0).data)}"
+    assert x.mean(axis=1, keepdims=True).shape == (2, 1), f"mean(axis=1, keepdims=True): got shape {x.mean(axis=1, keepdims=True).shape}"
+    assert np.allclose(x.max(axis=-1).data, [3, 6]), f"max(axis=-1): got {fmt(x.max(axis=-1).data)}"
+    try:
+        x.sum(axis=2)
+    except ValueError as e:
+        assert "2" in str(e) and "(2, 3)" in str(e), f"the error should name the axis and the shape, got: {e}"
+    else:
+        raise AssertionError("sum(axis=2) of a (2, 3) tensor should raise ValueError")
 print("Task 01.5 visible tests passed")
 
 # %% [markdown]
@@ -581,17 +608,20 @@ def transpose(a: Tensor, *axes) -> Tensor:
 
 # %% nbgrader={"grade": true, "grade_id": "test_01_6_layout", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 01.6
-x = Tensor(np.arange(6, dtype=np.float32).reshape(2, 3))
-assert x.reshape(3, 2).shape == (3, 2), f"reshape(3, 2): got {x.reshape(3, 2).shape}"
-assert x.reshape((6,)).shape == (6,), "reshape((6,)) with a tuple"
-assert x.reshape(-1, 2).shape == (3, 2), f"reshape(-1, 2): expected (3, 2), got {x.reshape(-1, 2).shape}"
-assert np.array_equal(x.T.data, [[0, 3], [1, 4], [2, 5]]), f"x.T: got {x.T.data}"
-try:
-    x.reshape(4, 2)
-except ValueError as e:
-    assert "(2, 3)" in str(e) and "(4, 2)" in str(e), f"the error should name both shapes, got: {e}"
-else:
-    raise AssertionError("reshape of 6 elements into (4, 2) should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("01.6", uses={"01.1": "Tensor"}):
+    x = Tensor(np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert x.reshape(3, 2).shape == (3, 2), f"reshape(3, 2): got {x.reshape(3, 2).shape}"
+    assert x.reshape((6,)).shape == (6,), "reshape((6,)) with a tuple"
+    assert x.reshape(-1, 2).shape == (3, 2), f"reshape(-1, 2): expected (3, 2), got {x.reshape(-1, 2).shape}"
+    assert np.array_equal(x.T.data, [[0, 3], [1, 4], [2, 5]]), f"x.T: got {fmt(x.T.data)}"
+    try:
+        x.reshape(4, 2)
+    except ValueError as e:
+        assert "(2, 3)" in str(e) and "(4, 2)" in str(e), f"the error should name both shapes, got: {e}"
+    else:
+        raise AssertionError("reshape of 6 elements into (4, 2) should raise ValueError")
 print("Task 01.6 visible tests passed")
 
 # %% [markdown]

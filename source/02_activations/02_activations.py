@@ -45,6 +45,7 @@ from tinytorch_lib.tensor import Tensor, record
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 print(tinytorch_lib.origin("tensor"))
 
@@ -98,12 +99,17 @@ class ReLU(Activation):
 
 # %% nbgrader={"grade": true, "grade_id": "test_02_1_relu", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 02.1
-x = Tensor([[-2.0, 0.0, 3.0], [1.5, -0.5, 7.0]])
-y = ReLU()(x)
-assert isinstance(y, Tensor), f"ReLU should return a Tensor, got {type(y).__name__}"
-assert y.shape == (2, 3), f"shape: expected (2, 3), got {y.shape}"
-assert np.array_equal(y.data, [[0, 0, 3], [1.5, 0, 7]]), f"ReLU([[-2, 0, 3], [1.5, -0.5, 7]]): got {y.data}"
-assert y.dtype == np.float32, f"float32 in should give float32 out, got {y.dtype}"
+from tinytorch_lib.testing import task
+
+with task("02.1"):
+    x = Tensor([[-2.0, 0.0, 3.0], [1.5, -0.5, 7.0]])
+    y = ReLU()(x)
+    assert isinstance(y, Tensor), f"ReLU should return a Tensor, got {type(y).__name__}"
+    assert y.shape == (2, 3), f"shape: expected (2, 3), got {y.shape}"
+    assert np.array_equal(y.data, [[0, 0, 3], [1.5, 0, 7]]), f"ReLU([[-2, 0, 3], [1.5, -0.5, 7]]): got {fmt(y.data)}"
+    assert y.dtype == np.float32, f"float32 in should give float32 out, got {y.dtype}"
+    y64 = ReLU()(Tensor(np.array([[-1.0, 0.5]])))  # a float64 input
+    assert y64.dtype == np.float64, f"ReLU() of a float64 input: keep the input's float dtype, expected float64, got {y64.dtype}"
 print("Task 02.1 visible tests passed")
 
 # %% [markdown]
@@ -137,13 +143,18 @@ class Sigmoid(Activation):
 
 # %% nbgrader={"grade": true, "grade_id": "test_02_2_sigmoid", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 02.2
-y = Sigmoid()(Tensor([0.0, 2.0, -2.0]))
-want = 1 / (1 + np.exp(-np.array([0.0, 2.0, -2.0])))
-assert np.allclose(y.data, want, atol=1e-6), f"sigmoid([0, 2, -2]): expected {want}, got {y.data}"
-with np.errstate(over="raise", invalid="raise"):  # an overflow fails this test
-    big = Sigmoid()(Tensor([-1000.0, 1000.0]))
-assert np.allclose(big.data, [0.0, 1.0]), f"sigmoid([-1000, 1000]): expected [0, 1], got {big.data}"
-assert big.dtype == np.float32, f"float32 in should give float32 out, got {big.dtype}"
+from tinytorch_lib.testing import task
+
+with task("02.2"):
+    y = Sigmoid()(Tensor([0.0, 2.0, -2.0]))
+    want = 1 / (1 + np.exp(-np.array([0.0, 2.0, -2.0])))
+    assert np.allclose(y.data, want, atol=1e-6), f"sigmoid([0, 2, -2]): expected {fmt(want)}, got {fmt(y.data)}"
+    with np.errstate(over="raise", invalid="raise"):  # an overflow fails this test
+        big = Sigmoid()(Tensor([-1000.0, 1000.0]))
+    assert np.allclose(big.data, [0.0, 1.0]), f"sigmoid([-1000, 1000]): expected [0, 1], got {fmt(big.data)}"
+    assert big.dtype == np.float32, f"float32 in should give float32 out, got {big.dtype}"
+    y64 = Sigmoid()(Tensor(np.array([[-1.0, 0.5]])))  # a float64 input
+    assert y64.dtype == np.float64, f"Sigmoid() of a float64 input: keep the input's float dtype, expected float64, got {y64.dtype}"
 print("Task 02.2 visible tests passed")
 
 # %% [markdown]
@@ -191,11 +202,16 @@ class GELU(Activation):
 
 # %% nbgrader={"grade": true, "grade_id": "test_02_3_tanh_gelu", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 02.3
-t = Tanh()(Tensor([-1.0, 0.0, 1.0]))
-assert np.allclose(t.data, np.tanh([-1.0, 0.0, 1.0]), atol=1e-6), f"tanh([-1, 0, 1]): got {t.data}"
-g = GELU()(Tensor([0.0, 1.0, -1.0]))
-assert np.allclose(g.data, [0.0, 0.8412, -0.1588], atol=1e-4), f"gelu([0, 1, -1]): expected [0, 0.8412, -0.1588], got {g.data}"
-assert g.dtype == np.float32 and t.dtype == np.float32, f"float32 in should give float32 out, got {g.dtype}, {t.dtype}"
+from tinytorch_lib.testing import task
+
+with task("02.3"):
+    t = Tanh()(Tensor([-1.0, 0.0, 1.0]))
+    assert np.allclose(t.data, np.tanh([-1.0, 0.0, 1.0]), atol=1e-6), f"tanh([-1, 0, 1]): got {fmt(t.data)}"
+    g = GELU()(Tensor([0.0, 1.0, -1.0]))
+    assert np.allclose(g.data, [0.0, 0.8412, -0.1588], atol=1e-4), f"gelu([0, 1, -1]): expected [0, 0.8412, -0.1588], got {fmt(g.data)}"
+    assert g.dtype == np.float32 and t.dtype == np.float32, f"float32 in should give float32 out, got {g.dtype}, {t.dtype}"
+    y64 = GELU()(Tensor(np.array([[-1.0, 0.5]])))  # a float64 input
+    assert y64.dtype == np.float64, f"GELU() of a float64 input: keep the input's float dtype, expected float64, got {y64.dtype}"
 print("Task 02.3 visible tests passed")
 
 # %% [markdown]
@@ -237,14 +253,19 @@ class Softmax(Activation):
 
 # %% nbgrader={"grade": true, "grade_id": "test_02_4_softmax", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 02.4
-p = Softmax()(Tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]))
-assert p.shape == (2, 3), f"shape: expected (2, 3), got {p.shape}"
-assert np.allclose(p.data.sum(axis=-1), 1.0), f"each row should sum to 1, got {p.data.sum(axis=-1)}"
-assert np.allclose(p.data[1], 1 / 3), f"equal logits give equal probabilities, got {p.data[1]}"
-with np.errstate(over="raise", invalid="raise"):  # an overflow fails this test
-    big = Softmax()(Tensor([[1000.0, 1001.0, 1002.0]]))
-assert not np.isnan(big.data).any(), f"logits of 1000 gave NaN: {big.data}"
-assert np.allclose(big.data, [[0.0900, 0.2447, 0.6652]], atol=1e-4), f"softmax([1000, 1001, 1002]): got {big.data}"
+from tinytorch_lib.testing import task
+
+with task("02.4"):
+    p = Softmax()(Tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]))
+    assert p.shape == (2, 3), f"shape: expected (2, 3), got {p.shape}"
+    assert np.allclose(p.data.sum(axis=-1), 1.0), f"each row should sum to 1, got {fmt(p.data.sum(axis=-1))}"
+    assert np.allclose(p.data[1], 1 / 3), f"equal logits give equal probabilities, got {fmt(p.data[1])}"
+    with np.errstate(over="raise", invalid="raise"):  # an overflow fails this test
+        big = Softmax()(Tensor([[1000.0, 1001.0, 1002.0]]))
+    assert not np.isnan(big.data).any(), f"logits of 1000 gave NaN: {fmt(big.data)}"
+    assert np.allclose(big.data, [[0.0900, 0.2447, 0.6652]], atol=1e-4), f"softmax([1000, 1001, 1002]): got {fmt(big.data)}"
+    y64 = Softmax()(Tensor(np.array([[-1.0, 0.5]])))  # a float64 input
+    assert y64.dtype == np.float64, f"Softmax() of a float64 input: keep the input's float dtype, expected float64, got {y64.dtype}"
 print("Task 02.4 visible tests passed")
 
 # %% [markdown]

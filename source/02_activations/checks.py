@@ -6,6 +6,7 @@ expected value and comparison stays here.
 """
 import numpy as np
 
+from tinytorch_lib import fmt
 from tito.checks import StudentError, check
 
 # What the activation returned, as data: (data, dtype, type name of the result).
@@ -24,7 +25,7 @@ def act(s, name: str, x, strict: bool = False):
         raise AssertionError(f"{name} on {x.dtype} input of shape {x.shape} (values {show(x)}) must not overflow, "
                              f"but numpy reported: {e.message}" + (f" (at {e.at})" if e.at else "")) from None
     data, dtype, kind = s.value(DESCRIBE)
-    assert data is not None, f"{name} should return a Tensor, got {kind}"
+    assert data is not None, f"{name} should return a Tensor, got {fmt(kind)}"
     return data, dtype
 
 
@@ -104,7 +105,7 @@ def softmax(s):
         got, _ = act(s, f"Softmax(axis={axis})", r, strict=True)
         e = np.exp(r - r.max(axis=axis, keepdims=True))
         assert got.shape == r.shape and np.allclose(got, e / e.sum(axis=axis, keepdims=True)), \
-            f"Softmax(axis={axis}) of a random float64 (2, 5, 7) array of scale 50: should sum to 1 along axis {axis}"
+            f"Softmax(axis={fmt(axis)}) of a random float64 (2, 5, 7) array of scale 50: should sum to 1 along axis {fmt(axis)}"
     shifted, _ = act(s, "Softmax()", r + 123.0)
     plain, _ = act(s, "Softmax()", r)
     assert np.allclose(shifted, plain), "softmax should be shift invariant: softmax(x + 123) == softmax(x)"

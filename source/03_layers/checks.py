@@ -8,6 +8,7 @@ compare those records here.
 """
 import numpy as np
 
+from tinytorch_lib import fmt
 from tito.checks import StudentError, check
 
 # The notebook's own (visible, not exported) test modules: Scale(w) and Masked(n).
@@ -50,7 +51,7 @@ def hooks(s):
     s.run(HELPERS + "m = Scale([2.0, 3.0])\nx = Tensor([1.0, 1.0])\ncalls = []")
     s.run("y = m(x)")
     kind, got = s.value("(type(y).__name__, y.data if isinstance(y, Tensor) else None)")
-    assert got is not None and np.allclose(got, [2, 3]), f"Scale([2, 3])(x=[1, 1]): expected a Tensor [2, 3], got {kind} {got}"
+    assert got is not None and np.allclose(got, [2, 3]), f"Scale([2, 3])(x=[1, 1]): expected a Tensor [2, 3], got {fmt(kind)} {fmt(got)}"
     s.run("pre = m.register_forward_pre_hook(lambda mod, args: calls.append(('pre', id(mod), len(args))))\n"
           "post = m.register_forward_hook(lambda mod, args, out: calls.append(('post', out.data.tolist())))\n"
           "m(x)")
@@ -62,9 +63,9 @@ def hooks(s):
     calls = s.value("calls")
     assert calls == [], f"after handle.remove() no hook should run, got calls {calls}"
     got = s.value("(lambda h: (m(x).data, h.remove())[0])(m.register_forward_pre_hook(lambda mod, args: (args[0] * 10,)))")
-    assert np.allclose(got, [20, 30]), f"a pre-hook returning (x * 10,): expected forward to see [10, 10] and give [20, 30], got {got}"
+    assert np.allclose(got, [20, 30]), f"a pre-hook returning (x * 10,): expected forward to see [10, 10] and give [20, 30], got {fmt(got)}"
     got = s.value("(lambda h: (m(x).data, h.remove())[0])(m.register_forward_hook(lambda mod, args, out: out + 1))")
-    assert np.allclose(got, [3, 4]), f"a hook returning out + 1: expected output [3, 4], got {got}"
+    assert np.allclose(got, [3, 4]), f"a hook returning out + 1: expected output [3, 4], got {fmt(got)}"
     # hidden cases: a pre-hook returning a non-tuple, keyword arguments, chained replacements, order
     s.run("m = Scale([2.0, 3.0])\nlog = []\nhs = [\n"
           "    m.register_forward_pre_hook(lambda mod, args: args[0] + 1),\n"
@@ -76,12 +77,12 @@ def hooks(s):
     got = attempt(s, "m(Tensor([1.0, 1.0]), times=3).data")
     assert not isinstance(got, StudentError), \
         f"a pre-hook returning x + 1 (a Tensor, not a tuple) on Scale([2, 3]) with x=[1, 1]: it should replace args " \
-        f"by the 1-tuple (x + 1,), but calling the module raised {got.type}: {got.message}"
+        f"by the 1-tuple (x + 1,), but calling the module raised {got.said}"
     assert np.allclose(got, [24, 36]), \
-        f"pre-hook x+1 (not a tuple), kwargs times=3, hook out*2, on Scale([2, 3]) with x=[1, 1]: expected [24, 36], got {got}"
+        f"pre-hook x+1 (not a tuple), kwargs times=3, hook out*2, on Scale([2, 3]) with x=[1, 1]: expected [24, 36], got {fmt(got)}"
     log = s.value("log")
     assert log == [[2.0, 2.0], [2.0, 2.0], [24.0, 36.0]], \
-        f"hooks run in registration order, later ones see replaced args and output: expected log [[2, 2], [2, 2], [24, 36]], got {log}"
+        f"hooks run in registration order, later ones see replaced args and output: expected log [[2, 2], [2, 2], [24, 36]], got {fmt(log)}"
     s.run("for h in hs:\n    h.remove()\nonce = []\n"
           "def remove_self(mod, args, out):\n    once.append(1)\n    h.remove()\n"
           "h = m.register_forward_hook(remove_self)")
@@ -91,33 +92,33 @@ def hooks(s):
         f"{error and error.message}" + (f" (at {error.at})" if error and error.at else "") + \
         (" (iterate over a copy of the hooks: list(...))" if error and "changed size" in error.message else "")
     once = s.value("len(once)")
-    assert once == 1, f"a hook that removes itself (handle.remove() inside the hook) should run once, ran {once} times"
+    assert once == 1, f"a hook that removes itself (handle.remove() inside the hook) should run once, ran {fmt(once)} times"
 
 
 @check("test_03_2_walk")
 def walk(s):
     s.run(HELPERS + NET)
     got = s.value("names(walk_modules(net))")
-    assert got == ["", "0", "1", "1.0", "1.1"], f"walk_modules(net) names: expected ['', '0', '1', '1.0', '1.1'], got {got}"
+    assert got == ["", "0", "1", "1.0", "1.1"], f"walk_modules(net) names: expected ['', '0', '1', '1.0', '1.1'], got {fmt(got)}"
     got, want = s.value("(id(walk_modules(net)[3][1]), id(net[1][0]))")
     assert got == want, "walk_modules(net): the module named '1.0' should be net[1][0]"
     got = s.value("names(walk_tensors(net, '_parameters'))")
-    assert got == ["0.w", "1.0.w", "1.1.w"], f"walk_tensors(net, '_parameters') names: expected ['0.w', '1.0.w', '1.1.w'], got {got}"
+    assert got == ["0.w", "1.0.w", "1.1.w"], f"walk_tensors(net, '_parameters') names: expected ['0.w', '1.0.w', '1.1.w'], got {fmt(got)}"
     got, want = s.value("(id(walk_tensors(net, '_parameters')[2][1]), id(net[1][1].w))")
     assert got == want, "the tensor named '1.1.w' should be net[1][1].w itself, not a copy"
     got = s.value("names(walk_tensors(net, '_buffers'))")
-    assert got == ["1.0.mask"], f"walk_tensors(net, '_buffers') names: expected ['1.0.mask'], got {got}"
+    assert got == ["1.0.mask"], f"walk_tensors(net, '_buffers') names: expected ['1.0.mask'], got {fmt(got)}"
     got = s.value("len(net.parameters())")
-    assert got == 3, f"net.parameters(): expected 3 parameters, got {got}"
+    assert got == 3, f"net.parameters(): expected 3 parameters, got {fmt(got)}"
     s.run("shared = Scale([5.0])\ntied = Sequential(shared, Masked(1), shared)")
     got = s.value("names(walk_modules(tied))")
     assert got == ["", "0", "1"], \
-        f"Sequential(shared, Masked(1), shared): a shared module is listed once, expected ['', '0', '1'], got {got}"
+        f"Sequential(shared, Masked(1), shared): a shared module is listed once, expected ['', '0', '1'], got {fmt(got)}"
     got = s.value("names(walk_tensors(tied, '_parameters'))")
-    assert got == ["0.w", "1.w"], f"Sequential(shared, Masked(1), shared): expected parameters ['0.w', '1.w'], got {got}"
+    assert got == ["0.w", "1.w"], f"Sequential(shared, Masked(1), shared): expected parameters ['0.w', '1.w'], got {fmt(got)}"
     got = s.value("names(walk_modules(net, prefix='model'))")
     assert got == ["model", "model.0", "model.1", "model.1.0", "model.1.1"], \
-        f"walk_modules(net, prefix='model'): expected ['model', 'model.0', 'model.1', 'model.1.0', 'model.1.1'], got {got}"
+        f"walk_modules(net, prefix='model'): expected ['model', 'model.0', 'model.1', 'model.1.0', 'model.1.1'], got {fmt(got)}"
     s.run("class TwoNames(Module):\n"
           "    def __init__(self):\n"
           "        super().__init__()\n"
@@ -127,11 +128,11 @@ def walk(s):
           "        self.c = Parameter([2.0])\n")
     got = s.value("names(walk_tensors(TwoNames(), '_parameters'))")
     assert got == ["a", "c"], \
-        f"a module with parameters a, b = a (the same tensor) and c: a tensor under two names is listed once (first name), expected ['a', 'c'], got {got}"
+        f"a module with parameters a, b = a (the same tensor) and c: a tensor under two names is listed once (first name), expected ['a', 'c'], got {fmt(got)}"
     got = s.value("names(walk_tensors(TwoNames(), '_buffers'))")
-    assert got == [], f"a None buffer (register_buffer('empty', None)) should be skipped: expected [], got {got}"
+    assert got == [], f"a None buffer (register_buffer('empty', None)) should be skipped: expected [], got {fmt(got)}"
     got = s.value("names(walk_tensors(Scale([1.0]), '_buffers'))")
-    assert got == [], f"walk_tensors of a module without buffers: expected [], got {got}"
+    assert got == [], f"walk_tensors of a module without buffers: expected [], got {fmt(got)}"
 
 
 @check("test_03_3_submodule")
@@ -147,15 +148,15 @@ def submodule(s):
     got, want = s.value("(id(net[1][0]), id(new))")
     assert got == want, "set_submodule(net, '1.0', new): net[1][0] should now be new"
     got = s.value("list(net[1]._modules)")
-    assert got == ["0", "1"], f"the replaced child keeps its place: expected ['0', '1'], got {got}"
+    assert got == ["0", "1"], f"the replaced child keeps its place: expected ['0', '1'], got {fmt(got)}"
     got = s.value("names(net.named_parameters())")
-    assert got[1:2] == ["1.0.w"], f"named_parameters() should see the new module at '1.0.w', got {got}"
+    assert got[1:2] == ["1.0.w"], f"named_parameters() should see the new module at '1.0.w', got {fmt(got)}"
     s.expect_error("get_submodule(net, '7')", "get_submodule(net, '7')", ("'7'", "root", "Sequential"),
                    error="AttributeError")
     s.expect_error("set_submodule(net, '1.9', Scale([1.0]))",
                    "set_submodule(net, '1.9', ...) (it replaces, it does not add)", ("'9'",), error="AttributeError")
     got = s.value("list(net[1]._modules)")
-    assert got == ["0", "1"], f"a failed set_submodule must not add a child: net[1] has children {got}"
+    assert got == ["0", "1"], f"a failed set_submodule must not add a child: net[1] has children {fmt(got)}"
     for bad_new in ("np.ones(2)", "'Scale'"):
         s.expect_error(f"set_submodule(net, '0', {bad_new})", f"set_submodule(net, '0', {bad_new}) (not a Module)",
                        error="TypeError")
@@ -163,7 +164,7 @@ def submodule(s):
     s.run("set_submodule(net, '0', Masked(2))")
     kind, bufs = s.value("(type(net[0]).__name__, names(net.named_buffers()))")
     assert kind == "Masked" and bufs == ["0.mask"], \
-        f"set_submodule(net, '0', Masked(2)): net[0] should be the Masked and its buffer named '0.mask', got {kind}, buffers {bufs}"
+        f"set_submodule(net, '0', Masked(2)): net[0] should be the Masked and its buffer named '0.mask', got {fmt(kind)}, buffers {bufs}"
 
 
 @check("test_03_4_state")
@@ -172,14 +173,14 @@ def state(s):
     got = attempt(s, "names(walk_tensors(Masked(2), '_buffers'))")
     assert got == ["mask"], \
         f"Task 03.4 calls walk_tensors from Task 03.2, and walk_tensors(Masked(2), '_buffers') did not give " \
-        f"[('mask', ...)] ({got}): make Task 03.2's tests pass first"
+        f"[('mask', ...)] ({fmt(got)}): make Task 03.2's tests pass first"
     s.run(NET + "\nsd = state_dict(net)")
     keys = s.value("list(sd)")
     assert keys == ["0.w", "1.0.w", "1.1.w", "1.0.mask"], \
         f"state_dict keys: expected ['0.w', '1.0.w', '1.1.w', '1.0.mask'] (parameters, then buffers), got {keys}"
     kind, value = s.value("(type(sd['0.w']).__name__, sd['0.w'] if isinstance(sd['0.w'], np.ndarray) else None)")
     assert value is not None and value.dtype == np.float32, \
-        f"state_dict values: np.ndarray with the tensor's dtype (float32 here), got {kind} {getattr(value, 'dtype', '')}"
+        f"state_dict values: np.ndarray with the tensor's dtype (float32 here), got {fmt(kind)} {getattr(value, 'dtype', '')}"
     s.run("net[0].w.data[0] = 99.0")
     got = s.value("float(sd['0.w'][0])")
     assert got == 1.0, "state_dict must copy: changing the model afterwards changed the saved array"
@@ -187,7 +188,7 @@ def state(s):
     now, before, got = s.value("(id(net[0].w), id(weight), float(net[0].w.data[0]))")
     same = now == before
     assert same and got == 1.0, \
-        f"load_state_dict should copy the values into the existing Parameter (same object: {same}, net[0].w[0] = {got}, expected 1.0)"
+        f"load_state_dict should copy the values into the existing Parameter (same object: {same}, net[0].w[0] = {fmt(got)}, expected 1.0)"
     s.run("bad = dict(sd)\ndel bad['1.1.w']\nbad['1.1.v'] = np.zeros(2)\nbad['0.w'] = np.zeros(3)")
     s.expect_error("load_state_dict(net, bad)",
                    "loading a state with a missing ('1.1.w'), an unexpected ('1.1.v') and a mis-shaped key ('0.w': (2,) vs (3,))",
@@ -198,7 +199,7 @@ def state(s):
           "load_state_dict(net2, {k: Tensor(v) for k, v in state_dict(net).items()})")
     w, mask = s.value("(net2[1][1].w.data, net2[1][0].mask.data)")
     assert np.array_equal(w, [3.0, 4.0]) and np.array_equal(mask, [1.0, 1.0]), \
-        f"load_state_dict with Tensor values: parameters and buffers should be restored, got '1.1.w' {w}, '1.0.mask' {mask}"
+        f"load_state_dict with Tensor values: parameters and buffers should be restored, got '1.1.w' {fmt(w)}, '1.0.mask' {fmt(mask)}"
     s.run("before = net2[0].w.data.copy()\nbad = state_dict(net)\n"
           "bad['1.0.mask'] = np.zeros((2, 2))\nbad['0.w'] = np.array([5.0, 6.0])")
     s.expect_error("load_state_dict(net2, bad)", "a buffer of the wrong shape ('1.0.mask' (2, 2) for (2,))",
@@ -206,12 +207,12 @@ def state(s):
     got = s.value("net2[0].w.data")
     assert np.array_equal(got, [1.0, 2.0]), \
         f"a failed load_state_dict must change nothing: loading a state with '0.w' = [5, 6] and '1.0.mask' of shape " \
-        f"(2, 2) raised, as it should, but '0.w' was [1, 2] before and is now {got} (check everything, then copy)"
+        f"(2, 2) raised, as it should, but '0.w' was [1, 2] before and is now {fmt(got)} (check everything, then copy)"
     s.run("load_state_dict(net2, {k: v.astype(np.float64) for k, v in state_dict(net).items()})")
     got = s.value("net2[0].w.dtype")
-    assert got == np.float32, f"loading float64 values keeps the parameter's float32 dtype, got {got}"
+    assert got == np.float32, f"loading float64 values keeps the parameter's float32 dtype, got {fmt(got)}"
     got = s.value("sorted(state_dict(Scale([1.0]).eval()).keys())")
-    assert got == ["w"], f"state_dict of a single Scale module: expected keys ['w'] (no prefix), got {got}"
+    assert got == ["w"], f"state_dict of a single Scale module: expected keys ['w'] (no prefix), got {fmt(got)}"
     s.run("two_missing = state_dict(net)\ndel two_missing['1.1.w'], two_missing['1.0.mask']")
     s.expect_error("load_state_dict(net2, two_missing)",
                    "a state without '1.1.w' and '1.0.mask' (the error lists them sorted)", ("['1.0.mask', '1.1.w']",))
@@ -231,19 +232,19 @@ def linear(s):
     s.run("info = lambda p: (type(p).__name__, isinstance(p, Parameter), getattr(p, 'shape', None), "
           "getattr(p, 'dtype', None), p.data if isinstance(p, Tensor) else None)")
     kind, is_param, shape, wdtype, w = s.value("info(lin.weight)")
-    assert is_param and shape == (3, 4), f"Linear(4, 3).weight: expected a Parameter (3, 4), got {kind} {shape}"
+    assert is_param and shape == (3, 4), f"Linear(4, 3).weight: expected a Parameter (3, 4), got {fmt(kind)} {shape}"
     kind, is_param, shape, bdtype, b = s.value("info(lin.bias)")
-    assert is_param and shape == (3,), f"Linear(4, 3).bias: expected a Parameter (3,), got {kind} {shape}"
+    assert is_param and shape == (3,), f"Linear(4, 3).bias: expected a Parameter (3,), got {fmt(kind)} {shape}"
     assert wdtype == np.float32 and bdtype == np.float32, f"float32 expected, got {wdtype}, {bdtype}"
     assert np.abs(w).max() <= 0.5, \
-        f"Linear(4, 3): weights should lie in [-1/sqrt(4), 1/sqrt(4)] = [-0.5, 0.5], max |w| is {np.abs(w).max()}"
+        f"Linear(4, 3): weights should lie in [-1/sqrt(4), 1/sqrt(4)] = [-0.5, 0.5], max |w| is {fmt(np.abs(w).max())}"
     x = np.arange(8, dtype=np.float32).reshape(2, 4)
     y = s.value("lin.forward(Tensor(x)).data", x=x)
     want = x.astype(np.float64) @ w.T.astype(np.float64) + b
     assert y.shape == (2, 3) and np.allclose(y, want, atol=1e-5), \
-        f"Linear(4, 3) on x (2, 4) = arange(8): expected {want}, got {y}"
+        f"Linear(4, 3) on x (2, 4) = arange(8): expected {fmt(want)}, got {fmt(y)}"
     got = s.value("list(lin._parameters)")
-    assert got == ["weight", "bias"], f"parameters: expected ['weight', 'bias'], got {got}"
+    assert got == ["weight", "bias"], f"parameters: expected ['weight', 'bias'], got {fmt(got)}"
     s.expect_error("lin.forward(Tensor(np.ones((2, 5), dtype=np.float32)))", "Linear(4, 3) on input (2, 5)",
                    ("4", "(2, 5)"))
     # hidden cases
@@ -256,7 +257,7 @@ def linear(s):
     s.run("nob = Linear(5, 2, bias=False, rng=np.random.default_rng(7))")
     bias, params = s.value("(type(nob.bias).__name__, list(nob._parameters))")
     assert bias == "NoneType" and params == ["weight"], \
-        f"Linear(5, 2, bias=False): expected bias None and parameters ['weight'], got parameters {params}"
+        f"Linear(5, 2, bias=False): expected bias None and parameters ['weight'], got parameters {fmt(params)}"
     x3 = np.random.default_rng(1).standard_normal((2, 3, 5)).astype(np.float32)
     got = s.value("nob.forward(Tensor(x3)).data", x3=x3)
     assert got.shape == (2, 3, 2) and np.allclose(got, x3 @ w.T, atol=1e-5), \
@@ -306,4 +307,4 @@ def dropout(s):
     got, want = s.value("(id(Dropout(0.0).forward(xg)), id(xg))")
     assert got == want, "Dropout(0.0) should return x itself"
     training = s.value("Sequential(Dropout(0.5)).eval()[0].training")
-    assert training is False, f"eval() on a Sequential reaches its Dropout: expected training False, got {training}"
+    assert training is False, f"eval() on a Sequential reaches its Dropout: expected training False, got {fmt(training)}"

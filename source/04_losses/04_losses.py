@@ -38,6 +38,7 @@ from tinytorch_lib.tensor import Tensor, record
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "activations", "layers"):
     print(tinytorch_lib.origin(name))
@@ -90,9 +91,12 @@ def _as_float_tensor(x) -> Tensor:
 # ### Task 04.1: `MSELoss`
 #
 # `forward(pred, target)`: `pred` is a float `Tensor` (the given line converts
-# arrays and integers); `target` a `Tensor` or array-like. Convert the target
-# to a `Tensor` of `pred`'s dtype (it is data, no gradient flows into it). If
-# the shapes differ, raise `ValueError` naming both, e.g.
+# arrays and integers); `target` a `Tensor` or array-like. A target `Tensor` of
+# `pred`'s dtype is used as it is, so when it requires grad the gradient flows
+# into it too, as in PyTorch (`target.grad` is minus `pred.grad`); any other
+# target (an array, a list, a `Tensor` of another dtype) is converted to a
+# `Tensor` of `pred`'s dtype, and is then plain data. If the shapes differ,
+# raise `ValueError` naming both, e.g.
 # `MSELoss: pred shape (4, 1) and target shape (4,) differ`. Return
 # `(d * d).mean()` with `d = pred - target`: a 0-d `Tensor` of `pred`'s dtype.
 
@@ -102,9 +106,10 @@ class MSELoss(Loss):
 
     def forward(self, pred, target) -> Tensor:
         pred = _as_float_tensor(pred)
-        # Task 04.1: target as a Tensor of pred's dtype, check shapes, then (d * d).mean() with Tensor operators
+        # Task 04.1: target as a Tensor of pred's dtype (a Tensor of that dtype as it is), check shapes, then (d * d).mean() with Tensor operators
         ### BEGIN SOLUTION
-        target = Tensor(target.data if isinstance(target, Tensor) else target, dtype=pred.dtype)
+        if not (isinstance(target, Tensor) and target.dtype == pred.dtype):
+            target = Tensor(target.data if isinstance(target, Tensor) else target, dtype=pred.dtype)
         if pred.shape != target.shape:
             raise ValueError(f"MSELoss: pred shape {pred.shape} and target shape {target.shape} differ")
         d = pred - target
@@ -114,17 +119,32 @@ class MSELoss(Loss):
 
 # %% nbgrader={"grade": true, "grade_id": "test_04_1_mse", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 04.1
-loss = MSELoss()(Tensor([[1.0, 2.0], [3.0, 4.0]]), Tensor([[1.0, 0.0], [3.0, 1.0]]))
-assert isinstance(loss, Tensor) and loss.shape == (), f"MSELoss should return a 0-d Tensor, got {loss!r}"
-assert np.isclose(loss.item(), 3.25), f"MSE of pred [[1, 2], [3, 4]] and target [[1, 0], [3, 1]]: expected 13 / 4 = 3.25, got {loss.item()}"
-assert loss.dtype == np.float32, f"float32 pred: expected a float32 loss, got {loss.dtype}"
-assert np.isclose(MSELoss()(Tensor([1.0, 2.0]), [1.0, 4.0]).item(), 2.0), "a plain list as target: MSE([1, 2], [1, 4]) = 2"
-try:
-    MSELoss()(Tensor(np.zeros((4, 1))), Tensor(np.zeros(4)))
-except ValueError as e:
-    assert "(4, 1)" in str(e) and "(4,)" in str(e), f"the error should name both shapes (4, 1) and (4,), got: {e}"
-else:
-    raise AssertionError("MSELoss on pred (4, 1) and target (4,) should raise ValueError, not broadcast to (4, 4)")
+from tinytorch_lib.testing import task
+
+with task("04.1"):
+    loss = MSELoss()(Tensor([[1.0, 2.0], [3.0, 4.0]]), Tensor([[1.0, 0.0], [3.0, 1.0]]))
+    assert isinstance(loss, Tensor) and loss.shape == (), f"MSELoss should return a 0-d Tensor, got {loss!r}"
+    assert np.isclose(loss.item(), 3.25), f"MSE of pred [[1, 2], [3, 4]] and target [[1, 0], [3, 1]]: expected 13 / 4 = 3.25, got {fmt(loss.item())}"
+    assert loss.dtype == np.float32, f"float32 pred: expected a float32 loss, got {loss.dtype}"
+    assert np.isclose(MSELoss()(Tensor([1.0, 2.0]), [1.0, 4.0]).item(), 2.0), "a plain list as target: MSE([1, 2], [1, 4]) = 2"
+    try:
+        MSELoss()(Tensor(np.zeros((4, 1))), Tensor(np.zeros(4)))
+    except ValueError as e:
+        assert "(4, 1)" in str(e) and "(4,)" in str(e), f"the error should name both shapes (4, 1) and (4,), got: {e}"
+    else:
+        raise AssertionError("MSELoss on pred (4, 1) and target (4,) should raise ValueError, not broadcast to (4, 4)")
+    p = Tensor([[1.0, 2.0]], requires_grad=True)
+    t = Tensor([[0.0, 4.0]], requires_grad=True)
+    seen, stack = [], [MSELoss()(p, t)]
+    while stack:  # every Tensor the loss was computed from (Module 05's backward walks the same graph)
+        node = getattr(stack.pop(), "node", None)
+        for x in (node.inputs if node is not None else ()):
+            seen.append(x)
+            stack.append(x)
+    assert any(x is t for x in seen), (
+        "pred [[1, 2]] and target [[0, 4]], both float32 Tensors with requires_grad=True: the target Tensor is not in "
+        "the loss's graph, so no gradient can reach it (PyTorch gives target.grad = -pred.grad); use a target Tensor of "
+        "pred's dtype as it is, not a copy")
 print("Task 04.1 visible tests passed")
 
 # %% [markdown]
@@ -176,20 +196,23 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 # %% nbgrader={"grade": true, "grade_id": "test_04_2_log_softmax", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 04.2
-z = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
-got = log_softmax(z)
-want = np.log(np.exp([1.0, 2.0, 3.0]) / np.exp([1.0, 2.0, 3.0]).sum())
-assert isinstance(got, np.ndarray) and got.shape == (1, 3), f"log_softmax of a (1, 3) array: expected a (1, 3) np.ndarray, got {type(got).__name__} {np.shape(got)}"
-assert np.allclose(got, want, atol=1e-6), f"log_softmax([[1, 2, 3]]): expected {want}, got {got}"
-assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
-two = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], dtype=np.float32)  # two rows: needs keepdims=True
-got2 = log_softmax(two)
-want2 = np.array([want, np.full(3, -np.log(3.0))])
-assert np.shape(got2) == (2, 3) and np.allclose(got2, want2, atol=1e-6), \
-    f"log_softmax([[1, 2, 3], [0, 0, 0]]): expected {want2.round(4).tolist()} (each row on its own; keepdims=True), got {got2}"
-with np.errstate(over="raise", invalid="raise", divide="raise"):  # an overflow fails this test
-    big = log_softmax(np.array([[1000.0, 1001.0, 1002.0]], dtype=np.float32))
-assert np.allclose(big, [[-2.4076, -1.4076, -0.4076]], atol=1e-3), f"log_softmax([[1000, 1001, 1002]]): expected [[-2.4076, -1.4076, -0.4076]], got {big}"
+from tinytorch_lib.testing import task
+
+with task("04.2"):
+    z = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
+    got = log_softmax(z)
+    want = np.log(np.exp([1.0, 2.0, 3.0]) / np.exp([1.0, 2.0, 3.0]).sum())
+    assert isinstance(got, np.ndarray) and got.shape == (1, 3), f"log_softmax of a (1, 3) array: expected a (1, 3) np.ndarray, got {type(got).__name__} {np.shape(got)}"
+    assert np.allclose(got, want, atol=1e-6), f"log_softmax([[1, 2, 3]]): expected {fmt(want)}, got {fmt(got)}"
+    assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
+    two = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], dtype=np.float32)  # two rows: needs keepdims=True
+    got2 = log_softmax(two)
+    want2 = np.array([want, np.full(3, -np.log(3.0))])
+    assert np.shape(got2) == (2, 3) and np.allclose(got2, want2, atol=1e-6), \
+        f"log_softmax([[1, 2, 3], [0, 0, 0]]): expected {want2.round(4).tolist()} (each row on its own; keepdims=True), got {fmt(got2)}"
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # an overflow fails this test
+        big = log_softmax(np.array([[1000.0, 1001.0, 1002.0]], dtype=np.float32))
+    assert np.allclose(big, [[-2.4076, -1.4076, -0.4076]], atol=1e-3), f"log_softmax([[1000, 1001, 1002]]): expected [[-2.4076, -1.4076, -0.4076]], got {fmt(big)}"
 print("Task 04.2 visible tests passed")
 
 # %% [markdown]
@@ -272,21 +295,24 @@ class CrossEntropyLoss(Loss):
 
 # %% nbgrader={"grade": true, "grade_id": "test_04_3_cross_entropy", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 04.3
-logits = Tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]])
-loss = CrossEntropyLoss()(logits, np.array([0, 2]))
-assert isinstance(loss, Tensor) and loss.shape == (), f"CrossEntropyLoss should return a 0-d Tensor, got {loss!r}"
-assert np.isclose(loss.item(), 1.4185, atol=1e-3), f"logits [[2, 1, 0.1], [0.5, 2.5, 0.3]], labels [0, 2]: expected 1.4185, got {loss.item()}"
-assert loss.dtype == np.float32, f"float32 logits: expected a float32 loss, got {loss.dtype}"
-with np.errstate(over="raise", invalid="raise", divide="raise"):
-    big = CrossEntropyLoss()(Tensor([[1e4, 0.0, -1e4]]), [1])
-assert np.isfinite(big.item()) and np.isclose(big.item(), 1e4), f"logits [[1e4, 0, -1e4]], label 1: expected a finite loss of 1e4, got {big.item()}"
-for bad, needle in [(np.array([0, 3]), "3"), (np.array([0.0, 1.0]), "float64"), (np.array([0, 1, 2]), "(3,)")]:
-    try:
-        CrossEntropyLoss()(logits, bad)
-    except ValueError as e:
-        assert needle in str(e), f"labels {bad.tolist()} ({bad.dtype}) for logits (2, 3): the error should mention {needle!r}, got: {e}"
-    else:
-        raise AssertionError(f"labels {bad.tolist()} ({bad.dtype}) for logits (2, 3) should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("04.3", uses={"04.2": "log_softmax"}):
+    logits = Tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]])
+    loss = CrossEntropyLoss()(logits, np.array([0, 2]))
+    assert isinstance(loss, Tensor) and loss.shape == (), f"CrossEntropyLoss should return a 0-d Tensor, got {loss!r}"
+    assert np.isclose(loss.item(), 1.4185, atol=1e-3), f"logits [[2, 1, 0.1], [0.5, 2.5, 0.3]], labels [0, 2]: expected 1.4185, got {fmt(loss.item())}"
+    assert loss.dtype == np.float32, f"float32 logits: expected a float32 loss, got {loss.dtype}"
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        big = CrossEntropyLoss()(Tensor([[1e4, 0.0, -1e4]]), [1])
+    assert np.isfinite(big.item()) and np.isclose(big.item(), 1e4), f"logits [[1e4, 0, -1e4]], label 1: expected a finite loss of 1e4, got {fmt(big.item())}"
+    for bad, needle in [(np.array([0, 3]), "3"), (np.array([0.0, 1.0]), "float64"), (np.array([0, 1, 2]), "(3,)")]:
+        try:
+            CrossEntropyLoss()(logits, bad)
+        except ValueError as e:
+            assert needle in str(e), f"labels {bad.tolist()} ({bad.dtype}) for logits (2, 3): the error should mention {needle!r}, got: {e}"
+        else:
+            raise AssertionError(f"labels {bad.tolist()} ({bad.dtype}) for logits (2, 3) should raise ValueError")
 print("Task 04.3 visible tests passed")
 
 # %% [markdown]
@@ -443,21 +469,27 @@ import matplotlib.pyplot as plt
 
 from tinytorch_lib.plotting import log_axis, place_legend
 
-if "loss_rows" not in globals():
-    raise RuntimeError("the timing cell above did not finish (see its error): make that work, run it, then this plot")
-fig, ax = plt.subplots(figsize=(5.5, 3.2))
-ns = [r[0] for r in loss_rows]
-for col, label in ((1, "MSELoss"), (2, "CrossEntropyLoss (stable)"), (3, "naive cross-entropy")):
-    ax.plot(ns, [r[col] * 1e9 / r[0] for r in loss_rows], marker="o", label=label)
-log_axis(ax, "x", "count", ticks=ns, base=2)
-log_axis(ax, "y", "number")
-ax.grid(True, which="major", alpha=0.25)
-ax.set_xlabel("batch size (rows of 10 values, log scale)")
-ax.set_ylabel("time per row (ns, log scale)")
-ax.set_title("Loss cost per row vs batch size")
-plt.tight_layout()
-place_legend(ax)
-plt.show()
+try:  # what the timing cell above measured; it stops early when a task it needs is unfinished
+    ready = len(loss_rows) == len(batches)
+except NameError:
+    ready = False
+if not ready:
+    print("Plot skipped: the timing cell above did not finish. It needs Task 04.1 (MSELoss) and Tasks 04.2-04.3 (log_softmax, CrossEntropyLoss): finish them, then rerun "
+          "that cell and this one.")
+else:
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    ns = [r[0] for r in loss_rows]
+    for col, label in ((1, "MSELoss"), (2, "CrossEntropyLoss (stable)"), (3, "naive cross-entropy")):
+        ax.plot(ns, [r[col] * 1e9 / r[0] for r in loss_rows], marker="o", label=label)
+    log_axis(ax, "x", "count", ticks=ns, base=2)
+    log_axis(ax, "y", "number")
+    ax.grid(True, which="major", alpha=0.25)
+    ax.set_xlabel("batch size (rows of 10 values, log scale)")
+    ax.set_ylabel("time per row (ns, log scale)")
+    ax.set_title("Loss cost per row vs batch size")
+    plt.tight_layout()
+    place_legend(ax)
+    plt.show()
 
 # %% [markdown]
 # Takeaway: per-row cost drops steeply with batch size as the fixed per-call

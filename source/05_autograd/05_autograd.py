@@ -55,14 +55,15 @@ from tinytorch_lib.tensor import (AUTOGRAD, BACKWARD_RULES, Tensor, no_grad, rec
 #
 # This notebook imports `Tensor` (Module 01) and the activations (Module 02)
 # from `tinytorch_lib`, and later `Linear` and the losses (Modules 03-04, to
-# check their gradients; that cell prints their origin too). Under the instructor's autograder they are always the
+# check their gradients). Under the instructor's autograder they are always the
 # course reference, so your grade here depends only on this module.
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
-print(tinytorch_lib.origin("tensor"))
-print(tinytorch_lib.origin("activations"))
+for name in ("tensor", "activations", "layers", "losses"):
+    print(tinytorch_lib.origin(name))
 
 # %% [markdown]
 # ## 1. The chain rule on a tiny graph
@@ -171,21 +172,24 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
 
 # %% nbgrader={"grade": true, "grade_id": "test_05_1_unbroadcast", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 05.1
-g = np.arange(24.0).reshape(2, 3, 4)
-got = unbroadcast(g, (3, 1))
-assert got.shape == (3, 1), f"unbroadcast of a (2, 3, 4) gradient to (3, 1): expected shape (3, 1), got {got.shape}"
-want = g.sum(axis=0).sum(axis=1, keepdims=True)
-assert np.allclose(got, want), f"unbroadcast(arange(24).reshape(2, 3, 4), (3, 1)): expected {want.ravel()}, got {got.ravel()}"
-got = unbroadcast(np.ones((2, 4)), (4,))
-assert got.shape == (4,) and np.allclose(got, 2), f"unbroadcast(ones((2, 4)), (4,)): expected [2, 2, 2, 2], got {got}"
-got = unbroadcast(np.ones((5, 3)), (5, 3))
-assert got.shape == (5, 3) and np.allclose(got, 1), f"unbroadcast to the same shape (5, 3) should change nothing, got {got}"
-try:
-    unbroadcast(np.ones((2, 3)), (4,))
-except ValueError as e:
-    assert "(2, 3)" in str(e) and "(4,)" in str(e), f"the error should name both shapes, got: {e}"
-else:
-    raise AssertionError("unbroadcast(ones((2, 3)), (4,)) should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("05.1"):
+    g = np.arange(24.0).reshape(2, 3, 4)
+    got = unbroadcast(g, (3, 1))
+    assert got.shape == (3, 1), f"unbroadcast of a (2, 3, 4) gradient to (3, 1): expected shape (3, 1), got {got.shape}"
+    want = g.sum(axis=0).sum(axis=1, keepdims=True)
+    assert np.allclose(got, want), f"unbroadcast(arange(24).reshape(2, 3, 4), (3, 1)): expected {fmt(want.ravel())}, got {fmt(got.ravel())}"
+    got = unbroadcast(np.ones((2, 4)), (4,))
+    assert got.shape == (4,) and np.allclose(got, 2), f"unbroadcast(ones((2, 4)), (4,)): expected [2, 2, 2, 2], got {fmt(got)}"
+    got = unbroadcast(np.ones((5, 3)), (5, 3))
+    assert got.shape == (5, 3) and np.allclose(got, 1), f"unbroadcast to the same shape (5, 3) should change nothing, got {fmt(got)}"
+    try:
+        unbroadcast(np.ones((2, 3)), (4,))
+    except ValueError as e:
+        assert "(2, 3)" in str(e) and "(4,)" in str(e), f"the error should name both shapes, got: {e}"
+    else:
+        raise AssertionError("unbroadcast(ones((2, 3)), (4,)) should raise ValueError")
 print("Task 05.1 visible tests passed")
 
 # %% [markdown]
@@ -448,27 +452,30 @@ def neg_backward(grad: np.ndarray, out: Tensor) -> tuple:
 
 # %% nbgrader={"grade": true, "grade_id": "test_05_2_elementwise", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 05.2 (they rely on Task 05.1's unbroadcast)
-try:
-    assert unbroadcast(np.ones((2, 3)), (3,)).shape == (3,)
-except Exception as e:
-    raise AssertionError(f"Task 05.2 calls unbroadcast from Task 05.1 (through grad_for), and "
-                         f"unbroadcast(ones((2, 3)), (3,)) did not return shape (3,) ({e!r}): "
-                         f"make Task 05.1's tests pass first") from None
-rng = np.random.default_rng(0)
-a, b = rng.standard_normal((2, 3)), rng.uniform(0.5, 2.0, 3)
-check_rule(add_backward, lambda a, b: a + b, [a, b])
-check_rule(sub_backward, lambda a, b: a - b, [a, b])
-check_rule(mul_backward, lambda a, b: a * b, [a, b])
-check_rule(div_backward, lambda a, b: a / b, [a, b])
-check_rule(neg_backward, lambda a: -a, [a])
-check_rule(mul_backward, lambda a, k: a * k, [a, 2.5])  # a Python number gets None
-check_rule(sub_backward, lambda k, a: k - a, [1.0, a])  # 1 - a is recorded as inputs (1.0, a)
-x = Tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
-out = x * Tensor(np.full(3, 2.0, dtype=np.float32))
-got = mul_backward(np.ones((2, 3), dtype=np.float32), out)
-assert got[1] is None, f"(2, 3) float32 requiring grad * a constant (3,) Tensor: the constant needs no gradient, got {got[1]!r}"
-assert got[0].dtype == np.float32 and np.allclose(got[0], 2.0), \
-    f"gradient of x in x * [2, 2, 2] with grad = ones: expected float32 twos, got {got[0].dtype} {got[0]}"
+from tinytorch_lib.testing import task
+
+with task("05.2", uses={"05.1": "unbroadcast"}):
+    try:
+        assert unbroadcast(np.ones((2, 3)), (3,)).shape == (3,)
+    except Exception as e:
+        raise AssertionError(f"Task 05.2 calls unbroadcast from Task 05.1 (through grad_for), and "
+                             f"unbroadcast(ones((2, 3)), (3,)) did not return shape (3,) ({e!r}): "
+                             f"make Task 05.1's tests pass first") from None
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 3)), rng.uniform(0.5, 2.0, 3)
+    check_rule(add_backward, lambda a, b: a + b, [a, b])
+    check_rule(sub_backward, lambda a, b: a - b, [a, b])
+    check_rule(mul_backward, lambda a, b: a * b, [a, b])
+    check_rule(div_backward, lambda a, b: a / b, [a, b])
+    check_rule(neg_backward, lambda a: -a, [a])
+    check_rule(mul_backward, lambda a, k: a * k, [a, 2.5])  # a Python number gets None
+    check_rule(sub_backward, lambda k, a: k - a, [1.0, a])  # 1 - a is recorded as inputs (1.0, a)
+    x = Tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
+    out = x * Tensor(np.full(3, 2.0, dtype=np.float32))
+    got = mul_backward(np.ones((2, 3), dtype=np.float32), out)
+    assert got[1] is None, f"(2, 3) float32 requiring grad * a constant (3,) Tensor: the constant needs no gradient, got {got[1]!r}"
+    assert got[0].dtype == np.float32 and np.allclose(got[0], 2.0), \
+        f"gradient of x in x * [2, 2, 2] with grad = ones: expected float32 twos, got {got[0].dtype} {fmt(got[0])}"
 print("Task 05.2 visible tests passed")
 
 # %% [markdown]
@@ -484,7 +491,8 @@ print("Task 05.2 visible tests passed")
 # (Each `out[i, j] = sum_p a[i, p] b[p, j]`, so `a[i, p]` meets `b[p, j]` once
 # for every `j`: summing `g[i, j] b[p, j]` over `j` is row `i` of `g @ b.T`.)
 # Each costs as many FLOPs as the forward product, so the backward of a
-# matmul is about twice its forward.
+# matmul does twice its forward's FLOPs (how long it takes is measured in
+# Section 10).
 #
 # Two generalisations, as in numpy's `matmul`:
 #
@@ -525,22 +533,25 @@ def matmul_backward(grad: np.ndarray, out: Tensor) -> tuple:
 
 # %% nbgrader={"grade": true, "grade_id": "test_05_3_matmul", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 05.3 (batched cases rely on Task 05.1's unbroadcast)
-try:
-    assert unbroadcast(np.ones((2, 3, 4)), (3, 4)).shape == (3, 4)
-except Exception as e:
-    raise AssertionError(f"Task 05.3 calls unbroadcast from Task 05.1, and unbroadcast(ones((2, 3, 4)), (3, 4)) "
-                         f"did not return shape (3, 4) ({e!r}): make Task 05.1's tests pass first") from None
-rng = np.random.default_rng(0)
-mm = lambda a, b: a @ b
-check_rule(matmul_backward, mm, [rng.standard_normal((2, 3)), rng.standard_normal((3, 4))])
-check_rule(matmul_backward, mm, [rng.standard_normal((5, 2, 3)), rng.standard_normal((3, 4))])  # shared b
-check_rule(matmul_backward, mm, [rng.standard_normal(3), rng.standard_normal((3, 4))])          # vector @ matrix
-x = Tensor(np.ones((2, 3), dtype=np.float32))
-W = Tensor(np.ones((3, 4), dtype=np.float32), requires_grad=True)
-got = matmul_backward(np.ones((2, 4), dtype=np.float32), x @ W)
-assert got[0] is None, f"(2, 3) constant @ (3, 4) requiring grad: the constant needs no gradient, got {got[0]!r:.60}"
-assert got[1].shape == (3, 4) and got[1].dtype == np.float32 and np.allclose(got[1], 2.0), \
-    f"ones (2, 3) @ W (3, 4) with grad = ones (2, 4): expected g_W = x.T @ g = twos (3, 4) float32, got {got[1]}"
+from tinytorch_lib.testing import task
+
+with task("05.3", uses={"05.1": "unbroadcast"}):
+    try:
+        assert unbroadcast(np.ones((2, 3, 4)), (3, 4)).shape == (3, 4)
+    except Exception as e:
+        raise AssertionError(f"Task 05.3 calls unbroadcast from Task 05.1, and unbroadcast(ones((2, 3, 4)), (3, 4)) "
+                             f"did not return shape (3, 4) ({e!r}): make Task 05.1's tests pass first") from None
+    rng = np.random.default_rng(0)
+    mm = lambda a, b: a @ b
+    check_rule(matmul_backward, mm, [rng.standard_normal((2, 3)), rng.standard_normal((3, 4))])
+    check_rule(matmul_backward, mm, [rng.standard_normal((5, 2, 3)), rng.standard_normal((3, 4))])  # shared b
+    check_rule(matmul_backward, mm, [rng.standard_normal(3), rng.standard_normal((3, 4))])          # vector @ matrix
+    x = Tensor(np.ones((2, 3), dtype=np.float32))
+    W = Tensor(np.ones((3, 4), dtype=np.float32), requires_grad=True)
+    got = matmul_backward(np.ones((2, 4), dtype=np.float32), x @ W)
+    assert got[0] is None, f"(2, 3) constant @ (3, 4) requiring grad: the constant needs no gradient, got {got[0]!r:.60}"
+    assert got[1].shape == (3, 4) and got[1].dtype == np.float32 and np.allclose(got[1], 2.0), \
+        f"ones (2, 3) @ W (3, 4) with grad = ones (2, 4): expected g_W = x.T @ g = twos (3, 4) float32, got {fmt(got[1])}"
 print("Task 05.3 visible tests passed")
 
 # %% [markdown]
@@ -666,27 +677,30 @@ def getitem_backward(grad: np.ndarray, out: Tensor) -> tuple:
 
 # %% nbgrader={"grade": true, "grade_id": "test_05_4_reductions", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 05.4 (grad_for relies on Task 05.1's unbroadcast)
-try:
-    assert unbroadcast(np.ones((2, 3)), (2, 3)).shape == (2, 3)
-except Exception as e:
-    raise AssertionError(f"the rules return grad_for(...), which calls unbroadcast from Task 05.1, and "
-                         f"unbroadcast(ones((2, 3)), (2, 3)) did not return shape (2, 3) ({e!r}): "
-                         f"make Task 05.1's tests pass first") from None
-rng = np.random.default_rng(0)
-x3 = rng.standard_normal((2, 3, 4))
-check_rule(sum_backward, lambda x: x.sum(), [x3])
-check_rule(sum_backward, lambda x: x.sum(axis=1), [x3])
-check_rule(mean_backward, lambda x: x.mean(axis=-1, keepdims=True), [x3])
-check_rule(max_backward, lambda x: x.max(axis=0), [x3])
-check_rule(reshape_backward, lambda x: x.reshape(4, -1), [x3])
-check_rule(transpose_backward, lambda x: x.transpose(1, 2, 0), [x3])
-check_rule(getitem_backward, lambda x: x[1, :, ::2], [x3])
-t = Tensor([[1.0, 5.0, 5.0]], requires_grad=True)
-got = max_backward(np.array([1.0]), t.max(axis=1))[0]
-assert np.allclose(got, [[0, 0.5, 0.5]]), f"max of [[1, 5, 5]] along axis 1, grad 1: ties split evenly, expected [[0, 0.5, 0.5]], got {got}"
-v = Tensor([1.0, 2.0, 3.0], requires_grad=True)
-got = getitem_backward(np.ones(3), v[np.array([0, 0, 1])])[0]
-assert np.allclose(got, [2, 1, 0]), f"x[[0, 0, 1]] of a (3,) tensor with grad = ones: expected [2, 1, 0] (np.add.at), got {got}"
+from tinytorch_lib.testing import task
+
+with task("05.4", uses={"05.1": "unbroadcast"}):
+    try:
+        assert unbroadcast(np.ones((2, 3)), (2, 3)).shape == (2, 3)
+    except Exception as e:
+        raise AssertionError(f"the rules return grad_for(...), which calls unbroadcast from Task 05.1, and "
+                             f"unbroadcast(ones((2, 3)), (2, 3)) did not return shape (2, 3) ({e!r}): "
+                             f"make Task 05.1's tests pass first") from None
+    rng = np.random.default_rng(0)
+    x3 = rng.standard_normal((2, 3, 4))
+    check_rule(sum_backward, lambda x: x.sum(), [x3])
+    check_rule(sum_backward, lambda x: x.sum(axis=1), [x3])
+    check_rule(mean_backward, lambda x: x.mean(axis=-1, keepdims=True), [x3])
+    check_rule(max_backward, lambda x: x.max(axis=0), [x3])
+    check_rule(reshape_backward, lambda x: x.reshape(4, -1), [x3])
+    check_rule(transpose_backward, lambda x: x.transpose(1, 2, 0), [x3])
+    check_rule(getitem_backward, lambda x: x[1, :, ::2], [x3])
+    t = Tensor([[1.0, 5.0, 5.0]], requires_grad=True)
+    got = max_backward(np.array([1.0]), t.max(axis=1))[0]
+    assert np.allclose(got, [[0, 0.5, 0.5]]), f"max of [[1, 5, 5]] along axis 1, grad 1: ties split evenly, expected [[0, 0.5, 0.5]], got {fmt(got)}"
+    v = Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    got = getitem_backward(np.ones(3), v[np.array([0, 0, 1])])[0]
+    assert np.allclose(got, [2, 1, 0]), f"x[[0, 0, 1]] of a (3,) tensor with grad = ones: expected [2, 1, 0] (np.add.at), got {fmt(got)}"
 print("Task 05.4 visible tests passed")
 
 # %% [markdown]
@@ -796,39 +810,42 @@ def cross_entropy_backward(grad: np.ndarray, out: Tensor) -> tuple:
 
 # %% nbgrader={"grade": true, "grade_id": "test_05_5_activations", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 05.5 (grad_for relies on Task 05.1's unbroadcast)
-from tinytorch_lib.activations import GELU, ReLU, Sigmoid, Softmax, Tanh
+from tinytorch_lib.testing import task
 
-try:
-    assert unbroadcast(np.ones((2, 3)), (2, 3)).shape == (2, 3)
-except Exception as e:
-    raise AssertionError(f"the rules return grad_for(...), which calls unbroadcast from Task 05.1, and "
-                         f"unbroadcast(ones((2, 3)), (2, 3)) did not return shape (2, 3) ({e!r}): "
-                         f"make Task 05.1's tests pass first") from None
+with task("05.5", uses={"05.1": "unbroadcast"}):
+    from tinytorch_lib.activations import GELU, ReLU, Sigmoid, Softmax, Tanh
 
-
-def ce_forward(logits, targets):
-    """A cross-entropy op as Module 04 records it (saved targets and probs; mean over the batch)."""
-    z = logits.data - logits.data.max(axis=1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    loss = Tensor(-logp[np.arange(len(targets)), targets].mean())
-    return record("cross_entropy", loss, (logits,), targets=targets, probs=np.exp(logp))
+    try:
+        assert unbroadcast(np.ones((2, 3)), (2, 3)).shape == (2, 3)
+    except Exception as e:
+        raise AssertionError(f"the rules return grad_for(...), which calls unbroadcast from Task 05.1, and "
+                             f"unbroadcast(ones((2, 3)), (2, 3)) did not return shape (2, 3) ({e!r}): "
+                             f"make Task 05.1's tests pass first") from None
 
 
-rng = np.random.default_rng(0)
-x = rng.standard_normal((3, 4))
-x[np.abs(x) < 0.01] = 0.5  # keep ReLU's kink away from the finite differences
-check_rule(relu_backward, ReLU(), [x])
-check_rule(sigmoid_backward, Sigmoid(), [x])
-check_rule(tanh_backward, Tanh(), [x])
-check_rule(gelu_backward, GELU(), [x])
-check_rule(softmax_backward, Softmax(axis=-1), [x])
-check_rule(cross_entropy_backward, lambda z: ce_forward(z, np.array([1, 0, 3])), [x])
-row = Tensor([[np.log(0.1), np.log(0.7), np.log(0.2)]], requires_grad=True)
-got = cross_entropy_backward(np.array(1.0), ce_forward(row, np.array([1])))[0]
-assert np.allclose(got, [[0.1, -0.3, 0.2]]), f"cross-entropy, probs [0.1, 0.7, 0.2], target 1: expected [[0.1, -0.3, 0.2]], got {got}"
-f32 = Tensor(x.astype(np.float32), requires_grad=True)
-got = gelu_backward(np.ones((3, 4), dtype=np.float32), GELU()(f32))[0]
-assert got.dtype == np.float32, f"GELU of a float32 (3, 4) input: expected a float32 gradient, got {got.dtype}"
+    def ce_forward(logits, targets):
+        """A cross-entropy op as Module 04 records it (saved targets and probs; mean over the batch)."""
+        z = logits.data - logits.data.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        loss = Tensor(-logp[np.arange(len(targets)), targets].mean())
+        return record("cross_entropy", loss, (logits,), targets=targets, probs=np.exp(logp))
+
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4))
+    x[np.abs(x) < 0.01] = 0.5  # keep ReLU's kink away from the finite differences
+    check_rule(relu_backward, ReLU(), [x])
+    check_rule(sigmoid_backward, Sigmoid(), [x])
+    check_rule(tanh_backward, Tanh(), [x])
+    check_rule(gelu_backward, GELU(), [x])
+    check_rule(softmax_backward, Softmax(axis=-1), [x])
+    check_rule(cross_entropy_backward, lambda z: ce_forward(z, np.array([1, 0, 3])), [x])
+    row = Tensor([[np.log(0.1), np.log(0.7), np.log(0.2)]], requires_grad=True)
+    got = cross_entropy_backward(np.array(1.0), ce_forward(row, np.array([1])))[0]
+    assert np.allclose(got, [[0.1, -0.3, 0.2]]), f"cross-entropy, probs [0.1, 0.7, 0.2], target 1: expected [[0.1, -0.3, 0.2]], got {fmt(got)}"
+    f32 = Tensor(x.astype(np.float32), requires_grad=True)
+    got = gelu_backward(np.ones((3, 4), dtype=np.float32), GELU()(f32))[0]
+    assert got.dtype == np.float32, f"GELU of a float32 (3, 4) input: expected a float32 gradient, got {got.dtype}"
 print("Task 05.5 visible tests passed")
 
 # %% [markdown]
@@ -862,9 +879,10 @@ print("Task 05.5 visible tests passed")
 #   `t`; a new one if `t.grad` is None, else the sum with the old one, so
 #   gradients **accumulate across backward calls** until `zero_grad`);
 # - otherwise: look up `BACKWARD_RULES[t.node.op]`, call it with the
-#   gradient and `t`, pass the result to the given `check_rule_output` (it
-#   raises a clear error for a rule that returns the wrong number of entries
-#   or a wrong shape), and add each non-None entry into the dictionary entry
+#   gradient and `t`, pass the result and that gradient to the given
+#   `check_rule_output(t, grads, g)` (it raises a clear error naming the rule
+#   when the rule returns the wrong number of entries or a wrong shape, or
+#   when the gradient it was given already had a wrong shape), and add each non-None entry into the dictionary entry
 #   of its input (inputs that need no gradient are skipped).
 #
 # ### Task 05.6: `topological_order` and `backward`
@@ -901,15 +919,29 @@ def missing_rule_message(op: str) -> str:
     return f"backward: no backward rule for op {op!r}; {who}"
 
 
-def check_rule_output(out: Tensor, grads) -> None:
-    """Raise RuntimeError when a rule's result does not match out.node.inputs in number or shapes."""
+def _rule_name(op: str) -> str:
+    """'add' -> "backward rule of 'add' (function _add_rule)": the function registered for op."""
+    rule = BACKWARD_RULES.get(op)
+    name = getattr(rule, "__qualname__", None) or type(rule).__name__
+    return f"backward rule of {op!r} (function {name})"
+
+
+def check_rule_output(out: Tensor, grads, grad=None) -> None:
+    """Raise RuntimeError when a rule's result does not match out.node.inputs in number or shapes.
+
+    grad: the gradient the rule was given; of another shape than `out`, the mistake came before the rule.
+    """
     op, inputs = out.node.op, out.node.inputs
+    if grad is not None and np.shape(grad) != out.shape:
+        raise RuntimeError(f"backward: the gradient given to the {_rule_name(op)} has shape {np.shape(grad)}, but "
+                           f"that op's output has shape {out.shape}: the mistake is before this rule, in the gradient "
+                           "backward() was seeded with (check its shape: ValueError) or in the rule of the op after it")
     if not isinstance(grads, (tuple, list)) or len(grads) != len(inputs):
-        raise RuntimeError(f"backward rule of {op!r} returned {grads!r:.60} for {len(inputs)} input(s): "
+        raise RuntimeError(f"{_rule_name(op)} returned {grads!r:.60} for {len(inputs)} input(s): "
                            f"expected a tuple with one np.ndarray or None per input")
     for k, (v, g) in enumerate(zip(inputs, grads)):
         if g is not None and needs_grad(v) and np.shape(g) != v.shape:
-            raise RuntimeError(f"backward rule of {op!r} returned a gradient of shape {np.shape(g)} for input {k} "
+            raise RuntimeError(f"{_rule_name(op)} returned a gradient of shape {np.shape(g)} for input {k} "
                                f"of shape {v.shape}")
 
 
@@ -970,7 +1002,7 @@ def backward(tensor: Tensor, grad=None) -> None:
         if rule is None:
             raise RuntimeError(missing_rule_message(t.node.op))
         grads = rule(g, t)
-        check_rule_output(t, grads)
+        check_rule_output(t, grads, g)
         for v, gv in zip(t.node.inputs, grads):
             if gv is None or not needs_grad(v):
                 continue
@@ -988,45 +1020,67 @@ set_backward_engine(backward)
 
 # %% nbgrader={"grade": true, "grade_id": "test_05_6_engine", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 05.6: fake ops with their own rules, so these tests need none of Tasks 05.1-05.5
-@register_backward("test_scale")
-def _scale_rule(grad, out):  # out = x * k
-    return (grad * out.node.saved["k"],)
+from tinytorch_lib.testing import task
+
+with task("05.6"):
+    @register_backward("test_scale")
+    def _scale_rule(grad, out):  # out = x * k
+        return (grad * out.node.saved["k"],)
 
 
-@register_backward("test_add")
-def _add_rule(grad, out):  # out = a + b, same shapes
-    return grad, grad
+    @register_backward("test_add")
+    def _add_rule(grad, out):  # out = a + b, same shapes
+        return grad, grad
 
 
-def scale(x, k):
-    return record("test_scale", Tensor(x.data * k), (x,), k=k)
+    def scale(x, k):
+        return record("test_scale", Tensor(x.data * k), (x,), k=k)
 
 
-def plus(a, b):
-    return record("test_add", Tensor(a.data + b.data), (a, b))
+    def plus(a, b):
+        return record("test_add", Tensor(a.data + b.data), (a, b))
 
 
-x = Tensor([1.0, 2.0], requires_grad=True)
-y = scale(x, 3.0)
-z = plus(y, x)  # x reaches z along two paths
-order = topological_order(z)
-assert [id(t) for t in order] == [id(x), id(y), id(z)], \
-    f"topological_order of z = plus(scale(x, 3), x): expected [x, y, z], got {len(order)} tensors {[t.node.op if t.node else 'leaf' for t in order]}"
-backward(z, np.array([1.0, 1.0]))
-assert x.grad is not None and np.allclose(x.grad.data, [4.0, 4.0]), \
-    f"z = 3x + x with grad [1, 1]: expected x.grad = [4, 4] (3 along one path, 1 along the other), got {x.grad}"
-assert y.grad is None, "intermediate tensors get no .grad, only leaves"
-backward(z, np.array([1.0, 1.0]))
-assert np.allclose(x.grad.data, [8.0, 8.0]), f"a second backward adds to x.grad: expected [8, 8], got {x.grad.data}"
-s = Tensor(2.0, requires_grad=True)
-scale(s, 5.0).backward()  # Tensor.backward() calls your engine; the seed is 1
-assert np.isclose(s.grad.item(), 5.0), f"scale(s, 5).backward() with a single element: expected s.grad = 5, got {s.grad}"
-try:
-    backward(scale(x, 2.0))
-except RuntimeError as e:
-    assert "(2,)" in str(e), f"the error should name the shape (2,), got: {e}"
-else:
-    raise AssertionError("backward() of a (2,) tensor without grad should raise RuntimeError")
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    y = scale(x, 3.0)
+    z = plus(y, x)  # x reaches z along two paths
+    order = topological_order(z)
+    assert [id(t) for t in order] == [id(x), id(y), id(z)], \
+        f"topological_order of z = plus(scale(x, 3), x): expected [x, y, z], got {len(order)} tensors {fmt([t.node.op if t.node else 'leaf' for t in order])}"
+    backward(z, np.array([1.0, 1.0]))
+    assert x.grad is not None and np.allclose(x.grad.data, [4.0, 4.0]), \
+        f"z = 3x + x with grad [1, 1]: expected x.grad = [4, 4] (3 along one path, 1 along the other), got {fmt(x.grad)}"
+    assert y.grad is None, "intermediate tensors get no .grad, only leaves"
+    backward(z, np.array([1.0, 1.0]))
+    assert np.allclose(x.grad.data, [8.0, 8.0]), f"a second backward adds to x.grad: expected [8, 8], got {fmt(x.grad.data)}"
+    s = Tensor(2.0, requires_grad=True)
+    scale(s, 5.0).backward()  # Tensor.backward() calls your engine; the seed is 1
+    assert np.isclose(s.grad.item(), 5.0), f"scale(s, 5).backward() with a single element: expected s.grad = 5, got {fmt(s.grad)}"
+    try:
+        backward(scale(x, 2.0))
+    except RuntimeError as e:
+        assert "(2,)" in str(e), f"the error should name the shape (2,), got: {e}"
+    else:
+        raise AssertionError("backward() of a (2,) tensor without grad should raise RuntimeError")
+    deep = Tensor([1.0], requires_grad=True)
+    h = deep
+    for _ in range(3000):
+        h = scale(h, 1.0)
+    try:
+        backward(h)
+    except RecursionError:
+        raise AssertionError("a chain of 3000 scale(., 1) ops, deeper than Python's recursion limit: backward raised "
+                             "RecursionError; use a loop with an explicit stack, not recursion") from None
+    assert deep.grad is not None and np.allclose(deep.grad.data, [1.0]), f"a chain of 3000 scale(., 1) ops: expected grad [1], got {fmt(deep.grad)}"
+    try:
+        backward(scale(x, 2.0), np.ones(3))
+    except ValueError as e:
+        assert "(3,)" in str(e) and "(2,)" in str(e), f"grad (3,) for a (2,) tensor: the error should name both shapes, got: {e}"
+    except Exception as e:
+        raise AssertionError(f"backward(t, grad) with t of shape (2,) and grad np.ones(3): expected your backward to raise "
+                             f"ValueError naming both shapes before running any rule, got {type(e).__name__}: {e}") from None
+    else:
+        raise AssertionError("backward(t, np.ones(3)) for t of shape (2,) should raise ValueError naming (3,) and (2,)")
 print("Task 05.6 visible tests passed")
 
 # %% [markdown]
@@ -1062,9 +1116,6 @@ from tinytorch_lib.activations import GELU, ReLU, Sigmoid, Softmax, Tanh
 from tinytorch_lib.layers import Linear
 from tinytorch_lib.losses import CrossEntropyLoss, MSELoss
 
-print(tinytorch_lib.origin("layers"))
-print(tinytorch_lib.origin("losses"))
-
 
 def linear_with(x, W, b):
     """Module 03's Linear (x @ W.T + b), with the weights gradcheck differentiates."""
@@ -1098,7 +1149,7 @@ cases = [
     ("GELU", GELU(), [r(3, 4)]),
     ("Softmax axis=0", Softmax(axis=0), [r(3, 4)]),
     ("Linear (4, 3) -> (4, 5)", linear_with, [r(4, 3), r(5, 3), r(5)]),
-    ("MSELoss (4, 5)", lambda p: MSELoss()(p, np.ones((4, 5))), [r(4, 5)]),
+    ("MSELoss (4, 5), pred and target", lambda p, t: MSELoss()(p, t), [r(4, 5), r(4, 5)]),
     ("CrossEntropyLoss (4, 5)", lambda z: CrossEntropyLoss()(z, np.array([0, 3, 3, 1])), [r(4, 5)]),
     ("chain: Softmax(x @ W + b).max(axis=1).sum()", lambda x, W, b: Softmax()(x @ W + b).max(axis=1).sum(), [r(4, 3), r(3, 5), r(5)]),
 ]
@@ -1303,7 +1354,7 @@ plt.show()
 
 # %% [markdown]
 # Recording keeps two `(128, 512)` float32 arrays per layer (the matmul's
-# output and ReLU's), 0.5 MiB, so the held memory grows linearly with depth;
+# output and ReLU's), 524,288 bytes (524 kB), so the held memory grows linearly with depth;
 # under `no_grad` only the final scalar survives. Gradient checkpointing
 # trades this memory for time by recomputing some intermediates during the
 # backward pass instead of keeping them.
@@ -1320,9 +1371,11 @@ plt.show()
 #   `zero_grad`.
 # - Every rule is checked against float64 central finite differences;
 #   `gradcheck` does the same for the rules later modules add.
-# - Backward costs a measured multiple of the forward (about twice its matmul
-#   FLOPs), and the graph keeps every intermediate alive until the loss is
-#   dropped; `no_grad` keeps none.
+# - Backward does up to twice the forward's matmul FLOPs (1.67x in the MLP
+#   above, counted from the shapes); its time, measured and printed in
+#   Section 10, also pays for elementwise passes and new arrays, so it can be
+#   a larger multiple. The graph keeps every intermediate alive until the
+#   loss is dropped; `no_grad` keeps none.
 #
 # Next: `tito module export 05`; Module 06 uses these gradients to update
 # the parameters (`SGD`, `Adam`).

@@ -11,6 +11,7 @@ differences are computed here, on numpy versions of the same ops (`rule_check`).
 """
 import numpy as np
 
+from tinytorch_lib import fmt
 from tito.checks import StudentError, check
 
 # Sandbox side of a rule check: record `fn` on Tensors made from `arrays` (numbers stay numbers), call
@@ -90,24 +91,24 @@ def rule_check(s, rule: str, fn: str, np_fn, arrays: list, seed: int = 0, atol: 
     except StudentError as e:
         if e.type == "NotImplementedError":
             raise
-        raise AssertionError(f"{what}: the rule raised {e.type}: {e.message}" + (f" (at {e.at})" if e.at else "")) from None
+        raise AssertionError(f"{what}: the rule raised {e.said}") from None
     assert kind == "tuple" and len(got) == len(arrays), \
-        f"{what}: expected a tuple with one entry per input ({len(arrays)}), got {kind}" + \
+        f"{what}: expected a tuple with one entry per input ({len(arrays)}), got {fmt(kind)}" + \
         (f" of {len(got)}" if got is not None else "")
     for k, (a, entry) in enumerate(zip(arrays, got)):
         kind, g = from_data(entry)
         if not isinstance(a, np.ndarray):
             assert kind == "NoneType", \
-                f"{what}: input {k} is the number {a!r}, which needs no gradient: expected None, got a {kind}"
+                f"{what}: input {k} is the number {a!r}, which needs no gradient: expected None, got a {fmt(kind)}"
             continue
-        assert kind == "ndarray" and g is not None, f"{what}: gradient of input {k}: expected an np.ndarray, got {kind}"
+        assert kind == "ndarray" and g is not None, f"{what}: gradient of input {k}: expected an np.ndarray, got {fmt(kind)}"
         assert g.shape == a.shape, f"{what}: gradient of input {k}: expected shape {a.shape}, got {g.shape}"
         assert g.dtype == a.dtype, f"{what}: gradient of input {k}: expected dtype {a.dtype}, got {g.dtype}"
         want = numerical_gradient(np_fn, arrays, k, w)
         bad = np.abs(g - want) > atol + rtol * np.abs(want)
         if bad.any():
             at = tuple(int(n) for n in np.argwhere(bad)[0])
-            raise AssertionError(f"{what}: gradient of input {k} at index {at}: expected {want[at]:.6g} "
+            raise AssertionError(f"{what}: gradient of input {k} at index {fmt(at)}: expected {want[at]:.6g} "
                                  f"(finite differences), got {g[at]:.6g}; expected gradient "
                                  f"{np.round(want, 4).tolist()!s:.200}")
 
@@ -118,7 +119,7 @@ def needs_unbroadcast(s, task: str, grad_shape: tuple, shape: tuple, through: st
         got = s.value(f"np.shape(unbroadcast(np.ones({grad_shape}), {shape}))")
     except StudentError as e:
         got = e
-    assert got == shape, (f"{task} calls unbroadcast from Task 05.1{through}, and unbroadcast(ones({grad_shape}), "
+    assert got == shape, (f"{fmt(task)} calls unbroadcast from Task 05.1{fmt(through)}, and unbroadcast(ones({grad_shape}), "
                           f"{shape}) did not return shape {shape} ({got!r}): make Task 05.1's tests pass first")
 
 
@@ -130,16 +131,16 @@ def unbroadcast_(s):
     want = g.sum(axis=0).sum(axis=1, keepdims=True)
     assert np.shape(got) == (3, 1), f"unbroadcast of a (2, 3, 4) gradient to (3, 1): expected shape (3, 1), got {np.shape(got)}"
     assert np.allclose(got, want), \
-        f"unbroadcast(arange(24).reshape(2, 3, 4), (3, 1)): expected {want.ravel()}, got {np.ravel(got)}"
+        f"unbroadcast(arange(24).reshape(2, 3, 4), (3, 1)): expected {fmt(want.ravel())}, got {fmt(np.ravel(got))}"
     _, got = fetch(s, "unbroadcast(np.ones((2, 4)), (4,))")
-    assert np.shape(got) == (4,) and np.allclose(got, 2), f"unbroadcast(ones((2, 4)), (4,)): expected [2, 2, 2, 2], got {got}"
+    assert np.shape(got) == (4,) and np.allclose(got, 2), f"unbroadcast(ones((2, 4)), (4,)): expected [2, 2, 2, 2], got {fmt(got)}"
     _, got = fetch(s, "unbroadcast(np.ones((5, 3)), (5, 3))")
     assert np.shape(got) == (5, 3) and np.allclose(got, 1), \
-        f"unbroadcast to the same shape (5, 3) should change nothing, got {got}"
+        f"unbroadcast to the same shape (5, 3) should change nothing, got {fmt(got)}"
     s.expect_error("unbroadcast(np.ones((2, 3)), (4,))", "unbroadcast(ones((2, 3)), (4,))", ("(2, 3)", "(4,)"))
     _, got = fetch(s, "unbroadcast(np.full((2, 2), 1.5), ())")
     assert np.shape(got) == () and np.isclose(got, 6.0), \
-        f"unbroadcast(full((2, 2), 1.5), ()): expected 6.0 of shape (), got {got} of shape {np.shape(got)}"
+        f"unbroadcast(full((2, 2), 1.5), ()): expected 6.0 of shape (), got {fmt(got)} of shape {np.shape(got)}"
     rng = np.random.default_rng(0)
     for shape, out in [((1, 4, 1), (3, 2, 4, 5)), ((1,), (6,)), ((2, 1), (2, 7)), ((3, 1, 2), (3, 4, 2))]:
         g = rng.standard_normal(out)
@@ -147,7 +148,7 @@ def unbroadcast_(s):
         want = want.sum(axis=tuple(i for i, n in enumerate(shape) if n == 1), keepdims=True)
         _, got = fetch(s, "unbroadcast(g, shape)", g=g, shape=shape)
         assert np.shape(got) == shape and np.allclose(got, want), \
-            f"unbroadcast of a random {out} gradient to {shape}: expected shape {shape} and the sums over the " \
+            f"unbroadcast of a random {fmt(out)} gradient to {shape}: expected shape {shape} and the sums over the " \
             f"broadcast axes, got shape {np.shape(got)}"
     for grad_shape, shape in [((3,), (2, 3)), ((2, 3), (2, 4))]:
         s.expect_error(f"unbroadcast(np.ones({grad_shape}), {shape})", f"unbroadcast of a {grad_shape} gradient to {shape}")
@@ -173,9 +174,9 @@ def elementwise(s):
     _, first = fetch(s, "got[0]")
     second = s.value("type(got[1]).__name__")
     assert second == "NoneType", \
-        f"(2, 3) float32 requiring grad * a constant (3,) Tensor: the constant needs no gradient (None), got a {second}"
+        f"(2, 3) float32 requiring grad * a constant (3,) Tensor: the constant needs no gradient (None), got a {fmt(second)}"
     assert isinstance(first, np.ndarray) and first.dtype == np.float32 and np.allclose(first, 2.0), \
-        f"gradient of x in x * [2, 2, 2] with grad = ones: expected float32 twos, got {getattr(first, 'dtype', '')} {first}"
+        f"gradient of x in x * [2, 2, 2] with grad = ones: expected float32 twos, got {getattr(first, 'dtype', '')} {fmt(first)}"
     r = np.random.default_rng(1)
     p, q = r.standard_normal((4, 1, 3)), r.uniform(0.5, 2.0, (2, 1))
     for rule, fn, np_fn in ops:
@@ -200,10 +201,10 @@ def matmul(s):
           "got = matmul_backward(np.ones((2, 4), dtype=np.float32), x @ W)")
     first = s.value("type(got[0]).__name__")
     _, second = fetch(s, "got[1]")
-    assert first == "NoneType", f"(2, 3) constant @ (3, 4) requiring grad: the constant needs no gradient (None), got a {first}"
+    assert first == "NoneType", f"(2, 3) constant @ (3, 4) requiring grad: the constant needs no gradient (None), got a {fmt(first)}"
     assert isinstance(second, np.ndarray) and second.shape == (3, 4) and second.dtype == np.float32 \
         and np.allclose(second, 2.0), \
-        f"ones (2, 3) @ W (3, 4) with grad = ones (2, 4): expected g_W = x.T @ g = twos (3, 4) float32, got {second}"
+        f"ones (2, 3) @ W (3, 4) with grad = ones (2, 4): expected g_W = x.T @ g = twos (3, 4) float32, got {fmt(second)}"
     r = np.random.default_rng(1)
     for shapes in [((4, 3), (3,)), ((5,), (5,)), ((2, 3, 4), (2, 4, 5)), ((2, 1, 3, 4), (5, 4, 2)), ((4, 3), (2, 3, 2))]:
         rule_check(s, "matmul_backward", mm, np.matmul, [r.standard_normal(shapes[0]), r.standard_normal(shapes[1])])
@@ -232,10 +233,10 @@ def reductions(s):
         rule_check(s, rule, fn, np_fn, [x3])
     _, got = fetch(s, "max_backward(np.array([1.0]), Tensor(t, requires_grad=True).max(axis=1))[0]", t=np.array([[1.0, 5.0, 5.0]]))
     assert np.shape(got) == (1, 3) and np.allclose(got, [[0, 0.5, 0.5]]), \
-        f"max of [[1, 5, 5]] along axis 1, grad 1: ties split evenly, expected [[0, 0.5, 0.5]], got {got}"
+        f"max of [[1, 5, 5]] along axis 1, grad 1: ties split evenly, expected [[0, 0.5, 0.5]], got {fmt(got)}"
     _, got = fetch(s, "getitem_backward(np.ones(3), Tensor([1.0, 2.0, 3.0], requires_grad=True)[np.array([0, 0, 1])])[0]")
     assert np.shape(got) == (3,) and np.allclose(got, [2, 1, 0]), \
-        f"x[[0, 0, 1]] of a (3,) tensor with grad = ones: expected [2, 1, 0] (np.add.at), got {got}"
+        f"x[[0, 0, 1]] of a (3,) tensor with grad = ones: expected [2, 1, 0] (np.add.at), got {fmt(got)}"
     r = np.random.default_rng(1)
     y = r.standard_normal((3, 4, 5))
     i1, i2, i3 = np.array([2, 0, 2, 2]), np.array([0, 1, 1]), np.array([3, 3, 0])
@@ -256,7 +257,7 @@ def reductions(s):
         rule_check(s, rule, fn, np_fn, [y], i1=i1, i2=i2, i3=i3)
     _, got = fetch(s, "max_backward(np.array(4.0), Tensor(np.ones((2, 2)), requires_grad=True).max())[0]")
     assert np.shape(got) == (2, 2) and np.allclose(got, 1.0), \
-        f"max of ones((2, 2)) with grad 4: four tied maxima each get 1, got {got}"
+        f"max of ones((2, 2)) with grad 4: four tied maxima each get 1, got {fmt(got)}"
 
 
 def softmax_np(axis):
@@ -300,7 +301,7 @@ def activations(s):
     _, got = fetch(s, "cross_entropy_backward(np.array(1.0), ce_forward(Tensor(row, requires_grad=True), np.array([1])))[0]",
                   row=row)
     assert np.shape(got) == (1, 3) and np.allclose(got, [[0.1, -0.3, 0.2]]), \
-        f"cross-entropy, probs [0.1, 0.7, 0.2], target 1: expected [[0.1, -0.3, 0.2]], got {got}"
+        f"cross-entropy, probs [0.1, 0.7, 0.2], target 1: expected [[0.1, -0.3, 0.2]], got {fmt(got)}"
     _, got = fetch(s, "gelu_backward(np.ones((3, 4), dtype=np.float32), GELU()(Tensor(x, requires_grad=True)))[0]",
                   x=x.astype(np.float32))
     assert getattr(got, "dtype", None) == np.float32, \
@@ -319,7 +320,7 @@ def activations(s):
     want = np.array([[-2 / 3, 1 / 3, 1 / 3], [1 / 3, 1 / 3, -2 / 3]])
     assert getattr(got, "dtype", None) == np.float32 and np.shape(got) == (2, 3) and np.allclose(got, want), \
         f"cross-entropy of zero logits (2, 3) float32, targets [0, 2], grad 2: expected 2 * (1/3 - onehot) / 2 = " \
-        f"{np.round(want, 4).tolist()} (float32), got {got}"
+        f"{np.round(want, 4).tolist()} (float32), got {fmt(got)}"
 
 
 # The notebook's visible test cell defines these fake ops (and their rules) for Task 05.6.
@@ -355,28 +356,28 @@ def engine(s):
     ids, ops, want = s.value("([id(t) for t in order], [t.node.op if t.node else 'leaf' for t in order], "
                              "[id(x), id(y), id(z)])")
     assert ids == want, \
-        f"topological_order of z = plus(scale(x, 3), x): expected [x, y, z], got {len(ids)} tensors {ops}"
+        f"topological_order of z = plus(scale(x, 3), x): expected [x, y, z], got {len(ids)} tensors {fmt(ops)}"
     s.run("backward(z, np.array([1.0, 1.0]))")
     got = s.value("grad_of(x)")
     assert got is not None and np.allclose(got[0], [4.0, 4.0]), \
-        f"z = 3x + x with grad [1, 1]: expected x.grad = [4, 4] (3 along one path, 1 along the other), got {got and got[0]}"
+        f"z = 3x + x with grad [1, 1]: expected x.grad = [4, 4] (3 along one path, 1 along the other), got {fmt(got and got[0])}"
     assert s.value("grad_of(y)") is None, "intermediate tensors get no .grad, only leaves"
     s.run("backward(z, np.array([1.0, 1.0]))")
     got = s.value("grad_of(x)")
-    assert got is not None and np.allclose(got[0], [8.0, 8.0]), f"a second backward adds to x.grad: expected [8, 8], got {got}"
+    assert got is not None and np.allclose(got[0], [8.0, 8.0]), f"a second backward adds to x.grad: expected [8, 8], got {fmt(got)}"
     s.run("s = Tensor(2.0, requires_grad=True)\nscale(s, 5.0).backward()")
     got = s.value("grad_of(s)")
     assert got is not None and np.isclose(got[0], 5.0), \
-        f"scale(s, 5).backward() with a single element: expected s.grad = 5, got {got}"
+        f"scale(s, 5).backward() with a single element: expected s.grad = 5, got {fmt(got)}"
     s.expect_error("backward(scale(x, 2.0))", "backward() of a (2,) tensor without grad", ("(2,)",), error="RuntimeError")
     # hidden cases
     s.run("deep = Tensor([1.0], requires_grad=True)\nh = deep\nfor _ in range(3000):\n    h = scale(h, 1.0)")
     error = s.raises("backward(h)")
     assert error is None, f"a chain of 3000 scale(., 1) ops (deeper than Python's recursion limit): backward raised " \
-                          f"{error and error.type}: {error and error.message}" + \
+                          f"{error and error.said}" + \
                           (" (use a loop with an explicit stack, not recursion)" if error and error.type == "RecursionError" else "")
     got = s.value("grad_of(deep)")
-    assert got is not None and np.allclose(got[0], [1.0]), f"a chain of 3000 scale(., 1) ops: expected grad [1], got {got}"
+    assert got is not None and np.allclose(got[0], [1.0]), f"a chain of 3000 scale(., 1) ops: expected grad [1], got {fmt(got)}"
     s.run("a = Tensor(np.ones((2, 2), dtype=np.float32), requires_grad=True)\n"
           "d1, d2 = scale(a, 2.0), scale(a, 3.0)\np = plus(d1, d2)\ntop = plus(p, d1)\n"
           "known = {id(a): 'a', id(d1): 'd1', id(d2): 'd2', id(p): 'p', id(top): 'top'}\n"
@@ -393,13 +394,13 @@ def engine(s):
     s.run("backward(top, np.ones((2, 2)))")
     got = s.value("grad_of(a)")
     assert got is not None and np.allclose(got[0], 7.0) and got[1] == np.float32 and got[2] == (2, 2), \
-        f"top = 2a + 3a + 2a: expected a.grad = 7 everywhere, float32 (2, 2), got {got}"
+        f"top = 2a + 3a + 2a: expected a.grad = 7 everywhere, float32 (2, 2), got {fmt(got)}"
     s.run("c = Tensor([1.0, 2.0])\nw = Tensor([1.0, 1.0], requires_grad=True)\n"
           "backward(plus(scale(w, 2.0), c), np.ones(2))")
     gw, gc = s.value("(grad_of(w), grad_of(c))")
     assert gw is not None and np.allclose(gw[0], 2.0) and gc is None, \
         f"plus(scale(w, 2), constant c): expected w.grad = [2, 2] and no c.grad (the engine skips inputs that need no " \
-        f"gradient), got {gw and gw[0]}, {gc and gc[0]}"
+        f"gradient), got {fmt(gw and gw[0])}, {fmt(gc and gc[0])}"
     s.expect_error("backward(record('test_no_such_op', Tensor([1.0]), (Tensor([1.0], requires_grad=True),)))",
                    "backward through an op with no rule (test_no_such_op)", ("test_no_such_op",), error="RuntimeError")
     s.expect_error("backward(Tensor([1.0]))", "backward of a tensor that does not require grad", error="RuntimeError")
@@ -407,6 +408,6 @@ def engine(s):
     assert error is not None, "backward with a grad of shape (3,) for a (2,) tensor should raise ValueError"
     assert error.type == "ValueError", \
         f"backward(t, grad) with t of shape (2,) and grad np.ones(3): expected your backward to raise ValueError naming " \
-        f"both shapes before running any rule, got {error.type}: {error.message}"
+        f"both shapes before running any rule, got {error.said}"
     assert "(3,)" in error.message and "(2,)" in error.message, \
         f"grad (3,) for a (2,) tensor: the error should name both shapes, got: {error.message}"

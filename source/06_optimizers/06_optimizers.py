@@ -47,6 +47,7 @@ from tinytorch_lib.tensor import Tensor
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 print(tinytorch_lib.origin("tensor"))
 
@@ -194,38 +195,43 @@ class Optimizer:
 
 # %% nbgrader={"grade": true, "grade_id": "test_06_1_base", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 06.1
-class Recorder(Optimizer):
-    """p -= lr * g, and a record of every call to update."""
+from tinytorch_lib.testing import task
 
-    def __init__(self, params, lr):
-        super().__init__(params, lr)
-        self.calls = []
+with task("06.1"):
+    class Recorder(Optimizer):
+        """p -= lr * g, and a record of every call to update."""
 
-    def update(self, p, g, state):
-        self.calls.append((p, g.dtype, state))
-        p -= self.lr * g
+        def __init__(self, params, lr):
+            super().__init__(params, lr)
+            self.calls = []
+
+        def update(self, p, g, state):
+            self.calls.append((p, g.dtype, state))
+            p -= self.lr * g
 
 
-w = Tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
-b = Tensor(np.zeros(3, dtype=np.float32), requires_grad=True)
-w_array = w.data
-w.grad = Tensor(np.full((2, 3), 0.5))  # a float64 gradient
-opt = Recorder([w, b], lr=0.1)
-opt.step()
-assert len(opt.calls) == 1, f"w has a grad and b.grad is None: expected 1 call of update, got {len(opt.calls)}"
-assert opt.calls[0][0] is w_array, "update(p, g, state) should receive w.data itself, not a copy"
-assert opt.calls[0][1] == np.float32, f"a float64 grad of a float32 parameter should reach update as float32, got {opt.calls[0][1]}"
-assert opt.calls[0][2] is opt.state[0], "update should receive the dict self.state[0] for parameter 0"
-assert np.allclose(w.data, 0.95), f"w = 1, grad 0.5, lr 0.1: expected w = 0.95 after step(), got {w.data}"
-assert np.array_equal(b.data, np.zeros(3)), f"b.grad is None: b should be unchanged, got {b.data}"
-opt.zero_grad()
-assert w.grad is None and b.grad is None, f"after zero_grad(): expected grads None, got {w.grad}, {b.grad}"
-w.grad = Tensor(np.ones((3, 2), dtype=np.float32))
-try:
+    w = Tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
+    b = Tensor(np.zeros(3, dtype=np.float32), requires_grad=True)
+    w_array = w.data
+    w.grad = Tensor(np.full((2, 3), 0.5))  # a float64 gradient
+    opt = Recorder([w, b], lr=0.1)
     opt.step()
-    raise AssertionError("w of shape (2, 3) with a grad of shape (3, 2): step() should raise ValueError")
-except ValueError as e:
-    assert "(2, 3)" in str(e) and "(3, 2)" in str(e), f"the message should name both shapes, got: {e}"
+    assert len(opt.calls) == 1, f"w has a grad and b.grad is None: expected 1 call of update, got {len(opt.calls)}"
+    assert opt.calls[0][0] is w_array, "update(p, g, state) should receive w.data itself, not a copy"
+    assert opt.calls[0][1] == np.float32, f"a float64 grad of a float32 parameter should reach update as float32, got {opt.calls[0][1]}"
+    assert opt.calls[0][2] is opt.state[0], "update should receive the dict self.state[0] for parameter 0"
+    assert np.allclose(w.data, 0.95), f"w = 1, grad 0.5, lr 0.1: expected w = 0.95 after step(), got {fmt(w.data)}"
+    assert np.array_equal(b.data, np.zeros(3)), f"b.grad is None: b should be unchanged, got {fmt(b.data)}"
+    opt.zero_grad()
+    assert w.grad is None and b.grad is None, f"after zero_grad(): expected grads None, got {fmt(w.grad)}, {fmt(b.grad)}"
+    w.grad = Tensor(np.ones((3, 2), dtype=np.float32))
+    try:
+        opt.step()
+        raise AssertionError("w of shape (2, 3) with a grad of shape (3, 2): step() should raise ValueError")
+    except ValueError as e:
+        assert "(2, 3)" in str(e) and "(3, 2)" in str(e), f"the message should name both shapes, got: {e}"
+        want = "Recorder.step: parameter 0 has shape (2, 3) but its grad has shape (3, 2)"
+        assert str(e) == want, f"the shape error should read exactly '{want}', got: '{e}'"
 print("Task 06.1 visible tests passed")
 
 # %% [markdown]
@@ -310,43 +316,46 @@ class SGD(Optimizer):
 
 # %% nbgrader={"grade": true, "grade_id": "test_06_2_sgd", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 06.2 (update is called directly; the step() tests at the end rely on Task 06.1)
-dummy = [Tensor(np.zeros(1, dtype=np.float32))]
+from tinytorch_lib.testing import task
+
+with task("06.2", uses={"06.1": "Optimizer.step"}):
+    dummy = [Tensor(np.zeros(1, dtype=np.float32))]
 
 
-def run_update(opt, p0, grads):
-    """p after calling opt.update once per gradient in grads, and the state dict."""
-    p, state = np.array(p0, dtype=np.float32), {}
-    for g in grads:
-        opt.update(p, np.array(g, dtype=np.float32), state)
-    return p, state
+    def run_update(opt, p0, grads):
+        """p after calling opt.update once per gradient in grads, and the state dict."""
+        p, state = np.array(p0, dtype=np.float32), {}
+        for g in grads:
+            opt.update(p, np.array(g, dtype=np.float32), state)
+        return p, state
 
 
-p, state = run_update(SGD(dummy, lr=0.1), [1.0], [[0.5]])
-assert np.allclose(p, 0.95), f"SGD lr 0.1, p = 1, g = 0.5: expected p = 0.95, got {p}"
-assert state == {}, f"SGD without momentum should store no state, got keys {list(state)}"
-p, _ = run_update(SGD(dummy, lr=0.1, weight_decay=0.1), [1.0], [[0.5], [0.5]])
-assert np.allclose(p, 0.8806), f"SGD lr 0.1, wd 0.1, p = 1, g = 0.5 twice: expected 0.8806 (table above), got {p}"
-p, state = run_update(SGD(dummy, lr=0.1, momentum=0.9), [1.0], [[0.5], [0.5]])
-assert np.allclose(p, 0.855), f"SGD lr 0.1, mu 0.9, p = 1, g = 0.5 twice: expected 0.855, got {p}"
-assert "momentum_buffer" in state, f"momentum should keep state['momentum_buffer'], got keys {list(state)}"
-assert np.allclose(state["momentum_buffer"], 0.95), f"velocity after two steps: expected 0.95, got {state['momentum_buffer']}"
-assert state["momentum_buffer"].dtype == np.float32, f"the velocity should be float32 like p, got {state['momentum_buffer'].dtype}"
-try:
-    w = Tensor(np.ones(1, dtype=np.float32))
-    w.grad = Tensor(np.ones(1, dtype=np.float32))
-    Optimizer.step(Recorder([w], lr=1.0))
-    assert np.allclose(w.data, 0.0)
-except Exception as e:
-    raise AssertionError(f"this test calls step() from Task 06.1, and step() on w = 1, grad 1, lr 1 did not give "
-                         f"w = 0 ({e!r}): make Task 06.1's tests pass first") from None
-w = Tensor(np.array([[1.0, -2.0]], dtype=np.float32), requires_grad=True)
-opt = SGD([w], lr=0.5, momentum=0.5)
-w.grad = Tensor(np.array([[1.0, 1.0]], dtype=np.float32))
-opt.step()
-opt.step()
-assert np.allclose(w.data, [[-0.25, -3.25]]), (f"w = [[1, -2]], grad [[1, 1]], lr 0.5, mu 0.5, two steps: "
-                                               f"expected [[-0.25, -3.25]], got {w.data}")
-assert opt.state_nbytes() == w.nbytes, f"momentum keeps one buffer of w's size ({w.nbytes} bytes), measured {opt.state_nbytes()}"
+    p, state = run_update(SGD(dummy, lr=0.1), [1.0], [[0.5]])
+    assert np.allclose(p, 0.95), f"SGD lr 0.1, p = 1, g = 0.5: expected p = 0.95, got {p}"
+    assert state == {}, f"SGD without momentum should store no state, got keys {list(state)}"
+    p, _ = run_update(SGD(dummy, lr=0.1, weight_decay=0.1), [1.0], [[0.5], [0.5]])
+    assert np.allclose(p, 0.8806), f"SGD lr 0.1, wd 0.1, p = 1, g = 0.5 twice: expected 0.8806 (table above), got {p}"
+    p, state = run_update(SGD(dummy, lr=0.1, momentum=0.9), [1.0], [[0.5], [0.5]])
+    assert np.allclose(p, 0.855), f"SGD lr 0.1, mu 0.9, p = 1, g = 0.5 twice: expected 0.855, got {p}"
+    assert "momentum_buffer" in state, f"momentum should keep state['momentum_buffer'], got keys {list(state)}"
+    assert np.allclose(state["momentum_buffer"], 0.95), f"velocity after two steps: expected 0.95, got {fmt(state['momentum_buffer'])}"
+    assert state["momentum_buffer"].dtype == np.float32, f"the velocity should be float32 like p, got {state['momentum_buffer'].dtype}"
+    try:
+        w = Tensor(np.ones(1, dtype=np.float32))
+        w.grad = Tensor(np.ones(1, dtype=np.float32))
+        Optimizer.step(Recorder([w], lr=1.0))
+        assert np.allclose(w.data, 0.0)
+    except Exception as e:
+        raise AssertionError(f"this test calls step() from Task 06.1, and step() on w = 1, grad 1, lr 1 did not give "
+                             f"w = 0 ({e!r}): make Task 06.1's tests pass first") from None
+    w = Tensor(np.array([[1.0, -2.0]], dtype=np.float32), requires_grad=True)
+    opt = SGD([w], lr=0.5, momentum=0.5)
+    w.grad = Tensor(np.array([[1.0, 1.0]], dtype=np.float32))
+    opt.step()
+    opt.step()
+    assert np.allclose(w.data, [[-0.25, -3.25]]), (f"w = [[1, -2]], grad [[1, 1]], lr 0.5, mu 0.5, two steps: "
+                                                   f"expected [[-0.25, -3.25]], got {w.data}")
+    assert opt.state_nbytes() == w.nbytes, f"momentum keeps one buffer of w's size ({w.nbytes} bytes), measured {opt.state_nbytes()}"
 print("Task 06.2 visible tests passed")
 
 # %% [markdown]
@@ -457,39 +466,42 @@ class Adam(Optimizer):
 
 # %% nbgrader={"grade": true, "grade_id": "test_06_3_adam", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 06.3 (update and direction are called directly; the step() test at the end relies on Task 06.1)
-state = {}
-r = Adam(dummy, lr=0.1).direction(np.array([0.5], dtype=np.float32), state)
-assert np.allclose(r, 1.0), f"first direction for d = 0.5 (worked example): expected m_hat / sqrt(v_hat) = 1, got {r}" \
-    + (" (nan on the first step: is t still 0 in 1 - b1**t? increment the step count first)" if np.isnan(r).any() else "")
-assert sorted(state) == ["exp_avg", "exp_avg_sq", "step"], f"state keys: expected exp_avg, exp_avg_sq, step, got {sorted(state)}"
-assert state["step"] == 1, f"state['step'] after one call: expected 1, got {state['step']}"
-assert np.allclose(state["exp_avg"], 0.05) and np.allclose(state["exp_avg_sq"], 0.00025), \
-    f"m, v after one step of d = 0.5: expected 0.05, 0.00025, got {state['exp_avg']}, {state['exp_avg_sq']}"
-p, state = run_update(Adam(dummy, lr=0.1), [1.0], [[0.5], [0.5]])
-assert np.allclose(p, 0.8), f"Adam lr 0.1, p = 1, g = 0.5 twice: expected 0.8 (worked example), got {p}"
-assert np.allclose(state["exp_avg"], 0.095) and np.allclose(state["exp_avg_sq"], 0.00049975), \
-    f"m, v after two steps: expected 0.095, 0.00049975, got {state['exp_avg']}, {state['exp_avg_sq']}"
-assert state["exp_avg"].dtype == np.float32 and p.dtype == np.float32, "state and p stay float32"
-p, _ = run_update(Adam(dummy, lr=0.1), [1.0], [[-3.0], [1.0]])
-m, v = 0.9 * 0.1 * -3.0 + 0.1 * 1.0, 0.999 * 0.001 * 9.0 + 0.001 * 1.0
-want = 1.0 + 0.1 - 0.1 * (m / 0.19) / (np.sqrt(v / 0.001999) + 1e-8)
-assert np.allclose(p, want, atol=1e-6), f"Adam lr 0.1, p = 1, g = -3 then 1: expected {want:.6f}, got {p}"
-p, _ = run_update(Adam(dummy, lr=0.1, weight_decay=0.5), [2.0], [[0.0]])
-assert np.allclose(p, 1.9), f"Adam, wd 0.5, p = 2, g = 0: d = 0 + 0.5 * 2 = 1, expected p = 1.9, got {p}"
-try:
-    w = Tensor(np.ones(1, dtype=np.float32))
-    w.grad = Tensor(np.ones(1, dtype=np.float32))
-    Optimizer.step(Recorder([w], lr=1.0))
-    assert np.allclose(w.data, 0.0)
-except Exception as e:
-    raise AssertionError(f"this test calls step() from Task 06.1, and step() on w = 1, grad 1, lr 1 did not give "
-                         f"w = 0 ({e!r}): make Task 06.1's tests pass first") from None
-w = Tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
-opt = Adam([w], lr=0.01)
-w.grad = Tensor(np.ones((2, 3), dtype=np.float32))
-opt.step()
-assert np.allclose(w.data, 0.99), f"Adam lr 0.01 on w = 1, grad 1: expected 0.99 everywhere, got {w.data}"
-assert opt.state_nbytes() == 2 * w.nbytes, f"Adam keeps 2 arrays of w's size: expected {2 * w.nbytes} bytes, measured {opt.state_nbytes()}"
+from tinytorch_lib.testing import task
+
+with task("06.3", uses={"06.1": "Optimizer.step"}):
+    state = {}
+    r = Adam(dummy, lr=0.1).direction(np.array([0.5], dtype=np.float32), state)
+    assert np.allclose(r, 1.0), f"first direction for d = 0.5 (worked example): expected m_hat / sqrt(v_hat) = 1, got {r}" \
+        + (" (nan on the first step: is t still 0 in 1 - b1**t? increment the step count first)" if np.isnan(r).any() else "")
+    assert sorted(state) == ["exp_avg", "exp_avg_sq", "step"], f"state keys: expected exp_avg, exp_avg_sq, step, got {sorted(state)}"
+    assert state["step"] == 1, f"state['step'] after one call: expected 1, got {fmt(state['step'])}"
+    assert np.allclose(state["exp_avg"], 0.05) and np.allclose(state["exp_avg_sq"], 0.00025), \
+        f"m, v after one step of d = 0.5: expected 0.05, 0.00025, got {fmt(state['exp_avg'])}, {fmt(state['exp_avg_sq'])}"
+    p, state = run_update(Adam(dummy, lr=0.1), [1.0], [[0.5], [0.5]])
+    assert np.allclose(p, 0.8), f"Adam lr 0.1, p = 1, g = 0.5 twice: expected 0.8 (worked example), got {p}"
+    assert np.allclose(state["exp_avg"], 0.095) and np.allclose(state["exp_avg_sq"], 0.00049975), \
+        f"m, v after two steps: expected 0.095, 0.00049975, got {fmt(state['exp_avg'])}, {fmt(state['exp_avg_sq'])}"
+    assert state["exp_avg"].dtype == np.float32 and p.dtype == np.float32, "state and p stay float32"
+    p, _ = run_update(Adam(dummy, lr=0.1), [1.0], [[-3.0], [1.0]])
+    m, v = 0.9 * 0.1 * -3.0 + 0.1 * 1.0, 0.999 * 0.001 * 9.0 + 0.001 * 1.0
+    want = 1.0 + 0.1 - 0.1 * (m / 0.19) / (np.sqrt(v / 0.001999) + 1e-8)
+    assert np.allclose(p, want, atol=1e-6), f"Adam lr 0.1, p = 1, g = -3 then 1: expected {want:.6f}, got {p}"
+    p, _ = run_update(Adam(dummy, lr=0.1, weight_decay=0.5), [2.0], [[0.0]])
+    assert np.allclose(p, 1.9), f"Adam, wd 0.5, p = 2, g = 0: d = 0 + 0.5 * 2 = 1, expected p = 1.9, got {p}"
+    try:
+        w = Tensor(np.ones(1, dtype=np.float32))
+        w.grad = Tensor(np.ones(1, dtype=np.float32))
+        Optimizer.step(Recorder([w], lr=1.0))
+        assert np.allclose(w.data, 0.0)
+    except Exception as e:
+        raise AssertionError(f"this test calls step() from Task 06.1, and step() on w = 1, grad 1, lr 1 did not give "
+                             f"w = 0 ({e!r}): make Task 06.1's tests pass first") from None
+    w = Tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
+    opt = Adam([w], lr=0.01)
+    w.grad = Tensor(np.ones((2, 3), dtype=np.float32))
+    opt.step()
+    assert np.allclose(w.data, 0.99), f"Adam lr 0.01 on w = 1, grad 1: expected 0.99 everywhere, got {fmt(w.data)}"
+    assert opt.state_nbytes() == 2 * w.nbytes, f"Adam keeps 2 arrays of w's size: expected {2 * w.nbytes} bytes, measured {opt.state_nbytes()}"
 print("Task 06.3 visible tests passed")
 
 # %% [markdown]
@@ -548,18 +560,21 @@ class AdamW(Adam):
 
 # %% nbgrader={"grade": true, "grade_id": "test_06_4_adamw", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 06.4 (they rely on Task 06.3's direction)
-try:
-    assert np.allclose(Adam(dummy, lr=0.1).direction(np.array([0.5], dtype=np.float32), {}), 1.0)
-except Exception as e:
-    raise AssertionError(f"Task 06.4 calls direction from Task 06.3, and Adam.direction(0.5, {{}}) did not return 1 "
-                         f"({e!r}): make Task 06.3's tests pass first") from None
-p, state = run_update(AdamW(dummy, lr=0.1, weight_decay=0.1), [1.0], [[0.5]])
-assert np.allclose(p, 0.89), f"AdamW lr 0.1, wd 0.1, p = 1, g = 0.5: expected 0.89 (worked example), got {p}"
-assert np.allclose(state["exp_avg"], 0.05), f"AdamW's m should see the raw gradient: expected 0.05, got {state['exp_avg']}"
-p, _ = run_update(AdamW(dummy, lr=0.1, weight_decay=0.5), [2.0, -4.0], [[0.0, 0.0]] * 10)
-want = np.array([2.0, -4.0]) * (1 - 0.1 * 0.5) ** 10
-assert np.allclose(p, want, rtol=1e-5), f"AdamW, zero gradient, 10 steps: expected p0 * (1 - lr wd)^10 = {want}, got {p}"
-assert AdamW(dummy).weight_decay == 0.01, "AdamW's default weight_decay is 0.01"
+from tinytorch_lib.testing import task
+
+with task("06.4", uses={"06.3": "Adam.direction"}):
+    try:
+        assert np.allclose(Adam(dummy, lr=0.1).direction(np.array([0.5], dtype=np.float32), {}), 1.0)
+    except Exception as e:
+        raise AssertionError(f"Task 06.4 calls direction from Task 06.3, and Adam.direction(0.5, {{}}) did not return 1 "
+                             f"({e!r}): make Task 06.3's tests pass first") from None
+    p, state = run_update(AdamW(dummy, lr=0.1, weight_decay=0.1), [1.0], [[0.5]])
+    assert np.allclose(p, 0.89), f"AdamW lr 0.1, wd 0.1, p = 1, g = 0.5: expected 0.89 (worked example), got {p}"
+    assert np.allclose(state["exp_avg"], 0.05), f"AdamW's m should see the raw gradient: expected 0.05, got {fmt(state['exp_avg'])}"
+    p, _ = run_update(AdamW(dummy, lr=0.1, weight_decay=0.5), [2.0, -4.0], [[0.0, 0.0]] * 10)
+    want = np.array([2.0, -4.0]) * (1 - 0.1 * 0.5) ** 10
+    assert np.allclose(p, want, rtol=1e-5), f"AdamW, zero gradient, 10 steps: expected p0 * (1 - lr wd)^10 = {fmt(want)}, got {p}"
+    assert AdamW(dummy).weight_decay == 0.01, "AdamW's default weight_decay is 0.01"
 print("Task 06.4 visible tests passed")
 
 # %% [markdown]

@@ -6,6 +6,7 @@ every expected value, oracle and comparison stays here.
 """
 import numpy as np
 
+from tinytorch_lib import fmt
 from tito.checks import StudentError, check
 
 
@@ -77,7 +78,7 @@ def step_works(s):
         got = s.value("w.data")
         problem = None if close(got, 0.0) else f"got w = {got}"
     except StudentError as e:
-        problem = f"{e.type}: {e.message}"
+        problem = f"{e.said}"
     assert problem is None, (f"this test calls step() from Task 06.1, and step() on w = 1, grad 1, lr 1 did not "
                              f"give w = 0 ({problem}): make Task 06.1's tests pass first")
 
@@ -125,16 +126,16 @@ def base(s):
     assert dtype == np.float32, f"a float64 grad of a float32 parameter should reach update as float32, got {dtype}"
     assert state == 0, "update should receive the dict self.state[0] for parameter 0"
     got = s.value("w.data")
-    assert close(got, 0.95), f"w = 1, grad 0.5, lr 0.1: expected w = 0.95 after step(), got {got}"
+    assert close(got, 0.95), f"w = 1, grad 0.5, lr 0.1: expected w = 0.95 after step(), got {fmt(got)}"
     got = s.value("b.data")
-    assert np.array_equal(got, np.zeros(3)), f"b.grad is None: b should be unchanged, got {got}"
+    assert np.array_equal(got, np.zeros(3)), f"b.grad is None: b should be unchanged, got {fmt(got)}"
     s.run("opt.zero_grad()")
     grads = s.value("(repr(w.grad), repr(b.grad))")
-    assert grads == ("None", "None"), f"after zero_grad(): expected grads None, got {grads[0]}, {grads[1]}"
+    assert grads == ("None", "None"), f"after zero_grad(): expected grads None, got {fmt(grads[0])}, {fmt(grads[1])}"
     s.run("w.grad = Tensor(np.ones((3, 2), dtype=np.float32))")
     raised = s.expect_error("opt.step()", "w of shape (2, 3) with a grad of shape (3, 2): step()", ("(2, 3)", "(3, 2)"))
     want = "Recorder.step: parameter 0 has shape (2, 3) but its grad has shape (3, 2)"
-    assert raised.message == want, f"the shape error should read exactly '{want}', got: '{raised.message}'"
+    assert raised.message == want, f"the shape error should read exactly '{fmt(want)}', got: '{raised.message}'"
 
     shapes = [(4,), (2, 2), (), (3, 1, 2)]
     s.run("ps = [Tensor(np.full(shape, 2.0, dtype=np.float32)) for shape in shapes]\n"
@@ -157,12 +158,12 @@ def base(s):
     got = [values.reshape(shape) for shape, values in s.value("[(p.data.shape, p.data.reshape(-1)) for p in ps]")]
     for i, want in enumerate([1.0, 2.0, 0.0, 1.0]):
         assert got[i].shape == shapes[i] and close(got[i], want), \
-            f"{setup}: parameter {i} (shape {shapes[i]}) should be {want}, got {got[i]}"
+            f"{setup}: parameter {i} (shape {shapes[i]}) should be {fmt(want)}, got {fmt(got[i])}"
     dtypes = s.value("[p.dtype for p in ps]")
     assert all(d == np.float32 for d in dtypes), f"{setup}: parameters should stay float32, got {dtypes}"
     s.run("opt.zero_grad()")
     grads = s.value("[repr(p.grad) for p in ps]")
-    assert grads == ["None"] * 4, f"zero_grad() should set every parameter's grad to None, got {grads}"
+    assert grads == ["None"] * 4, f"zero_grad() should set every parameter's grad to None, got {fmt(grads)}"
     s.run("d = Tensor(np.ones(2))\n"
           "d.grad = Tensor(np.array([0.25, 0.5]))\n"
           "opt = Recorder([d], lr=1.0)\n"
@@ -170,7 +171,7 @@ def base(s):
     calls, got = s.value("calls_of(opt, [d.data])"), s.value("d.data")
     assert len(calls) == 1 and calls[0][1] == np.float64, \
         f"a float64 parameter with a float64 grad: update should get a float64 g, got {[c[1] for c in calls]}"
-    assert close(got, [0.75, 0.5]), f"float64 parameter [1, 1], grad [0.25, 0.5], lr 1: expected [0.75, 0.5], got {got}"
+    assert close(got, [0.75, 0.5]), f"float64 parameter [1, 1], grad [0.25, 0.5], lr 1: expected [0.75, 0.5], got {fmt(got)}"
 
 
 @check("test_06_2_sgd")
@@ -185,8 +186,8 @@ def sgd(s):
     assert close(p, 0.855), f"SGD lr 0.1, mu 0.9, p = 1, g = 0.5 twice: expected 0.855, got {p}"
     assert "momentum_buffer" in state, f"momentum should keep state['momentum_buffer'], got keys {list(state)}"
     v = state["momentum_buffer"]
-    assert isinstance(v, np.ndarray), f"state['momentum_buffer'] should be an np.ndarray, got {v}"
-    assert close(v, 0.95), f"velocity after two steps: expected 0.95, got {v}"
+    assert isinstance(v, np.ndarray), f"state['momentum_buffer'] should be an np.ndarray, got {fmt(v)}"
+    assert close(v, 0.95), f"velocity after two steps: expected 0.95, got {fmt(v)}"
     assert v.dtype == np.float32, f"the velocity should be float32 like p, got {v.dtype}"
     step_works(s)
     s.run("w = Tensor(np.array([[1.0, -2.0]], dtype=np.float32), requires_grad=True)\n"
@@ -211,12 +212,12 @@ def sgd(s):
             f"{case}: differs from the float64 formula by up to {np.max(np.abs(p - want)) if p.shape == want.shape else '?'}"
         assert p.dtype == np.float32, f"{case}: p should stay float32, got {p.dtype}"
         assert (len(state) == 1) == (mu != 0), \
-            f"{case}: expected {'one state entry (momentum_buffer)' if mu else 'no state'}, got keys {list(state)}"
+            f"{case}: expected {fmt('one state entry (momentum_buffer)' if mu else 'no state')}, got keys {list(state)}"
     s.run("p = np.ones(3, dtype=np.float32)\n"
           "SGD(dummy, lr=0.1, momentum=0.9).update(p, np.ones(3, dtype=np.float32), {})")
     got = s.value("p")
     assert close(got, 0.9), f"SGD(lr=0.1, momentum=0.9).update(p = ones(3), g = ones(3), {{}}) should change " \
-                                  f"p in place to 0.9, the caller's array is {got}"
+                                  f"p in place to 0.9, the caller's array is {fmt(got)}"
 
 
 @check("test_06_3_adam")
@@ -232,13 +233,13 @@ def adam(s):
     state = s.value(state_data("state"))
     assert sorted(state) == ["exp_avg", "exp_avg_sq", "step"], \
         f"state keys: expected exp_avg, exp_avg_sq, step, got {sorted(state)}"
-    assert state["step"] == 1, f"state['step'] after one call: expected 1, got {state['step']}"
+    assert state["step"] == 1, f"state['step'] after one call: expected 1, got {fmt(state['step'])}"
     assert close(state["exp_avg"], 0.05) and close(state["exp_avg_sq"], 0.00025), \
-        f"m, v after one step of d = 0.5: expected 0.05, 0.00025, got {state['exp_avg']}, {state['exp_avg_sq']}"
+        f"m, v after one step of d = 0.5: expected 0.05, 0.00025, got {fmt(state['exp_avg'])}, {fmt(state['exp_avg_sq'])}"
     p, state = updated(s, "Adam(dummy, lr=0.1)", [1.0], [[0.5], [0.5]])
     assert close(p, 0.8), f"Adam lr 0.1, p = 1, g = 0.5 twice: expected 0.8 (worked example), got {p}"
     assert close(state["exp_avg"], 0.095) and close(state["exp_avg_sq"], 0.00049975), \
-        f"m, v after two steps: expected 0.095, 0.00049975, got {state['exp_avg']}, {state['exp_avg_sq']}"
+        f"m, v after two steps: expected 0.095, 0.00049975, got {fmt(state['exp_avg'])}, {fmt(state['exp_avg_sq'])}"
     assert state["exp_avg"].dtype == np.float32 and p.dtype == np.float32, \
         f"state and p stay float32, got m {state['exp_avg'].dtype}, p {p.dtype}"
     p, _ = updated(s, "Adam(dummy, lr=0.1)", [1.0], [[-3.0], [1.0]])
@@ -252,7 +253,7 @@ def adam(s):
           "w.grad = Tensor(np.ones((2, 3), dtype=np.float32))\n"
           "opt.step()")
     got = s.value("w.data")
-    assert close(got, 0.99), f"Adam lr 0.01 on w = 1, grad 1: expected 0.99 everywhere, got {got}"
+    assert close(got, 0.99), f"Adam lr 0.01 on w = 1, grad 1: expected 0.99 everywhere, got {fmt(got)}"
     nbytes = s.value("opt.state_nbytes()")
     assert nbytes == 48, f"Adam keeps 2 arrays of w's size: expected 48 bytes, measured {nbytes}"
 
@@ -266,7 +267,7 @@ def adam(s):
         case = f"Adam(lr={lr}, betas=({b1}, {b2}), eps={eps}, weight_decay={wd}), 6 updates of a random (4, 2) p"
         assert p.shape == (4, 2) and close(p, want, rtol=1e-5, atol=1e-5), \
             f"{case}: differs from the float64 formula by up to {np.max(np.abs(p - want)) if p.shape == want.shape else '?'}"
-        assert state.get("step") == 6, f"{case}: state['step'] should be 6, got {state.get('step')}"
+        assert state.get("step") == 6, f"{case}: state['step'] should be 6, got {fmt(state.get('step'))}"
         assert p.dtype == np.float32, f"{case}: p should stay float32, got {p.dtype}"
         for key in ("exp_avg", "exp_avg_sq"):
             v = state.get(key)
@@ -294,18 +295,18 @@ def adamw(s):
         r = s.value("Adam(dummy, lr=0.1).direction(np.array([0.5], dtype=np.float32), {})")
         problem = None if close(r, 1.0) else f"got {r}"
     except StudentError as e:
-        problem = f"{e.type}: {e.message}"
+        problem = f"{e.said}"
     assert problem is None, (f"Task 06.4 calls direction from Task 06.3, and Adam.direction(0.5, {{}}) did not "
                              f"return 1 ({problem}): make Task 06.3's tests pass first")
     p, state = updated(s, "AdamW(dummy, lr=0.1, weight_decay=0.1)", [1.0], [[0.5]])
     assert close(p, 0.89), f"AdamW lr 0.1, wd 0.1, p = 1, g = 0.5: expected 0.89 (worked example), got {p}"
     assert close(state.get("exp_avg"), 0.05), \
-        f"AdamW's m should see the raw gradient: expected 0.05, got {state.get('exp_avg')}"
+        f"AdamW's m should see the raw gradient: expected 0.05, got {fmt(state.get('exp_avg'))}"
     p, _ = updated(s, "AdamW(dummy, lr=0.1, weight_decay=0.5)", [2.0, -4.0], [[0.0, 0.0]] * 10)
     want = np.array([2.0, -4.0]) * (1 - 0.1 * 0.5) ** 10
-    assert close(p, want, rtol=1e-5), f"AdamW, zero gradient, 10 steps: expected p0 * (1 - lr wd)^10 = {want}, got {p}"
+    assert close(p, want, rtol=1e-5), f"AdamW, zero gradient, 10 steps: expected p0 * (1 - lr wd)^10 = {fmt(want)}, got {p}"
     wd = s.value("AdamW(dummy).weight_decay")
-    assert wd == 0.01, f"AdamW's default weight_decay is 0.01, got {wd}"
+    assert wd == 0.01, f"AdamW's default weight_decay is 0.01, got {fmt(wd)}"
 
     rng = np.random.default_rng(8)
     for wd, lr in [(0.01, 0.01), (0.3, 0.05), (0.0, 0.02)]:
@@ -314,17 +315,17 @@ def adamw(s):
         p, _ = updated(s, f"AdamW(dummy, lr={lr}, weight_decay={wd})", p0, grads)
         want = adam_oracle(p0, grads, lr, wd=wd, decoupled=True)
         assert p.shape == (5,) and close(p, want, rtol=1e-5, atol=1e-5), \
-            f"AdamW(lr={lr}, weight_decay={wd}), 6 updates of a random (5,) p: differs from the float64 formula " \
+            f"AdamW(lr={fmt(lr)}, weight_decay={fmt(wd)}), 6 updates of a random (5,) p: differs from the float64 formula " \
             f"(p -= lr wd p, then Adam's step on the raw g) by up to " \
             f"{np.max(np.abs(p - want)) if p.shape == want.shape else '?'}"
     p_adam, _ = updated(s, "Adam(dummy, lr=0.05)", p0, grads)
     p_adamw, _ = updated(s, "AdamW(dummy, lr=0.05, weight_decay=0.0)", p0, grads)
     assert np.array_equal(p_adam, p_adamw), \
-        f"AdamW with weight_decay 0 should give exactly Adam's result: Adam {p_adam}, AdamW {p_adamw}"
+        f"AdamW with weight_decay 0 should give exactly Adam's result: Adam {fmt(p_adam)}, AdamW {fmt(p_adamw)}"
     s.run("p = np.ones(3, dtype=np.float32)\n"
           "AdamW(dummy, lr=0.1).update(p, np.ones(3, dtype=np.float32), {})")
     got = s.value("p")
     want = adam_oracle(np.ones(3), [np.ones(3)], 0.1, wd=0.01, decoupled=True)
     assert got.dtype == np.float32 and close(got, want, rtol=1e-5), \
         f"AdamW(lr=0.1).update(p = ones(3) float32, g = ones(3), {{}}) should change p in place, float32, to " \
-        f"{want[0]:.6f}: the caller's array is {got} ({got.dtype})"
+        f"{want[0]:.6f}: the caller's array is {fmt(got)} ({got.dtype})"

@@ -43,6 +43,7 @@
 import numpy as np
 
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 from tinytorch_lib.tensor import Tensor
 
 # %% [markdown]
@@ -182,25 +183,28 @@ class TensorDataset(Dataset):
 
 # %% nbgrader={"grade": true, "grade_id": "test_07_1_tensor_dataset", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 07.1
-x = np.arange(12, dtype=np.float32).reshape(6, 2)
-y = np.array([0, 1, 2, 0, 1, 2], dtype=np.int64)
-ds = TensorDataset(Tensor(x), Tensor(y))
-assert len(ds) == 6, f"len(TensorDataset(x (6, 2), y (6,))): expected 6, got {len(ds)}"
-sample = ds[2]
-assert isinstance(sample, tuple) and len(sample) == 2, f"ds[2] should be a tuple (x[2], y[2]), got {sample!r}"
-assert all(isinstance(t, Tensor) for t in sample), f"ds[2] should hold Tensors, got {[type(t).__name__ for t in sample]}"
-assert np.array_equal(sample[0].data, [4.0, 5.0]) and sample[1].data == 2, \
-    f"ds[2] of x = arange(12).reshape(6, 2), y = [0, 1, 2, 0, 1, 2]: expected ([4, 5], 2), got ({sample[0].data}, {sample[1].data})"
-bx, by = ds[np.array([5, 0])]
-assert bx.shape == (2, 2) and by.shape == (2,), f"ds[np.array([5, 0])]: expected shapes (2, 2) and (2,), got {bx.shape}, {by.shape}"
-assert np.array_equal(bx.data, [[10, 11], [0, 1]]) and np.array_equal(by.data, [2, 0]), \
-    f"ds[np.array([5, 0])]: expected rows 5 then 0, x [[10, 11], [0, 1]], y [2, 0]; got {bx.data.tolist()}, {by.data.tolist()}"
-try:
-    TensorDataset(Tensor(np.zeros((5, 3))), Tensor(np.zeros(4)))
-except ValueError as e:
-    assert "5" in str(e) and "4" in str(e), f"the error should name both lengths 5 and 4, got: {e}"
-else:
-    raise AssertionError("TensorDataset(x (5, 3), y (4,)) should raise ValueError: 5 samples vs 4 labels")
+from tinytorch_lib.testing import task
+
+with task("07.1"):
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    y = np.array([0, 1, 2, 0, 1, 2], dtype=np.int64)
+    ds = TensorDataset(Tensor(x), Tensor(y))
+    assert len(ds) == 6, f"len(TensorDataset(x (6, 2), y (6,))): expected 6, got {len(ds)}"
+    sample = ds[2]
+    assert isinstance(sample, tuple) and len(sample) == 2, f"ds[2] should be a tuple (x[2], y[2]), got {sample!r}"
+    assert all(isinstance(t, Tensor) for t in sample), f"ds[2] should hold Tensors, got {[type(t).__name__ for t in sample]}"
+    assert np.array_equal(sample[0].data, [4.0, 5.0]) and sample[1].data == 2, \
+        f"ds[2] of x = arange(12).reshape(6, 2), y = [0, 1, 2, 0, 1, 2]: expected ([4, 5], 2), got ({fmt(sample[0].data)}, {fmt(sample[1].data)})"
+    bx, by = ds[np.array([5, 0])]
+    assert bx.shape == (2, 2) and by.shape == (2,), f"ds[np.array([5, 0])]: expected shapes (2, 2) and (2,), got {bx.shape}, {by.shape}"
+    assert np.array_equal(bx.data, [[10, 11], [0, 1]]) and np.array_equal(by.data, [2, 0]), \
+        f"ds[np.array([5, 0])]: expected rows 5 then 0, x [[10, 11], [0, 1]], y [2, 0]; got {bx.data.tolist()}, {by.data.tolist()}"
+    try:
+        TensorDataset(Tensor(np.zeros((5, 3))), Tensor(np.zeros(4)))
+    except ValueError as e:
+        assert "5" in str(e) and "4" in str(e), f"the error should name both lengths 5 and 4, got: {e}"
+    else:
+        raise AssertionError("TensorDataset(x (5, 3), y (4,)) should raise ValueError: 5 samples vs 4 labels")
 print("Task 07.1 visible tests passed")
 
 # %% [markdown]
@@ -315,28 +319,31 @@ def load_digits(split: str = "train", flatten: bool = True, normalize: bool = Tr
 
 # %% nbgrader={"grade": true, "grade_id": "test_07_2_load_digits", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 07.2 (they rely on Task 07.1's TensorDataset)
-try:
-    assert len(TensorDataset(Tensor(np.zeros((3, 2))), Tensor(np.zeros(3)))) == 3
-except Exception as e:
-    raise AssertionError(f"Task 07.2 returns a TensorDataset from Task 07.1, and len(TensorDataset(x (3, 2), y (3,))) "
-                         f"did not return 3 ({e!r}): make Task 07.1's tests pass first") from None
-train = load_digits("train")
-assert isinstance(train, TensorDataset), f"load_digits should return a TensorDataset, got {type(train).__name__}"
-x, y = train.tensors
-assert len(train) == 1437, f'len(load_digits("train")): expected 1437, got {len(train)}'
-assert x.shape == (1437, 64) and x.dtype == np.float32, f'load_digits("train") x: expected (1437, 64) float32, got {x.shape} {x.dtype}'
-assert y.shape == (1437,) and y.dtype == np.int64, f'load_digits("train") y: expected (1437,) int64, got {y.shape} {y.dtype}'
-assert x.data.min() == 0.0 and x.data.max() == 1.0, f"normalize=True: pixels should span [0, 1], got [{x.data.min()}, {x.data.max()}]"
-assert sorted(set(y.data.tolist())) == list(range(10)), f"labels should be the digits 0..9, got {sorted(set(y.data.tolist()))}"
-test = load_digits("test", flatten=False)
-assert test.tensors[0].shape == (360, 1, 8, 8), f'load_digits("test", flatten=False) x: expected (360, 1, 8, 8), got {test.tensors[0].shape}'
-assert test.tensors[1].shape == (360,), f'load_digits("test") y: expected (360,), got {test.tensors[1].shape}'
-try:
-    load_digits("validation")
-except ValueError as e:
-    assert "train" in str(e) and "test" in str(e), f"the error should name the allowed splits, got: {e}"
-else:
-    raise AssertionError('load_digits("validation") should raise ValueError: the splits are "train" and "test"')
+from tinytorch_lib.testing import task
+
+with task("07.2", uses={"07.1": "TensorDataset"}):
+    try:
+        assert len(TensorDataset(Tensor(np.zeros((3, 2))), Tensor(np.zeros(3)))) == 3
+    except Exception as e:
+        raise AssertionError(f"Task 07.2 returns a TensorDataset from Task 07.1, and len(TensorDataset(x (3, 2), y (3,))) "
+                             f"did not return 3 ({e!r}): make Task 07.1's tests pass first") from None
+    train = load_digits("train")
+    assert isinstance(train, TensorDataset), f"load_digits should return a TensorDataset, got {type(train).__name__}"
+    x, y = train.tensors
+    assert len(train) == 1437, f'len(load_digits("train")): expected 1437, got {len(train)}'
+    assert x.shape == (1437, 64) and x.dtype == np.float32, f'load_digits("train") x: expected (1437, 64) float32, got {x.shape} {x.dtype}'
+    assert y.shape == (1437,) and y.dtype == np.int64, f'load_digits("train") y: expected (1437,) int64, got {y.shape} {y.dtype}'
+    assert x.data.min() == 0.0 and x.data.max() == 1.0, f"normalize=True: pixels should span [0, 1], got [{fmt(x.data.min())}, {fmt(x.data.max())}]"
+    assert sorted(set(y.data.tolist())) == list(range(10)), f"labels should be the digits 0..9, got {sorted(set(y.data.tolist()))}"
+    test = load_digits("test", flatten=False)
+    assert test.tensors[0].shape == (360, 1, 8, 8), f'load_digits("test", flatten=False) x: expected (360, 1, 8, 8), got {test.tensors[0].shape}'
+    assert test.tensors[1].shape == (360,), f'load_digits("test") y: expected (360,), got {test.tensors[1].shape}'
+    try:
+        load_digits("validation")
+    except ValueError as e:
+        assert "train" in str(e) and "test" in str(e), f"the error should name the allowed splits, got: {e}"
+    else:
+        raise AssertionError('load_digits("validation") should raise ValueError: the splits are "train" and "test"')
 print("Task 07.2 visible tests passed")
 
 # %% [markdown]
@@ -444,22 +451,25 @@ def batch_slices(n: int, batch_size: int, drop_last: bool = False) -> list:
 
 # %% nbgrader={"grade": true, "grade_id": "test_07_3_batch_slices", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 07.3
-got = batch_slices(10, 4, drop_last=False)
-assert got == [slice(0, 4), slice(4, 8), slice(8, 10)], \
-    f"batch_slices(10, 4, drop_last=False): expected [slice(0, 4), slice(4, 8), slice(8, 10)], got {got}"
-got = batch_slices(10, 4, drop_last=True)
-assert got == [slice(0, 4), slice(4, 8)], f"batch_slices(10, 4, drop_last=True): expected [slice(0, 4), slice(4, 8)], got {got}"
-got = batch_slices(8, 4, drop_last=True)
-assert got == [slice(0, 4), slice(4, 8)], f"batch_slices(8, 4, drop_last=True): 4 divides 8, expected [slice(0, 4), slice(4, 8)], got {got}"
-got = batch_slices(1437, 32)
-assert len(got) == 45 and got[-1] == slice(1408, 1437), \
-    f"batch_slices(1437, 32): expected 45 slices ending with slice(1408, 1437), got {len(got)} ending with {got[-1] if got else None}"
-loader = DataLoader(Squares(10), batch_size=4)
-shapes = [(x.shape, y.shape) for x, y in loader]
-assert shapes == [((4, 2), (4,)), ((4, 2), (4,)), ((2, 2), (2,))], \
-    f"DataLoader(Squares(10), batch_size=4): expected x, y shapes ((4, 2), (4,)) twice then ((2, 2), (2,)), got {shapes}"
-labels = [y.data.tolist() for _, y in DataLoader(Squares(10), batch_size=4, drop_last=True)]
-assert labels == [[0, 1, 2, 3], [4, 5, 6, 7]], f"drop_last=True, 10 samples, batch 4: expected labels [[0..3], [4..7]], got {labels}"
+from tinytorch_lib.testing import task
+
+with task("07.3"):
+    got = batch_slices(10, 4, drop_last=False)
+    assert got == [slice(0, 4), slice(4, 8), slice(8, 10)], \
+        f"batch_slices(10, 4, drop_last=False): expected [slice(0, 4), slice(4, 8), slice(8, 10)], got {fmt(got)}"
+    got = batch_slices(10, 4, drop_last=True)
+    assert got == [slice(0, 4), slice(4, 8)], f"batch_slices(10, 4, drop_last=True): expected [slice(0, 4), slice(4, 8)], got {fmt(got)}"
+    got = batch_slices(8, 4, drop_last=True)
+    assert got == [slice(0, 4), slice(4, 8)], f"batch_slices(8, 4, drop_last=True): 4 divides 8, expected [slice(0, 4), slice(4, 8)], got {fmt(got)}"
+    got = batch_slices(1437, 32)
+    assert len(got) == 45 and got[-1] == slice(1408, 1437), \
+        f"batch_slices(1437, 32): expected 45 slices ending with slice(1408, 1437), got {len(got)} ending with {fmt(got[-1] if got else None)}"
+    loader = DataLoader(Squares(10), batch_size=4)
+    shapes = [(x.shape, y.shape) for x, y in loader]
+    assert shapes == [((4, 2), (4,)), ((4, 2), (4,)), ((2, 2), (2,))], \
+        f"DataLoader(Squares(10), batch_size=4): expected x, y shapes ((4, 2), (4,)) twice then ((2, 2), (2,)), got {shapes}"
+    labels = [y.data.tolist() for _, y in DataLoader(Squares(10), batch_size=4, drop_last=True)]
+    assert labels == [[0, 1, 2, 3], [4, 5, 6, 7]], f"drop_last=True, 10 samples, batch 4: expected labels [[0..3], [4..7]], got {labels}"
 print("Task 07.3 visible tests passed")
 
 # %% [markdown]
@@ -507,27 +517,30 @@ def shuffled_batches(n: int, batch_size: int, drop_last: bool, seed: int, epoch:
 
 # %% nbgrader={"grade": true, "grade_id": "test_07_4_shuffled_batches", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 07.4
-got = shuffled_batches(10, 4, False, seed=0, epoch=0)
-sizes = [len(b) for b in got]
-assert sizes == [4, 4, 2], f"shuffled_batches(10, 4, False, seed=0, epoch=0): expected batch sizes [4, 4, 2], got {sizes}"
-flat = np.concatenate(got)
-want = np.random.default_rng([0, 0]).permutation(10)
-assert np.array_equal(flat, want), \
-    f"seed=0, epoch=0: expected np.random.default_rng([0, 0]).permutation(10) = {want.tolist()} cut into batches, got {flat.tolist()}"
-again = np.concatenate(shuffled_batches(10, 4, False, seed=0, epoch=0))
-assert np.array_equal(again, flat), f"the same (seed, epoch) must give the same order: {flat.tolist()} then {again.tolist()}"
-other = np.concatenate(shuffled_batches(10, 4, False, seed=0, epoch=1))
-assert sorted(other.tolist()) == list(range(10)) and not np.array_equal(other, flat), \
-    f"epoch 1 should be a different permutation of 0..9 than epoch 0 ({flat.tolist()}), got {other.tolist()}"
-dropped = shuffled_batches(10, 4, True, seed=0, epoch=0)
-assert [len(b) for b in dropped] == [4, 4], f"drop_last=True, n=10, batch 4: expected sizes [4, 4], got {[len(b) for b in dropped]}"
-loader = DataLoader(Squares(10), batch_size=4, shuffle=True, seed=3)
-first = np.concatenate([y.data for _, y in loader])
-second = np.concatenate([y.data for _, y in loader])
-fresh = np.concatenate([y.data for _, y in DataLoader(Squares(10), batch_size=4, shuffle=True, seed=3)])
-assert sorted(first.tolist()) == list(range(10)), f"one shuffled epoch should hold every sample once, got labels {first.tolist()}"
-assert not np.array_equal(first, second), f"two epochs of one loader gave the same order {first.tolist()}"
-assert np.array_equal(first, fresh), f"a new loader with the same seed should repeat epoch 0: {first.tolist()} vs {fresh.tolist()}"
+from tinytorch_lib.testing import task
+
+with task("07.4", uses={"07.3": "batch_slices"}):
+    got = shuffled_batches(10, 4, False, seed=0, epoch=0)
+    sizes = [len(b) for b in got]
+    assert sizes == [4, 4, 2], f"shuffled_batches(10, 4, False, seed=0, epoch=0): expected batch sizes [4, 4, 2], got {sizes}"
+    flat = np.concatenate(got)
+    want = np.random.default_rng([0, 0]).permutation(10)
+    assert np.array_equal(flat, want), \
+        f"seed=0, epoch=0: expected np.random.default_rng([0, 0]).permutation(10) = {want.tolist()} cut into batches, got {flat.tolist()}"
+    again = np.concatenate(shuffled_batches(10, 4, False, seed=0, epoch=0))
+    assert np.array_equal(again, flat), f"the same (seed, epoch) must give the same order: {flat.tolist()} then {again.tolist()}"
+    other = np.concatenate(shuffled_batches(10, 4, False, seed=0, epoch=1))
+    assert sorted(other.tolist()) == list(range(10)) and not np.array_equal(other, flat), \
+        f"epoch 1 should be a different permutation of 0..9 than epoch 0 ({flat.tolist()}), got {other.tolist()}"
+    dropped = shuffled_batches(10, 4, True, seed=0, epoch=0)
+    assert [len(b) for b in dropped] == [4, 4], f"drop_last=True, n=10, batch 4: expected sizes [4, 4], got {[len(b) for b in dropped]}"
+    loader = DataLoader(Squares(10), batch_size=4, shuffle=True, seed=3)
+    first = np.concatenate([y.data for _, y in loader])
+    second = np.concatenate([y.data for _, y in loader])
+    fresh = np.concatenate([y.data for _, y in DataLoader(Squares(10), batch_size=4, shuffle=True, seed=3)])
+    assert sorted(first.tolist()) == list(range(10)), f"one shuffled epoch should hold every sample once, got labels {first.tolist()}"
+    assert not np.array_equal(first, second), f"two epochs of one loader gave the same order {first.tolist()}"
+    assert np.array_equal(first, fresh), f"a new loader with the same seed should repeat epoch 0: {first.tolist()} vs {fresh.tolist()}"
 print("Task 07.4 visible tests passed")
 
 # %% [markdown]

@@ -6,6 +6,7 @@ every expected value, oracle and comparison stays here (the digits oracle reads 
 """
 import numpy as np
 
+from tinytorch_lib import fmt
 from tito.checks import StudentError, check
 from tito.modules import ROOT
 
@@ -49,7 +50,7 @@ def helpers(s):
 def tensors(got, what: str, n: int, containers=("tuple",)) -> list:
     """The arrays of a described tuple of n Tensors; AssertionError saying what came back otherwise."""
     assert got["type"] in containers and len(got.get("items", ())) == n, \
-        f"{what} should be a tuple of {n} Tensors, got a {got['type']}" + \
+        f"{what} should be a tuple of {n} Tensors, got a {fmt(got['type'])}" + \
         (f" of {len(got['items'])}" if "items" in got else "")
     kinds = [i["type"] for i in got["items"]]
     assert all(k == TENSOR for k in kinds), f"{what} should hold Tensors, got {kinds}"
@@ -71,7 +72,7 @@ def tensor_dataset(s):
     assert n == 6, f"len(TensorDataset(x (6, 2), y (6,))): expected 6, got {n}"
     sx, sy = tensors(s.value("described(ds[2])"), "ds[2]", 2)
     assert np.array_equal(sx, [4.0, 5.0]) and np.array_equal(sy, 2), \
-        f"ds[2] of x = arange(12).reshape(6, 2), y = [0, 1, 2, 0, 1, 2]: expected ([4, 5], 2), got ({sx}, {sy})"
+        f"ds[2] of x = arange(12).reshape(6, 2), y = [0, 1, 2, 0, 1, 2]: expected ([4, 5], 2), got ({fmt(sx)}, {fmt(sy)})"
     bx, by = tensors(s.value("described(ds[np.array([5, 0])])"), "ds[np.array([5, 0])]", 2)
     assert bx.shape == (2, 2) and by.shape == (2,), \
         f"ds[np.array([5, 0])]: expected shapes (2, 2) and (2,), got {bx.shape}, {by.shape}"
@@ -89,8 +90,8 @@ def tensor_dataset(s):
     assert n == 10, f"{made}: len should be 10, got {n}"
     stored = s.value("described(ds3.tensors)")
     assert stored["type"] == "tuple" and all(i["type"] == TENSOR for i in stored.get("items", ())), \
-        f"{made}: self.tensors should be a tuple of Tensors (numpy arrays wrapped), got a {stored['type']} of " \
-        f"{[i['type'] for i in stored.get('items', ())]}"
+        f"{made}: self.tensors should be a tuple of Tensors (numpy arrays wrapped), got a {fmt(stored['type'])} of " \
+        f"{fmt([i['type'] for i in stored.get('items', ())])}"
     dtypes = [i["data"].dtype if i["data"] is not None else None for i in stored["items"]]
     assert dtypes == [np.uint8, np.int64, np.float64], \
         f"{made}: dtypes must be kept: expected uint8, int64, float64, got {dtypes}"
@@ -104,7 +105,7 @@ def tensor_dataset(s):
     assert all(np.array_equal(g, w[idx]) for g, w in zip(got, (a, b, c))), \
         f"{made}: ds3[np.array([9, 3, 3, 0])] should hold rows 9, 3, 3, 0 of each tensor (repeats included)"
     got = tensors(s.value("described(ds3.get_batch(slice(2, 5)))"), "ds3.get_batch(slice(2, 5))", 3)
-    assert np.array_equal(got[1], b[2:5]), f"{made}: get_batch(slice(2, 5)) should give rows 2..4, got {got[1]}"
+    assert np.array_equal(got[1], b[2:5]), f"{made}: get_batch(slice(2, 5)) should give rows 2..4, got {fmt(got[1])}"
     for shapes in [((3, 2), (3,), (7,)), ((2,), (9, 2))]:
         lengths = [sh[0] for sh in shapes]
         s.expect_error("TensorDataset(*[np.zeros(sh) for sh in shapes])",
@@ -119,7 +120,7 @@ def load_digits_(s):
         n = s.value("len(TensorDataset(Tensor(np.zeros((3, 2))), Tensor(np.zeros(3))))")
         problem = None if n == 3 else f"got {n!r}"
     except StudentError as e:
-        problem = f"{e.type}: {e.message}"
+        problem = f"{e.said}"
     assert problem is None, (f"Task 07.2 returns a TensorDataset from Task 07.1, and len(TensorDataset(x (3, 2), "
                              f"y (3,))) did not return 3 ({problem}): make Task 07.1's tests pass first")
     raw = digits()
@@ -131,7 +132,7 @@ def load_digits_(s):
                 s.run(f"d = {call}")
                 kind = s.value("f'{type(d).__module__}.{type(d).__qualname__}'")
                 assert kind == "tinytorch_lib.dataloader.TensorDataset", \
-                    f"{call} should return a TensorDataset, got {kind}"
+                    f"{call} should return a TensorDataset, got {fmt(kind)}"
                 n = s.value("len(d)")
                 want_n = len(raw[f"{split}_index"])
                 assert n == want_n, f"len({call}): expected {want_n}, got {n}"
@@ -153,11 +154,11 @@ def load_digits_(s):
                         f"{call}: normalize=True: pixels should span [0, 1], got [{x.min()}, {x.max()}]"
                 want = raw["images"][rows].astype(np.float32) / (np.float32(16) if normalize else np.float32(1))
                 assert np.array_equal(x, want.reshape(shape)), \
-                    f"{call}: x should be images[{split}_index]{' / 16' if normalize else ' (values 0..16)'}, " \
+                    f"{call}: x should be images[{fmt(split)}_index]{fmt(' / 16' if normalize else ' (values 0..16)')}, " \
                     f"rows in index order, shape {shape}"
                 assert sorted(set(y.tolist())) == list(range(10)), \
                     f"{call}: labels should be the digits 0..9, got {sorted(set(y.tolist()))}"
-                assert np.array_equal(y, raw["labels"][rows]), f"{call}: y should be labels[{split}_index], in index order"
+                assert np.array_equal(y, raw["labels"][rows]), f"{call}: y should be labels[{fmt(split)}_index], in index order"
     s.expect_error('load_digits("validation")', 'load_digits("validation") (the splits are "train" and "test")',
                    ("train", "test"))
 
@@ -170,7 +171,7 @@ def batch_slices_(s):
         try:
             return s.value("slices(batch_slices(n, b, drop))", n=n, b=b, drop=drop)
         except StudentError as e:
-            raise AssertionError(f"batch_slices({n}, {b}, drop_last={drop}) raised {e.type}: {e.message}"
+            raise AssertionError(f"batch_slices({n}, {b}, drop_last={fmt(drop)}) raised {e.said}"
                                  + (f" (at {e.at})" if e.at else "")) from None
 
     def want(n, b, drop):
@@ -184,14 +185,14 @@ def batch_slices_(s):
                             (3, 5, True, " (no full batch, no batch)"), (3, 5, False, " (one short batch)")]:
         got = sliced(n, b, drop)
         assert got == want(n, b, drop), \
-            f"batch_slices({n}, {b}, drop_last={drop}){why}: expected {shown(want(n, b, drop))}, got {shown(got)}"
+            f"batch_slices({n}, {b}, drop_last={fmt(drop)}){why}: expected {shown(want(n, b, drop))}, got {shown(got)}"
     got = sliced(1437, 32, False)
     assert got == want(1437, 32, False), \
         f"batch_slices(1437, 32): expected 45 slices ending with slice(1408, 1437), got {len(got)} ending with " \
         f"{shown(got[-1:])}"
     helpers_ok = s.value("[(x.shape, y.shape) for x, y in DataLoader(Squares(10), batch_size=4)]")
     assert helpers_ok == [((4, 2), (4,)), ((4, 2), (4,)), ((2, 2), (2,))], \
-        f"DataLoader(Squares(10), batch_size=4): expected x, y shapes ((4, 2), (4,)) twice then ((2, 2), (2,)), got {helpers_ok}"
+        f"DataLoader(Squares(10), batch_size=4): expected x, y shapes ((4, 2), (4,)) twice then ((2, 2), (2,)), got {fmt(helpers_ok)}"
     labels = s.value("[y.data.tolist() for _, y in DataLoader(Squares(10), batch_size=4, drop_last=True)]")
     assert labels == [[0, 1, 2, 3], [4, 5, 6, 7]], \
         f"drop_last=True, 10 samples, batch 4: expected labels [[0..3], [4..7]], got {labels}"
@@ -199,9 +200,9 @@ def batch_slices_(s):
     for _ in range(200):
         n, b, drop = int(rng.integers(1, 60)), int(rng.integers(1, 70)), bool(rng.integers(2))
         got = sliced(n, b, drop)
-        assert all(g[0] == "slice" for g in got), f"batch_slices({n}, {b}, {drop}) should return slices, got {shown(got)}"
+        assert all(g[0] == "slice" for g in got), f"batch_slices({n}, {b}, {fmt(drop)}) should return slices, got {shown(got)}"
         assert got == want(n, b, drop), \
-            f"batch_slices({n}, {b}, drop_last={drop}): expected {shown(want(n, b, drop))}, got {shown(got)}"
+            f"batch_slices({n}, {b}, drop_last={fmt(drop)}): expected {shown(want(n, b, drop))}, got {shown(got)}"
 
 
 @check("test_07_4_shuffled_batches")
@@ -214,7 +215,7 @@ def shuffled_batches_(s):
             got = s.value("[np.asarray(g) for g in shuffled_batches(n, b, drop, seed=seed, epoch=epoch)]",
                           n=n, b=b, drop=drop, seed=seed, epoch=epoch)
         except StudentError as e:
-            raise AssertionError(f"{call} raised {e.type}: {e.message}" + (f" (at {e.at})" if e.at else "")) from None
+            raise AssertionError(f"{call} raised {e.said}") from None
         return call, got
 
     def want(n, b, drop, seed, epoch):
@@ -252,7 +253,7 @@ def shuffled_batches_(s):
         call, got = batches(n, b, drop, seed, epoch)
         expected = want(n, b, drop, seed, epoch)
         assert len(got) == len(expected) and all(g.shape == w.shape and np.array_equal(g, w) for g, w in zip(got, expected)), \
-            f"{call} differs from default_rng([{seed}, {epoch}]).permutation({n}) cut in order into batches of {b}" + \
+            f"{call} differs from default_rng([{fmt(seed)}, {fmt(epoch)}]).permutation({n}) cut in order into batches of {b}" + \
             (f": expected {len(expected)} batches, got {len(got)}" if len(got) != len(expected) else "")
         kinds = sorted({g.dtype.kind for g in got})
         assert kinds == ["i"], f"{call}: batches should be int arrays, got dtypes {sorted({str(g.dtype) for g in got})}"

@@ -57,6 +57,7 @@ from tinytorch_lib.tensor import Tensor, no_grad
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "activations", "layers", "losses", "autograd", "optimizers", "dataloader"):
     print(tinytorch_lib.origin(name))
@@ -93,16 +94,19 @@ def accuracy(logits: Tensor, labels: Tensor) -> float:
 
 # %% nbgrader={"grade": true, "grade_id": "test_08_1_accuracy", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 08.1
-logits = Tensor([[2.0, 0.1, -1.0], [0.3, 0.2, 4.0]])
-got = accuracy(logits, Tensor(np.array([0, 1])))
-assert isinstance(got, float), f"accuracy should return a Python float, got {type(got).__name__}"
-assert got == 0.5, f"accuracy([[2, 0.1, -1], [0.3, 0.2, 4]], labels [0, 1]): expected 0.5, got {got}"
-try:
-    accuracy(Tensor(np.zeros((4, 10))), Tensor(np.zeros(3, dtype=np.int64)))
-except ValueError as e:
-    assert "(4, 10)" in str(e) and "(3,)" in str(e), f"the error should name both shapes, got: {e}"
-else:
-    raise AssertionError("accuracy of logits (4, 10) and labels (3,) should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("08.1"):
+    logits = Tensor([[2.0, 0.1, -1.0], [0.3, 0.2, 4.0]])
+    got = accuracy(logits, Tensor(np.array([0, 1])))
+    assert isinstance(got, float), f"accuracy should return a Python float, got {type(got).__name__}"
+    assert got == 0.5, f"accuracy([[2, 0.1, -1], [0.3, 0.2, 4]], labels [0, 1]): expected 0.5, got {fmt(got)}"
+    try:
+        accuracy(Tensor(np.zeros((4, 10))), Tensor(np.zeros(3, dtype=np.int64)))
+    except ValueError as e:
+        assert "(4, 10)" in str(e) and "(3,)" in str(e), f"the error should name both shapes, got: {e}"
+    else:
+        raise AssertionError("accuracy of logits (4, 10) and labels (3,) should raise ValueError")
 print("Task 08.1 visible tests passed")
 
 # %% [markdown]
@@ -162,28 +166,42 @@ def train_epoch(model: Module, loss_fn, optimizer, loader, epoch: int = 0) -> fl
 
 # %% nbgrader={"grade": true, "grade_id": "test_08_2_train_epoch", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 08.2
-from tinytorch_lib.dataloader import DataLoader, TensorDataset
-from tinytorch_lib.layers import Linear, manual_seed
-from tinytorch_lib.losses import CrossEntropyLoss
-from tinytorch_lib.optimizers import SGD
+from tinytorch_lib.testing import task
 
-rng = np.random.default_rng(0)
-xs = rng.standard_normal((96, 4)).astype(np.float32)
-ys = (xs[:, 0] + xs[:, 1] > 0).astype(np.int64)  # a linearly separable toy problem, 2 classes
-toy = DataLoader(TensorDataset(Tensor(xs), Tensor(ys)), batch_size=40, shuffle=True, seed=0)  # batches 40, 40, 16
-manual_seed(0)
-toy_model = Linear(4, 2)
-opt = SGD(toy_model.parameters(), lr=0.5)
-losses = [train_epoch(toy_model, CrossEntropyLoss(), opt, toy, epoch=e) for e in range(5)]
-assert all(isinstance(v, float) for v in losses), f"train_epoch should return a float, got {losses}"
-assert losses[-1] < losses[0] * 0.7, f"5 epochs of SGD(lr=0.5) on a separable toy problem: expected the loss to fall by 30%, got {losses}"
-assert toy_model.training, "train_epoch should leave the model in training mode (model.train())"
+with task("08.2"):
+    from tinytorch_lib.dataloader import DataLoader, TensorDataset
+    from tinytorch_lib.layers import Linear, manual_seed
+    from tinytorch_lib.losses import CrossEntropyLoss
+    from tinytorch_lib.optimizers import SGD
 
-# The mean is per sample: with lr=0 nothing changes, so the epoch loss equals the loss on all 96 samples.
-frozen = DataLoader(TensorDataset(Tensor(xs), Tensor(ys)), batch_size=40)
-want = CrossEntropyLoss()(toy_model(Tensor(xs)), Tensor(ys)).item()
-got = train_epoch(toy_model, CrossEntropyLoss(), SGD(toy_model.parameters(), lr=1e-30), frozen)
-assert abs(got - want) < 1e-5, f"mean loss per sample over batches of 40, 40, 16: expected {want:.6f} (each batch's loss weighted by its size), got {got:.6f}"
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((96, 4)).astype(np.float32)
+    ys = (xs[:, 0] + xs[:, 1] > 0).astype(np.int64)  # a linearly separable toy problem, 2 classes
+    toy = DataLoader(TensorDataset(Tensor(xs), Tensor(ys)), batch_size=40, shuffle=True, seed=0)  # batches 40, 40, 16
+    manual_seed(0)
+    toy_model = Linear(4, 2)
+    opt = SGD(toy_model.parameters(), lr=0.5)
+    losses = [train_epoch(toy_model, CrossEntropyLoss(), opt, toy, epoch=e) for e in range(5)]
+    assert all(isinstance(v, float) for v in losses), f"train_epoch should return a float, got {fmt(losses)}"
+    assert losses[-1] < losses[0] * 0.7, f"5 epochs of SGD(lr=0.5) on a separable toy problem: expected the loss to fall by 30%, got {fmt(losses)}"
+    assert toy_model.training, "train_epoch should leave the model in training mode (model.train())"
+    toy_model.eval()
+    train_epoch(toy_model, CrossEntropyLoss(), SGD(toy_model.parameters(), lr=1e-30), toy)
+    assert toy_model.training, "train_epoch on a model in eval mode: it should put the model in training mode (model.train())"
+    bad = Linear(4, 2, rng=1)
+    bad.weight.data[...] = np.nan
+    try:
+        train_epoch(bad, CrossEntropyLoss(), SGD(bad.parameters(), lr=0.1), toy, epoch=7)
+    except FloatingPointError as e:
+        assert "epoch 7" in str(e) and "batch 0" in str(e), f"a NaN loss in epoch 7, batch 0: the error should name 'epoch 7' and 'batch 0', got: {e}"
+    else:
+        raise AssertionError("a model with NaN weights gives a NaN loss in epoch 7, batch 0: train_epoch should raise FloatingPointError")
+
+    # The mean is per sample: with lr=0 nothing changes, so the epoch loss equals the loss on all 96 samples.
+    frozen = DataLoader(TensorDataset(Tensor(xs), Tensor(ys)), batch_size=40)
+    want = CrossEntropyLoss()(toy_model(Tensor(xs)), Tensor(ys)).item()
+    got = train_epoch(toy_model, CrossEntropyLoss(), SGD(toy_model.parameters(), lr=1e-30), frozen)
+    assert abs(got - want) < 1e-5, f"mean loss per sample over batches of 40, 40, 16: expected {want:.6f} (each batch's loss weighted by its size), got {got:.6f}"
 print("Task 08.2 visible tests passed")
 
 # %% [markdown]
@@ -227,15 +245,26 @@ def evaluate(model: Module, loader) -> float:
 
 # %% nbgrader={"grade": true, "grade_id": "test_08_3_evaluate", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 08.3
-from tinytorch_lib.layers import Dropout
+from tinytorch_lib.testing import task
 
-xs3 = np.eye(5, dtype=np.float32)[np.arange(10) % 5] * 10  # one-hot rows, 10 samples
-ys3 = np.array([0, 1, 2, 3, 4, 0, 1, 2, 0, 0])  # 8 of 10 labels follow the hot position; both misses in the last batch
-loader3 = DataLoader(TensorDataset(Tensor(xs3), Tensor(ys3)), batch_size=4)  # batches 4, 4, 2
-identity = Sequential(Dropout(0.5))  # logits = input in eval mode
-got = evaluate(identity, loader3)
-assert abs(got - 0.8) < 1e-9, f"10 one-hot samples, 8 labelled by their hot position, batches 4, 4, 2 (the last holds both misses): expected 8/10 = 0.8, got {got}"
-assert identity.training, "evaluate should put a model that was training back in training mode"
+with task("08.3", uses={"08.1": "accuracy"}):
+    from tinytorch_lib.layers import Dropout
+
+    xs3 = np.eye(5, dtype=np.float32)[np.arange(10) % 5] * 10  # one-hot rows, 10 samples
+    ys3 = np.array([0, 1, 2, 3, 4, 0, 1, 2, 0, 0])  # 8 of 10 labels follow the hot position; both misses in the last batch
+    loader3 = DataLoader(TensorDataset(Tensor(xs3), Tensor(ys3)), batch_size=4)  # batches 4, 4, 2
+    identity = Sequential(Dropout(0.5))  # logits = input in eval mode
+    got = evaluate(identity, loader3)
+    assert abs(got - 0.8) < 1e-9, f"10 one-hot samples, 8 labelled by their hot position, batches 4, 4, 2 (the last holds both misses): expected 8/10 = 0.8, got {fmt(got)}"
+    assert identity.training, "evaluate should put a model that was training back in training mode"
+    identity.eval()
+    evaluate(identity, loader3)
+    assert not identity.training, "evaluate should leave a model that was in eval mode in eval mode (put back the mode it had)"
+    probe, nodes = Linear(5, 5, rng=4), []
+    probe.register_forward_hook(lambda mod, args, out: nodes.append(out.node))
+    evaluate(probe, loader3)
+    assert nodes and all(n is None for n in nodes), \
+        f"evaluate should run under no_grad(): the outputs of Linear(5, 5) recorded a graph (out.node of each batch: {nodes})"
 print("Task 08.3 visible tests passed")
 
 # %% [markdown]
@@ -284,7 +313,11 @@ def build_model(arch: dict) -> Sequential:
 # `save_model(path, model, arch, meta=None)` writes `np.savez(path, __arch__=..., **state)`
 # where `__arch__` is `json.dumps({"layers": arch["layers"], "meta": meta or {}})`
 # and `state` is `model.state_dict()`. It returns the file's size in bytes
-# (`os.path.getsize`).
+# (`os.path.getsize`). The file is written at exactly `path`, whatever its
+# suffix: given a file *name* without `.npz`, `np.savez` appends `.npz`
+# (`"model"` becomes `model.npz`, and `os.path.getsize("model")` then fails),
+# so open the file yourself and give `np.savez` the open file:
+# `with open(path, "wb") as f: np.savez(f, ...)`.
 #
 # `load_model(path)` reads the file with `np.load(path, allow_pickle=False)`,
 # rebuilds the model with `build_model`, loads the weights with
@@ -332,26 +365,38 @@ def load_model(path) -> tuple:
 
 # %% nbgrader={"grade": true, "grade_id": "test_08_4_save_load", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 08.4
-import tempfile
+from tinytorch_lib.testing import task
 
-arch = {"layers": [["layers.Linear", {"in_features": 4, "out_features": 3}], ["activations.ReLU", {}],
-                   ["layers.Linear", {"in_features": 3, "out_features": 2}]]}
-manual_seed(3)
-m = build_model(arch)
-x = Tensor(np.random.default_rng(3).standard_normal((5, 4)).astype(np.float32))
-with tempfile.TemporaryDirectory() as tmp:
-    path = os.path.join(tmp, "m.npz")
-    size = save_model(path, m, arch, meta={"seed": 3})
-    assert size == os.path.getsize(path), f"save_model should return the file size {os.path.getsize(path)}, got {size}"
-    m2, meta = load_model(path)
-    assert meta == {"seed": 3}, f"meta written as {{'seed': 3}}, read back as {meta}"
-    assert np.array_equal(m2(x).data, m(x).data), "the loaded model gives different outputs on the same (5, 4) input"
-    try:
-        load_model(os.path.join(tmp, "missing.npz"))
-    except FileNotFoundError as e:
-        assert "missing.npz" in str(e), f"the error should name the path, got: {e}"
-    else:
-        raise AssertionError("load_model of a missing file should raise FileNotFoundError")
+with task("08.4"):
+    import tempfile
+
+    arch = {"layers": [["layers.Linear", {"in_features": 4, "out_features": 3}], ["activations.ReLU", {}],
+                       ["layers.Linear", {"in_features": 3, "out_features": 2}]]}
+    manual_seed(3)
+    m = build_model(arch)
+    x = Tensor(np.random.default_rng(3).standard_normal((5, 4)).astype(np.float32))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "m.npz")
+        size = save_model(path, m, arch, meta={"seed": 3})
+        assert size == os.path.getsize(path), f"save_model should return the file size {fmt(os.path.getsize(path))}, got {size}"
+        m2, meta = load_model(path)
+        assert meta == {"seed": 3}, f"meta written as {{'seed': 3}}, read back as {meta}"
+        assert np.array_equal(m2(x).data, m(x).data), "the loaded model gives different outputs on the same (5, 4) input"
+        try:
+            load_model(os.path.join(tmp, "missing.npz"))
+        except FileNotFoundError as e:
+            assert "missing.npz" in str(e), f"the error should name the path, got: {e}"
+        else:
+            raise AssertionError("load_model of a missing file should raise FileNotFoundError")
+        bare = os.path.join(tmp, "model")  # no .npz suffix
+        try:
+            size = save_model(bare, m, arch)
+        except OSError as e:
+            raise AssertionError(f"save_model to a path without .npz ({bare!r}) raised {type(e).__name__}: {e}; "
+                                 "np.savez appends .npz to a file name: give it an open file") from None
+        assert os.path.exists(bare) and size == os.path.getsize(bare), \
+            f"save_model(path without .npz): the file should be written at exactly that path; files written: {sorted(os.listdir(tmp))}"
+        assert np.array_equal(load_model(bare)[0](x).data, m(x).data), "a model saved at a path without .npz should load back the same"
 print("Task 08.4 visible tests passed")
 
 # %% [markdown]

@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 
+from tinytorch_lib import fmt
 from tito.checks import StudentError, check
 
 
@@ -62,9 +63,9 @@ def accuracy_(s):
     logits = np.array([[2.0, 0.1, -1.0], [0.3, 0.2, 4.0]], dtype=np.float32)
     s.run("a = accuracy(Tensor(logits), Tensor(np.array([0, 1])))", logits=logits)
     kind = s.value("type(a).__name__")
-    assert kind == "float", f"accuracy should return a Python float, got {kind}"
+    assert kind == "float", f"accuracy should return a Python float, got {fmt(kind)}"
     got = s.value("a")
-    assert got == 0.5, f"accuracy([[2, 0.1, -1], [0.3, 0.2, 4]], labels [0, 1]): expected 0.5, got {got}"
+    assert got == 0.5, f"accuracy([[2, 0.1, -1], [0.3, 0.2, 4]], labels [0, 1]): expected 0.5, got {fmt(got)}"
     s.expect_error("accuracy(Tensor(np.zeros((4, 10))), Tensor(np.zeros(3, dtype=np.int64)))",
                    "accuracy of logits (4, 10) and labels (3,)", ("(4, 10)", "(3,)"))
     rng = np.random.default_rng(0)
@@ -73,13 +74,13 @@ def accuracy_(s):
     want = float((big.argmax(axis=1) == lab).mean())
     got = s.value("float(accuracy(Tensor(big), Tensor(lab)))", big=big, lab=lab)
     assert abs(got - want) < 1e-12, \
-        f"accuracy of random logits (50, 7) and random labels 0..6: expected {want}, got {got!r}"
+        f"accuracy of random logits (50, 7) and random labels 0..6: expected {fmt(want)}, got {got!r}"
     got = s.value("float(accuracy(Tensor(big), Tensor(lab)))", big=big, lab=big.argmax(axis=1))
     assert got == 1.0, f"accuracy of random logits (50, 7) with labels equal to their argmax: expected 1.0, got {got!r}"
     lab = np.array([3, 1, 0, 2])
     got = s.value("float(accuracy(Tensor(big), Tensor(lab)))", big=big[:4], lab=lab)
     want = float((big[:4].argmax(axis=1) == lab).mean())
-    assert got == want, f"accuracy of random logits (4, 7), labels {lab.tolist()}: expected {want}, got {got!r}"
+    assert got == want, f"accuracy of random logits (4, 7), labels {lab.tolist()}: expected {fmt(want)}, got {got!r}"
 
 
 @check("test_08_2_train_epoch")
@@ -99,7 +100,7 @@ def train_epoch_(s):
     orders = [np.random.default_rng([0, e]).permutation(96) for e in range(5)]
     want, w, b = train_oracle(w0, b0, xs, ys, 0.5, orders, 40)
     case = "5 epochs of SGD(lr=0.5) on the separable toy problem (96 samples, shuffled batches of 40, 40, 16)"
-    assert losses[-1] < losses[0] * 0.7, f"{case}: expected the loss to fall by 30%, got {losses}"
+    assert losses[-1] < losses[0] * 0.7, f"{case}: expected the loss to fall by 30%, got {fmt(losses)}"
     assert np.allclose(losses, want, rtol=1e-4, atol=1e-5), \
         f"{case}: expected epoch losses (mean per sample) {np.round(want, 5).tolist()}, got {np.round(losses, 5).tolist()}"
     got_w, got_b = s.value("toy_model.weight.data"), s.value("toy_model.bias.data")
@@ -173,7 +174,7 @@ def evaluate_(s):
     want = float(((xs3 @ w.T + b).argmax(axis=1) == ys3).mean())
     got = s.value("float(got)")
     assert abs(got - want) < 1e-9, \
-        f"the same 10 samples through a random Linear(5, 5), batches 4, 4, 2: expected accuracy {want}, got {got!r}"
+        f"the same 10 samples through a random Linear(5, 5), batches 4, 4, 2: expected accuracy {fmt(want)}, got {got!r}"
 
 
 ARCH = {"layers": [["layers.Linear", {"in_features": 4, "out_features": 3}], ["activations.ReLU", {}],
@@ -205,7 +206,7 @@ def save_load(s):
           "raw = np.frombuffer(open(path, 'rb').read(), dtype=np.uint8)", arch=ARCH)
     state = s.value("dict(m.state_dict())")
     raw, size = s.value("raw"), s.value("size")
-    assert size == raw.size, f"save_model should return the file size {raw.size}, got {size!r}"
+    assert size == raw.size, f"save_model should return the file size {fmt(raw.size)}, got {size!r}"
     stored = read_npz(raw, "the file save_model(path, model, arch, meta={'seed': 3}) wrote")
     assert set(stored) == {"__arch__", *state}, \
         f"the file should hold __arch__ and the state_dict keys {sorted(state)}, got {sorted(stored)}"
@@ -227,6 +228,13 @@ def save_load(s):
         "the loaded model gives different outputs on the same (5, 4) input than the saved one"
     s.expect_error("load_model(os.path.join(tmp, 'missing.npz'))", "load_model of a missing file missing.npz",
                    ("missing.npz",), error="FileNotFoundError")
+    for name in ("model", "weights.bin"):
+        error = s.raises(f"bare = os.path.join(tmp, {name!r})\nsize = save_model(bare, m, arch)")
+        assert error is None, (f"save_model to a path without .npz ({name!r}) raised {error and error.type}: "
+                               f"{error and error.message}; np.savez appends .npz to a file name: give it an open file")
+        written, size, files = s.value("(os.path.exists(bare), size, sorted(os.listdir(tmp)))")
+        assert written and size == s.value("os.path.getsize(bare)"), \
+            f"save_model(path {name!r}): the file should be written at exactly that path and its size returned; files written: {fmt(files)}"
 
     # load_model on a file written here, in save_model's documented format
     rng = np.random.default_rng(30)

@@ -54,6 +54,7 @@ from tinytorch_lib.tensor import Tensor, record, register_backward
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "activations", "layers", "autograd", "dataloader"):
     print(tinytorch_lib.origin(name))
@@ -147,20 +148,23 @@ def conv2d_output_shape(x_shape: tuple, weight_shape: tuple, stride: int = 1, pa
 
 # %% nbgrader={"grade": true, "grade_id": "test_09_1_output_shape", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 09.1
-for x_shape, w_shape, s, p, want in [((2, 1, 8, 8), (16, 1, 3, 3), 1, 1, (2, 16, 8, 8)),
-                                     ((2, 1, 8, 8), (16, 1, 3, 3), 1, 0, (2, 16, 6, 6)),
-                                     ((4, 3, 8, 8), (5, 3, 3, 3), 2, 0, (4, 5, 3, 3)),
-                                     ((1, 2, 7, 5), (3, 2, 7, 2), 1, 0, (1, 3, 1, 4))]:
-    got = conv2d_output_shape(x_shape, w_shape, stride=s, padding=p)
-    assert got == want, f"conv2d_output_shape({x_shape}, {w_shape}, stride={s}, padding={p}): expected {want}, got {got}"
-for x_shape, w_shape, p in [((2, 3, 8, 8), (16, 1, 3, 3), 0), ((2, 1, 2, 2), (16, 1, 3, 3), 0), ((1, 8, 8), (4, 1, 3, 3), 0)]:
-    try:
-        conv2d_output_shape(x_shape, w_shape, padding=p)
-    except ValueError as e:
-        assert str(w_shape) in str(e) and str(x_shape) in str(e), \
-            f"conv2d_output_shape({x_shape}, {w_shape}): the message should name both shapes, got {str(e)!r}"
-    else:
-        raise AssertionError(f"conv2d_output_shape({x_shape}, {w_shape}, padding={p}) should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("09.1"):
+    for x_shape, w_shape, s, p, want in [((2, 1, 8, 8), (16, 1, 3, 3), 1, 1, (2, 16, 8, 8)),
+                                         ((2, 1, 8, 8), (16, 1, 3, 3), 1, 0, (2, 16, 6, 6)),
+                                         ((4, 3, 8, 8), (5, 3, 3, 3), 2, 0, (4, 5, 3, 3)),
+                                         ((1, 2, 7, 5), (3, 2, 7, 2), 1, 0, (1, 3, 1, 4))]:
+        got = conv2d_output_shape(x_shape, w_shape, stride=s, padding=p)
+        assert got == want, f"conv2d_output_shape({x_shape}, {w_shape}, stride={s}, padding={p}): expected {fmt(want)}, got {fmt(got)}"
+    for x_shape, w_shape, p in [((2, 3, 8, 8), (16, 1, 3, 3), 0), ((2, 1, 2, 2), (16, 1, 3, 3), 0), ((1, 8, 8), (4, 1, 3, 3), 0)]:
+        try:
+            conv2d_output_shape(x_shape, w_shape, padding=p)
+        except ValueError as e:
+            assert str(w_shape) in str(e) and str(x_shape) in str(e), \
+                f"conv2d_output_shape({x_shape}, {w_shape}): the message should name both shapes, got {str(e)!r}"
+        else:
+            raise AssertionError(f"conv2d_output_shape({x_shape}, {w_shape}, padding={p}) should raise ValueError")
 print("Task 09.1 visible tests passed")
 
 # %% [markdown]
@@ -270,26 +274,30 @@ def conv2d(x, weight, bias=None, stride: int = 1, padding: int = 0) -> Tensor:
 
 # %% nbgrader={"grade": true, "grade_id": "test_09_2_conv2d", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 09.2 (they rely on Task 09.1's conv2d_output_shape)
-try:
-    assert conv2d_output_shape((2, 1, 8, 8), (16, 1, 3, 3), 1, 1) == (2, 16, 8, 8)
-except Exception as e:
-    raise AssertionError(f"Task 09.2 calls conv2d_output_shape from Task 09.1, and conv2d_output_shape((2, 1, 8, 8), "
-                         f"(16, 1, 3, 3), 1, 1) did not return (2, 16, 8, 8) ({e!r}): make Task 09.1's tests pass first") from None
-x = np.arange(1.0, 10.0, dtype=np.float32).reshape(1, 1, 3, 3)
-w = np.array([[[[1.0, 0.0], [0.0, 1.0]]]], dtype=np.float32)
-got = conv2d(x, w)
-assert isinstance(got, Tensor), f"conv2d should return a Tensor, got {type(got).__name__}"
-assert got.shape == (1, 1, 2, 2) and np.array_equal(got.data[0, 0], [[6, 8], [12, 14]]), \
-    f"worked example, 3x3 input 1..9, filter [[1, 0], [0, 1]]: expected [[6, 8], [12, 14]], got {got.data}"
-assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
-rng = np.random.default_rng(0)
-for shape_x, shape_w, s, p in [((2, 3, 6, 7), (4, 3, 3, 3), 1, 1), ((2, 2, 7, 7), (3, 2, 3, 2), 2, 0)]:
-    xr, wr, br = rng.standard_normal(shape_x), rng.standard_normal(shape_w), rng.standard_normal(shape_w[0])
-    want = conv2d_loops(xr, wr, br, stride=s, padding=p)
-    got = conv2d(Tensor(xr), Tensor(wr), Tensor(br), stride=s, padding=p).data
-    assert got.shape == want.shape, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: expected shape {want.shape}, got {got.shape}"
-    assert np.allclose(got, want, atol=1e-10), \
-        f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: largest difference from the loop oracle {np.abs(got - want).max():.3g}"
+from tinytorch_lib.testing import task
+
+with task("09.2", uses={"09.1": "conv2d_output_shape"}):
+    try:
+        assert conv2d_output_shape((2, 1, 8, 8), (16, 1, 3, 3), 1, 1) == (2, 16, 8, 8)
+    except Exception as e:
+        raise AssertionError(f"Task 09.2 calls conv2d_output_shape from Task 09.1, and conv2d_output_shape((2, 1, 8, 8), "
+                             f"(16, 1, 3, 3), 1, 1) did not return (2, 16, 8, 8) ({e!r}): make Task 09.1's tests pass first") from None
+    x = np.arange(1.0, 10.0, dtype=np.float32).reshape(1, 1, 3, 3)
+    w = np.array([[[[1.0, 0.0], [0.0, 1.0]]]], dtype=np.float32)
+    got = conv2d(x, w)
+    assert isinstance(got, Tensor), f"conv2d should return a Tensor, got {type(got).__name__}"
+    assert got.shape == (1, 1, 2, 2) and np.array_equal(got.data[0, 0], [[6, 8], [12, 14]]), \
+        f"worked example, 3x3 input 1..9, filter [[1, 0], [0, 1]]: expected [[6, 8], [12, 14]], got {fmt(got.data)}"
+    assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
+    rng = np.random.default_rng(0)
+    for shape_x, shape_w, s, p in [((2, 3, 6, 7), (4, 3, 3, 3), 1, 1), ((2, 2, 7, 7), (3, 2, 3, 2), 2, 0)]:
+        xr, wr, br = rng.standard_normal(shape_x), rng.standard_normal(shape_w), rng.standard_normal(shape_w[0])
+        want = conv2d_loops(xr, wr, br, stride=s, padding=p)
+        got = conv2d(Tensor(xr), Tensor(wr), Tensor(br), stride=s, padding=p).data
+        assert got.shape == want.shape, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: expected shape {want.shape}, got {got.shape}"
+        assert got.dtype == np.float64, f"float64 x {shape_x} and weight {shape_w}: float64 stays float64, got {got.dtype}"
+        assert np.allclose(got, want, atol=1e-10), \
+            f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: largest difference from the loop oracle {np.abs(got - want).max():.3g}"
 print("Task 09.2 visible tests passed")
 
 # %% [markdown]
@@ -366,40 +374,43 @@ def conv2d_backward(grad: np.ndarray, out: Tensor) -> tuple:
 # %% nbgrader={"grade": true, "grade_id": "test_09_3_conv2d_backward", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 09.3: a hand-built "conv2d" output (values from the loop oracle), gradients checked
 # against float64 central finite differences of the oracle.
-def conv_grads_by_differences(x, w, b, s, p, g, h=1e-4):
-    """d sum(g * conv(x, w, b)) / d(x, w, b), one central difference per entry (float64)."""
-    def loss(x_, w_, b_):
-        return float((g * conv2d_loops(x_, w_, b_, s, p)).sum())
-    grads = []
-    for k, arr in enumerate((x, w, b)):
-        d = np.zeros_like(arr)
-        for idx in np.ndindex(arr.shape):
-            args_plus, args_minus = [x.copy(), w.copy(), b.copy()], [x.copy(), w.copy(), b.copy()]
-            args_plus[k][idx] += h
-            args_minus[k][idx] -= h
-            d[idx] = (loss(*args_plus) - loss(*args_minus)) / (2 * h)
-        grads.append(d)
-    return grads
+from tinytorch_lib.testing import task
+
+with task("09.3"):
+    def conv_grads_by_differences(x, w, b, s, p, g, h=1e-4):
+        """d sum(g * conv(x, w, b)) / d(x, w, b), one central difference per entry (float64)."""
+        def loss(x_, w_, b_):
+            return float((g * conv2d_loops(x_, w_, b_, s, p)).sum())
+        grads = []
+        for k, arr in enumerate((x, w, b)):
+            d = np.zeros_like(arr)
+            for idx in np.ndindex(arr.shape):
+                args_plus, args_minus = [x.copy(), w.copy(), b.copy()], [x.copy(), w.copy(), b.copy()]
+                args_plus[k][idx] += h
+                args_minus[k][idx] -= h
+                d[idx] = (loss(*args_plus) - loss(*args_minus)) / (2 * h)
+            grads.append(d)
+        return grads
 
 
-def hand_built_conv(x, w, b, s, p):
-    ins = (Tensor(x, requires_grad=True), Tensor(w, requires_grad=True), None if b is None else Tensor(b, requires_grad=True))
-    return record("conv2d", Tensor(conv2d_loops(x, w, b, s, p)), ins, stride=s, padding=p)
+    def hand_built_conv(x, w, b, s, p):
+        ins = (Tensor(x, requires_grad=True), Tensor(w, requires_grad=True), None if b is None else Tensor(b, requires_grad=True))
+        return record("conv2d", Tensor(conv2d_loops(x, w, b, s, p)), ins, stride=s, padding=p)
 
 
-rng = np.random.default_rng(1)
-for shape_x, shape_w, s, p in [((2, 2, 4, 4), (3, 2, 3, 3), 1, 1), ((1, 2, 5, 4), (2, 2, 2, 3), 2, 0)]:
-    x, w, b = rng.standard_normal(shape_x), rng.standard_normal(shape_w), rng.standard_normal(shape_w[0])
-    out = hand_built_conv(x, w, b, s, p)
-    g = rng.standard_normal(out.shape)
-    got = conv2d_backward(g, out)
-    want = conv_grads_by_differences(x, w, b, s, p, g)
-    assert isinstance(got, tuple) and len(got) == 3, f"expected a tuple (dx, dweight, dbias), got {type(got).__name__} of length {len(got)}"
-    for name, gv, wv in zip(("dx", "dweight", "dbias"), got, want):
-        assert gv is not None and gv.shape == wv.shape, \
-            f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: {name} should have shape {wv.shape}, got {None if gv is None else gv.shape}"
-        assert np.allclose(gv, wv, atol=1e-5), \
-            f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: {name} differs from finite differences by {np.abs(gv - wv).max():.3g}"
+    rng = np.random.default_rng(1)
+    for shape_x, shape_w, s, p in [((2, 2, 4, 4), (3, 2, 3, 3), 1, 1), ((1, 2, 5, 4), (2, 2, 2, 3), 2, 0)]:
+        x, w, b = rng.standard_normal(shape_x), rng.standard_normal(shape_w), rng.standard_normal(shape_w[0])
+        out = hand_built_conv(x, w, b, s, p)
+        g = rng.standard_normal(out.shape)
+        got = conv2d_backward(g, out)
+        want = conv_grads_by_differences(x, w, b, s, p, g)
+        assert isinstance(got, tuple) and len(got) == 3, f"expected a tuple (dx, dweight, dbias), got {type(got).__name__} of length {len(got)}"
+        for name, gv, wv in zip(("dx", "dweight", "dbias"), got, want):
+            assert gv is not None and gv.shape == wv.shape, \
+                f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: {name} should have shape {wv.shape}, got {None if gv is None else gv.shape}"
+            assert np.allclose(gv, wv, atol=1e-5), \
+                f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: {name} differs from finite differences by {np.abs(gv - wv).max():.3g}"
 print("Task 09.3 visible tests passed")
 
 # %% [markdown]
@@ -536,52 +547,55 @@ def maxpool2d_backward(grad: np.ndarray, out: Tensor) -> tuple:
 
 # %% nbgrader={"grade": true, "grade_id": "test_09_4_maxpool", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 09.4
-def pool_loops(x, k, s):
-    """The definition: max of each window, and the (row, col) of the first max in row-major order."""
-    n, c, h, w = x.shape
-    h_out, w_out = (h - k) // s + 1, (w - k) // s + 1
-    out, where = np.zeros((n, c, h_out, w_out)), {}
-    for idx in np.ndindex(n, c, h_out, w_out):
-        b, ch, y, xx = idx
-        window = x[b, ch, y * s:y * s + k, xx * s:xx * s + k]
-        out[idx] = window.max()
-        r, q = divmod(int(np.argmax(window)), k)
-        where[idx] = (b, ch, y * s + r, xx * s + q)
-    return out, where
+from tinytorch_lib.testing import task
+
+with task("09.4"):
+    def pool_loops(x, k, s):
+        """The definition: max of each window, and the (row, col) of the first max in row-major order."""
+        n, c, h, w = x.shape
+        h_out, w_out = (h - k) // s + 1, (w - k) // s + 1
+        out, where = np.zeros((n, c, h_out, w_out)), {}
+        for idx in np.ndindex(n, c, h_out, w_out):
+            b, ch, y, xx = idx
+            window = x[b, ch, y * s:y * s + k, xx * s:xx * s + k]
+            out[idx] = window.max()
+            r, q = divmod(int(np.argmax(window)), k)
+            where[idx] = (b, ch, y * s + r, xx * s + q)
+        return out, where
 
 
-def hand_built_pool(x, k, s):
-    return record("maxpool2d", Tensor(pool_loops(x, k, s)[0].astype(x.dtype)), (Tensor(x, requires_grad=True),),
-                  kernel_size=k, stride=s)
+    def hand_built_pool(x, k, s):
+        return record("maxpool2d", Tensor(pool_loops(x, k, s)[0].astype(x.dtype)), (Tensor(x, requires_grad=True),),
+                      kernel_size=k, stride=s)
 
 
-x = np.array([[[[1, 3, 2, 0], [4, 2, 5, 1], [9, 0, 7, 8], [6, 6, 1, 3]]]], dtype=np.float32)
-got = max_pool2d(x, 2)
-assert isinstance(got, Tensor) and got.shape == (1, 1, 2, 2), f"max_pool2d of a (1, 1, 4, 4) input, k=2: expected a Tensor (1, 1, 2, 2), got {got!r}"
-assert np.array_equal(got.data[0, 0], [[4, 5], [9, 8]]), f"worked example: expected [[4, 5], [9, 8]], got {got.data[0, 0]}"
-assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
-rng = np.random.default_rng(2)
-xr = rng.standard_normal((2, 3, 7, 6))
-for k, s in [(2, None), (3, 2), (2, 1)]:
-    want = pool_loops(xr, k, k if s is None else s)[0]
-    got = max_pool2d(xr, k, s).data
-    assert got.shape == want.shape and np.array_equal(got, want), f"(2, 3, 7, 6) input, kernel_size={k}, stride={s}: expected shape {want.shape}, got {got.shape} (or different values)"
-try:
-    max_pool2d(np.zeros((2, 3, 1, 1)), 2)
-except ValueError as e:
-    assert "(2, 3, 1, 1)" in str(e), f"the message should name the input shape (2, 3, 1, 1), got {str(e)!r}"
-else:
-    raise AssertionError("max_pool2d of a (2, 3, 1, 1) input with a 2x2 window should raise ValueError")
-# backward on the worked example: grad [[1, 2], [3, 4]] lands on the 4, the 5, the 9 and the 8
-out = hand_built_pool(x, 2, 2)
-(dx,) = maxpool2d_backward(np.array([[[[1.0, 2.0], [3.0, 4.0]]]], dtype=np.float32), out)
-want = np.zeros((4, 4), dtype=np.float32)
-want[1, 0], want[1, 2], want[2, 0], want[2, 3] = 1, 2, 3, 4
-assert dx.shape == (1, 1, 4, 4) and np.array_equal(dx[0, 0], want), f"backward of the worked example: expected\n{want}\ngot\n{dx}"
-# ties: an all-equal window gives everything to its top-left element
-out = hand_built_pool(np.ones((1, 1, 2, 2), dtype=np.float32), 2, 2)
-(dx,) = maxpool2d_backward(np.full((1, 1, 1, 1), 5.0, dtype=np.float32), out)
-assert np.array_equal(dx[0, 0], [[5, 0], [0, 0]]), f"a 2x2 window of ones, grad 5: expected [[5, 0], [0, 0]] (first max), got {dx[0, 0]}"
+    x = np.array([[[[1, 3, 2, 0], [4, 2, 5, 1], [9, 0, 7, 8], [6, 6, 1, 3]]]], dtype=np.float32)
+    got = max_pool2d(x, 2)
+    assert isinstance(got, Tensor) and got.shape == (1, 1, 2, 2), f"max_pool2d of a (1, 1, 4, 4) input, k=2: expected a Tensor (1, 1, 2, 2), got {got!r}"
+    assert np.array_equal(got.data[0, 0], [[4, 5], [9, 8]]), f"worked example: expected [[4, 5], [9, 8]], got {fmt(got.data[0, 0])}"
+    assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
+    rng = np.random.default_rng(2)
+    xr = rng.standard_normal((2, 3, 7, 6))
+    for k, s in [(2, None), (3, 2), (2, 1)]:
+        want = pool_loops(xr, k, k if s is None else s)[0]
+        got = max_pool2d(xr, k, s).data
+        assert got.shape == want.shape and np.array_equal(got, want), f"(2, 3, 7, 6) input, kernel_size={k}, stride={s}: expected shape {want.shape}, got {got.shape} (or different values)"
+    try:
+        max_pool2d(np.zeros((2, 3, 1, 1)), 2)
+    except ValueError as e:
+        assert "(2, 3, 1, 1)" in str(e), f"the message should name the input shape (2, 3, 1, 1), got {str(e)!r}"
+    else:
+        raise AssertionError("max_pool2d of a (2, 3, 1, 1) input with a 2x2 window should raise ValueError")
+    # backward on the worked example: grad [[1, 2], [3, 4]] lands on the 4, the 5, the 9 and the 8
+    out = hand_built_pool(x, 2, 2)
+    (dx,) = maxpool2d_backward(np.array([[[[1.0, 2.0], [3.0, 4.0]]]], dtype=np.float32), out)
+    want = np.zeros((4, 4), dtype=np.float32)
+    want[1, 0], want[1, 2], want[2, 0], want[2, 3] = 1, 2, 3, 4
+    assert dx.shape == (1, 1, 4, 4) and np.array_equal(dx[0, 0], want), f"backward of the worked example: expected\n{fmt(want)}\ngot\n{fmt(dx)}"
+    # ties: an all-equal window gives everything to its top-left element
+    out = hand_built_pool(np.ones((1, 1, 2, 2), dtype=np.float32), 2, 2)
+    (dx,) = maxpool2d_backward(np.full((1, 1, 1, 1), 5.0, dtype=np.float32), out)
+    assert np.array_equal(dx[0, 0], [[5, 0], [0, 0]]), f"a 2x2 window of ones, grad 5: expected [[5, 0], [0, 0]] (first max), got {fmt(dx[0, 0])}"
 print("Task 09.4 visible tests passed")
 
 # %% [markdown]
@@ -660,28 +674,31 @@ def small_cnn(channels: int = 16, classes: int = 10, rng=None) -> Sequential:
 
 # %% nbgrader={"grade": true, "grade_id": "test_09_5_flatten_cnn", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 09.5 (the CNN part relies on Tasks 09.2 and 09.4)
-got = Flatten()(Tensor(np.arange(24.0).reshape(2, 3, 2, 2)))
-assert isinstance(got, Tensor) and got.shape == (2, 12), f"Flatten of a (2, 3, 2, 2) tensor: expected shape (2, 12), got {getattr(got, 'shape', got)}"
-assert np.array_equal(got.data[1], np.arange(12.0, 24.0)), f"Flatten keeps row-major order: expected row 1 = 12..23, got {got.data[1]}"
-try:
-    Flatten()(Tensor(np.zeros(5)))
-except ValueError as e:
-    assert "(5,)" in str(e), f"the message should name the shape (5,), got {str(e)!r}"
-else:
-    raise AssertionError("Flatten of a (5,) tensor should raise ValueError")
-model = small_cnn(channels=8, rng=np.random.default_rng(0))
-assert isinstance(model, Sequential), f"small_cnn should return a Sequential, got {type(model).__name__}"
-conv = model.get_submodule("0")
-assert isinstance(conv, Conv2d) and conv.weight.shape == (8, 1, 3, 3) and conv.padding == 1, \
-    f"layer 0 should be Conv2d(1, 8, 3, padding=1), got {conv!r}"
-n_params = sum(p.size for p in model.parameters())
-assert n_params == 8 * 9 + 8 + 128 * 10 + 10, f"small_cnn(channels=8): expected 1370 parameters, got {n_params}"
-try:
-    logits = model(Tensor(np.random.default_rng(1).standard_normal((3, 1, 8, 8)).astype(np.float32)))
-except NotImplementedError as e:
-    raise AssertionError(f"the CNN runs conv2d (Task 09.2) and max_pool2d (Task 09.4): make their tests pass first ({e})") from None
-assert logits.shape == (3, 10) and logits.dtype == np.float32, \
-    f"small_cnn(channels=8) on (3, 1, 8, 8) float32: expected (3, 10) float32, got {logits.shape} {logits.dtype}"
+from tinytorch_lib.testing import task
+
+with task("09.5", uses={"09.2": "conv2d", "09.4": "max_pool2d"}):
+    got = Flatten()(Tensor(np.arange(24.0).reshape(2, 3, 2, 2)))
+    assert isinstance(got, Tensor) and got.shape == (2, 12), f"Flatten of a (2, 3, 2, 2) tensor: expected shape (2, 12), got {getattr(got, 'shape', got)}"
+    assert np.array_equal(got.data[1], np.arange(12.0, 24.0)), f"Flatten keeps row-major order: expected row 1 = 12..23, got {fmt(got.data[1])}"
+    try:
+        Flatten()(Tensor(np.zeros(5)))
+    except ValueError as e:
+        assert "(5,)" in str(e), f"the message should name the shape (5,), got {str(e)!r}"
+    else:
+        raise AssertionError("Flatten of a (5,) tensor should raise ValueError")
+    model = small_cnn(channels=8, rng=np.random.default_rng(0))
+    assert isinstance(model, Sequential), f"small_cnn should return a Sequential, got {type(model).__name__}"
+    conv = model.get_submodule("0")
+    assert isinstance(conv, Conv2d) and conv.weight.shape == (8, 1, 3, 3) and conv.padding == 1, \
+        f"layer 0 should be Conv2d(1, 8, 3, padding=1), got {conv!r}"
+    n_params = sum(p.size for p in model.parameters())
+    assert n_params == 8 * 9 + 8 + 128 * 10 + 10, f"small_cnn(channels=8): expected 1370 parameters, got {n_params}"
+    try:
+        logits = model(Tensor(np.random.default_rng(1).standard_normal((3, 1, 8, 8)).astype(np.float32)))
+    except NotImplementedError as e:
+        raise AssertionError(f"the CNN runs conv2d (Task 09.2) and max_pool2d (Task 09.4): make their tests pass first ({e})") from None
+    assert logits.shape == (3, 10) and logits.dtype == np.float32, \
+        f"small_cnn(channels=8) on (3, 1, 8, 8) float32: expected (3, 10) float32, got {logits.shape} {logits.dtype}"
 print("Task 09.5 visible tests passed")
 
 # %% [markdown]

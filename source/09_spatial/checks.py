@@ -8,6 +8,7 @@ loops, accumulating), which is what the notebook's central differences approxima
 """
 import numpy as np
 
+from tinytorch_lib import fmt
 from tito.checks import StudentError, check
 
 
@@ -131,12 +132,12 @@ def output_shape_(s):
         call, kind, items, values = output_shape(s, x_shape, w_shape, stride=st, padding=p)
         note = " (padding makes the 2x2 input fit)" if x_shape == (1, 1, 2, 2) else ""
         assert kind == "tuple" and values == want, \
-            f"{call}{note}: expected the tuple {want}, got " + (f"the {kind} {values}" if values is not None else f"a {kind}")
+            f"{call}{note}: expected the tuple {fmt(want)}, got " + (f"the {fmt(kind)} {fmt(values)}" if values is not None else f"a {fmt(kind)}")
     s.run("r = conv2d_output_shape(np.array([1, 1, 5, 5]), (2, 1, 3, 3))")
     kind = s.value("type(r).__name__")
     items = s.value("[type(v).__name__ for v in r]") if kind in ("tuple", "list") else []
     assert kind == "tuple" and items == ["int"] * 4, \
-        f"conv2d_output_shape(np.array([1, 1, 5, 5]), (2, 1, 3, 3)): expected a tuple of Python ints, got a {kind} of {items}"
+        f"conv2d_output_shape(np.array([1, 1, 5, 5]), (2, 1, 3, 3)): expected a tuple of Python ints, got a {fmt(kind)} of {items}"
     for x_shape, w_shape, p in [((2, 3, 8, 8), (16, 1, 3, 3), 0), ((2, 1, 2, 2), (16, 1, 3, 3), 0),
                                 ((1, 8, 8), (4, 1, 3, 3), 0), ((1, 1, 8, 2), (2, 1, 3, 3), 0)]:
         s.expect_error("conv2d_output_shape(xs, ws, padding=p)", f"conv2d_output_shape({x_shape}, {w_shape}, padding={p})",
@@ -154,13 +155,13 @@ def conv2d_(s):
         got = s.value("tuple(int(v) for v in conv2d_output_shape((2, 1, 8, 8), (16, 1, 3, 3), 1, 1))")
         problem = None if got == (2, 16, 8, 8) else f"got {got}"
     except StudentError as e:
-        problem = f"{e.type}: {e.message}"
+        problem = f"{e.said}"
     assert problem is None, (f"Task 09.2 calls conv2d_output_shape from Task 09.1, and conv2d_output_shape((2, 1, 8, 8), "
                              f"(16, 1, 3, 3), 1, 1) did not return (2, 16, 8, 8) ({problem}): make Task 09.1's tests pass first")
     x = np.arange(1.0, 10.0, dtype=np.float32).reshape(1, 1, 3, 3)
     w = np.array([[[[1.0, 0.0], [0.0, 1.0]]]], dtype=np.float32)
     (kind, shape, dtype, values), = s.value("arrays([conv2d(x, w)])", x=x, w=w)
-    assert kind == TENSOR, f"conv2d should return a Tensor, got {kind}"
+    assert kind == TENSOR, f"conv2d should return a Tensor, got {fmt(kind)}"
     assert shape == (1, 1, 2, 2) and np.array_equal(values, [6, 8, 12, 14]), \
         f"worked example, 3x3 input 1..9, filter [[1, 0], [0, 1]]: expected [[6, 8], [12, 14]] of shape (1, 1, 2, 2), " \
         f"got {values.reshape(shape).tolist()} of shape {shape}"
@@ -197,7 +198,7 @@ def backward_of(s, what: str):
     s.run("got = conv2d_backward(g, out)")
     kind, n = s.value("(type(got).__name__, len(got) if isinstance(got, (tuple, list)) else -1)")
     assert kind == "tuple" and n == 3, \
-        f"{what}: expected a tuple (dx, dweight, dbias), got a {kind}" + (f" of length {n}" if n >= 0 else "")
+        f"{what}: expected a tuple (dx, dweight, dbias), got a {fmt(kind)}" + (f" of length {n}" if n >= 0 else "")
     return [unpack(item) for item in s.value("arrays(got)")]
 
 
@@ -215,7 +216,7 @@ def conv2d_backward_(s):
         for name, (kind, gv), wv in zip(("dx", "dweight", "dbias"), got, conv2d_adjoint(x, w, st, p, g)):
             assert gv is not None and gv.shape == wv.shape, \
                 f"{case}: {name} should have shape {wv.shape}, got {None if gv is None else gv.shape}"
-            assert kind == "builtins.ndarray" or kind == "numpy.ndarray", f"{case}: {name} should be an np.ndarray, got {kind}"
+            assert kind == "builtins.ndarray" or kind == "numpy.ndarray", f"{case}: {name} should be an np.ndarray, got {fmt(kind)}"
             assert np.allclose(gv, wv, atol=1e-5), \
                 f"{case}: {name} differs from the loop oracle's exact gradient (what finite differences approximate) by {np.abs(gv - wv).max():.3g}"
 
@@ -226,7 +227,7 @@ def conv2d_backward_(s):
         s.run("out = hand_built_conv(x, w, None, st, p, values)", x=x, w=w, st=st, p=p, values=values, g=g)
         case = f"x (2, 3, 6, 5), weight (2, 3, 3, 2), no bias, stride={st}, padding={p}"
         (_, dx), (_, dw), (kind, db) = backward_of(s, case)
-        assert kind is None, f"{case}: dbias should be None, got a {kind}"
+        assert kind is None, f"{case}: dbias should be None, got a {fmt(kind)}"
         want_dx, want_dw, _ = conv2d_adjoint(x, w, st, p, g)
         assert close(dx, want_dx, atol=1e-5), f"{case}: dx differs from the loop oracle's exact gradient (what finite differences approximate)" + \
             ("" if dx is None or dx.shape != want_dx.shape else f" by up to {np.abs(dx - want_dx).max():.3g}") + \
@@ -244,7 +245,7 @@ def conv2d_backward_(s):
     got = backward_of(s, case)
     dtypes = [None if a is None else a.dtype for _, a in got]
     assert dtypes == [np.float32] * 3, f"{case}: gradients should be float32, got {dtypes}"
-    assert close(got[2][1], np.full(3, 25.0)), f"{case}: dbias should be 25 per channel, got {got[2][1]}"
+    assert close(got[2][1], np.full(3, 25.0)), f"{case}: dbias should be 25 per channel, got {fmt(got[2][1])}"
     want_dx, want_dw, _ = conv2d_adjoint(x32.astype(np.float64), w32.astype(np.float64), 1, 1, ones.astype(np.float64))
     assert close(got[0][1], want_dx, atol=1e-4) and close(got[1][1], want_dw, atol=1e-4), \
         f"{case}: dx or dweight differs from the loop oracle's exact gradient (what finite differences approximate)"
@@ -261,7 +262,7 @@ def pool_backward(s, what: str, **inputs):
     s.run("got = maxpool2d_backward(g, out)", **inputs)
     kind, n = s.value("(type(got).__name__, len(got) if isinstance(got, (tuple, list)) else -1)")
     assert kind == "tuple" and n == 1, \
-        f"{what}: maxpool2d_backward should return a one-element tuple (dx,), got a {kind}" + (f" of length {n}" if n >= 0 else "")
+        f"{what}: maxpool2d_backward should return a one-element tuple (dx,), got a {fmt(kind)}" + (f" of length {n}" if n >= 0 else "")
     return unpack(s.value("arrays(got)")[0])[1]
 
 
@@ -271,7 +272,7 @@ def maxpool(s):
     x = np.array([[[[1, 3, 2, 0], [4, 2, 5, 1], [9, 0, 7, 8], [6, 6, 1, 3]]]], dtype=np.float32)
     (kind, shape, dtype, values), = s.value("arrays([max_pool2d(x, 2)])", x=x)
     assert kind == TENSOR and shape == (1, 1, 2, 2), \
-        f"max_pool2d of a (1, 1, 4, 4) input, k=2: expected a Tensor (1, 1, 2, 2), got a {kind} of shape {shape}"
+        f"max_pool2d of a (1, 1, 4, 4) input, k=2: expected a Tensor (1, 1, 2, 2), got a {fmt(kind)} of shape {shape}"
     assert np.array_equal(values, [4, 5, 9, 8]), f"worked example: expected [[4, 5], [9, 8]], got {values.reshape(2, 2).tolist()}"
     assert dtype == np.float32, f"float32 in should give float32 out, got {dtype}"
     rng = np.random.default_rng(2)
@@ -280,7 +281,7 @@ def maxpool(s):
         want = pool_loops(xr, k, k if st is None else st)[0]
         _, got = unpack(s.value("arrays([max_pool2d(x, k, st)])[0]", x=xr, k=k, st=st))
         assert got.shape == want.shape and np.array_equal(got, want), \
-            f"random (2, 3, 7, 6) input, kernel_size={k}, stride={st}: expected shape {want.shape}, got {got.shape}" + \
+            f"random (2, 3, 7, 6) input, kernel_size={k}, stride={fmt(st)}: expected shape {want.shape}, got {got.shape}" + \
             (" (and different values)" if got.shape == want.shape else "")
     (_, _, dtype, _), = s.value("arrays([max_pool2d(x, 2)])", x=rng.standard_normal((1, 1, 4, 4)).astype(np.float32))
     assert dtype == np.float32, f"max_pool2d of a float32 (1, 1, 4, 4) input: expected float32 out, got {dtype}"
@@ -297,12 +298,12 @@ def maxpool(s):
     want = np.zeros((4, 4), dtype=np.float32)
     want[1, 0], want[1, 2], want[2, 0], want[2, 3] = 1, 2, 3, 4
     assert dx is not None and dx.shape == (1, 1, 4, 4) and np.array_equal(dx[0, 0], want), \
-        f"backward of the worked example, grad [[1, 2], [3, 4]]: expected\n{want}\ngot\n{dx}"
+        f"backward of the worked example, grad [[1, 2], [3, 4]]: expected\n{fmt(want)}\ngot\n{fmt(dx)}"
     ones = np.ones((1, 1, 2, 2), dtype=np.float32)
     s.run("out = hand_built_pool(x, 2, 2, values)", x=ones, values=np.ones((1, 1, 1, 1), dtype=np.float32))
     dx = pool_backward(s, "a 2x2 window of ones, grad 5", g=np.full((1, 1, 1, 1), 5.0, dtype=np.float32))
     assert dx is not None and dx.shape == (1, 1, 2, 2) and np.array_equal(dx[0, 0], [[5, 0], [0, 0]]), \
-        f"a 2x2 window of ones, grad 5: expected [[5, 0], [0, 0]] (first max), got {None if dx is None else dx[0, 0]}"
+        f"a 2x2 window of ones, grad 5: expected [[5, 0], [0, 0]] (first max), got {fmt(None if dx is None else dx[0, 0])}"
     for k, st in [(2, 2), (3, 1), (2, 3)]:
         xi = rng.integers(0, 3, (2, 2, 7, 8)).astype(np.float64)
         values, where = pool_loops(xi, k, st)
@@ -323,7 +324,7 @@ def maxpool(s):
 def flatten_cnn(s):
     helpers(s)
     (kind, shape, _, values), = s.value("arrays([Flatten()(Tensor(np.arange(24.0).reshape(2, 3, 2, 2)))])")
-    assert kind == TENSOR and shape == (2, 12), f"Flatten of a (2, 3, 2, 2) tensor: expected a Tensor (2, 12), got a {kind} {shape}"
+    assert kind == TENSOR and shape == (2, 12), f"Flatten of a (2, 3, 2, 2) tensor: expected a Tensor (2, 12), got a {fmt(kind)} {shape}"
     assert np.array_equal(values.reshape(shape)[1], np.arange(12.0, 24.0)), \
         f"Flatten keeps row-major order: expected row 1 = 12..23, got {values.reshape(shape)[1]}"
     (kind, shape, _, _), = s.value("arrays([Flatten()(Tensor(np.zeros((4, 7))))])")
@@ -333,11 +334,11 @@ def flatten_cnn(s):
     s.run("model = small_cnn(channels=8, rng=np.random.default_rng(0))\n"
           "conv = model.get_submodule('0')")
     kind = s.value("f'{type(model).__module__}.{type(model).__qualname__}'")
-    assert kind == "tinytorch_lib.layers.Sequential", f"small_cnn should return a Sequential, got {kind}"
+    assert kind == "tinytorch_lib.layers.Sequential", f"small_cnn should return a Sequential, got {fmt(kind)}"
     kind, shape, padding = s.value("(f'{type(conv).__module__}.{type(conv).__qualname__}', "
                                    "tuple(getattr(getattr(conv, 'weight', None), 'shape', ())), getattr(conv, 'padding', None))")
     assert kind == "tinytorch_lib.spatial.Conv2d" and shape == (8, 1, 3, 3) and padding == 1, \
-        f"layer 0 of small_cnn(channels=8) should be Conv2d(1, 8, 3, padding=1), got a {kind} with weight {shape}, padding {padding}"
+        f"layer 0 of small_cnn(channels=8) should be Conv2d(1, 8, 3, padding=1), got a {fmt(kind)} with weight {shape}, padding {fmt(padding)}"
     n_params = s.value("sum(int(p.size) for p in model.parameters())")
     assert n_params == 8 * 9 + 8 + 128 * 10 + 10, f"small_cnn(channels=8): expected 1370 parameters, got {n_params}"
     x = np.random.default_rng(1).standard_normal((3, 1, 8, 8)).astype(np.float32)
@@ -373,7 +374,7 @@ def flatten_cnn(s):
     mismatched = sorted(k for k in want if k not in state or state[k].shape != want[k].shape
                         or not np.array_equal(state[k], want[k]))
     assert not mismatched, \
-        f"small_cnn(channels=4, rng=np.random.default_rng(7)): {mismatched} differ from Conv2d(1, 4, 3, padding=1, rng=rng) " \
+        f"small_cnn(channels=4, rng=np.random.default_rng(7)): {fmt(mismatched)} differ from Conv2d(1, 4, 3, padding=1, rng=rng) " \
         f"then Linear(64, 10, rng=rng) drawing from that one generator (pass rng to both layers, after resolve_rng)"
 
 

@@ -44,6 +44,7 @@
 import numpy as np
 
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 # %% [markdown]
 # ## Which library are you running on?
@@ -214,28 +215,40 @@ class CharTokenizer:
 
 # %% nbgrader={"grade": true, "grade_id": "test_10_1_char_tokenizer", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 10.1
-tok = CharTokenizer("hello world")
-assert tok.chars == [" ", "d", "e", "h", "l", "o", "r", "w"], \
-    f"CharTokenizer('hello world').chars: expected [' ', 'd', 'e', 'h', 'l', 'o', 'r', 'w'], got {tok.chars}"
-assert tok.vocab_size == 8, f"vocab_size of 'hello world': expected 8, got {tok.vocab_size}"
-ids = tok.encode("hello")
-assert isinstance(ids, np.ndarray) and ids.dtype == np.int64 and ids.shape == (5,), \
-    f"encode('hello'): expected an int64 array of shape (5,), got {type(ids).__name__} {getattr(ids, 'dtype', '')} {getattr(ids, 'shape', '')}"
-assert ids.tolist() == [3, 2, 4, 4, 5], f"encode('hello'): expected [3, 2, 4, 4, 5], got {ids.tolist()}"
-assert tok.decode([3, 2, 4, 4, 5]) == "hello", f"decode([3, 2, 4, 4, 5]): expected 'hello', got {tok.decode([3, 2, 4, 4, 5])!r}"
-assert tok.decode(tok.encode("world hello")) == "world hello", "decode(encode('world hello')) should give 'world hello' back"
-try:
-    tok.encode("help")
-except ValueError as e:
-    assert "'p'" in str(e) and "3" in str(e), f"encode('help'): the error should name 'p' and its position 3, got: {e}"
-else:
-    raise AssertionError("encode('help') with a vocabulary from 'hello world' should raise ValueError: 'p' is unknown")
-try:
-    tok.decode([1, 9])
-except ValueError as e:
-    assert "9" in str(e) and "8" in str(e), f"decode([1, 9]): the error should name id 9 and the vocabulary size 8, got: {e}"
-else:
-    raise AssertionError("decode([1, 9]) with a vocabulary of 8 should raise ValueError: id 9 is out of range")
+from tinytorch_lib.testing import task
+
+with task("10.1"):
+    tok = CharTokenizer("hello world")
+    assert tok.chars == [" ", "d", "e", "h", "l", "o", "r", "w"], \
+        f"CharTokenizer('hello world').chars: expected [' ', 'd', 'e', 'h', 'l', 'o', 'r', 'w'], got {tok.chars}"
+    assert tok.vocab_size == 8, f"vocab_size of 'hello world': expected 8, got {tok.vocab_size}"
+    ids = tok.encode("hello")
+    assert isinstance(ids, np.ndarray) and ids.dtype == np.int64 and ids.shape == (5,), \
+        f"encode('hello'): expected an int64 array of shape (5,), got {type(ids).__name__} {getattr(ids, 'dtype', '')} {getattr(ids, 'shape', '')}"
+    assert ids.tolist() == [3, 2, 4, 4, 5], f"encode('hello'): expected [3, 2, 4, 4, 5], got {ids.tolist()}"
+    assert tok.decode([3, 2, 4, 4, 5]) == "hello", f"decode([3, 2, 4, 4, 5]): expected 'hello', got {tok.decode([3, 2, 4, 4, 5])!r}"
+    assert tok.decode(tok.encode("world hello")) == "world hello", "decode(encode('world hello')) should give 'world hello' back"
+    try:
+        tok.encode("help")
+    except ValueError as e:
+        assert "'p'" in str(e) and "3" in str(e), f"encode('help'): the error should name 'p' and its position 3, got: {e}"
+    else:
+        raise AssertionError("encode('help') with a vocabulary from 'hello world' should raise ValueError: 'p' is unknown")
+    try:
+        tok.decode([1, 9])
+    except ValueError as e:
+        assert "9" in str(e) and "8" in str(e), f"decode([1, 9]): the error should name id 9 and the vocabulary size 8, got: {e}"
+    else:
+        raise AssertionError("decode([1, 9]) with a vocabulary of 8 should raise ValueError: id 9 is out of range")
+    empty = tok.encode("")
+    assert isinstance(empty, np.ndarray) and empty.dtype == np.int64 and empty.shape == (0,), \
+        f"encode(''): expected an int64 array of shape (0,), got {type(empty).__name__} {getattr(empty, 'dtype', '')} {getattr(empty, 'shape', '')}"
+    try:
+        CharTokenizer("")
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("CharTokenizer('') should raise ValueError: an empty vocabulary can encode nothing")
 print("Task 10.1 visible tests passed")
 
 # %% [markdown]
@@ -306,20 +319,23 @@ def most_frequent_pair(ids) -> tuple:
 
 # %% nbgrader={"grade": true, "grade_id": "test_10_2_most_frequent_pair", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 10.2
-for ids, want in [([97, 97, 97, 98, 100, 97, 97, 97, 98, 97, 99], ((97, 97), 4)),
-                  ([5, 6, 5, 6, 7], ((5, 6), 2)),
-                  ([3, 1, 2], ((1, 2), 1))]:
-    got = most_frequent_pair(ids)
-    assert got == want, f"most_frequent_pair({ids}): expected {want}, got {got}"
-    assert all(type(x) is int for x in (*got[0], got[1])), f"most_frequent_pair({ids}): return Python ints, got {got!r}"
-got = most_frequent_pair([256, 97, 98, 100, 256, 97, 98, 97, 99])
-assert got == ((97, 98), 2), f"most_frequent_pair([256, 97, 98, 100, 256, 97, 98, 97, 99]): (97, 98) and (256, 97) tie at 2, expected ((97, 98), 2), got {got}"
-try:
-    most_frequent_pair([7])
-except ValueError:
-    pass
-else:
-    raise AssertionError("most_frequent_pair([7]) should raise ValueError: one id has no pair")
+from tinytorch_lib.testing import task
+
+with task("10.2"):
+    for ids, want in [([97, 97, 97, 98, 100, 97, 97, 97, 98, 97, 99], ((97, 97), 4)),
+                      ([5, 6, 5, 6, 7], ((5, 6), 2)),
+                      ([3, 1, 2], ((1, 2), 1))]:
+        got = most_frequent_pair(ids)
+        assert got == want, f"most_frequent_pair({ids}): expected {fmt(want)}, got {fmt(got)}"
+        assert all(type(x) is int for x in (*got[0], got[1])), f"most_frequent_pair({ids}): return Python ints, got {got!r}"
+    got = most_frequent_pair([256, 97, 98, 100, 256, 97, 98, 97, 99])
+    assert got == ((97, 98), 2), f"most_frequent_pair([256, 97, 98, 100, 256, 97, 98, 97, 99]): (97, 98) and (256, 97) tie at 2, expected ((97, 98), 2), got {fmt(got)}"
+    try:
+        most_frequent_pair([7])
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("most_frequent_pair([7]) should raise ValueError: one id has no pair")
 print("Task 10.2 visible tests passed")
 
 # %% [markdown]
@@ -369,17 +385,20 @@ def merge_pair(ids, pair: tuple, new_id: int) -> np.ndarray:
 
 # %% nbgrader={"grade": true, "grade_id": "test_10_3_merge_pair", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 10.3
-for ids, pair, new_id, want in [([1, 2, 3, 1, 2], (1, 2), 9, [9, 3, 9]), ([1, 1, 1], (1, 1), 9, [9, 1]),
-                                ([1, 1, 1, 1], (1, 1), 9, [9, 9]), ([4, 5], (5, 4), 9, [4, 5]),
-                                ([97, 97, 97, 98, 100, 97, 97, 97, 98, 97, 99], (97, 97), 256,
-                                 [256, 97, 98, 100, 256, 97, 98, 97, 99])]:
-    got = merge_pair(ids, pair, new_id)
-    assert isinstance(got, np.ndarray) and got.dtype == np.int64, \
-        f"merge_pair({ids}, {pair}, {new_id}): expected an int64 array, got {type(got).__name__} {getattr(got, 'dtype', '')}"
-    assert got.tolist() == want, f"merge_pair({ids}, {pair}, {new_id}): expected {want}, got {got.tolist()}"
-original = np.array([1, 2, 1, 2])
-merge_pair(original, (1, 2), 9)
-assert original.tolist() == [1, 2, 1, 2], f"merge_pair must not change its input: [1, 2, 1, 2] became {original.tolist()}"
+from tinytorch_lib.testing import task
+
+with task("10.3"):
+    for ids, pair, new_id, want in [([1, 2, 3, 1, 2], (1, 2), 9, [9, 3, 9]), ([1, 1, 1], (1, 1), 9, [9, 1]),
+                                    ([1, 1, 1, 1], (1, 1), 9, [9, 9]), ([4, 5], (5, 4), 9, [4, 5]),
+                                    ([97, 97, 97, 98, 100, 97, 97, 97, 98, 97, 99], (97, 97), 256,
+                                     [256, 97, 98, 100, 256, 97, 98, 97, 99])]:
+        got = merge_pair(ids, pair, new_id)
+        assert isinstance(got, np.ndarray) and got.dtype == np.int64, \
+            f"merge_pair({ids}, {pair}, {new_id}): expected an int64 array, got {type(got).__name__} {getattr(got, 'dtype', '')}"
+        assert got.tolist() == want, f"merge_pair({ids}, {pair}, {new_id}): expected {fmt(want)}, got {got.tolist()}"
+    original = np.array([1, 2, 1, 2])
+    merge_pair(original, (1, 2), 9)
+    assert original.tolist() == [1, 2, 1, 2], f"merge_pair must not change its input: [1, 2, 1, 2] became {original.tolist()}"
 print("Task 10.3 visible tests passed")
 
 # %% [markdown]
@@ -517,48 +536,54 @@ class BPETokenizer:
 
 # %% nbgrader={"grade": true, "grade_id": "test_10_4_bpe_train", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 10.4 (they rely on Tasks 10.2 and 10.3)
-try:
-    assert most_frequent_pair([5, 6, 5, 6, 7]) == ((5, 6), 2) and merge_pair([1, 1, 1], (1, 1), 9).tolist() == [9, 1]
-except Exception as e:
-    raise AssertionError(f"Task 10.4 calls most_frequent_pair (Task 10.2) and merge_pair (Task 10.3), and one of them "
-                         f"gave a wrong result ({e!r}): make Tasks 10.2 and 10.3's tests pass first") from None
-bpe = BPETokenizer.train("aaabdaaabac", 300)
-assert isinstance(bpe, BPETokenizer), f"train should return a BPETokenizer, got {type(bpe).__name__}"
-assert bpe.merges == [(97, 97), (97, 98), (256, 257)], \
-    f'train("aaabdaaabac", 300).merges: expected [(97, 97), (97, 98), (256, 257)], got {bpe.merges}'
-assert bpe.vocab_size == 259 and bpe.vocab[258] == b"aaab", \
-    f'train("aaabdaaabac", 300): expected vocab_size 259 and vocab[258] == b"aaab", got {bpe.vocab_size}, {bpe.vocab[-1]!r}'
-two = BPETokenizer.train("aaabdaaabac", 258)
-assert two.merges == [(97, 97), (97, 98)], f'train("aaabdaaabac", 258): stop at vocab_size 258, expected 2 merges, got {two.merges}'
-try:
-    BPETokenizer.train("abc", 100)
-except ValueError as e:
-    assert "100" in str(e), f"train(text, 100): the error should name 100, got: {e}"
-else:
-    raise AssertionError("train(text, vocab_size=100) should raise ValueError: the 256 byte ids come first")
+from tinytorch_lib.testing import task
+
+with task("10.4", uses={"10.2": "most_frequent_pair", "10.3": "merge_pair"}):
+    try:
+        assert most_frequent_pair([5, 6, 5, 6, 7]) == ((5, 6), 2) and merge_pair([1, 1, 1], (1, 1), 9).tolist() == [9, 1]
+    except Exception as e:
+        raise AssertionError(f"Task 10.4 calls most_frequent_pair (Task 10.2) and merge_pair (Task 10.3), and one of them "
+                             f"gave a wrong result ({e!r}): make Tasks 10.2 and 10.3's tests pass first") from None
+    bpe = BPETokenizer.train("aaabdaaabac", 300)
+    assert isinstance(bpe, BPETokenizer), f"train should return a BPETokenizer, got {type(bpe).__name__}"
+    assert bpe.merges == [(97, 97), (97, 98), (256, 257)], \
+        f'train("aaabdaaabac", 300).merges: expected [(97, 97), (97, 98), (256, 257)], got {bpe.merges}'
+    assert bpe.vocab_size == 259 and bpe.vocab[258] == b"aaab", \
+        f'train("aaabdaaabac", 300): expected vocab_size 259 and vocab[258] == b"aaab", got {bpe.vocab_size}, {bpe.vocab[-1]!r}'
+    two = BPETokenizer.train("aaabdaaabac", 258)
+    assert two.merges == [(97, 97), (97, 98)], f'train("aaabdaaabac", 258): stop at vocab_size 258, expected 2 merges, got {two.merges}'
+    try:
+        BPETokenizer.train("abc", 100)
+    except ValueError as e:
+        assert "100" in str(e), f"train(text, 100): the error should name 100, got: {e}"
+    else:
+        raise AssertionError("train(text, vocab_size=100) should raise ValueError: the 256 byte ids come first")
 print("Task 10.4 visible tests passed")
 
 # %% nbgrader={"grade": true, "grade_id": "test_10_5_bpe_encode_decode", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 10.5 (they rely on Task 10.3)
-try:
-    assert merge_pair([1, 1, 1], (1, 1), 9).tolist() == [9, 1]
-except Exception as e:
-    raise AssertionError(f"Task 10.5 calls merge_pair from Task 10.3, and merge_pair([1, 1, 1], (1, 1), 9) did not "
-                         f"return [9, 1] ({e!r}): make Task 10.3's tests pass first") from None
-bpe = BPETokenizer([(97, 97), (97, 98), (256, 257)])
-for text, want in [("aaabdaaabac", [258, 100, 258, 97, 99]), ("aab", [256, 98]), ("día", [100, 195, 173, 97])]:
-    got = bpe.encode(text)
-    assert isinstance(got, np.ndarray) and got.dtype == np.int64, \
-        f"encode({text!r}): expected an int64 array, got {type(got).__name__} {getattr(got, 'dtype', '')}"
-    assert got.tolist() == want, f"encode({text!r}) with merges [(97, 97), (97, 98), (256, 257)]: expected {want}, got {got.tolist()}"
-assert bpe.decode([258, 100]) == "aaabd", f"decode([258, 100]): expected 'aaabd', got {bpe.decode([258, 100])!r}"
-assert bpe.decode(bpe.encode("día aaab")) == "día aaab", "decode(encode('día aaab')) should give 'día aaab' back"
-try:
-    bpe.decode([97, 300])
-except ValueError as e:
-    assert "300" in str(e) and "259" in str(e), f"decode([97, 300]): the error should name id 300 and the vocabulary size 259, got: {e}"
-else:
-    raise AssertionError("decode([97, 300]) with 259 ids should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("10.5", uses={"10.3": "merge_pair", "10.4": "BPETokenizer.train"}):
+    try:
+        assert merge_pair([1, 1, 1], (1, 1), 9).tolist() == [9, 1]
+    except Exception as e:
+        raise AssertionError(f"Task 10.5 calls merge_pair from Task 10.3, and merge_pair([1, 1, 1], (1, 1), 9) did not "
+                             f"return [9, 1] ({e!r}): make Task 10.3's tests pass first") from None
+    bpe = BPETokenizer([(97, 97), (97, 98), (256, 257)])
+    for text, want in [("aaabdaaabac", [258, 100, 258, 97, 99]), ("aab", [256, 98]), ("día", [100, 195, 173, 97])]:
+        got = bpe.encode(text)
+        assert isinstance(got, np.ndarray) and got.dtype == np.int64, \
+            f"encode({text!r}): expected an int64 array, got {type(got).__name__} {getattr(got, 'dtype', '')}"
+        assert got.tolist() == want, f"encode({text!r}) with merges [(97, 97), (97, 98), (256, 257)]: expected {fmt(want)}, got {got.tolist()}"
+    assert bpe.decode([258, 100]) == "aaabd", f"decode([258, 100]): expected 'aaabd', got {bpe.decode([258, 100])!r}"
+    assert bpe.decode(bpe.encode("día aaab")) == "día aaab", "decode(encode('día aaab')) should give 'día aaab' back"
+    try:
+        bpe.decode([97, 300])
+    except ValueError as e:
+        assert "300" in str(e) and "259" in str(e), f"decode([97, 300]): the error should name id 300 and the vocabulary size 259, got: {e}"
+    else:
+        raise AssertionError("decode([97, 300]) with 259 ids should raise ValueError")
 print("Task 10.5 visible tests passed")
 
 # %% [markdown]

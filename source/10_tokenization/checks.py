@@ -9,6 +9,7 @@ from collections import Counter
 
 import numpy as np
 
+from tinytorch_lib import fmt
 from tito.checks import StudentError, check
 from tito.modules import ROOT
 
@@ -28,7 +29,7 @@ class Raised:
         self.error = error
 
     def __repr__(self) -> str:
-        return f"raised {self.error.type}: {self.error.message}"
+        return f"raised {self.error.said}"
 
 
 def fetch(s, expr: str, **inputs):
@@ -43,7 +44,7 @@ def array_of(s, what: str, expr: str, **inputs) -> np.ndarray:
     """expr must give an int64 np.ndarray: returns it, or AssertionError saying what came back."""
     s.run(f"_out = {expr}", **inputs)  # the call alone, so an error quotes just it
     kind, arr = s.value("(type(_out).__name__, _out if isinstance(_out, np.ndarray) else None)")
-    assert arr is not None, f"{what}: expected an int64 np.ndarray, got {kind}"
+    assert arr is not None, f"{what}: expected an int64 np.ndarray, got {fmt(kind)}"
     assert arr.dtype == np.int64, f"{what}: expected an int64 np.ndarray, got dtype {arr.dtype}"
     return arr
 
@@ -90,7 +91,7 @@ def char_tokenizer(s):
     s.run('tok = CharTokenizer("hello world")')
     chars, size = s.value("(tok.chars, tok.vocab_size)")
     want = sorted(set("hello world"))
-    assert chars == want, f"CharTokenizer('hello world').chars: expected {want}, got {chars}"
+    assert chars == want, f"CharTokenizer('hello world').chars: expected {fmt(want)}, got {fmt(chars)}"
     assert size == 8, f"vocab_size of 'hello world': expected 8, got {size}"
     ids = array_of(s, "encode('hello')", "tok.encode('hello')")
     assert ids.shape == (5,), f"encode('hello'): expected shape (5,), got {ids.shape}"
@@ -144,24 +145,24 @@ def most_frequent(s):
                       ([5, 6, 5, 6, 7], ((5, 6), 2)),
                       ([3, 1, 2], ((1, 2), 1))]:
         got, types = pair_result(s, ids=ids)
-        assert got == want, f"most_frequent_pair({ids}): expected {want}, got {got}"
-        assert types == ["int"] * 3, f"most_frequent_pair({ids}): return Python ints, got {got!r} (types {types})"
+        assert got == want, f"most_frequent_pair({ids}): expected {fmt(want)}, got {fmt(got)}"
+        assert types == ["int"] * 3, f"most_frequent_pair({ids}): return Python ints, got {got!r} (types {fmt(types)})"
     ids = [256, 97, 98, 100, 256, 97, 98, 97, 99]
     got, _ = pair_result(s, ids=ids)
     assert got == ((97, 98), 2), \
-        f"most_frequent_pair({ids}): (97, 98) and (256, 97) tie at 2, expected ((97, 98), 2), got {got}"
+        f"most_frequent_pair({ids}): (97, 98) and (256, 97) tie at 2, expected ((97, 98), 2), got {fmt(got)}"
     s.expect_error("most_frequent_pair([7])", "most_frequent_pair([7]) (one id has no pair)")
     rng = np.random.default_rng(10)
     for n, high in [(2, 3), (50, 4), (500, 30), (3000, 300)]:
         ids = rng.integers(0, high, n)
         want = pairs_oracle(ids)
         got, types = pair_result(s, ids=ids)
-        assert got == want, f"most_frequent_pair of {n} random ids below {high} (an int64 array): expected {want}, got {got}"
-        assert types == ["int"] * 3, f"most_frequent_pair of an int64 array: return Python ints, got types {types}"
+        assert got == want, f"most_frequent_pair of {n} random ids below {fmt(high)} (an int64 array): expected {fmt(want)}, got {fmt(got)}"
+        assert types == ["int"] * 3, f"most_frequent_pair of an int64 array: return Python ints, got types {fmt(types)}"
     got, _ = pair_result(s, ids=np.array([4, 4, 4, 4]))
-    assert got == ((4, 4), 3), f"most_frequent_pair([4, 4, 4, 4]): (4, 4) occurs three times (overlaps count), got {got}"
+    assert got == ((4, 4), 3), f"most_frequent_pair([4, 4, 4, 4]): (4, 4) occurs three times (overlaps count), got {fmt(got)}"
     got, _ = pair_result(s, ids=[9, 0, 0, 9])
-    assert got == ((0, 0), 1), f"most_frequent_pair([9, 0, 0, 9]): three pairs of count 1, the smallest is (0, 0); got {got}"
+    assert got == ((0, 0), 1), f"most_frequent_pair([9, 0, 0, 9]): three pairs of count 1, the smallest is (0, 0); got {fmt(got)}"
     s.expect_error("most_frequent_pair([])", "most_frequent_pair([])")
 
 
@@ -173,7 +174,7 @@ def merge(s):
                                      [256, 97, 98, 100, 256, 97, 98, 97, 99])]:
         what = f"merge_pair({ids}, {pair}, {new_id})"
         got = array_of(s, what, "merge_pair(ids, pair, new_id)", ids=ids, pair=pair, new_id=new_id)
-        assert got.tolist() == want, f"{what}: expected {want}, got {got.tolist()}"
+        assert got.tolist() == want, f"{what}: expected {fmt(want)}, got {got.tolist()}"
     got = s.value("(lambda o: (merge_pair(o, (1, 2), 9), o)[1])(np.array([1, 2, 1, 2]))")
     assert got.tolist() == [1, 2, 1, 2], f"merge_pair must not change its input: [1, 2, 1, 2] became {got.tolist()}"
     rng = np.random.default_rng(11)
@@ -183,12 +184,12 @@ def merge(s):
             got = s.value("merge_pair(ids, pair, 99)", ids=ids, pair=pair)
             want = merge_oracle(ids, pair, 99)
             assert np.asarray(got).tolist() == want, \
-                f"merge_pair of {n} random ids below {high} (a list), pair {pair}, new id 99: expected " \
-                f"{want if n <= 40 else f'{len(want)} ids'}, got {np.asarray(got).tolist() if n <= 40 else f'{np.size(got)} ids'}"
+                f"merge_pair of {n} random ids below {fmt(high)} (a list), pair {pair}, new id 99: expected " \
+                f"{want if n <= 40 else f'{len(want)} ids'}, got {np.asarray(got).tolist() if n <= 40 else f'{fmt(np.size(got))} ids'}"
     for ids, pair, new_id in [([7, 7, 7, 7, 7], (7, 7), 300), ([2, 2, 3, 2, 2, 2], (2, 2), 5)]:
         want = merge_oracle(ids, pair, new_id)
         got = s.value("merge_pair(np.array(ids), pair, new_id)", ids=ids, pair=pair, new_id=new_id)
-        assert np.asarray(got).tolist() == want, f"merge_pair({ids}, {pair}, {new_id}): expected {want}, got {np.asarray(got).tolist()}"
+        assert np.asarray(got).tolist() == want, f"merge_pair({ids}, {pair}, {new_id}): expected {fmt(want)}, got {np.asarray(got).tolist()}"
 
 
 @check("test_10_4_bpe_train")
@@ -201,14 +202,14 @@ def bpe_train(s):
          f"make Tasks 10.2 and 10.3's tests pass first")
     s.run('bpe = BPETokenizer.train("aaabdaaabac", 300)')
     kind = s.value("type(bpe).__name__")
-    assert kind == "BPETokenizer", f"train should return a BPETokenizer, got {kind}"
+    assert kind == "BPETokenizer", f"train should return a BPETokenizer, got {fmt(kind)}"
     merges, size, last = s.value("(bpe.merges, bpe.vocab_size, list(bytes(bpe.vocab[-1])))")
     assert merges == [(97, 97), (97, 98), (256, 257)], \
         f'train("aaabdaaabac", 300).merges: expected [(97, 97), (97, 98), (256, 257)], got {merges}'
     assert size == 259 and bytes(last) == b"aaab", \
         f'train("aaabdaaabac", 300): expected vocab_size 259 and vocab[258] == b"aaab", got {size}, {bytes(last)!r}'
     got = s.value('BPETokenizer.train("aaabdaaabac", 258).merges')
-    assert got == [(97, 97), (97, 98)], f'train("aaabdaaabac", 258): stop at vocab_size 258, expected 2 merges, got {got}'
+    assert got == [(97, 97), (97, 98)], f'train("aaabdaaabac", 258): stop at vocab_size 258, expected 2 merges, got {fmt(got)}'
     s.expect_error('BPETokenizer.train("abc", 100)', "train(text, vocab_size=100) (the 256 byte ids come first)", ("100",))
     piece = corpus("train")[:5000]
     want = bpe_train_oracle(piece, 256 + 40)
@@ -218,16 +219,16 @@ def bpe_train(s):
         raise AssertionError(f"40 merges on the first 5000 characters of the corpus: {len(got)} merges, first differing "
                              f"merge at index {first}: expected {want[first] if first < len(want) else 'none'}, got "
                              f"{got[first] if first < len(got) else 'none'}")
-    assert got[0] == (116, 104), f"the most frequent pair of the first 5000 characters is 'th' (116, 104), got {got[0]}"
+    assert got[0] == (116, 104), f"the most frequent pair of the first 5000 characters is 'th' (116, 104), got {fmt(got[0])}"
     got = s.value("BPETokenizer.train(piece, 256).merges", piece=piece)
     assert got == [], f"vocab_size 256: expected no merges, got {len(got)}"
     for text in ("", "x"):
         got = s.value("BPETokenizer.train(text, 300).merges", text=text)
-        assert got == [], f"train({text!r}, 300): too short, expected no merges, got {got}"
+        assert got == [], f"train({text!r}, 300): too short, expected no merges, got {fmt(got)}"
     got = s.value('BPETokenizer.train("abcdef", 300).merges')
-    assert got == [], f'train("abcdef", 300): every pair occurs once, expected no merges, got {got}'
+    assert got == [], f'train("abcdef", 300): every pair occurs once, expected no merges, got {fmt(got)}'
     got = s.value('BPETokenizer.train("ababab", 300).merges')
-    assert got == [(97, 98), (256, 256)], f"train('ababab', 300): expected ab, then abab: [(97, 98), (256, 256)], got {got}"
+    assert got == [(97, 98), (256, 256)], f"train('ababab', 300): expected ab, then abab: [(97, 98), (256, 256)], got {fmt(got)}"
     for bad in (255, 0, -3, 300.0, "512"):
         s.expect_error('BPETokenizer.train("abab", bad)', f"train(text, {bad!r})", bad=bad)
 
@@ -241,7 +242,7 @@ def bpe_encode_decode(s):
     s.run("bpe = BPETokenizer(merges)", merges=merges)
     for text, want in [("aaabdaaabac", [258, 100, 258, 97, 99]), ("aab", [256, 98]), ("día", [100, 195, 173, 97])]:
         got = array_of(s, f"encode({text!r})", "bpe.encode(text)", text=text)
-        assert got.tolist() == want, f"encode({text!r}) with merges {merges}: expected {want}, got {got.tolist()}"
+        assert got.tolist() == want, f"encode({text!r}) with merges {merges}: expected {fmt(want)}, got {got.tolist()}"
     got = s.value("bpe.decode([258, 100])")
     assert got == "aaabd", f"decode([258, 100]): expected 'aaabd', got {got!r}"
     got = s.value("bpe.decode(bpe.encode('día aaab'))")
@@ -252,7 +253,7 @@ def bpe_encode_decode(s):
     text = "the band and the end"
     want = bpe_encode_oracle(text, merges)
     got = array_of(s, f"encode({text!r})", "b5.encode(text)", text=text)
-    assert got.tolist() == want, f"encode({text!r}) with merges {merges}: expected {want}, got {got.tolist()}"
+    assert got.tolist() == want, f"encode({text!r}) with merges {merges}: expected {fmt(want)}, got {got.tolist()}"
     got = array_of(s, "encode('')", "b5.encode('')")
     assert got.shape == (0,), f"encode(''): expected an empty int64 array, got shape {got.shape}"
     got = s.value("b5.decode([])")

@@ -52,6 +52,7 @@ from tinytorch_lib.tensor import Tensor, record, register_backward
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "layers", "autograd"):
     print(tinytorch_lib.origin(name))
@@ -129,29 +130,32 @@ def embedding(ids, weight) -> Tensor:
 
 # %% nbgrader={"grade": true, "grade_id": "test_11_1_embedding", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 11.1
-W = np.array([[0.0, 0.1], [1.0, 1.1], [2.0, 2.1]], dtype=np.float32)
-got = embedding(np.array([[2, 0, 2]]), W)
-assert isinstance(got, Tensor), f"embedding should return a Tensor, got {type(got).__name__}"
-assert got.shape == (1, 3, 2), f"ids (1, 3), weight (3, 2): expected shape (1, 3, 2), got {got.shape}"
-assert np.array_equal(got.data, W[[[2, 0, 2]]]) and np.allclose(got.data, [[[2.0, 2.1], [0.0, 0.1], [2.0, 2.1]]]), \
-    f"worked example, ids [[2, 0, 2]]: expected [[[2, 2.1], [0, 0.1], [2, 2.1]]], got {got.data.tolist()}"
-assert got.dtype == np.float32, f"float32 weight: expected a float32 output, got {got.dtype}"
-rng = np.random.default_rng(0)
-Wr = rng.standard_normal((65, 8)).astype(np.float32)
-ids = rng.integers(0, 65, (4, 7))
-assert np.array_equal(embedding(ids, Wr).data, Wr[ids]), "ids (4, 7) from a 65-row table: expected weight[ids]"
-try:
-    embedding(np.array([[1, 2, 3, 70, 99]]), Wr)
-except ValueError as e:
-    assert "70" in str(e) and "65" in str(e), f"id 70 in a vocabulary of 65: the message should name 70 and 65, got {str(e)!r}"
-else:
-    raise AssertionError("embedding of id 70 with a (65, 8) weight should raise ValueError")
-try:
-    embedding(np.array([0.0, 1.0], dtype=np.float32), Wr)
-except TypeError as e:
-    assert "float32" in str(e), f"float32 ids: the message should name the dtype float32, got {str(e)!r}"
-else:
-    raise AssertionError("embedding of float32 ids [0.0, 1.0] should raise TypeError")
+from tinytorch_lib.testing import task
+
+with task("11.1"):
+    W = np.array([[0.0, 0.1], [1.0, 1.1], [2.0, 2.1]], dtype=np.float32)
+    got = embedding(np.array([[2, 0, 2]]), W)
+    assert isinstance(got, Tensor), f"embedding should return a Tensor, got {type(got).__name__}"
+    assert got.shape == (1, 3, 2), f"ids (1, 3), weight (3, 2): expected shape (1, 3, 2), got {got.shape}"
+    assert np.array_equal(got.data, W[[[2, 0, 2]]]) and np.allclose(got.data, [[[2.0, 2.1], [0.0, 0.1], [2.0, 2.1]]]), \
+        f"worked example, ids [[2, 0, 2]]: expected [[[2, 2.1], [0, 0.1], [2, 2.1]]], got {got.data.tolist()}"
+    assert got.dtype == np.float32, f"float32 weight: expected a float32 output, got {got.dtype}"
+    rng = np.random.default_rng(0)
+    Wr = rng.standard_normal((65, 8)).astype(np.float32)
+    ids = rng.integers(0, 65, (4, 7))
+    assert np.array_equal(embedding(ids, Wr).data, Wr[ids]), "ids (4, 7) from a 65-row table: expected weight[ids]"
+    try:
+        embedding(np.array([[1, 2, 3, 70, 99]]), Wr)
+    except ValueError as e:
+        assert "70" in str(e) and "65" in str(e), f"id 70 in a vocabulary of 65: the message should name 70 and 65, got {str(e)!r}"
+    else:
+        raise AssertionError("embedding of id 70 with a (65, 8) weight should raise ValueError")
+    try:
+        embedding(np.array([0.0, 1.0], dtype=np.float32), Wr)
+    except TypeError as e:
+        assert "float32" in str(e), f"float32 ids: the message should name the dtype float32, got {str(e)!r}"
+    else:
+        raise AssertionError("embedding of float32 ids [0.0, 1.0] should raise TypeError")
 print("Task 11.1 visible tests passed")
 
 # %% [markdown]
@@ -238,29 +242,32 @@ def embedding_backward(grad: np.ndarray, out: Tensor) -> tuple:
 
 # %% nbgrader={"grade": true, "grade_id": "test_11_2_embedding_backward", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 11.2: a hand-built "embedding" output (numpy's W[ids]), so they do not need Task 11.1
-def hand_built_embedding(ids, W):
-    return record("embedding", Tensor(W[ids]), (Tensor(W, requires_grad=True),), ids=ids)
+from tinytorch_lib.testing import task
+
+with task("11.2"):
+    def hand_built_embedding(ids, W):
+        return record("embedding", Tensor(W[ids]), (Tensor(W, requires_grad=True),), ids=ids)
 
 
-W = np.arange(6, dtype=np.float32).reshape(3, 2)
-out = hand_built_embedding(np.array([2, 0, 2]), W)
-g = np.array([[1.0, 2.0], [10.0, 20.0], [100.0, 200.0]], dtype=np.float32)
-got = embedding_backward(g, out)
-assert isinstance(got, tuple) and len(got) == 1, f"expected a one-element tuple (dweight,), got {type(got).__name__} {got!r:.80}"
-(dW,) = got
-assert dW.shape == (3, 2) and dW.dtype == np.float32, f"weight (3, 2) float32: expected dweight (3, 2) float32, got {dW.shape} {dW.dtype}"
-want = np.array([[10.0, 20.0], [0.0, 0.0], [101.0, 202.0]])
-assert np.array_equal(dW, want), f"worked example, ids [2, 0, 2], grad [[1, 2], [10, 20], [100, 200]]: expected {want.tolist()} " \
-                                 f"(id 2 occurs twice: its rows add up), got {dW.tolist()}"
-rng = np.random.default_rng(1)
-W = rng.standard_normal((7, 4))
-ids = rng.integers(0, 7, (3, 5))
-g = rng.standard_normal((3, 5, 4))
-want = np.zeros((7, 4))
-for b, s in np.ndindex(3, 5):
-    want[ids[b, s]] += g[b, s]
-(dW,) = embedding_backward(g, hand_built_embedding(ids, W))
-assert np.allclose(dW, want), f"ids (3, 5) from 7 rows, grad (3, 5, 4): expected the loop sum {np.round(want, 3).tolist()}, got {np.round(dW, 3).tolist()}"
+    W = np.arange(6, dtype=np.float32).reshape(3, 2)
+    out = hand_built_embedding(np.array([2, 0, 2]), W)
+    g = np.array([[1.0, 2.0], [10.0, 20.0], [100.0, 200.0]], dtype=np.float32)
+    got = embedding_backward(g, out)
+    assert isinstance(got, tuple) and len(got) == 1, f"expected a one-element tuple (dweight,), got {type(got).__name__} {got!r:.80}"
+    (dW,) = got
+    assert dW.shape == (3, 2) and dW.dtype == np.float32, f"weight (3, 2) float32: expected dweight (3, 2) float32, got {dW.shape} {dW.dtype}"
+    want = np.array([[10.0, 20.0], [0.0, 0.0], [101.0, 202.0]])
+    assert np.array_equal(dW, want), f"worked example, ids [2, 0, 2], grad [[1, 2], [10, 20], [100, 200]]: expected {want.tolist()} " \
+                                     f"(id 2 occurs twice: its rows add up), got {dW.tolist()}"
+    rng = np.random.default_rng(1)
+    W = rng.standard_normal((7, 4))
+    ids = rng.integers(0, 7, (3, 5))
+    g = rng.standard_normal((3, 5, 4))
+    want = np.zeros((7, 4))
+    for b, s in np.ndindex(3, 5):
+        want[ids[b, s]] += g[b, s]
+    (dW,) = embedding_backward(g, hand_built_embedding(ids, W))
+    assert np.allclose(dW, want), f"ids (3, 5) from 7 rows, grad (3, 5, 4): expected the loop sum {np.round(want, 3).tolist()}, got {np.round(dW, 3).tolist()}"
 print("Task 11.2 visible tests passed")
 
 # %% [markdown]
@@ -424,24 +431,32 @@ class LearnedPositionalEncoding(PositionalEncoding):
 
 # %% nbgrader={"grade": true, "grade_id": "test_11_3_positions", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 11.3
-pe = sinusoidal_positions(3, 4)
-want = np.array([[0, 1, 0, 1], [0.8415, 0.5403, 0.0100, 0.9999], [0.9093, -0.4161, 0.0200, 0.9998]])
-assert isinstance(pe, np.ndarray) and pe.shape == (3, 4) and pe.dtype == np.float32, \
-    f"sinusoidal_positions(3, 4): expected a float32 ndarray (3, 4), got {type(pe).__name__} {getattr(pe, 'shape', '')} {getattr(pe, 'dtype', '')}"
-assert np.allclose(pe, want, atol=1e-4), f"sinusoidal_positions(3, 4), worked example: expected {want.tolist()}, got {np.round(pe, 4).tolist()}"
-enc = SinusoidalPositionalEncoding(16, 4)
-x = Tensor(np.zeros((2, 3, 4), dtype=np.float32))
-y = enc(x)
-assert isinstance(y, Tensor) and y.shape == (2, 3, 4), f"(2, 3, 4) input: expected a (2, 3, 4) Tensor, got {type(y).__name__} {getattr(y, 'shape', '')}"
-assert np.allclose(y.data[1], want, atol=1e-4), f"zeros (2, 3, 4) + pe, offset 0: expected rows 0..2 of the table in each batch entry, got {np.round(y.data[1], 4).tolist()}"
-y5 = enc(x, offset=5)
-assert np.allclose(y5.data[0], sinusoidal_positions(16, 4)[5:8], atol=1e-6), "offset 5, seq 3: expected rows 5..7 of the table"
-try:
-    enc(x, offset=14)
-except ValueError as e:
-    assert "14" in str(e) and "16" in str(e), f"offset 14 + seq 3 > max_len 16: the message should name the offset 14 and max_len 16, got {str(e)!r}"
-else:
-    raise AssertionError("offset 14 + seq 3 = 17 positions with max_len 16 should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("11.3"):
+    pe = sinusoidal_positions(3, 4)
+    want = np.array([[0, 1, 0, 1], [0.8415, 0.5403, 0.0100, 0.9999], [0.9093, -0.4161, 0.0200, 0.9998]])
+    assert isinstance(pe, np.ndarray) and pe.shape == (3, 4) and pe.dtype == np.float32, \
+        f"sinusoidal_positions(3, 4): expected a float32 ndarray (3, 4), got {type(pe).__name__} {getattr(pe, 'shape', '')} {getattr(pe, 'dtype', '')}"
+    assert np.allclose(pe, want, atol=1e-4), f"sinusoidal_positions(3, 4), worked example: expected {want.tolist()}, got {np.round(pe, 4).tolist()}"
+    enc = SinusoidalPositionalEncoding(16, 4)
+    x = Tensor(np.zeros((2, 3, 4), dtype=np.float32))
+    y = enc(x)
+    assert isinstance(y, Tensor) and y.shape == (2, 3, 4), f"(2, 3, 4) input: expected a (2, 3, 4) Tensor, got {type(y).__name__} {getattr(y, 'shape', '')}"
+    assert np.allclose(y.data[1], want, atol=1e-4), f"zeros (2, 3, 4) + pe, offset 0: expected rows 0..2 of the table in each batch entry, got {np.round(y.data[1], 4).tolist()}"
+    y5 = enc(x, offset=5)
+    assert np.allclose(y5.data[0], sinusoidal_positions(16, 4)[5:8], atol=1e-6), "offset 5, seq 3: expected rows 5..7 of the table"
+    try:
+        full = enc(x, offset=13)
+    except ValueError as e:
+        raise AssertionError(f"offset 13 + seq 3 = 16 positions, exactly max_len 16, fit; got ValueError: {e}") from None
+    assert np.allclose(full.data[0], sinusoidal_positions(16, 4)[13:16], atol=1e-6), "offset 13, seq 3 (exactly full): expected rows 13..15 of the table"
+    try:
+        enc(x, offset=14)
+    except ValueError as e:
+        assert "14" in str(e) and "16" in str(e), f"offset 14 + seq 3 > max_len 16: the message should name the offset 14 and max_len 16, got {str(e)!r}"
+    else:
+        raise AssertionError("offset 14 + seq 3 = 17 positions with max_len 16 should raise ValueError")
 print("Task 11.3 visible tests passed")
 
 # %% [markdown]

@@ -7,6 +7,7 @@ stays here. A Tensor cannot cross, so the sandbox sends back `.data`.
 """
 import numpy as np
 
+from tinytorch_lib import fmt
 from tito.checks import check, tensor_data
 
 def sinusoid(max_len: int, dim: int) -> np.ndarray:
@@ -118,7 +119,7 @@ def positions(s):
     want = sinusoid(3, 4)
     s.run("_out = sinusoidal_positions(3, 4)")
     kind, pe = s.value("(type(_out).__name__, _out if isinstance(_out, np.ndarray) else None)")
-    assert pe is not None, f"sinusoidal_positions(3, 4): expected a float32 ndarray (3, 4), got {kind}"
+    assert pe is not None, f"sinusoidal_positions(3, 4): expected a float32 ndarray (3, 4), got {fmt(kind)}"
     assert pe.shape == (3, 4) and pe.dtype == np.float32, \
         f"sinusoidal_positions(3, 4): expected a float32 ndarray (3, 4), got {pe.dtype} {pe.shape}"
     assert np.allclose(pe, want, atol=1e-4), \
@@ -135,12 +136,12 @@ def positions(s):
     for max_len, dim in [(50, 7), (9, 1), (1024, 128)]:
         pe = s.value("sinusoidal_positions(max_len, dim)", max_len=max_len, dim=dim)
         assert isinstance(pe, np.ndarray) and pe.shape == (max_len, dim) and pe.dtype == np.float32, \
-            f"sinusoidal_positions({max_len}, {dim}): expected float32 ({max_len}, {dim}), got {getattr(pe, 'dtype', type(pe).__name__)} {getattr(pe, 'shape', '')}"
+            f"sinusoidal_positions({fmt(max_len)}, {fmt(dim)}): expected float32 ({fmt(max_len)}, {fmt(dim)}), got {getattr(pe, 'dtype', type(pe).__name__)} {getattr(pe, 'shape', '')}"
         ref = sinusoid(max_len, dim)
         err = np.abs(pe - ref)
         at = tuple(int(i) for i in np.unravel_index(err.argmax(), err.shape))
         assert err.max() <= 1e-6 + 1e-5 * np.abs(ref[at]), \
-            f"sinusoidal_positions({max_len}, {dim}): differs from the formula, e.g. at [p, column] = {list(at)}: " \
+            f"sinusoidal_positions({fmt(max_len)}, {fmt(dim)}): differs from the formula, e.g. at [p, column] = {list(at)}: " \
             f"expected {ref[at]:.6f}, got {pe[at]:.6f}"
     xr = np.random.default_rng(3).standard_normal((3, 6, 7)).astype(np.float32)
     s.run("enc = SinusoidalPositionalEncoding(20, 7)")
@@ -157,7 +158,7 @@ def positions(s):
     assert grad is not None and grad.shape == (10, 7) and np.allclose(grad, want_grad), \
         ("learned encoding, x (3, 6, 7), offset 2, gradient of ones: pe's gradient should be 3 (the batch) at rows 2..7, "
          "0 elsewhere; the slice must be a recorded Tensor op" +
-         (f" (backward raised {error.type}: {error.message})" if error else " (pe.grad is None)" if grad is None else ""))
+         (f" (backward raised {error.said})" if error else " (pe.grad is None)" if grad is None else ""))
     for shape, kwargs in [((2, 5, 8), {}), ((5, 7), {}), ((3, 6, 7), {"offset": -1}), ((3, 6, 7), {"offset": 15})]:
         s.expect_error("enc(Tensor(np.zeros(shape)), **kwargs)",
                        f"SinusoidalPositionalEncoding(20, 7) on x {shape} with {kwargs}", shape=shape, kwargs=kwargs)

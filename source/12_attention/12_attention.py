@@ -57,6 +57,7 @@ from tinytorch_lib.tensor import Tensor
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "activations", "layers", "autograd"):
     print(tinytorch_lib.origin(name))
@@ -139,19 +140,22 @@ def merge_heads(x) -> Tensor:
 
 # %% nbgrader={"grade": true, "grade_id": "test_12_1_heads", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 12.1
-x = Tensor(np.arange(12, dtype=np.float32).reshape(1, 2, 6))
-h = split_heads(x, 2)
-assert isinstance(h, Tensor) and h.shape == (1, 2, 2, 3), f"(1, 2, 6) into 2 heads: expected a (1, 2, 2, 3) Tensor, got {type(h).__name__} {getattr(h, 'shape', '')}"
-want = [[[[0, 1, 2], [6, 7, 8]], [[3, 4, 5], [9, 10, 11]]]]
-assert np.array_equal(h.data, want), f"worked example, x = arange(12) as (1, 2, 6), 2 heads: expected {want}, got {h.data.tolist()}"
-m = merge_heads(h)
-assert m.shape == (1, 2, 6) and np.array_equal(m.data, x.data), f"merge_heads(split_heads(x, 2)) should give x back, got {m.data.tolist()}"
-try:
-    split_heads(Tensor(np.zeros((2, 3, 10))), 4)
-except ValueError as e:
-    assert "10" in str(e) and "4" in str(e), f"d_model 10, 4 heads: the message should name 10 and 4, got {str(e)!r}"
-else:
-    raise AssertionError("split_heads of a (2, 3, 10) tensor into 4 heads should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("12.1"):
+    x = Tensor(np.arange(12, dtype=np.float32).reshape(1, 2, 6))
+    h = split_heads(x, 2)
+    assert isinstance(h, Tensor) and h.shape == (1, 2, 2, 3), f"(1, 2, 6) into 2 heads: expected a (1, 2, 2, 3) Tensor, got {type(h).__name__} {getattr(h, 'shape', '')}"
+    want = [[[[0, 1, 2], [6, 7, 8]], [[3, 4, 5], [9, 10, 11]]]]
+    assert np.array_equal(h.data, want), f"worked example, x = arange(12) as (1, 2, 6), 2 heads: expected {fmt(want)}, got {h.data.tolist()}"
+    m = merge_heads(h)
+    assert m.shape == (1, 2, 6) and np.array_equal(m.data, x.data), f"merge_heads(split_heads(x, 2)) should give x back, got {m.data.tolist()}"
+    try:
+        split_heads(Tensor(np.zeros((2, 3, 10))), 4)
+    except ValueError as e:
+        assert "10" in str(e) and "4" in str(e), f"d_model 10, 4 heads: the message should name 10 and 4, got {str(e)!r}"
+    else:
+        raise AssertionError("split_heads of a (2, 3, 10) tensor into 4 heads should raise ValueError")
 print("Task 12.1 visible tests passed")
 
 # %% [markdown]
@@ -208,18 +212,21 @@ def causal_mask(s_q: int, s_k: int) -> np.ndarray:
 
 # %% nbgrader={"grade": true, "grade_id": "test_12_2_causal_mask", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 12.2
-m = causal_mask(4, 4)
-assert isinstance(m, np.ndarray) and m.dtype == bool and m.shape == (4, 4), \
-    f"causal_mask(4, 4): expected a bool ndarray (4, 4), got {type(m).__name__} {getattr(m, 'dtype', '')} {getattr(m, 'shape', '')}"
-assert np.array_equal(m, np.tril(np.ones((4, 4), dtype=bool))), f"causal_mask(4, 4): expected the lower triangle, got {m.astype(int).tolist()}"
-assert np.array_equal(causal_mask(1, 5), [[True] * 5]), f"causal_mask(1, 5), one new token after 4 cached: expected all True, got {causal_mask(1, 5).astype(int).tolist()}"
-assert np.array_equal(causal_mask(2, 5), [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]), f"causal_mask(2, 5): expected [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], got {causal_mask(2, 5).astype(int).tolist()}"
-try:
-    causal_mask(5, 3)
-except ValueError as e:
-    assert "5" in str(e) and "3" in str(e), f"s_q=5, s_k=3: the message should name both, got {str(e)!r}"
-else:
-    raise AssertionError("causal_mask(5, 3) (more queries than keys) should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("12.2"):
+    m = causal_mask(4, 4)
+    assert isinstance(m, np.ndarray) and m.dtype == bool and m.shape == (4, 4), \
+        f"causal_mask(4, 4): expected a bool ndarray (4, 4), got {type(m).__name__} {getattr(m, 'dtype', '')} {getattr(m, 'shape', '')}"
+    assert np.array_equal(m, np.tril(np.ones((4, 4), dtype=bool))), f"causal_mask(4, 4): expected the lower triangle, got {m.astype(int).tolist()}"
+    assert np.array_equal(causal_mask(1, 5), [[True] * 5]), f"causal_mask(1, 5), one new token after 4 cached: expected all True, got {causal_mask(1, 5).astype(int).tolist()}"
+    assert np.array_equal(causal_mask(2, 5), [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]), f"causal_mask(2, 5): expected [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], got {causal_mask(2, 5).astype(int).tolist()}"
+    try:
+        causal_mask(5, 3)
+    except ValueError as e:
+        assert "5" in str(e) and "3" in str(e), f"s_q=5, s_k=3: the message should name both, got {str(e)!r}"
+    else:
+        raise AssertionError("causal_mask(5, 3) (more queries than keys) should raise ValueError")
 print("Task 12.2 visible tests passed")
 
 # %% [markdown]
@@ -281,39 +288,55 @@ def scaled_dot_product_attention(q, k, v, causal: bool = True) -> Tensor:
 
 # %% nbgrader={"grade": true, "grade_id": "test_12_3_sdpa", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 12.3 (the causal cases rely on Task 12.2's causal_mask)
-def attention_oracle(q, k, v, causal):
-    """float64 numpy, with explicit loops over the mask: the definition."""
-    s = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])
-    s_q, s_k = q.shape[2], k.shape[2]
-    if causal:
-        for i in range(s_q):
-            for j in range(s_k):
-                if j > s_k - s_q + i:
-                    s[:, :, i, j] = -np.inf
-    w = np.exp(s - s.max(axis=-1, keepdims=True))
-    return (w / w.sum(axis=-1, keepdims=True)) @ v
+from tinytorch_lib.testing import task
+
+with task("12.3", uses={"12.2": "causal_mask"}):
+    def attention_oracle(q, k, v, causal):
+        """float64 numpy, with explicit loops over the mask: the definition."""
+        s = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])
+        s_q, s_k = q.shape[2], k.shape[2]
+        if causal:
+            for i in range(s_q):
+                for j in range(s_k):
+                    if j > s_k - s_q + i:
+                        s[:, :, i, j] = -np.inf
+        w = np.exp(s - s.max(axis=-1, keepdims=True))
+        return (w / w.sum(axis=-1, keepdims=True)) @ v
 
 
-try:
-    assert np.array_equal(causal_mask(2, 3), [[1, 1, 0], [1, 1, 1]])
-except Exception as e:
-    raise AssertionError(f"Task 12.3 calls causal_mask from Task 12.2, and causal_mask(2, 3) failed ({e!r}; expected "
-                         f"[[1, 1, 0], [1, 1, 1]]): make Task 12.2's tests pass first") from None
-rng = np.random.default_rng(0)
-q, k, v = rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((2, 3, 5, 4))
-for causal in (True, False):
-    got = scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), causal=causal)
-    want = attention_oracle(q, k, v, causal)
-    assert isinstance(got, Tensor) and got.shape == (2, 3, 5, 4), f"q, k, v (2, 3, 5, 4): expected a (2, 3, 5, 4) Tensor, got {type(got).__name__} {getattr(got, 'shape', '')}"
-    assert np.allclose(got.data, want, atol=1e-10), f"q, k, v (2, 3, 5, 4), causal={causal}: largest difference from the oracle {np.abs(got.data - want).max():.3g}"
-got = scaled_dot_product_attention(Tensor(q[:, :, 3:]), Tensor(k), Tensor(v))
-assert np.allclose(got.data, attention_oracle(q, k, v, True)[:, :, 3:], atol=1e-10), \
-    "q of the last 2 positions (2, 3, 2, 4) against k, v (2, 3, 5, 4), causal: expected the last 2 rows of the full causal attention (the offset rule)"
-from tinytorch_lib.autograd import gradcheck
+    try:
+        assert np.array_equal(causal_mask(2, 3), [[1, 1, 0], [1, 1, 1]])
+    except Exception as e:
+        raise AssertionError(f"Task 12.3 calls causal_mask from Task 12.2, and causal_mask(2, 3) failed ({e!r}; expected "
+                             f"[[1, 1, 0], [1, 1, 1]]): make Task 12.2's tests pass first") from None
+    rng = np.random.default_rng(0)
+    q, k, v = rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((2, 3, 5, 4))
+    for causal in (True, False):
+        got = scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), causal=causal)
+        want = attention_oracle(q, k, v, causal)
+        assert isinstance(got, Tensor) and got.shape == (2, 3, 5, 4), f"q, k, v (2, 3, 5, 4): expected a (2, 3, 5, 4) Tensor, got {type(got).__name__} {getattr(got, 'shape', '')}"
+        assert np.allclose(got.data, want, atol=1e-10), f"q, k, v (2, 3, 5, 4), causal={causal}: largest difference from the oracle {np.abs(got.data - want).max():.3g}"
+    got = scaled_dot_product_attention(Tensor(q[:, :, 3:]), Tensor(k), Tensor(v))
+    assert np.allclose(got.data, attention_oracle(q, k, v, True)[:, :, 3:], atol=1e-10), \
+        "q of the last 2 positions (2, 3, 2, 4) against k, v (2, 3, 5, 4), causal: expected the last 2 rows of the full causal attention (the offset rule)"
+    for shapes in (((2, 4, 5, 8), (2, 4, 5, 16), (2, 4, 5, 16)), ((2, 4, 5, 8), (2, 4, 5, 8), (2, 4, 6, 8)), ((4, 5, 8), (4, 5, 8), (4, 5, 8))):
+        try:
+            scaled_dot_product_attention(*(Tensor(np.zeros(sh)) for sh in shapes))
+        except ValueError as e:
+            assert all(str(sh) in str(e) for sh in shapes), f"q {shapes[0]}, k {shapes[1]}, v {shapes[2]}: the error should name all three shapes, got: {e}"
+        else:
+            raise AssertionError(f"attention of q {shapes[0]}, k {shapes[1]}, v {shapes[2]} should raise ValueError")
+    try:
+        scaled_dot_product_attention(Tensor(np.zeros((1, 1, 3, 2))), Tensor(np.zeros((1, 1, 2, 2))), Tensor(np.zeros((1, 1, 2, 2))))
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("causal attention with 3 queries and only 2 keys (s_k < s_q) should raise ValueError")
+    from tinytorch_lib.autograd import gradcheck
 
-small = [rng.standard_normal((1, 2, 3, 2)), rng.standard_normal((1, 2, 3, 2)), rng.standard_normal((1, 2, 3, 2))]
-report = gradcheck(lambda a, b, c: scaled_dot_product_attention(a, b, c, causal=True), small)
-print(f"gradcheck of causal attention, q, k, v (1, 2, 3, 2) float64: largest absolute error {report['max_abs']:.2e}")
+    small = [rng.standard_normal((1, 2, 3, 2)), rng.standard_normal((1, 2, 3, 2)), rng.standard_normal((1, 2, 3, 2))]
+    report = gradcheck(lambda a, b, c: scaled_dot_product_attention(a, b, c, causal=True), small)
+    print(f"gradcheck of causal attention, q, k, v (1, 2, 3, 2) float64: largest absolute error {report['max_abs']:.2e}")
 print("Task 12.3 visible tests passed")
 
 # %% [markdown]
@@ -455,58 +478,61 @@ class MultiHeadAttention(Module):
 
 # %% nbgrader={"grade": true, "grade_id": "test_12_4_mha", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 12.4 (they rely on Tasks 12.1-12.3)
-def mha_oracle(mha, x):
-    """float64 numpy: the same layer, written out with explicit per-head loops."""
-    def lin(layer, a):
-        return a @ layer.weight.data.astype(np.float64).T + layer.bias.data.astype(np.float64)
-    q, k, v = lin(mha.q_proj, x), lin(mha.k_proj, x), lin(mha.v_proj, x)
-    batch, seq, _ = x.shape
-    hd = mha.head_dim
-    out = np.zeros((batch, seq, mha.d_model))
-    for b in range(batch):
-        for h in range(mha.n_heads):
-            cols = slice(h * hd, (h + 1) * hd)
-            s = q[b, :, cols] @ k[b, :, cols].T / np.sqrt(hd)
-            s[np.triu_indices(seq, 1)] = -np.inf
-            w = np.exp(s - s.max(axis=1, keepdims=True))
-            out[b, :, cols] = (w / w.sum(axis=1, keepdims=True)) @ v[b, :, cols]
-    return lin(mha.out_proj, out)
+from tinytorch_lib.testing import task
+
+with task("12.4", uses={"12.1": "split_heads, merge_heads", "12.3": "scaled_dot_product_attention"}):
+    def mha_oracle(mha, x):
+        """float64 numpy: the same layer, written out with explicit per-head loops."""
+        def lin(layer, a):
+            return a @ layer.weight.data.astype(np.float64).T + layer.bias.data.astype(np.float64)
+        q, k, v = lin(mha.q_proj, x), lin(mha.k_proj, x), lin(mha.v_proj, x)
+        batch, seq, _ = x.shape
+        hd = mha.head_dim
+        out = np.zeros((batch, seq, mha.d_model))
+        for b in range(batch):
+            for h in range(mha.n_heads):
+                cols = slice(h * hd, (h + 1) * hd)
+                s = q[b, :, cols] @ k[b, :, cols].T / np.sqrt(hd)
+                s[np.triu_indices(seq, 1)] = -np.inf
+                w = np.exp(s - s.max(axis=1, keepdims=True))
+                out[b, :, cols] = (w / w.sum(axis=1, keepdims=True)) @ v[b, :, cols]
+        return lin(mha.out_proj, out)
 
 
-try:
-    scaled_dot_product_attention(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2)))
-    merge_heads(split_heads(np.zeros((1, 2, 4)), 2))
-except NotImplementedError as e:
-    raise AssertionError(f"Task 12.4 calls split_heads (Task 12.1) and scaled_dot_product_attention (Task 12.3), and one "
-                         f"failed ({e!r}): make their tests pass first") from None
-mha = MultiHeadAttention(16, 4, rng=0)
-assert [n for n, _ in mha.named_children()] == ["q_proj", "k_proj", "v_proj", "out_proj"], f"children: got {[n for n, _ in mha.named_children()]}"
-rng = np.random.default_rng(1)
-x = rng.standard_normal((2, 6, 16)).astype(np.float32)
-y = mha(Tensor(x))
-assert isinstance(y, Tensor) and y.shape == (2, 6, 16) and y.dtype == np.float32, \
-    f"MultiHeadAttention(16, 4) on (2, 6, 16) float32: expected a (2, 6, 16) float32 Tensor, got {type(y).__name__} {getattr(y, 'shape', '')} {getattr(y, 'dtype', '')}" \
-    + (" (float64: a numpy float64 scalar, such as 1 / np.sqrt(d), promotes float32 in Task 12.3; use float(...))" if getattr(y, "dtype", None) == np.float64 else "")
-want = mha_oracle(mha, x.astype(np.float64))
-assert np.allclose(y.data, want, atol=1e-5), f"(2, 6, 16) input: largest difference from the float64 per-head oracle {np.abs(y.data - want).max():.3g}"
-# causality: change the input at position t + 1; outputs at positions <= t must not move
-for t in range(5):
-    x2 = x.copy()
-    x2[:, t + 1:] = rng.standard_normal(x2[:, t + 1:].shape)
-    y2 = mha(Tensor(x2)).data
-    assert np.array_equal(y2[:, :t + 1], y.data[:, :t + 1]), f"changing positions {t + 1}.. changed the output at a position <= {t}: attention is not causal"
-# the cache: token by token == whole sequence
-cache = ListCache()
-steps = [mha(Tensor(x[:, i:i + 1]), cache=cache).data for i in range(6)]
-assert cache.get_seq_length(0) == 6, f"after 6 one-token steps the cache should hold 6 positions for layer 0, got {cache.get_seq_length(0)}"
-got = np.concatenate(steps, axis=1)
-assert np.allclose(got, y.data, atol=1e-5), f"token by token with a cache vs the whole sequence: largest difference {np.abs(got - y.data).max():.3g}"
-try:
-    mha(Tensor(np.zeros((2, 5, 8), dtype=np.float32)))
-except ValueError as e:
-    assert "(2, 5, 8)" in str(e), f"x (2, 5, 8) into d_model 16: the message should name the shape, got {str(e)!r}"
-else:
-    raise AssertionError("MultiHeadAttention(16, 4) on x (2, 5, 8) should raise ValueError")
+    try:
+        scaled_dot_product_attention(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2)))
+        merge_heads(split_heads(np.zeros((1, 2, 4)), 2))
+    except NotImplementedError as e:
+        raise AssertionError(f"Task 12.4 calls split_heads (Task 12.1) and scaled_dot_product_attention (Task 12.3), and one "
+                             f"failed ({e!r}): make their tests pass first") from None
+    mha = MultiHeadAttention(16, 4, rng=0)
+    assert [n for n, _ in mha.named_children()] == ["q_proj", "k_proj", "v_proj", "out_proj"], f"children: got {[n for n, _ in mha.named_children()]}"
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 6, 16)).astype(np.float32)
+    y = mha(Tensor(x))
+    assert isinstance(y, Tensor) and y.shape == (2, 6, 16) and y.dtype == np.float32, \
+        f"MultiHeadAttention(16, 4) on (2, 6, 16) float32: expected a (2, 6, 16) float32 Tensor, got {type(y).__name__} {getattr(y, 'shape', '')} {getattr(y, 'dtype', '')}" \
+        + (" (float64: a numpy float64 scalar, such as 1 / np.sqrt(d), promotes float32 in Task 12.3; use float(...))" if getattr(y, "dtype", None) == np.float64 else "")
+    want = mha_oracle(mha, x.astype(np.float64))
+    assert np.allclose(y.data, want, atol=1e-5), f"(2, 6, 16) input: largest difference from the float64 per-head oracle {np.abs(y.data - want).max():.3g}"
+    # causality: change the input at position t + 1; outputs at positions <= t must not move
+    for t in range(5):
+        x2 = x.copy()
+        x2[:, t + 1:] = rng.standard_normal(x2[:, t + 1:].shape)
+        y2 = mha(Tensor(x2)).data
+        assert np.array_equal(y2[:, :t + 1], y.data[:, :t + 1]), f"changing positions {t + 1}.. changed the output at a position <= {t}: attention is not causal"
+    # the cache: token by token == whole sequence
+    cache = ListCache()
+    steps = [mha(Tensor(x[:, i:i + 1]), cache=cache).data for i in range(6)]
+    assert cache.get_seq_length(0) == 6, f"after 6 one-token steps the cache should hold 6 positions for layer 0, got {cache.get_seq_length(0)}"
+    got = np.concatenate(steps, axis=1)
+    assert np.allclose(got, y.data, atol=1e-5), f"token by token with a cache vs the whole sequence: largest difference {np.abs(got - y.data).max():.3g}"
+    try:
+        mha(Tensor(np.zeros((2, 5, 8), dtype=np.float32)))
+    except ValueError as e:
+        assert "(2, 5, 8)" in str(e), f"x (2, 5, 8) into d_model 16: the message should name the shape, got {str(e)!r}"
+    else:
+        raise AssertionError("MultiHeadAttention(16, 4) on x (2, 5, 8) should raise ValueError")
 print("Task 12.4 visible tests passed")
 
 # %% [markdown]

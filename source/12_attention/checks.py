@@ -9,6 +9,7 @@ the gradients back).
 """
 import numpy as np
 
+from tinytorch_lib import fmt
 from tito.checks import StudentError, check, numerical_gradients, tensor_data
 
 def attention_oracle(q, k, v, causal):
@@ -44,7 +45,7 @@ def attention_gradcheck(s, shapes, seed):
         bad = err > 1e-5 + 1e-3 * np.abs(f)
         if bad.any():
             at = tuple(int(n) for n in np.argwhere(bad)[0])
-            raise AssertionError(f"{what}: the gradient of {name} at index {at}: autograd {g[at]:.6g}, finite "
+            raise AssertionError(f"{what}: the gradient of {name} at index {fmt(at)}: autograd {g[at]:.6g}, finite "
                                  f"differences {f[at]:.6g}")
 
 
@@ -54,7 +55,7 @@ def heads(s):
     h = tensor_data(s, "split_heads of a (1, 2, 6) tensor into 2 heads", "split_heads(Tensor(x), 2)", x=x)
     assert h.shape == (1, 2, 2, 3), f"(1, 2, 6) into 2 heads: expected a (1, 2, 2, 3) Tensor, got shape {h.shape}"
     want = [[[[0, 1, 2], [6, 7, 8]], [[3, 4, 5], [9, 10, 11]]]]
-    assert np.array_equal(h, want), f"worked example, x = arange(12) as (1, 2, 6), 2 heads: expected {want}, got {h.tolist()}"
+    assert np.array_equal(h, want), f"worked example, x = arange(12) as (1, 2, 6), 2 heads: expected {fmt(want)}, got {h.tolist()}"
     m = tensor_data(s, "merge_heads(split_heads(x, 2))", "merge_heads(split_heads(Tensor(x), 2))", x=x)
     assert m.shape == (1, 2, 6) and np.array_equal(m, x), f"merge_heads(split_heads(x, 2)) should give x back, got {m.tolist()}"
     s.expect_error("split_heads(Tensor(np.zeros((2, 3, 10))), 4)", "split_heads of a (2, 3, 10) tensor into 4 heads",
@@ -64,10 +65,10 @@ def heads(s):
         ref = r.reshape(3, 5, n_heads, 12 // n_heads).transpose(0, 2, 1, 3)
         got = tensor_data(s, f"split_heads of (3, 5, 12) into {n_heads} heads", "split_heads(Tensor(r), n)", r=r, n=n_heads)
         assert got.shape == ref.shape and np.array_equal(got, ref), \
-            f"(3, 5, 12) into {n_heads} heads: expected shape {ref.shape} with head h = columns h*hd..(h+1)*hd-1, got shape {got.shape}"
+            f"(3, 5, 12) into {fmt(n_heads)} heads: expected shape {ref.shape} with head h = columns h*hd..(h+1)*hd-1, got shape {got.shape}"
         back = tensor_data(s, "merge_heads", "merge_heads(split_heads(Tensor(r), n))", r=r, n=n_heads)
         assert back.shape == r.shape and np.array_equal(back, r), \
-            f"merge_heads(split_heads(x, {n_heads})) should give the (3, 5, 12) x back"
+            f"merge_heads(split_heads(x, {fmt(n_heads)})) should give the (3, 5, 12) x back"
     g = np.random.default_rng(1).standard_normal((3, 5, 12))
     s.run("t = Tensor(r, requires_grad=True); out = merge_heads(split_heads(t, 4))", r=r)
     assert s.value("out.node is not None"), \
@@ -86,14 +87,14 @@ def mask(s):
     s.run("_out = causal_mask(4, 4)")
     kind, m = s.value("(type(_out).__name__, _out if isinstance(_out, np.ndarray) else None)")
     assert m is not None and m.dtype == bool and m.shape == (4, 4), \
-        f"causal_mask(4, 4): expected a bool ndarray (4, 4), got {kind} {getattr(m, 'dtype', '')} {getattr(m, 'shape', '')}"
+        f"causal_mask(4, 4): expected a bool ndarray (4, 4), got {fmt(kind)} {getattr(m, 'dtype', '')} {getattr(m, 'shape', '')}"
     assert np.array_equal(m, np.tril(np.ones((4, 4), dtype=bool))), \
         f"causal_mask(4, 4): expected the lower triangle, got {m.astype(int).tolist()}"
     for s_q, s_k in [(1, 5), (2, 5), (3, 7), (7, 7), (1, 1), (5, 64)]:
         got = s.value("causal_mask(a, b)", a=s_q, b=s_k)
         ref = np.array([[j <= s_k - s_q + i for j in range(s_k)] for i in range(s_q)])
         assert isinstance(got, np.ndarray) and got.shape == (s_q, s_k) and np.array_equal(got, ref), \
-            f"causal_mask({s_q}, {s_k}): expected {ref.astype(int).tolist()}, got " + \
+            f"causal_mask({fmt(s_q)}, {fmt(s_k)}): expected {ref.astype(int).tolist()}, got " + \
             (f"{np.asarray(got).astype(int).tolist()}" if isinstance(got, np.ndarray) else repr(got))
     s.expect_error("causal_mask(5, 3)", "causal_mask(5, 3) (more queries than keys)", ("5", "3"))
     for bad in [(0, 3), (4, 2)]:
@@ -106,9 +107,9 @@ def sdpa(s):
         m = s.value("causal_mask(2, 3)")
         shown = repr(m.astype(int).tolist()) if isinstance(m, np.ndarray) else repr(m)
     except StudentError as e:
-        m, shown = e, f"raised {e.type}: {e.message}"
+        m, shown = e, f"raised {e.said}"
     ok = isinstance(m, np.ndarray) and m.shape == (2, 3) and np.array_equal(m, [[1, 1, 0], [1, 1, 1]])
-    assert ok, (f"Task 12.3 calls causal_mask from Task 12.2, and causal_mask(2, 3) failed ({shown}; expected "
+    assert ok, (f"Task 12.3 calls causal_mask from Task 12.2, and causal_mask(2, 3) failed ({fmt(shown)}; expected "
                 f"[[1, 1, 0], [1, 1, 1]]): make Task 12.2's tests pass first")
     rng = np.random.default_rng(0)
     q, k, v = rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((2, 3, 5, 4))
@@ -139,7 +140,7 @@ def sdpa(s):
               '    fin = scaled_dot_product_attention(q, k, v).data')
     except StudentError as e:
         raise AssertionError(f"causal attention on (2, 3, 5, 4) under np.errstate(over/invalid/divide='raise') raised "
-                             f"{e.type}: {e.message} (a NaN or overflow from the -inf mask?)") from None
+                             f"{e.said} (a NaN or overflow from the -inf mask?)") from None
     got = s.value("fin")
     assert np.isfinite(got).all(), "causal attention on (2, 3, 5, 4): expected finite outputs (no NaN from the -inf mask)"
     attention_gradcheck(s, [(1, 1, 2, 3), (1, 1, 4, 3), (1, 1, 4, 3)], seed=101)
@@ -216,7 +217,7 @@ def mha(s):
                      "merge_heads(split_heads(np.zeros((1, 2, 4)), 2))")
     assert error is None or error.type != "NotImplementedError", \
         (f"Task 12.4 calls split_heads (Task 12.1) and scaled_dot_product_attention (Task 12.3), and one failed "
-         f"({error.type}: {error.message}): make their tests pass first")
+         f"({error.said}): make their tests pass first")
     s.run(LIST_CACHE)
     s.run("mha = MultiHeadAttention(16, 4, rng=0)")
     names = s.value("[n for n, _ in mha.named_children()]")
@@ -271,5 +272,5 @@ def mha(s):
     grads = s.value("[(n, tuple(p.shape), None if p.grad is None else tuple(p.grad.shape)) for n, p in mha.named_parameters()]")
     bad = [(n, shape, g) for n, shape, g in grads if g != shape]
     assert grads and not bad, \
-        f"a backward pass should give every parameter a gradient of its shape; (name, shape, gradient shape): {bad or grads}"
+        f"a backward pass should give every parameter a gradient of its shape; (name, shape, gradient shape): {fmt(bad or grads)}"
     s.expect_error("MultiHeadAttention(10, 4)", "MultiHeadAttention(10, 4)", ("10", "4"))

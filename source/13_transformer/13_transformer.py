@@ -59,6 +59,7 @@ from tinytorch_lib.tensor import Tensor, no_grad, record, register_backward
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "activations", "layers", "losses", "autograd", "optimizers", "training",
              "tokenization", "embeddings", "attention"):
@@ -145,26 +146,29 @@ class LayerNorm(Module):
 
 # %% nbgrader={"grade": true, "grade_id": "test_13_1_layer_norm", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 13.1
-x = Tensor(np.array([[1.0, 2.0, 3.0, 6.0]], dtype=np.float32))
-got = layer_norm(x, Tensor(np.ones(4, np.float32)), Tensor(np.zeros(4, np.float32)), eps=0.0)
-want = np.array([[-1.069045, -0.534522, 0.0, 1.603567]])
-assert isinstance(got, Tensor) and got.shape == (1, 4), f"layer_norm of a (1, 4) input: expected a (1, 4) Tensor, got {got!r:.80}"
-assert got.dtype == np.float32, f"layer_norm of float32 input: expected float32, got {got.dtype}"
-assert np.allclose(got.data, want, atol=1e-5), f"layer_norm([1, 2, 3, 6]), eps=0: expected {want.round(4).tolist()}, got {got.data.round(4).tolist()}"
-got = layer_norm(x, Tensor(np.array([2.0, 1.0, 1.0, 0.5], np.float32)), Tensor(np.full(4, 10.0, np.float32)), eps=0.0)
-want2 = want * np.array([2.0, 1.0, 1.0, 0.5]) + 10
-assert np.allclose(got.data, want2, atol=1e-5), f"weight [2, 1, 1, 0.5], bias 10: expected {want2.round(4).tolist()}, got {got.data.round(4).tolist()}"
-try:
-    layer_norm(Tensor(np.zeros((2, 3), np.float32)), Tensor(np.ones(4)), Tensor(np.zeros(4)))
-except ValueError as e:
-    assert "(2, 3)" in str(e) and "4" in str(e), f"the error should name the input shape (2, 3) and dim 4, got: {e}"
-else:
-    raise AssertionError("layer_norm of a (2, 3) input with dim 4 should raise ValueError")
-w = Tensor(np.ones(4, np.float32), requires_grad=True)
-out = layer_norm(x, w, Tensor(np.zeros(4, np.float32)))
-assert out.node is not None and out.node.op == "layer_norm", "layer_norm should record op 'layer_norm' when weight requires grad"
-assert out.node.inputs[0] is x and out.node.inputs[1] is w, "record the inputs as (x, weight, bias)"
-assert out.node.saved["rstd"].shape == (1, 1), f"saved rstd for a (1, 4) input: expected shape (1, 1), got {out.node.saved['rstd'].shape}"
+from tinytorch_lib.testing import task
+
+with task("13.1"):
+    x = Tensor(np.array([[1.0, 2.0, 3.0, 6.0]], dtype=np.float32))
+    got = layer_norm(x, Tensor(np.ones(4, np.float32)), Tensor(np.zeros(4, np.float32)), eps=0.0)
+    want = np.array([[-1.069045, -0.534522, 0.0, 1.603567]])
+    assert isinstance(got, Tensor) and got.shape == (1, 4), f"layer_norm of a (1, 4) input: expected a (1, 4) Tensor, got {got!r:.80}"
+    assert got.dtype == np.float32, f"layer_norm of float32 input: expected float32, got {got.dtype}"
+    assert np.allclose(got.data, want, atol=1e-5), f"layer_norm([1, 2, 3, 6]), eps=0: expected {want.round(4).tolist()}, got {got.data.round(4).tolist()}"
+    got = layer_norm(x, Tensor(np.array([2.0, 1.0, 1.0, 0.5], np.float32)), Tensor(np.full(4, 10.0, np.float32)), eps=0.0)
+    want2 = want * np.array([2.0, 1.0, 1.0, 0.5]) + 10
+    assert np.allclose(got.data, want2, atol=1e-5), f"weight [2, 1, 1, 0.5], bias 10: expected {want2.round(4).tolist()}, got {got.data.round(4).tolist()}"
+    try:
+        layer_norm(Tensor(np.zeros((2, 3), np.float32)), Tensor(np.ones(4)), Tensor(np.zeros(4)))
+    except ValueError as e:
+        assert "(2, 3)" in str(e) and "4" in str(e), f"the error should name the input shape (2, 3) and dim 4, got: {e}"
+    else:
+        raise AssertionError("layer_norm of a (2, 3) input with dim 4 should raise ValueError")
+    w = Tensor(np.ones(4, np.float32), requires_grad=True)
+    out = layer_norm(x, w, Tensor(np.zeros(4, np.float32)))
+    assert out.node is not None and out.node.op == "layer_norm", "layer_norm should record op 'layer_norm' when weight requires grad"
+    assert out.node.inputs[0] is x and out.node.inputs[1] is w, "record the inputs as (x, weight, bias)"
+    assert out.node.saved["rstd"].shape == (1, 1), f"saved rstd for a (1, 4) input: expected shape (1, 1), got {out.node.saved['rstd'].shape}"
 print("Task 13.1 visible tests passed")
 
 # %% [markdown]
@@ -221,25 +225,28 @@ def layer_norm_backward(grad: np.ndarray, out: Tensor) -> tuple:
 
 # %% nbgrader={"grade": true, "grade_id": "test_13_2_layer_norm_backward", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 13.2
-from tinytorch_lib.autograd import check_rule
+from tinytorch_lib.testing import task
+
+with task("13.2"):
+    from tinytorch_lib.autograd import check_rule
 
 
-def recorded_layer_norm(x, w, b, eps=1e-5):
-    """The forward of Task 13.1 written out in float64 numpy, recorded as op 'layer_norm'."""
-    mean = x.data.mean(-1, keepdims=True)
-    rstd = 1.0 / np.sqrt(((x.data - mean) ** 2).mean(-1, keepdims=True) + eps)
-    xhat = (x.data - mean) * rstd
-    return record("layer_norm", Tensor(xhat * w.data + b.data), (x, w, b), xhat=xhat, rstd=rstd)
+    def recorded_layer_norm(x, w, b, eps=1e-5):
+        """The forward of Task 13.1 written out in float64 numpy, recorded as op 'layer_norm'."""
+        mean = x.data.mean(-1, keepdims=True)
+        rstd = 1.0 / np.sqrt(((x.data - mean) ** 2).mean(-1, keepdims=True) + eps)
+        xhat = (x.data - mean) * rstd
+        return record("layer_norm", Tensor(xhat * w.data + b.data), (x, w, b), xhat=xhat, rstd=rstd)
 
 
-rng = np.random.default_rng(0)
-xs, ws, bs = rng.standard_normal((3, 5)), rng.standard_normal(5), rng.standard_normal(5)
-# check_rule (Module 05): calls your rule on the recorded op and compares with float64 finite differences
-check_rule(layer_norm_backward, recorded_layer_norm, [xs, ws, bs])
-out = recorded_layer_norm(Tensor(xs, requires_grad=True), Tensor(ws), Tensor(bs))
-dx, dw, db = layer_norm_backward(np.ones((3, 5)), out)
-assert dw is None and db is None, f"weight and bias do not require grad here: expected None for both, got {type(dw).__name__}, {type(db).__name__}"
-assert np.allclose(dx.sum(-1), 0, atol=1e-10), f"each row of dx should sum to 0 (a constant shift changes nothing), got {dx.sum(-1)}"
+    rng = np.random.default_rng(0)
+    xs, ws, bs = rng.standard_normal((3, 5)), rng.standard_normal(5), rng.standard_normal(5)
+    # check_rule (Module 05): calls your rule on the recorded op and compares with float64 finite differences
+    check_rule(layer_norm_backward, recorded_layer_norm, [xs, ws, bs])
+    out = recorded_layer_norm(Tensor(xs, requires_grad=True), Tensor(ws), Tensor(bs))
+    dx, dw, db = layer_norm_backward(np.ones((3, 5)), out)
+    assert dw is None and db is None, f"weight and bias do not require grad here: expected None for both, got {type(dw).__name__}, {type(db).__name__}"
+    assert np.allclose(dx.sum(-1), 0, atol=1e-10), f"each row of dx should sum to 0 (a constant shift changes nothing), got {fmt(dx.sum(-1))}"
 print("Task 13.2 visible tests passed")
 
 # %% [markdown]
@@ -324,30 +331,33 @@ class TransformerBlock(Module):
 
 # %% nbgrader={"grade": true, "grade_id": "test_13_3_transformer_block", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 13.3
-class Scale(Module):
-    """Stand-in sublayer: multiplies by a constant (and remembers the keywords it got)."""
+from tinytorch_lib.testing import task
 
-    def __init__(self, c):
-        super().__init__()
-        self.c, self.kwargs = c, None
+with task("13.3"):
+    class Scale(Module):
+        """Stand-in sublayer: multiplies by a constant (and remembers the keywords it got)."""
 
-    def forward(self, x, **kwargs):
-        self.kwargs = kwargs
-        return x * self.c
+        def __init__(self, c):
+            super().__init__()
+            self.c, self.kwargs = c, None
+
+        def forward(self, x, **kwargs):
+            self.kwargs = kwargs
+            return x * self.c
 
 
-block = TransformerBlock(4, 2, rng=0)
-for name, c in (("ln1", 2.0), ("attn", 3.0), ("ln2", 5.0), ("mlp", 7.0)):
-    block.set_submodule(name, Scale(c))
-x = Tensor(np.arange(8, dtype=np.float32).reshape(1, 2, 4))
-got = block(x, cache="the-cache", layer_idx=3)
-h = x.data + 3 * 2 * x.data  # x + attn(ln1(x)) = 7x
-want = h + 7 * 5 * h         # h + mlp(ln2(h)) = 36 h = 252 x
-assert got.shape == (1, 2, 4), f"a (1, 2, 4) input: expected a (1, 2, 4) output, got {got.shape}"
-assert np.allclose(got.data, want), (f"with ln1 = 2x, attn = 3x, ln2 = 5x, mlp = 7x the block should give "
-                                     f"h = x + 3(2x) = 7x, out = h + 7(5h) = 252x; for x = 1 expected 252, got {got.data[0, 0, 1]}")
-assert block.attn.kwargs == {"cache": "the-cache", "layer_idx": 3}, \
-    f"attn should get cache=..., layer_idx=... as keywords; it got {block.attn.kwargs}"
+    block = TransformerBlock(4, 2, rng=0)
+    for name, c in (("ln1", 2.0), ("attn", 3.0), ("ln2", 5.0), ("mlp", 7.0)):
+        block.set_submodule(name, Scale(c))
+    x = Tensor(np.arange(8, dtype=np.float32).reshape(1, 2, 4))
+    got = block(x, cache="the-cache", layer_idx=3)
+    h = x.data + 3 * 2 * x.data  # x + attn(ln1(x)) = 7x
+    want = h + 7 * 5 * h         # h + mlp(ln2(h)) = 36 h = 252 x
+    assert got.shape == (1, 2, 4), f"a (1, 2, 4) input: expected a (1, 2, 4) output, got {got.shape}"
+    assert np.allclose(got.data, want), (f"with ln1 = 2x, attn = 3x, ln2 = 5x, mlp = 7x the block should give "
+                                         f"h = x + 3(2x) = 7x, out = h + 7(5h) = 252x; for x = 1 expected 252, got {got.data[0, 0, 1]}")
+    assert block.attn.kwargs == {"cache": "the-cache", "layer_idx": 3}, \
+        f"attn should get cache=..., layer_idx=... as keywords; it got {block.attn.kwargs}"
 print("Task 13.3 visible tests passed")
 
 # %% [markdown]
@@ -439,62 +449,83 @@ class GPT(Module):
 
 # %% nbgrader={"grade": true, "grade_id": "test_13_4_gpt", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 13.4
-from tinytorch_lib.embeddings import sinusoidal_positions
+from tinytorch_lib.testing import task
+
+with task("13.4", uses={"13.1": "layer_norm", "13.3": "TransformerBlock.forward"}):
+    from tinytorch_lib.embeddings import sinusoidal_positions
 
 
-class AddBlock(Module):
-    """Stand-in block: adds a constant, and remembers the keywords it got."""
+    class AddBlock(Module):
+        """Stand-in block: adds a constant, and remembers the keywords it got."""
 
-    def __init__(self, c):
-        super().__init__()
-        self.c, self.kwargs = c, None
+        def __init__(self, c):
+            super().__init__()
+            self.c, self.kwargs = c, None
 
-    def forward(self, x, **kwargs):
-        self.kwargs = kwargs
-        return x + self.c
-
-
-class Doubler(Module):
-    def forward(self, x):
-        return x * 2.0
+        def forward(self, x, **kwargs):
+            self.kwargs = kwargs
+            return x + self.c
 
 
-class FakeCache:
-    def __init__(self, n):
-        self.n = n
-
-    def get_seq_length(self, layer_idx=0):
-        return self.n
+    class Doubler(Module):
+        def forward(self, x):
+            return x * 2.0
 
 
-gpt = GPT(vocab_size=11, d_model=8, n_heads=2, n_layers=3, context=16, max_len=32, rng=0)
-gpt.set_submodule("ln_f", Doubler())
-for i in range(3):
-    gpt.set_submodule(f"blocks.{i}", AddBlock(10.0 ** i))
-ids = np.array([[1, 4, 2], [0, 10, 3]])
+    class FakeCache:
+        def __init__(self, n):
+            self.n = n
+
+        def get_seq_length(self, layer_idx=0):
+            return self.n
 
 
-def expected(ids, offset):
-    x = gpt.tok_emb.weight.data[ids] + sinusoidal_positions(32, 8)[offset:offset + ids.shape[1]]
-    return (2 * (x + 111)) @ gpt.lm_head.weight.data.T + gpt.lm_head.bias.data
+    gpt = GPT(vocab_size=11, d_model=8, n_heads=2, n_layers=3, context=16, max_len=32, rng=0)
+    gpt.set_submodule("ln_f", Doubler())
+    for i in range(3):
+        gpt.set_submodule(f"blocks.{i}", AddBlock(10.0 ** i))
+    ids = np.array([[1, 4, 2], [0, 10, 3]])
 
 
-got = gpt(ids)
-assert got.shape == (2, 3, 11), f"ids (2, 3), vocab 11: expected logits (2, 3, 11), got {got.shape}"
-assert np.allclose(got.data, expected(ids, 0), atol=1e-4), \
-    "logits differ from lm_head(ln_f(blocks(tok_emb(ids) + pe[0:3]))) (blocks stand-ins add 1, 10, 100; ln_f doubles)"
-assert [gpt.blocks[i].kwargs["layer_idx"] for i in range(3)] == [0, 1, 2], \
-    f"block i should get layer_idx=i, got {[gpt.blocks[i].kwargs.get('layer_idx') for i in range(3)]}"
-got = gpt(ids[:, :1], cache=FakeCache(5))
-assert np.allclose(got.data, expected(ids[:, :1], 5), atol=1e-4), "with a cache holding 5 positions, the new token's position is 5 (pe[5])"
-assert gpt.blocks[0].kwargs["cache"] is not None, "the cache should be passed to every block"
-for bad in (np.array([1, 2, 3]), np.zeros((1, 0), dtype=np.int64)):
+    def expected(ids, offset):
+        x = gpt.tok_emb.weight.data[ids] + sinusoidal_positions(32, 8)[offset:offset + ids.shape[1]]
+        return (2 * (x + 111)) @ gpt.lm_head.weight.data.T + gpt.lm_head.bias.data
+
+
+    got = gpt(ids)
+    assert got.shape == (2, 3, 11), f"ids (2, 3), vocab 11: expected logits (2, 3, 11), got {got.shape}"
+    assert np.allclose(got.data, expected(ids, 0), atol=1e-4), \
+        "logits differ from lm_head(ln_f(blocks(tok_emb(ids) + pe[0:3]))) (blocks stand-ins add 1, 10, 100; ln_f doubles)"
+    assert [gpt.blocks[i].kwargs["layer_idx"] for i in range(3)] == [0, 1, 2], \
+        f"block i should get layer_idx=i, got {[gpt.blocks[i].kwargs.get('layer_idx') for i in range(3)]}"
+    got = gpt(ids[:, :1], cache=FakeCache(5))
+    assert np.allclose(got.data, expected(ids[:, :1], 5), atol=1e-4), "with a cache holding 5 positions, the new token's position is 5 (pe[5])"
+    assert gpt.blocks[0].kwargs["cache"] is not None, "the cache should be passed to every block"
+    for bad in (np.array([1, 2, 3]), np.zeros((1, 0), dtype=np.int64)):
+        try:
+            gpt(bad)
+        except ValueError as e:
+            assert str(bad.shape) in str(e), f"the error should name the shape {bad.shape}, got: {e}"
+        else:
+            raise AssertionError(f"GPT on ids of shape {bad.shape} should raise ValueError")
     try:
-        gpt(bad)
+        gpt(np.zeros((1, 4), dtype=np.int64), cache=FakeCache(30))
     except ValueError as e:
-        assert str(bad.shape) in str(e), f"the error should name the shape {bad.shape}, got: {e}"
+        assert "32" in str(e) and "33" in str(e), f"4 tokens after 30 cached positions (positions 30..33), max_len 32: the error should name 33 and 32, got: {e}"
     else:
-        raise AssertionError(f"GPT on ids of shape {bad.shape} should raise ValueError")
+        raise AssertionError("4 tokens after 30 cached positions with max_len 32 (positions 30..33) should raise ValueError")
+    try:
+        gpt(np.zeros((1, 4), dtype=np.float32))
+    except ValueError as e:
+        assert "float32" in str(e), f"float32 ids: the error should name the dtype float32, got: {e}"
+    else:
+        raise AssertionError("GPT on float32 ids should raise ValueError (ids must be integers)")
+    assert np.allclose(gpt(Tensor(ids)).data, expected(ids, 0), atol=1e-4), "ids given as a Tensor should work like an array"
+    try:
+        got = gpt(np.zeros((1, 32), dtype=np.int64))
+    except ValueError as e:
+        raise AssertionError(f"32 tokens, exactly max_len 32, fit; got ValueError: {e}") from None
+    assert got.shape == (1, 32, 11), f"32 tokens fit in max_len 32: expected logits (1, 32, 11), got {got.shape}"
 print("Task 13.4 visible tests passed")
 
 # %% [markdown]
@@ -635,50 +666,53 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 0.0, t
 
 # %% nbgrader={"grade": true, "grade_id": "test_13_5_generate", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 13.5
-class Bigram(Module):
-    """Stand-in model: the scores at each position depend only on the token there (a (vocab, vocab) table)."""
+from tinytorch_lib.testing import task
 
-    def __init__(self, table, max_len=8):
-        super().__init__()
-        self.table, self.vocab_size, self.max_len = table, table.shape[0], max_len
-        self.shapes, self.modes = [], []
+with task("13.5"):
+    class Bigram(Module):
+        """Stand-in model: the scores at each position depend only on the token there (a (vocab, vocab) table)."""
 
-    def forward(self, ids, cache=None):
-        ids = np.asarray(ids)
-        self.shapes.append(ids.shape)
-        self.modes.append(self.training)
-        return Tensor(self.table[ids])
+        def __init__(self, table, max_len=8):
+            super().__init__()
+            self.table, self.vocab_size, self.max_len = table, table.shape[0], max_len
+            self.shapes, self.modes = [], []
+
+        def forward(self, ids, cache=None):
+            ids = np.asarray(ids)
+            self.shapes.append(ids.shape)
+            self.modes.append(self.training)
+            return Tensor(self.table[ids])
 
 
-chain = np.full((5, 5), -1.0, dtype=np.float32)
-for t, nxt in enumerate([2, 3, 4, 1, 0]):  # 0 -> 2 -> 4 -> 0 ..., 1 -> 3 -> 1 ...
-    chain[t, nxt] = 1.0
-model = Bigram(chain)
-got = generate(model, [0], 5)
-assert isinstance(got, np.ndarray) and got.dtype == np.int64, f"generate should return an int64 np.ndarray, got {type(got).__name__} {getattr(got, 'dtype', '')}"
-assert got.tolist() == [0, 2, 4, 0, 2, 4], f"greedy from [0] with the chain 0->2->4->0: expected [0, 2, 4, 0, 2, 4], got {got.tolist()}"
-assert model.shapes == [(1, 1), (1, 2), (1, 3), (1, 4), (1, 5)], f"each step runs the whole sequence so far as (1, n): got shapes {model.shapes}"
-assert model.training and model.modes == [False] * 5, "generate should run the model in eval mode and put training mode back"
-model.shapes = []
-generate(model, [1, 3, 1, 3, 1, 3, 1], 3)
-assert model.shapes == [(1, 7), (1, 8), (1, 8)], f"max_len 8: the window is cropped to the last 8 tokens; got shapes {model.shapes}"
+    chain = np.full((5, 5), -1.0, dtype=np.float32)
+    for t, nxt in enumerate([2, 3, 4, 1, 0]):  # 0 -> 2 -> 4 -> 0 ..., 1 -> 3 -> 1 ...
+        chain[t, nxt] = 1.0
+    model = Bigram(chain)
+    got = generate(model, [0], 5)
+    assert isinstance(got, np.ndarray) and got.dtype == np.int64, f"generate should return an int64 np.ndarray, got {type(got).__name__} {getattr(got, 'dtype', '')}"
+    assert got.tolist() == [0, 2, 4, 0, 2, 4], f"greedy from [0] with the chain 0->2->4->0: expected [0, 2, 4, 0, 2, 4], got {got.tolist()}"
+    assert model.shapes == [(1, 1), (1, 2), (1, 3), (1, 4), (1, 5)], f"each step runs the whole sequence so far as (1, n): got shapes {model.shapes}"
+    assert model.training and model.modes == [False] * 5, "generate should run the model in eval mode and put training mode back"
+    model.shapes = []
+    generate(model, [1, 3, 1, 3, 1, 3, 1], 3)
+    assert model.shapes == [(1, 7), (1, 8), (1, 8)], f"max_len 8: the window is cropped to the last 8 tokens; got shapes {model.shapes}"
 
-logits = np.array([0.0, 1.0, 3.0, 2.0])
-assert next_token(logits, 0.0) == 2, "next_token greedy on [0, 1, 3, 2]: expected 2"
-draws = [next_token(logits, 1.0, 2, np.random.default_rng(s)) for s in range(200)]
-assert set(draws) == {2, 3}, f"top_k=2 on [0, 1, 3, 2]: only ids 2 and 3 may be drawn, got {sorted(set(draws))}"
-flat = Bigram(np.zeros((5, 5), dtype=np.float32))
-a, b = generate(flat, [0], 20, temperature=1.0, seed=7), generate(flat, [0], 20, temperature=1.0, seed=7)
-assert a.tolist() == b.tolist(), f"sampling with seed 7 twice should give the same ids: {a.tolist()} vs {b.tolist()}"
-assert len(set(a[1:].tolist())) > 1, f"sampling from uniform scores should not repeat one id 20 times: {a.tolist()}"
-for kwargs, word in (({"prompt_ids": []}, "empty"), ({"max_new_tokens": 0}, "max_new_tokens"), ({"top_k": 6}, "top_k")):
-    args = {"prompt_ids": [0], "max_new_tokens": 3, **kwargs}
-    try:
-        generate(model, **args)
-    except ValueError as e:
-        assert word in str(e), f"generate({args}): the error should mention {word!r}, got: {e}"
-    else:
-        raise AssertionError(f"generate({args}) should raise ValueError")
+    logits = np.array([0.0, 1.0, 3.0, 2.0])
+    assert next_token(logits, 0.0) == 2, "next_token greedy on [0, 1, 3, 2]: expected 2"
+    draws = [next_token(logits, 1.0, 2, np.random.default_rng(s)) for s in range(200)]
+    assert set(draws) == {2, 3}, f"top_k=2 on [0, 1, 3, 2]: only ids 2 and 3 may be drawn, got {sorted(set(draws))}"
+    flat = Bigram(np.zeros((5, 5), dtype=np.float32))
+    a, b = generate(flat, [0], 20, temperature=1.0, seed=7), generate(flat, [0], 20, temperature=1.0, seed=7)
+    assert a.tolist() == b.tolist(), f"sampling with seed 7 twice should give the same ids: {a.tolist()} vs {b.tolist()}"
+    assert len(set(a[1:].tolist())) > 1, f"sampling from uniform scores should not repeat one id 20 times: {a.tolist()}"
+    for kwargs, word in (({"prompt_ids": []}, "empty"), ({"max_new_tokens": 0}, "max_new_tokens"), ({"top_k": 6}, "top_k")):
+        args = {"prompt_ids": [0], "max_new_tokens": 3, **kwargs}
+        try:
+            generate(model, **args)
+        except ValueError as e:
+            assert word in str(e), f"generate({args}): the error should mention {word!r}, got: {e}"
+        else:
+            raise AssertionError(f"generate({args}) should raise ValueError")
 print("Task 13.5 visible tests passed")
 
 # %% [markdown]

@@ -11,6 +11,7 @@ sends back `.data`.
 """
 import numpy as np
 
+from tinytorch_lib import fmt
 from tito.checks import StudentError, check, numerical_gradients, tensor_data
 
 def ln(x, w, b, eps):
@@ -91,7 +92,7 @@ def rule_check(s, arrays, seed):
     except StudentError as e:
         if e.type == "NotImplementedError":
             raise
-        raise AssertionError(f"{what}: the rule raised {e.type}: {e.message}" + (f" (at {e.at})" if e.at else "")) from None
+        raise AssertionError(f"{what}: the rule raised {e.said}") from None
     assert isinstance(got, tuple) and len(got) == 3, \
         f"{what}: expected a tuple (dx, dweight, dbias), got {type(got).__name__} {got!r:.80}"
     want = numerical_gradients(lambda x, wt, b: ln(x, wt, b, 1e-5), arrays, w)
@@ -102,7 +103,7 @@ def rule_check(s, arrays, seed):
         bad = np.abs(g - f) > 1e-6 + 1e-5 * np.abs(f)
         if bad.any():
             at = tuple(int(n) for n in np.argwhere(bad)[0])
-            raise AssertionError(f"{what}: {name} at index {at}: expected {f[at]:.6g} (finite differences), got "
+            raise AssertionError(f"{what}: {name} at index {fmt(at)}: expected {f[at]:.6g} (finite differences), got "
                                  f"{g[at]:.6g}; expected {name} {np.round(f, 4).tolist()!s:.200}")
 
 
@@ -119,7 +120,7 @@ def layer_norm_backward_(s):
     assert dw is None and db is None, \
         f"weight and bias do not require grad here: expected None for both, got {type(dw).__name__}, {type(db).__name__}"
     assert isinstance(dx, np.ndarray) and dx.shape == (3, 5), f"dx of a (3, 5) input: expected an ndarray (3, 5), got {dx!r:.80}"
-    assert np.allclose(dx.sum(-1), 0, atol=1e-10), f"each row of dx should sum to 0 (a constant shift changes nothing), got {dx.sum(-1)}"
+    assert np.allclose(dx.sum(-1), 0, atol=1e-10), f"each row of dx should sum to 0 (a constant shift changes nothing), got {fmt(dx.sum(-1))}"
     rng = np.random.default_rng(3)
     rule_check(s, [rng.standard_normal((2, 3, 4)) * 5, rng.standard_normal(4), rng.standard_normal(4)], seed=3)
     x32 = rng.standard_normal((2, 6)).astype(np.float32)
@@ -130,7 +131,7 @@ def layer_norm_backward_(s):
     assert isinstance(grads, tuple) and len(grads) == 3 and all(isinstance(g, np.ndarray) and g.dtype == np.float32 for g in grads), \
         f"float32 inputs (2, 6), weight and bias (6,): expected float32 gradients, got {kinds}"
     assert grads[2].shape == (6,) and np.allclose(grads[2], 2.0), \
-        f"dbias of a (2, 6) input with grad 1: expected 2 per feature, got {grads[2]}"
+        f"dbias of a (2, 6) input with grad 1: expected 2 per feature, got {fmt(grads[2])}"
     assert grads[1].shape == (6,) and grads[0].shape == (2, 6), \
         f"float32 (2, 6) input: expected dx (2, 6) and dweight (6,), got {grads[0].shape} and {grads[1].shape}"
 
@@ -183,7 +184,7 @@ def block(s):
     assert grad is not None and np.allclose(grad, -1.5 * g), \
         ("the block with ln1 = 1.5x, attn = -x, ln2 = 0.5x, mlp = 4x is out = -1.5 x, so backward with a gradient g "
          "should give x the gradient -1.5 g: both residual sums must be recorded Tensor additions" +
-         (f" (backward raised {error.type}: {error.message})" if error else " (x.grad is None)" if grad is None else ""))
+         (f" (backward raised {error.said})" if error else " (x.grad is None)" if grad is None else ""))
 
 
 STAND_INS = '''
@@ -304,13 +305,13 @@ def generate_(s):
     s.run("_out = generate(model, [0], 5)")
     kind, got = s.value("(type(_out).__name__, _out if isinstance(_out, np.ndarray) else None)")
     assert got is not None and got.dtype == np.int64, \
-        f"generate should return an int64 np.ndarray, got {kind} {getattr(got, 'dtype', '')}"
+        f"generate should return an int64 np.ndarray, got {fmt(kind)} {getattr(got, 'dtype', '')}"
     want = greedy(chain, [0], 5)
-    assert got.tolist() == want, f"greedy from [0] with the chain 0->2->4->0: expected {want}, got {got.tolist()}"
+    assert got.tolist() == want, f"greedy from [0] with the chain 0->2->4->0: expected {fmt(want)}, got {got.tolist()}"
     shapes, modes, training = s.value("(model.shapes, model.modes, model.training)")
     assert shapes == [(1, 1), (1, 2), (1, 3), (1, 4), (1, 5)], f"each step runs the whole sequence so far as (1, n): got shapes {shapes}"
     assert training and modes == [False] * 5, \
-        f"generate should run the model in eval mode and put training mode back: modes during the calls {modes}, after {training}"
+        f"generate should run the model in eval mode and put training mode back: modes during the calls {modes}, after {fmt(training)}"
     s.run("model.shapes = []; generate(model, [1, 3, 1, 3, 1, 3, 1], 3)")
     shapes = s.value("model.shapes")
     assert shapes == [(1, 7), (1, 8), (1, 8)], f"max_len 8: the window is cropped to the last 8 tokens; got shapes {shapes}"
@@ -332,16 +333,16 @@ def generate_(s):
                        (word,), args=args)
     got = s.value("generate(model, np.array([1]), 4, top_k=1, temperature=0.7, seed=0)")
     assert np.asarray(got).tolist() == greedy(chain, [1], 4), \
-        f"top_k=1 sampling is greedy: from [1] expected {greedy(chain, [1], 4)}, got {np.asarray(got).tolist()}"
+        f"top_k=1 sampling is greedy: from [1] expected {fmt(greedy(chain, [1], 4))}, got {np.asarray(got).tolist()}"
     got = s.value("generate(model, Tensor(np.array([1])), 2)")
     assert np.asarray(got).tolist() == greedy(chain, [1], 2), \
-        f"a Tensor prompt should work like a list: from Tensor([1]) expected {greedy(chain, [1], 2)}, got {np.asarray(got).tolist()}"
+        f"a Tensor prompt should work like a list: from Tensor([1]) expected {fmt(greedy(chain, [1], 2))}, got {np.asarray(got).tolist()}"
     p = np.log(np.array([0.1, 0.2, 0.7]))
     draws = s.value("[next_token(p, 1.0, None, np.random.default_rng(i)) for i in range(600)]", p=p)
     counts = np.bincount(np.asarray(draws, dtype=np.int64), minlength=3)
     assert len(counts) == 3 and abs(counts[2] / 600 - 0.7) < 0.08, \
-        f"temperature 1 on probabilities [0.1, 0.2, 0.7], 600 draws: id 2 should be drawn ~70% of the time, got {counts / 600}"
+        f"temperature 1 on probabilities [0.1, 0.2, 0.7], 600 draws: id 2 should be drawn ~70% of the time, got {fmt(counts / 600)}"
     draws = s.value("[next_token(p, 0.25, None, np.random.default_rng(i)) for i in range(300)]", p=p)
     sharp = np.bincount(np.asarray(draws, dtype=np.int64), minlength=3)
     assert len(sharp) == 3 and sharp[2] / 300 > 0.95, \
-        f"temperature 0.25 sharpens [0.1, 0.2, 0.7], 300 draws: id 2 should be drawn > 95% of the time, got {sharp / 300}"
+        f"temperature 0.25 sharpens [0.1, 0.2, 0.7], 300 draws: id 2 should be drawn > 95% of the time, got {fmt(sharp / 300)}"

@@ -42,6 +42,7 @@ from tinytorch_lib.timing import cpu_clock, measure
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "layers", "spatial", "attention", "transformer", "training"):
     print(tinytorch_lib.origin(name))
@@ -151,6 +152,7 @@ if len(conditions) == 2:
 # call), and the hooks read it four times per module per pass; that is part
 # of the bookkeeping the profiler takes out of the layers' times (Section 3).
 
+# %% [markdown]
 # ## 2. Counting work: FLOPs per layer
 #
 # A FLOP here is one floating-point multiply or add; a multiply-add counts 2.
@@ -223,19 +225,22 @@ def attention_flops(batch: int, heads: int, s_q: int, s_k: int, head_dim: int) -
 
 # %% nbgrader={"grade": true, "grade_id": "test_14_1_flops", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 14.1
-got = linear_flops(32, 64, 128)
-assert got == 528_384 and isinstance(got, int), f"linear_flops(32, 64, 128): expected 2*32*64*128 + 32*128 = 528,384 (an int), got {got!r}"
-assert linear_flops(32, 64, 128, bias=False) == 524_288, f"without bias: expected 524,288, got {linear_flops(32, 64, 128, bias=False)}"
-got = conv2d_flops(1, 1, 16, 3, 3, 8, 8)
-assert got == 2 * 16 * 64 * 9 + 16 * 64, f"conv2d_flops(1 image, 1 -> 16 channels, 3x3, 8x8 output): expected 19,456, got {got}"
-got = attention_flops(1, 4, 10, 10, 32)
-assert got == 4 * 100 * (4 * 32 + 5), f"attention_flops(1, 4 heads, 10 x 10, d=32): expected 2*400*32 + 5*400 + 2*400*32 = 53,200, got {got}"
-try:
-    linear_flops(-1, 2, 3)
-except ValueError as e:
-    assert "n_rows" in str(e), f"a negative n_rows: the error should name it, got: {e}"
-else:
-    raise AssertionError("linear_flops(-1, 2, 3) should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("14.1"):
+    got = linear_flops(32, 64, 128)
+    assert got == 528_384 and isinstance(got, int), f"linear_flops(32, 64, 128): expected 2*32*64*128 + 32*128 = 528,384 (an int), got {got!r}"
+    assert linear_flops(32, 64, 128, bias=False) == 524_288, f"without bias: expected 524,288, got {linear_flops(32, 64, 128, bias=False)}"
+    got = conv2d_flops(1, 1, 16, 3, 3, 8, 8)
+    assert got == 2 * 16 * 64 * 9 + 16 * 64, f"conv2d_flops(1 image, 1 -> 16 channels, 3x3, 8x8 output): expected 19,456, got {fmt(got)}"
+    got = attention_flops(1, 4, 10, 10, 32)
+    assert got == 4 * 100 * (4 * 32 + 5), f"attention_flops(1, 4 heads, 10 x 10, d=32): expected 2*400*32 + 5*400 + 2*400*32 = 53,200, got {fmt(got)}"
+    try:
+        linear_flops(-1, 2, 3)
+    except ValueError as e:
+        assert "n_rows" in str(e), f"a negative n_rows: the error should name it, got: {e}"
+    else:
+        raise AssertionError("linear_flops(-1, 2, 3) should raise ValueError")
 print("Task 14.1 visible tests passed")
 
 # %% [markdown]
@@ -299,6 +304,17 @@ def layer_flops(module: Module, inputs: tuple, output) -> int:
 # self times; the last section measures both parts.
 #
 # The arithmetic of self time, with made-up round figures:
+#
+# The hook API (Module 03, named as in PyTorch):
+#
+# | call | the hook is called | returns |
+# |---|---|---|
+# | `handle = module.register_forward_pre_hook(fn)` | `fn(module, args)` before `forward` (`args`: the tuple of positional arguments) | a handle |
+# | `handle = module.register_forward_hook(fn)` | `fn(module, args, output)` after `forward` | a handle |
+# | `handle.remove()` | takes that hook off the module | |
+#
+# A hook that returns `None` changes nothing (the profiler's hooks only
+# record); hooks are called only through `module(...)`, not `module.forward(...)`.
 #
 # ```
 # GPT          total 2.0 ms   self 0.1 ms
@@ -396,22 +412,41 @@ class Profiler:
 
 # %% nbgrader={"grade": true, "grade_id": "test_14_2_profiler_run", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 14.2
-from tinytorch_lib.activations import ReLU
-from tinytorch_lib.layers import Sequential
+from tinytorch_lib.testing import task
 
-net = Sequential(Linear(8, 16, rng=0), ReLU(), Linear(16, 4, rng=1))
-prof = Profiler(net)
-x = Tensor(np.ones((5, 8), dtype=np.float32))
-out = prof.run(x)
-assert isinstance(out, Tensor) and out.shape == (5, 4), f"run should return the model's output (5, 4), got {getattr(out, 'shape', out)}"
-assert set(prof.records) == {"", "0", "1", "2"}, f"records for the root '' and layers 0, 1, 2 expected, got {sorted(prof.records)}"
-assert prof.records["0"]["flops"] == linear_flops(5, 8, 16) and prof.records["2"]["out_shape"] == (5, 4), \
-    f"layer 0: expected {linear_flops(5, 8, 16)} FLOPs, got {prof.records['0']['flops']}; layer 2 output (5, 4), got {prof.records['2'].get('out_shape')}"
-root = prof.records[""]
-parts = sum(r["self_s"] for r in prof.records.values())
-assert abs(parts - root["total_s"]) < 1e-6, f"self times should add up to the root's total time: {parts} vs {root['total_s']}"
-assert all(not m._forward_pre_hooks and not m._forward_hooks for _, m in net.named_modules()), "every hook should be removed after run"
-assert not out.requires_grad, "run should not record a graph (no_grad)"
+with task("14.2", uses={"14.1": "linear_flops"}):
+    from tinytorch_lib.activations import ReLU
+    from tinytorch_lib.layers import Sequential
+
+    net = Sequential(Linear(8, 16, rng=0), ReLU(), Linear(16, 4, rng=1))
+    prof = Profiler(net)
+    x = Tensor(np.ones((5, 8), dtype=np.float32))
+    out = prof.run(x)
+    assert isinstance(out, Tensor) and out.shape == (5, 4), f"run should return the model's output (5, 4), got {getattr(out, 'shape', out)}"
+    assert set(prof.records) == {"", "0", "1", "2"}, f"records for the root '' and layers 0, 1, 2 expected, got {sorted(prof.records)}"
+    assert prof.records["0"]["flops"] == linear_flops(5, 8, 16) and prof.records["2"]["out_shape"] == (5, 4), \
+        f"layer 0: expected {linear_flops(5, 8, 16)} FLOPs, got {prof.records['0']['flops']}; layer 2 output (5, 4), got {prof.records['2'].get('out_shape')}"
+    root = prof.records[""]
+    parts = sum(r["self_s"] for r in prof.records.values())
+    assert abs(parts - root["total_s"]) < 1e-6, f"self times should add up to the root's total time: {parts} vs {fmt(root['total_s'])}"
+    assert all(not m._forward_pre_hooks and not m._forward_hooks for _, m in net.named_modules()), "every hook should be removed after run"
+    assert not out.requires_grad, "run should not record a graph (no_grad)"
+
+
+    class Boom(Module):
+        def forward(self, x):
+            raise RuntimeError("boom")
+
+
+    broken = Sequential(Linear(8, 16, rng=0), Boom())
+    try:
+        Profiler(broken).run(x)
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("a model whose forward raises RuntimeError('boom'): run should let the error through")
+    left = [name or "(root)" for name, m in broken.named_modules() if m._forward_pre_hooks or m._forward_hooks]
+    assert not left, f"hooks must be removed also when the model raises (try / finally); hooks left on {left}"
 print("Task 14.2 visible tests passed")
 
 # %% [markdown]
@@ -475,29 +510,32 @@ def throughput(model: Module, inputs, batch_size: int, repeats: int = 5) -> floa
 
 # %% nbgrader={"grade": true, "grade_id": "test_14_3_latency", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 14.3
-calls = []
+from tinytorch_lib.testing import task
+
+with task("14.3"):
+    calls = []
 
 
-class Counting(Module):
-    def forward(self, x):
-        calls.append(x.shape)
-        return x
+    class Counting(Module):
+        def forward(self, x):
+            calls.append(x.shape)
+            return x
 
 
-t = latency(Counting(), Tensor(np.ones((1, 3))), repeats=4)
-assert hasattr(t, "median") and hasattr(t, "p90") and t.repeats == 4 and t.number == 1, \
-    f"latency(..., repeats=4): expected a Timing of 4 repeats of 1 call, got {t}"
-assert len(calls) == 6, f"2 warm-up calls + 4 timed calls expected, the model was called {len(calls)} times"
-calls.clear()
-rate = throughput(Counting(), np.ones((10, 3), np.float32), batch_size=4, repeats=2)
-assert calls[:3] == [(4, 3), (4, 3), (2, 3)], f"10 samples in batches of 4: expected batch shapes (4, 3), (4, 3), (2, 3), got {calls[:3]}"
-assert isinstance(rate, float) and rate > 0, f"throughput should be a positive float (samples / second), got {rate!r}"
-try:
-    throughput(Counting(), np.ones((4, 3)), batch_size=0)
-except ValueError as e:
-    assert "batch_size" in str(e), f"batch_size 0: the error should name batch_size, got: {e}"
-else:
-    raise AssertionError("throughput with batch_size 0 should raise ValueError")
+    t = latency(Counting(), Tensor(np.ones((1, 3))), repeats=4)
+    assert hasattr(t, "median") and hasattr(t, "p90") and t.repeats == 4 and t.number == 1, \
+        f"latency(..., repeats=4): expected a Timing of 4 repeats of 1 call, got {t}"
+    assert len(calls) == 6, f"2 warm-up calls + 4 timed calls expected, the model was called {len(calls)} times"
+    calls.clear()
+    rate = throughput(Counting(), np.ones((10, 3), np.float32), batch_size=4, repeats=2)
+    assert calls[:3] == [(4, 3), (4, 3), (2, 3)], f"10 samples in batches of 4: expected batch shapes (4, 3), (4, 3), (2, 3), got {calls[:3]}"
+    assert isinstance(rate, float) and rate > 0, f"throughput should be a positive float (samples / second), got {rate!r}"
+    try:
+        throughput(Counting(), np.ones((4, 3)), batch_size=0)
+    except ValueError as e:
+        assert "batch_size" in str(e), f"batch_size 0: the error should name batch_size, got: {e}"
+    else:
+        raise AssertionError("throughput with batch_size 0 should raise ValueError")
 print("Task 14.3 visible tests passed")
 
 # %% [markdown]
@@ -614,8 +652,12 @@ with blas_threads(1):
         x = load_digits("test", flatten=flatten).tensors[0]
         models[name] = (model, x)
         rows = profile(model, Tensor(x.data[:32]), repeats=5)
+        # Activations: each layer's output once. The root's output is its last layer's output (one array),
+        # so only modules without children count.
+        leaves = {n for n, m in model.named_modules() if not m._modules}
         print(f"\n{name.upper()}: {count_parameters(model):,} parameters, {model_bytes(model):,} bytes stored; "
-              f"activations of one pass of 32 images: {sum(r['out_bytes'] for r in rows):,} bytes")
+              f"activations of one pass of 32 images (every layer's output, once): "
+              f"{sum(r['out_bytes'] for r in rows if r['name'] in leaves):,} bytes")
         print_report(rows)
         single = latency(model, Tensor(x.data[:1]), repeats=10 if grading else 50)
         print(f"SingleStream (1 image): median {single.median * 1e3:.3f} ms, p90 {single.p90 * 1e3:.3f} ms")

@@ -6,6 +6,7 @@ every expected value and comparison stays here.
 """
 import numpy as np
 
+from tinytorch_lib import fmt
 from tito.checks import Plain, StudentError, check
 
 
@@ -49,7 +50,7 @@ def flops(s):
     ]
     for call, want, how in cases:
         kind, got = int_result(s, call)
-        assert kind == "int" and got == want, f"{call}: expected {want:,} ({how}), an int; got {got!r} ({kind})"
+        assert kind == "int" and got == want, f"{call}: expected {want:,} ({how}), an int; got {got!r} ({fmt(kind)})"
     s.expect_error("linear_flops(-1, 2, 3)", "linear_flops(-1, 2, 3) (a negative n_rows)", ("n_rows",))
     s.expect_error("conv2d_flops(1, 1, 1, 1, 1, 1, -2)", "conv2d_flops(1, 1, 1, 1, 1, 1, -2) (a negative w_out)")
     s.expect_error("attention_flops(1, 1, 1, 1, 2.0)", "attention_flops(1, 1, 1, 1, 2.0) (a float head_dim)")
@@ -88,20 +89,20 @@ def profiler_run(s):
     s.run("prof = Profiler(net); out = prof.run(x)")
     records = s.value(RECORDS.replace("{prof}", "prof"))
     kind, shape, grad = s.value("(type(out).__name__, getattr(out, 'shape', None), getattr(out, 'requires_grad', None))")
-    assert kind == "Tensor" and shape == (5, 4), f"run should return the model's output, a (5, 4) Tensor; got {kind} {shape}"
+    assert kind == "Tensor" and shape == (5, 4), f"run should return the model's output, a (5, 4) Tensor; got {fmt(kind)} {shape}"
     assert np.allclose(s.value("out.data"), want), "run should return the model's output for x, unchanged"
     assert set(records) == {"", "0", "1", "2"}, \
         f"Sequential(Linear, ReLU, Linear): records for the root '' and layers 0, 1, 2 expected, got {sorted(records)}"
     assert records["0"]["flops"] == linear(5, 8, 16), \
-        f"layer 0, Linear(8, 16) on 5 rows: expected {linear(5, 8, 16)} FLOPs, got {records['0']['flops']}"
+        f"layer 0, Linear(8, 16) on 5 rows: expected {fmt(linear(5, 8, 16))} FLOPs, got {records['0']['flops']}"
     assert records["2"]["out_shape"] == (5, 4), f"layer 2 output: expected (5, 4), got {records['2'].get('out_shape')}"
     assert all(r["calls"] == 1 for r in records.values()), \
         f"one run: every module called once, got calls {({n: r['calls'] for n, r in records.items()})}"
     parts = sum(r["self_s"] for r in records.values())
     assert abs(parts - records[""]["total_s"]) < 1e-6, \
         f"self times should add up to the root's total time: {parts} vs {records['']['total_s']}"
-    assert not hooks_left(s, "net"), f"every hook should be removed after run; left on {hooks_left(s, 'net')}"
-    assert grad is False, f"run should not record a graph (no_grad): out.requires_grad is {grad}"
+    assert not hooks_left(s, "net"), f"every hook should be removed after run; left on {fmt(hooks_left(s, 'net'))}"
+    assert grad is False, f"run should not record a graph (no_grad): out.requires_grad is {fmt(grad)}"
     # the model raises: hooks still removed, the error reaches the caller
     s.run("""
 class Boom(Module):
@@ -112,14 +113,14 @@ bad = Sequential(Linear(2, 2, rng=0), Boom())
 """)
     error = s.raises("Profiler(bad).run(Tensor(np.ones((1, 2), np.float32)))")
     assert error is not None and error.type == "RuntimeError", \
-        f"a model whose forward raises RuntimeError: run should let it through, got {error.type + ': ' + error.message if error else 'nothing raised'}"
+        f"a model whose forward raises RuntimeError: run should let it through, got {error.said if error else 'nothing raised'}"
     left = hooks_left(s, "bad")
     assert not left, f"hooks must be removed also when the model raises (try / finally); left on modules {left}"
     # two runs accumulate
     s.run("p2 = Profiler(net); p2.run(x); p2.run(x)")
     records = s.value(RECORDS.replace("{prof}", "p2"))
     assert records.get("0", {}).get("calls") == 2 and records["0"]["flops"] == 2 * linear(5, 8, 16), \
-        f"two runs of one Profiler should accumulate calls and FLOPs: layer 0 expected 2 calls, {2 * linear(5, 8, 16)} FLOPs, got {records.get('0')}"
+        f"two runs of one Profiler should accumulate calls and FLOPs: layer 0 expected 2 calls, {fmt(2 * linear(5, 8, 16))} FLOPs, got {records.get('0')}"
     assert records["0"]["self_s"] <= records["0"]["total_s"] + 1e-12 and records[""]["self_s"] < records[""]["total_s"], \
         "a leaf's self time equals its total; the root's self time excludes its children"
     # a second model, nested: every module of named_modules gets hooks
@@ -131,7 +132,7 @@ pd = Profiler(deep); od = pd.run(Tensor(np.ones((7, 3), np.float32)))
     assert set(records) == {"", "0", "0.0", "0.1", "1"}, \
         f"nested Sequential: records for '', '0', '0.0', '0.1', '1' expected (every module of named_modules), got {sorted(records)}"
     assert records["0.0"]["flops"] == linear(7, 3, 6) and records["1"]["out_shape"] == (7, 2), \
-        f"nested Sequential: layer 0.0 expected {linear(7, 3, 6)} FLOPs, got {records['0.0']['flops']}"
+        f"nested Sequential: layer 0.0 expected {fmt(linear(7, 3, 6))} FLOPs, got {records['0.0']['flops']}"
     assert not hooks_left(s, "deep"), "every hook should be removed after run (nested model)"
 
 
@@ -152,17 +153,17 @@ def latency_(s):
     s.run("t = latency(Counting(), Tensor(np.ones((1, 3))), repeats=4)")
     fields = s.value("(hasattr(t, 'median') and hasattr(t, 'p90'), getattr(t, 'repeats', None), getattr(t, 'number', None))")
     assert fields == (True, 4, 1), \
-        f"latency(..., repeats=4): expected a Timing of 4 repeats of 1 call (median, p90, repeats, number), got {s.value('str(t)')}"
+        f"latency(..., repeats=4): expected a Timing of 4 repeats of 1 call (median, p90, repeats, number), got {fmt(s.value('str(t)'))}"
     n = s.value("len(calls)")
     assert n == 6, f"latency(..., repeats=4): 2 warm-up calls + 4 timed calls expected, the model was called {n} times"
     s.run("calls.clear(); t = latency(Counting(), Tensor(np.ones((1, 3))), repeats=3)")
     n, reps = s.value("(len(calls), t.repeats)")
-    assert (n, reps) == (5, 3), f"latency(..., repeats=3): expected 3 repeats and 2 + 3 = 5 calls, got {reps} repeats, {n} calls"
+    assert (n, reps) == (5, 3), f"latency(..., repeats=3): expected 3 repeats and 2 + 3 = 5 calls, got {fmt(reps)} repeats, {n} calls"
     s.run("calls.clear(); rate = throughput(Counting(), np.ones((10, 3), np.float32), batch_size=4, repeats=2)")
     calls, kind, rate = s.value("(calls, type(rate).__name__, rate if isinstance(rate, (int, float)) else None)")
     assert calls[:3] == [(4, 3), (4, 3), (2, 3)], \
         f"10 samples in batches of 4: expected batch shapes (4, 3), (4, 3), (2, 3), got {calls[:3]}"
-    assert kind == "float" and rate > 0, f"throughput should be a positive float (samples / second), got {rate!r} ({kind})"
+    assert kind == "float" and rate > 0, f"throughput should be a positive float (samples / second), got {rate!r} ({fmt(kind)})"
     assert len(calls) == 9, f"10 samples in batches of 4, warmup 1 + 2 repeats: expected 3 x 3 = 9 calls, got {len(calls)}"
     s.expect_error("throughput(Counting(), np.ones((4, 3)), batch_size=0)", "throughput with batch_size 0", ("batch_size",))
     s.run("calls.clear(); throughput(Counting(), Tensor(np.ones((3, 2), np.float32)), batch_size=8, repeats=1)")

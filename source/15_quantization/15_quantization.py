@@ -52,6 +52,7 @@ from tinytorch_lib.tensor import Tensor, no_grad
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "layers", "spatial", "training", "dataloader"):
     print(tinytorch_lib.origin(name))
@@ -129,22 +130,25 @@ def quantization_params(lo, hi, bits: int = 8, symmetric: bool = True) -> tuple:
 
 # %% nbgrader={"grade": true, "grade_id": "test_15_1_params", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 15.1
-s, z = quantization_params(-1.0, 3.0, symmetric=False)
-assert np.isclose(s, 4 / 255) and z == -64, f"affine 8-bit [-1, 3]: expected scale 4/255 = 0.015686 and zero_point -64, got {s}, {z}"
-assert s.dtype == np.float32 and z.dtype == np.int32, f"expected float32 scale and int32 zero_point, got {s.dtype}, {z.dtype}"
-s, z = quantization_params(-0.5, 2.54)
-assert np.isclose(s, 0.02) and z == 0, f"symmetric 8-bit [-0.5, 2.54]: expected scale 2.54 / 127 = 0.02 and zero_point 0, got {s}, {z}"
-s, z = quantization_params(np.array([-1.0, 0.0, -4.0]), np.array([1.0, 0.0, 2.0]))
-assert s.shape == (3,) and np.allclose(s, [1 / 127, 1.0, 4 / 127]) and np.all(z == 0), \
-    f"per-channel symmetric ranges [-1, 1], [0, 0], [-4, 2]: expected scales [1/127, 1 (width 0), 4/127], got {s}, {z}"
-s, z = quantization_params(0.5, 2.0, symmetric=False)
-assert np.isclose(s, 2 / 255) and z == -128, f"affine [0.5, 2] widened to [0, 2]: expected scale 2/255 and zero_point -128, got {s}, {z}"
-try:
-    quantization_params(np.nan, 1.0)
-except ValueError as e:
-    assert "NaN" in str(e), f"a NaN range: the error should say NaN, got: {e}"
-else:
-    raise AssertionError("quantization_params(nan, 1.0) should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("15.1"):
+    s, z = quantization_params(-1.0, 3.0, symmetric=False)
+    assert np.isclose(s, 4 / 255) and z == -64, f"affine 8-bit [-1, 3]: expected scale 4/255 = 0.015686 and zero_point -64, got {s}, {z}"
+    assert s.dtype == np.float32 and z.dtype == np.int32, f"expected float32 scale and int32 zero_point, got {s.dtype}, {z.dtype}"
+    s, z = quantization_params(-0.5, 2.54)
+    assert np.isclose(s, 0.02) and z == 0, f"symmetric 8-bit [-0.5, 2.54]: expected scale 2.54 / 127 = 0.02 and zero_point 0, got {s}, {z}"
+    s, z = quantization_params(np.array([-1.0, 0.0, -4.0]), np.array([1.0, 0.0, 2.0]))
+    assert s.shape == (3,) and np.allclose(s, [1 / 127, 1.0, 4 / 127]) and np.all(z == 0), \
+        f"per-channel symmetric ranges [-1, 1], [0, 0], [-4, 2]: expected scales [1/127, 1 (width 0), 4/127], got {s}, {z}"
+    s, z = quantization_params(0.5, 2.0, symmetric=False)
+    assert np.isclose(s, 2 / 255) and z == -128, f"affine [0.5, 2] widened to [0, 2]: expected scale 2/255 and zero_point -128, got {s}, {z}"
+    try:
+        quantization_params(np.nan, 1.0)
+    except ValueError as e:
+        assert "NaN" in str(e), f"a NaN range: the error should say NaN, got: {e}"
+    else:
+        raise AssertionError("quantization_params(nan, 1.0) should raise ValueError")
 print("Task 15.1 visible tests passed")
 
 # %% [markdown]
@@ -222,25 +226,28 @@ def dequantize_tensor(q, scale, zero_point, axis=None) -> np.ndarray:
 
 # %% nbgrader={"grade": true, "grade_id": "test_15_2_quantize_tensor", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 15.2
-q, s, z = quantize_tensor(np.array([-1.0, 0.0, 0.5, 3.0]), symmetric=False)
-assert q.dtype == np.int8 and q.tolist() == [-128, -64, -32, 127], \
-    f"affine 8-bit of [-1, 0, 0.5, 3]: expected codes [-128, -64, -32, 127], got {q.tolist()} ({q.dtype})"
-back = dequantize_tensor(q, s, z)
-assert back.dtype == np.float32 and np.allclose(back, [-1.00392, 0.0, 0.50196, 2.99608], atol=1e-4), \
-    f"dequantized (q + 64) * 4/255: expected about [-1.0039, 0, 0.5020, 2.9961] (each within scale/2 of the input), got {back}"
-w = np.array([[0.1, -0.2, 0.05], [10.0, -5.0, 2.0]], dtype=np.float32)
-q, s, z = quantize_tensor(w, axis=0)
-assert s.shape == (2,) and np.allclose(s, [0.2 / 127, 10.0 / 127]), f"per-row symmetric of a (2, 3) weight: expected scales [0.2/127, 10/127], got {s}"
-assert np.abs(dequantize_tensor(q, s, z, axis=0) - w).max() <= s.max() / 2 + 1e-6, "per-channel round trip error above scale / 2"
-q1, s1, _ = quantize_tensor(w)
-assert np.abs(dequantize_tensor(q1, s1, 0)[0] - w[0]).max() > np.abs(dequantize_tensor(q, s, z, axis=0)[0] - w[0]).max(), \
-    "row 0 (small weights) should be represented better per channel than with one scale for the whole matrix"
-try:
-    quantize_tensor(w, axis=2)
-except ValueError as e:
-    assert "2" in str(e) and "(2, 3)" in str(e), f"axis 2 of a (2, 3) array: the error should name 2 and (2, 3), got: {e}"
-else:
-    raise AssertionError("quantize_tensor with axis 2 on a (2, 3) array should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("15.2", uses={"15.1": "quantization_params"}):
+    q, s, z = quantize_tensor(np.array([-1.0, 0.0, 0.5, 3.0]), symmetric=False)
+    assert q.dtype == np.int8 and q.tolist() == [-128, -64, -32, 127], \
+        f"affine 8-bit of [-1, 0, 0.5, 3]: expected codes [-128, -64, -32, 127], got {q.tolist()} ({q.dtype})"
+    back = dequantize_tensor(q, s, z)
+    assert back.dtype == np.float32 and np.allclose(back, [-1.00392, 0.0, 0.50196, 2.99608], atol=1e-4), \
+        f"dequantized (q + 64) * 4/255: expected about [-1.0039, 0, 0.5020, 2.9961] (each within scale/2 of the input), got {fmt(back)}"
+    w = np.array([[0.1, -0.2, 0.05], [10.0, -5.0, 2.0]], dtype=np.float32)
+    q, s, z = quantize_tensor(w, axis=0)
+    assert s.shape == (2,) and np.allclose(s, [0.2 / 127, 10.0 / 127]), f"per-row symmetric of a (2, 3) weight: expected scales [0.2/127, 10/127], got {s}"
+    assert np.abs(dequantize_tensor(q, s, z, axis=0) - w).max() <= s.max() / 2 + 1e-6, "per-channel round trip error above scale / 2"
+    q1, s1, _ = quantize_tensor(w)
+    assert np.abs(dequantize_tensor(q1, s1, 0)[0] - w[0]).max() > np.abs(dequantize_tensor(q, s, z, axis=0)[0] - w[0]).max(), \
+        "row 0 (small weights) should be represented better per channel than with one scale for the whole matrix"
+    try:
+        quantize_tensor(w, axis=2)
+    except ValueError as e:
+        assert "2" in str(e) and "(2, 3)" in str(e), f"axis 2 of a (2, 3) array: the error should name 2 and (2, 3), got: {e}"
+    else:
+        raise AssertionError("quantize_tensor with axis 2 on a (2, 3) array should raise ValueError")
 print("Task 15.2 visible tests passed")
 
 # %% [markdown]
@@ -327,23 +334,26 @@ class PercentileObserver:
 
 # %% nbgrader={"grade": true, "grade_id": "test_15_3_observers", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 15.3
-m = MinMaxObserver()
-m.observe(np.array([[0.5, -1.0], [2.0, 0.0]]))
-m.observe(Tensor([3.0, 1.0]))
-assert m.range() == (-1.0, 3.0), f"MinMaxObserver after [[0.5, -1], [2, 0]] and [3, 1]: expected (-1.0, 3.0), got {m.range()}"
-values = np.concatenate([np.linspace(-1, 1, 10_000), [50.0]])
-p = PercentileObserver(99.9)
-p.observe(values[:5000])
-p.observe(values[5000:])
-lo, hi = p.range()
-assert abs(lo + 0.998) < 0.01 and abs(hi - 0.998) < 0.01, \
-    f"PercentileObserver(99.9) of 10,000 values in [-1, 1] and one 50: expected about (-0.998, 0.998), got ({lo:.4f}, {hi:.4f})"
-try:
-    MinMaxObserver().range()
-except ValueError as e:
-    assert "MinMaxObserver" in str(e) and "no values" in str(e), f"range() before observe: got: {e}"
-else:
-    raise AssertionError("MinMaxObserver().range() before any observe should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("15.3"):
+    m = MinMaxObserver()
+    m.observe(np.array([[0.5, -1.0], [2.0, 0.0]]))
+    m.observe(Tensor([3.0, 1.0]))
+    assert m.range() == (-1.0, 3.0), f"MinMaxObserver after [[0.5, -1], [2, 0]] and [3, 1]: expected (-1.0, 3.0), got {fmt(m.range())}"
+    values = np.concatenate([np.linspace(-1, 1, 10_000), [50.0]])
+    p = PercentileObserver(99.9)
+    p.observe(values[:5000])
+    p.observe(values[5000:])
+    lo, hi = p.range()
+    assert abs(lo + 0.998) < 0.01 and abs(hi - 0.998) < 0.01, \
+        f"PercentileObserver(99.9) of 10,000 values in [-1, 1] and one 50: expected about (-0.998, 0.998), got ({lo:.4f}, {hi:.4f})"
+    try:
+        MinMaxObserver().range()
+    except ValueError as e:
+        assert "MinMaxObserver" in str(e) and "no values" in str(e), f"range() before observe: got: {e}"
+    else:
+        raise AssertionError("MinMaxObserver().range() before any observe should raise ValueError")
 print("Task 15.3 visible tests passed")
 
 # %% [markdown]
@@ -380,6 +390,11 @@ print("Task 15.3 visible tests passed")
 # `acc = (q_x - z_x) @ q_w.T` in `np.int32`, then return the Tensor
 # `acc * (s_x * s_w) + bias` as float32. An input whose last dimension is
 # not `in_features` is a `ValueError` naming the shapes (as `Linear` does).
+# The given first line, `int8_input`, already refuses an input holding NaN or
+# infinity with a `ValueError` naming the layer: an int8 code has no NaN, and
+# numpy would cast NaN to an arbitrary large integer with only a warning.
+# `QuantizedConv2d` does the same; the float layers (and `HalfLinear`) return
+# NaN, as PyTorch does.
 
 # %% tags=["export"]
 def _int8_buffers(q: Module, weight_shape: tuple, per_channel: bool, bias: bool) -> None:
@@ -407,9 +422,27 @@ def check_storable(layer: Module, who: str, half: bool = False) -> None:
                              f"above float16's largest value 65504 (it would become inf)")
 
 
+def int8_input(layer: Module, x) -> np.ndarray:
+    """Given: x as float32 for an int8 layer; NaN or infinity is a ValueError naming the layer.
+
+    int8 codes have no NaN: cast to an integer, NaN becomes an arbitrary large number (numpy only
+    warns), so a quantized layer refuses such an input instead of returning finite garbage."""
+    x = np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float32)
+    bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+    if bad:
+        raise ValueError(f"{layer!r}: the input {x.shape} holds {bad} NaN or infinite value(s); int8 codes "
+                         "cannot represent them (the float layer would return NaN)")
+    return x
+
+
 def _fill_int8(q: Module, layer: Module, input_range: tuple, per_channel: bool) -> Module:
     """Given: q's buffers from a trained float layer (symmetric int8 weights) and a calibrated input range."""
     check_storable(layer, f"{type(q).__name__}.from_float")
+    lo, hi = (float(v) for v in input_range)
+    if lo == hi == 0.0:
+        raise ValueError(f"{type(q).__name__}.from_float: input range [0, 0]: every calibration input this "
+                         f"{type(layer).__name__} saw was 0, so there is no scale to learn (it would be 1.0, "
+                         "whatever the real inputs are); calibrate with real inputs")
     q.weight_q.data[...], scale, _ = quantize_tensor(layer.weight.data, axis=0 if per_channel else None)
     q.weight_scale.data[...] = scale
     q.input_scale.data[...], q.input_zero_point.data[...] = quantization_params(*input_range, symmetric=False)
@@ -438,7 +471,7 @@ class QuantizedLinear(Module):
                 "per_channel": self.per_channel, "bias": self.has_bias}
 
     def forward(self, x) -> Tensor:
-        x = np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float32)
+        x = int8_input(self, x)  # given: float32, NaN or infinity is a ValueError
         # Task 15.4: check the shape; quantize x; int32 matmul with weight_q.T; rescale; add the bias
         ### BEGIN SOLUTION
         if x.ndim == 0 or x.shape[-1] != self.in_features:
@@ -459,24 +492,37 @@ class QuantizedLinear(Module):
 
 # %% nbgrader={"grade": true, "grade_id": "test_15_4_quantized_linear", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 15.4
-lin = Linear(3, 2, rng=0)
-lin.weight.data[...] = [[1.0, -0.5, 0.25], [0.0, 2.0, -1.0]]
-lin.bias.data[...] = [0.1, -0.2]
-ql = QuantizedLinear.from_float(lin, (0.0, 2.0))
-x = np.array([[1.0, 2.0, 0.0], [0.5, 0.0, 2.0]], dtype=np.float32)
-got = ql(Tensor(x))
-want = x @ lin.weight.data.T + lin.bias.data
-assert isinstance(got, Tensor) and got.shape == (2, 2) and got.dtype == np.float32, \
-    f"QuantizedLinear(3, 2) of x (2, 3): expected a float32 Tensor (2, 2), got {type(got).__name__} {getattr(got, 'shape', '')}"
-assert np.allclose(got.data, want, atol=0.02), f"x = {x.tolist()}: expected about {want.tolist()} (the float layer), got {got.data.tolist()}"
-assert ql.weight_q.dtype == np.int8 and sum(a.nbytes for a in ql.state_dict().values()) == 6 + 8 + 4 + 4 + 8, \
-    f"stored: weight_q 6 bytes, weight_scale 8, input_scale 4, input_zero_point 4, bias 8; got {ql.state_dict()}"
-try:
-    ql(Tensor(np.ones((2, 4))))
-except ValueError as e:
-    assert "(2, 4)" in str(e), f"input (2, 4) for in_features 3: the error should name (2, 4), got: {e}"
-else:
-    raise AssertionError("QuantizedLinear(3, 2) on input (2, 4) should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("15.4", uses={"15.2": "quantize_tensor"}):
+    lin = Linear(3, 2, rng=0)
+    lin.weight.data[...] = [[1.0, -0.5, 0.25], [0.0, 2.0, -1.0]]
+    lin.bias.data[...] = [0.1, -0.2]
+    ql = QuantizedLinear.from_float(lin, (0.0, 2.0))
+    x = np.array([[1.0, 2.0, 0.0], [0.5, 0.0, 2.0]], dtype=np.float32)
+    got = ql(Tensor(x))
+    want = x @ lin.weight.data.T + lin.bias.data
+    assert isinstance(got, Tensor) and got.shape == (2, 2) and got.dtype == np.float32, \
+        f"QuantizedLinear(3, 2) of x (2, 3): expected a float32 Tensor (2, 2), got {type(got).__name__} {getattr(got, 'shape', '')}"
+    assert np.allclose(got.data, want, atol=0.02), (
+        f"x = {fmt(x)}: expected about {fmt(want)} (the float layer, within 0.02), got {fmt(got.data)}; got - expected = "
+        f"{fmt(got.data - want)}. The same offset in every row usually means the input zero point is missing: "
+        "acc = (q_x - z_x) @ q_w.T")
+    assert ql.weight_q.dtype == np.int8 and sum(a.nbytes for a in ql.state_dict().values()) == 6 + 8 + 4 + 4 + 8, \
+        f"stored: weight_q 6 bytes, weight_scale 8, input_scale 4, input_zero_point 4, bias 8; got {fmt(ql.state_dict())}"
+    try:
+        ql(Tensor(np.ones((2, 4))))
+    except ValueError as e:
+        assert "(2, 4)" in str(e), f"input (2, 4) for in_features 3: the error should name (2, 4), got: {e}"
+    else:
+        raise AssertionError("QuantizedLinear(3, 2) on input (2, 4) should raise ValueError")
+    for bad in (np.nan, np.inf):
+        try:
+            ql(Tensor(np.array([[1.0, bad, 0.0]], dtype=np.float32)))
+        except ValueError as e:
+            assert "QuantizedLinear" in str(e) and "NaN" in str(e), f"input [[1, {bad}, 0]]: the error should name QuantizedLinear and say NaN or infinity, got: {e}"
+        else:
+            raise AssertionError(f"QuantizedLinear(3, 2) on input [[1, {bad}, 0]] should raise ValueError (int8 has no NaN), not return numbers")
 print("Task 15.4 visible tests passed")
 
 # %% [markdown]
@@ -494,7 +540,9 @@ print("Task 15.4 visible tests passed")
 # Every `from_float` (given) first checks that the weights can be stored
 # (`check_storable`): a NaN or infinite weight, or for float16 a weight
 # above 65504 (float16's largest value, which would silently become `inf`),
-# is a `ValueError` naming the layer and the parameter.
+# is a `ValueError` naming the layer and the parameter. An int8 `from_float`
+# also refuses the input range `[0, 0]` (calibration inputs that were all 0):
+# it would give the input scale 1.0 whatever the real inputs are.
 
 # %% tags=["export"]
 class QuantizedConv2d(Module):
@@ -520,7 +568,7 @@ class QuantizedConv2d(Module):
                 "per_channel": self.per_channel, "bias": self.has_bias}
 
     def forward(self, x) -> Tensor:
-        x = np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float32)
+        x = int8_input(self, x)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"QuantizedConv2d: expected input (batch, {self.in_channels}, H, W), got {x.shape}")
         s_x, z_x = self.input_scale.data, self.input_zero_point.data
@@ -565,6 +613,9 @@ class HalfLinear(Module):
 
     def forward(self, x) -> Tensor:
         x = np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float32)
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"HalfLinear({self.in_features}, {self.out_features}): expected input of shape "
+                             f"(..., {self.in_features}), got {x.shape}")
         y = x @ self.weight.data.astype(np.float32).T
         return Tensor(y + self.bias.data.astype(np.float32) if self.has_bias else y)
 
@@ -630,7 +681,9 @@ class HalfConv2d(Module):
 #   `args[0]`; then `QuantizedLinear.from_float(layer, obs.range(), per_channel)`
 #   or `QuantizedConv2d.from_float(...)`.
 # - Another `dtype` is a `ValueError` naming it; a model with no `Linear` or
-#   `Conv2d` is a `ValueError` too.
+#   `Conv2d` is a `ValueError` too. Calibration inputs that are all zeros give
+#   a layer the range `[0, 0]`, which the given `from_float` refuses
+#   (`ValueError`, "input range [0, 0]"): let that error through.
 #
 # Put the copy in eval mode before calibrating, and remove every hook, also
 # when calibration fails.
@@ -675,34 +728,45 @@ def quantize(model: Module, calibration_data=None, dtype: str = "int8", per_chan
 
 # %% nbgrader={"grade": true, "grade_id": "test_15_5_quantize", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 15.5
-from tinytorch_lib.activations import ReLU
-from tinytorch_lib.layers import Sequential
+from tinytorch_lib.testing import task
 
-net = Sequential(Linear(8, 16, rng=0), ReLU(), Linear(16, 4, rng=1))
-calib = [np.random.default_rng(s).uniform(0, 1, (32, 8)).astype(np.float32) for s in range(3)]
-before = net.state_dict()
-q8 = quantize(net, calib)
-assert type(q8[0]).__name__ == type(q8[2]).__name__ == "QuantizedLinear" and len(q8) == 3, \
-    f"quantize(Linear, ReLU, Linear): expected layers 0 and 2 to become QuantizedLinear, got {[type(m).__name__ for m in q8]}"
-assert type(net[0]) is Linear and type(net[2]) is Linear and all(np.array_equal(before[k], v) for k, v in net.state_dict().items()), \
-    "quantize must leave the original model unchanged"
-assert all(not m._forward_pre_hooks for _, m in net.named_modules()) and all(not m._forward_pre_hooks for _, m in q8.named_modules()), \
-    "every calibration hook should be removed"
-x = calib[0]
-assert np.abs(q8(Tensor(x)).data - net(Tensor(x)).data).max() < 0.05, "the int8 model should be within 0.05 of the float model on calibration inputs"
-second = q8.get_submodule("2")
-relu_out = np.maximum(net[0](Tensor(np.concatenate(calib))).data, 0)
-assert np.isclose(second.input_scale.data[0], relu_out.max() / 255, rtol=1e-4), \
-    f"layer 2's input range comes from the ReLU outputs it saw: expected input_scale {relu_out.max() / 255:.5g}, got {second.input_scale.data[0]:.5g}"
-h16 = quantize(net, dtype="fp16")
-assert type(h16[0]).__name__ == "HalfLinear" and h16[0].weight.dtype == np.float16, "fp16: Linear -> HalfLinear with float16 weights"
-for kwargs, word in (({"calibration_data": []}, "empty"), ({"dtype": "int4"}, "int4")):
+with task("15.5", uses={"15.3": "MinMaxObserver", "15.4": "QuantizedLinear.forward"}):
+    from tinytorch_lib.activations import ReLU
+    from tinytorch_lib.layers import Sequential
+
+    net = Sequential(Linear(8, 16, rng=0), ReLU(), Linear(16, 4, rng=1))
+    calib = [np.random.default_rng(s).uniform(0, 1, (32, 8)).astype(np.float32) for s in range(3)]
+    before = net.state_dict()
+    q8 = quantize(net, calib)
+    assert type(q8[0]).__name__ == type(q8[2]).__name__ == "QuantizedLinear" and len(q8) == 3, \
+        f"quantize(Linear, ReLU, Linear): expected layers 0 and 2 to become QuantizedLinear, got {[type(m).__name__ for m in q8]}"
+    assert type(net[0]) is Linear and type(net[2]) is Linear and all(np.array_equal(before[k], v) for k, v in net.state_dict().items()), \
+        "quantize must leave the original model unchanged"
+    assert all(not m._forward_pre_hooks for _, m in net.named_modules()) and all(not m._forward_pre_hooks for _, m in q8.named_modules()), \
+        "every calibration hook should be removed"
+    x = calib[0]
+    diff = np.abs(q8(Tensor(x)).data - net(Tensor(x)).data).max()
+    assert diff < 0.05, f"on the first calibration batch (32, 8) the int8 model should be within 0.05 of the float model; the largest difference was {fmt(diff)}"
+    second = q8.get_submodule("2")
+    relu_out = np.maximum(net[0](Tensor(np.concatenate(calib))).data, 0)
+    assert np.isclose(second.input_scale.data[0], relu_out.max() / 255, rtol=1e-4), \
+        f"layer 2's input range comes from the ReLU outputs it saw: expected input_scale {relu_out.max() / 255:.5g}, got {second.input_scale.data[0]:.5g}"
+    h16 = quantize(net, dtype="fp16")
+    assert type(h16[0]).__name__ == "HalfLinear" and h16[0].weight.dtype == np.float16, "fp16: Linear -> HalfLinear with float16 weights"
     try:
-        quantize(net, **kwargs)
+        h16(Tensor(np.ones((2, 5), dtype=np.float32)))
     except ValueError as e:
-        assert word in str(e), f"quantize({kwargs}): the error should mention {word!r}, got: {e}"
+        assert "HalfLinear(8, 16)" in str(e) and "(2, 5)" in str(e), f"fp16 model on input (2, 5): the given HalfLinear's error should name it and (2, 5), got: {e}"
     else:
-        raise AssertionError(f"quantize(net, {kwargs}) should raise ValueError")
+        raise AssertionError("the fp16 model on an input of width 5 (in_features 8) should raise ValueError")
+    for kwargs, word in (({"calibration_data": []}, "empty"), ({"dtype": "int4"}, "int4"),
+                         ({"calibration_data": [np.zeros((4, 8), dtype=np.float32)]}, "[0, 0]")):
+        try:
+            quantize(net, **kwargs)
+        except ValueError as e:
+            assert word in str(e), f"quantize({kwargs}): the error should mention {word!r}, got: {e}"
+        else:
+            raise AssertionError(f"quantize(net, {kwargs}) should raise ValueError")
 print("Task 15.5 visible tests passed")
 
 # %% [markdown]

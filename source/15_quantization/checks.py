@@ -8,6 +8,7 @@ from functools import partial
 
 import numpy as np
 
+from tinytorch_lib import fmt
 from tito.checks import StudentError, check, requires as shared_requires, task_first
 
 
@@ -80,8 +81,8 @@ def r4(a, digits=4) -> list:
 def _brief(v) -> str:
     if isinstance(v, np.ndarray):
         return f"got an array of shape {v.shape}, first values {r4(v.ravel()[:4])}"
-    text = f"got {v!r}" if not isinstance(v, StudentError) else f"it raised {v.type}: {v.message}"
-    return text if len(text) < 300 else text[:300] + " ..."
+    text = f"got {v!r}" if not isinstance(v, StudentError) else f"it raised {v.said}"
+    return text if len(text) < 300 or isinstance(v, StudentError) else text[:300] + " ..."  # said keeps `at`
 
 
 # The dependency hint words what came back with _brief.
@@ -124,7 +125,7 @@ def params(s):
         assert scale.shape == want_s.shape and zp.shape == want_z.shape, \
             f"{call}: expected scale and zero_point of shape {want_s.shape}, got {scale.shape}, {zp.shape}"
         assert np.allclose(scale, want_s, rtol=1e-5) and np.array_equal(zp, want_z), \
-            f"{call} ({how}): expected scale {want_s}, zero_point {want_z}; got {scale}, {zp}"
+            f"{call} ({how}): expected scale {want_s}, zero_point {want_z}; got {fmt(scale)}, {fmt(zp)}"
     s.expect_error("quantization_params(np.nan, 1.0)", "quantization_params(nan, 1.0)", ("NaN",))
     s.expect_error("quantization_params(-1.0, np.inf)", "quantization_params(-1, inf)")
     s.expect_error("quantization_params(np.array([0.0, -np.inf]), np.array([1.0, 1.0]))",
@@ -151,11 +152,11 @@ def quantize_tensor_(s):
         f"affine 8-bit of [-1, 0, 0.5, 3]: expected codes [-128, -64, -32, 127] (int8), got {q.tolist()} ({q.dtype})"
     back = s.value("dequantize_tensor(q, A(sc), A(zp))", q=q, sc=wrap(sc), zp=wrap(zp))
     assert back.dtype == np.float32 and np.allclose(back, (q.astype(np.int32) + 64) * np.float32(4 / 255), atol=1e-5), \
-        f"dequantized (q + 64) * 4/255: expected about [-1.0039, 0, 0.5020, 2.9961] as float32, got {back} ({back.dtype})"
+        f"dequantized (q + 64) * 4/255: expected about [-1.0039, 0, 0.5020, 2.9961] as float32, got {fmt(back)} ({back.dtype})"
     w = np.array([[0.1, -0.2, 0.05], [10.0, -5.0, 2.0]], dtype=np.float32)
     q, sc, zp = arrays(s, QT.format(kw="axis=0"), x=w)
     assert sc.shape == (2,) and np.allclose(sc, [0.2 / 127, 10.0 / 127]), \
-        f"per-row symmetric of the (2, 3) weight {w.tolist()}: expected scales [0.2/127, 10/127], got {sc}"
+        f"per-row symmetric of the (2, 3) weight {w.tolist()}: expected scales [0.2/127, 10/127], got {fmt(sc)}"
     back = s.value("dequantize_tensor(q, A(sc), A(zp), axis=0)", q=q, sc=wrap(sc), zp=wrap(zp))
     assert back.shape == w.shape and np.abs(back - w).max() <= sc.max() / 2 + 1e-6, \
         f"per-channel round trip of {w.tolist()}: error {np.abs(back - w).max() if back.shape == w.shape else back.shape} above scale / 2"
@@ -174,7 +175,7 @@ def quantize_tensor_(s):
         what = f"quantize_tensor of a random {shape} array, axis={axis}, symmetric={sym}"
         assert q.shape == x.shape and q.dtype == np.int8, f"{what}: expected int8 codes of shape {shape}, got {q.dtype} {q.shape}"
         assert sc.shape == want_s.shape and np.allclose(sc, want_s, rtol=1e-5) and np.array_equal(zp, want_z), \
-            f"{what}: expected scales {want_s} and zero points {want_z} (one per channel along axis {axis}), got {sc}, {zp}"
+            f"{what}: expected scales {want_s} and zero points {want_z} (one per channel along axis {fmt(axis)}), got {fmt(sc)}, {fmt(zp)}"
         back = s.value(f"dequantize_tensor(q, A(sc), A(zp), axis={axis})", q=q, sc=wrap(sc), zp=wrap(zp))
         bound = np.broadcast_to(along(want_s, None if axis is None else axis % x.ndim, x.ndim), x.shape) / 2
         err = np.abs(back - x)
@@ -198,13 +199,13 @@ def observers(s):
     task_first(s, "MinMaxObserver().observe(np.ones(2))", "15.3")
     s.run("m = MinMaxObserver(); m.observe(np.array([[0.5, -1.0], [2.0, 0.0]])); m.observe(Tensor([3.0, 1.0]))")
     got = s.value("tuple(float(v) for v in m.range())")
-    assert got == (-1.0, 3.0), f"MinMaxObserver after [[0.5, -1], [2, 0]] and [3, 1]: expected (-1.0, 3.0), got {got}"
+    assert got == (-1.0, 3.0), f"MinMaxObserver after [[0.5, -1], [2, 0]] and [3, 1]: expected (-1.0, 3.0), got {fmt(got)}"
     values = np.concatenate([np.linspace(-1, 1, 10_000), [50.0]])
     got = s.value("(lambda p: (p.observe(a), p.observe(b), tuple(float(v) for v in p.range()))[-1])(PercentileObserver(99.9))",
                   a=values[:5000], b=values[5000:])
     want = (np.percentile(values.astype(np.float32), 0.1), np.percentile(values.astype(np.float32), 99.9))
     assert np.allclose(got, want, atol=1e-4), \
-        f"PercentileObserver(99.9) of 10,000 values in [-1, 1] and one 50 (in two observe calls): expected about ({want[0]:.4f}, {want[1]:.4f}), got {got}"
+        f"PercentileObserver(99.9) of 10,000 values in [-1, 1] and one 50 (in two observe calls): expected about ({want[0]:.4f}, {want[1]:.4f}), got {fmt(got)}"
     rng = np.random.default_rng(5)
     chunks = [rng.standard_normal(n).astype(np.float32) * 3 for n in (100, 37, 250)]
     got = s.value("(lambda p: ([p.observe(c) for c in chunks], tuple(float(v) for v in p.range()))[-1])(PercentileObserver(95.0))",
@@ -212,18 +213,18 @@ def observers(s):
     allv = np.concatenate(chunks)
     want = (np.percentile(allv, 5.0), np.percentile(allv, 95.0))
     assert np.allclose(got, want, rtol=1e-5, atol=1e-6), \
-        f"PercentileObserver(95) over 3 random batches: expected np.percentile of all values at 5 and 95, {want}, got {got}"
+        f"PercentileObserver(95) over 3 random batches: expected np.percentile of all values at 5 and 95, {fmt(want)}, got {fmt(got)}"
     got = s.value("(lambda m: ([m.observe(c) for c in chunks], tuple(float(v) for v in m.range()))[-1])(MinMaxObserver())",
                   chunks=chunks)
     assert np.allclose(got, (allv.min(), allv.max())), \
-        f"MinMaxObserver over 3 random batches: expected ({allv.min()}, {allv.max()}), got {got}"
+        f"MinMaxObserver over 3 random batches: expected ({fmt(allv.min())}, {fmt(allv.max())}), got {fmt(got)}"
     s.expect_error("MinMaxObserver().range()", "MinMaxObserver().range() before any observe", ("MinMaxObserver", "no values"))
     s.expect_error("PercentileObserver().range()", "PercentileObserver().range() before any observe", ("PercentileObserver",))
     for cls in ("MinMaxObserver", "PercentileObserver"):
         s.expect_error(f"{cls}().observe(np.array([1.0, np.nan]))", f"{cls}().observe([1.0, nan])")
         s.expect_error(f"{cls}().observe(np.array([np.inf, 1.0]))", f"{cls}().observe([inf, 1.0])")
     got = s.value("(lambda p: (p.observe(np.array([3.0, -2.0, 1.0])), tuple(float(v) for v in p.range()))[-1])(PercentileObserver(100))")
-    assert got == (-2.0, 3.0), f"PercentileObserver(100) is min-max: of [3, -2, 1] expected (-2.0, 3.0), got {got}"
+    assert got == (-2.0, 3.0), f"PercentileObserver(100) is min-max: of [3, -2, 1] expected (-2.0, 3.0), got {fmt(got)}"
 
 
 # ---- Task 15.4 ---------------------------------------------------------------------------------
@@ -261,9 +262,12 @@ def quantized_linear(s):
     kind, got = s.value(FORWARD, x=x)
     want = x @ weight.T + bias
     assert kind == "Tensor" and got.shape == (2, 2) and got.dtype == np.float32, \
-        f"QuantizedLinear(3, 2) of x (2, 3): expected a float32 Tensor (2, 2), got {kind} {got.shape} {got.dtype}"
+        f"QuantizedLinear(3, 2) of x (2, 3): expected a float32 Tensor (2, 2), got {fmt(kind)} {got.shape} {got.dtype}"
     assert np.allclose(got, want, atol=0.02), \
         f"x = {x.tolist()}, weight {weight.tolist()}, bias [0.1, -0.2], input range (0, 2): expected about {r4(want)} (the float layer), got {r4(got)}"
+    for bad in ("np.nan", "np.inf", "-np.inf"):
+        s.expect_error(f"ql(Tensor(np.array([[1.0, {bad}, 0.0]], dtype=np.float32)))",
+                       f"QuantizedLinear(3, 2) on input [[1, {bad}, 0]] (int8 has no NaN)", ("QuantizedLinear", "NaN"))
     exact = ref_qlinear(x, case["w_q"], case["w_scale"], case["s_x"], case["z_x"], bias)
     assert np.allclose(got, exact, rtol=1e-5, atol=1e-6), \
         f"x = {x.tolist()}: the integer formula (q_x - z_x) @ q_w.T * s_x * s_w + bias gives {r4(exact, 5)}, got {r4(got, 5)}"
@@ -284,7 +288,7 @@ def quantized_linear(s):
         assert got.shape == (16, 32) and np.allclose(got, exact, rtol=1e-5, atol=1e-6), \
             f"{what}: expected the integer formula (q_x - z_x) @ q_w.T * s_x * s_w + bias, max difference " \
             f"{np.abs(got - exact).max() if got.shape == exact.shape else got.shape}"
-        assert np.abs(got - (xs @ big_w.T + big_b)).max() < tol, f"{what}: int8 should be within {tol} of float"
+        assert np.abs(got - (xs @ big_w.T + big_b)).max() < tol, f"{what}: int8 should be within {fmt(tol)} of float"
     case = qlinear_case(rng.uniform(-1, 1, (2, 4)).astype(np.float32), None, (0.0, 1.0))
     s.run(QLINEAR, **case)
     kind, got = s.value(FORWARD, x=np.ones((1, 4), np.float32))
@@ -363,7 +367,7 @@ def quantize_(s):
         f"layer 2's input range comes from the ReLU outputs it saw: expected input_scale {relu_out.max() / 255:.5g}, got {scales[1]:.5g}"
     s.run("h16 = quantize(net, dtype='fp16')")
     kind, dtype = s.value("(type(h16[0]).__name__, h16[0].weight.dtype)")
-    assert kind == "HalfLinear" and dtype == np.float16, f"fp16: Linear -> HalfLinear with float16 weights, got {kind} {dtype}"
+    assert kind == "HalfLinear" and dtype == np.float16, f"fp16: Linear -> HalfLinear with float16 weights, got {fmt(kind)} {dtype}"
     s.expect_error("quantize(net, calibration_data=[])", "quantize(net, calibration_data=[])", ("empty",))
     s.expect_error("quantize(net, dtype='int4')", "quantize(net, dtype='int4')", ("int4",))
     # a CNN, per tensor

@@ -54,6 +54,7 @@ from tinytorch_lib.training import build_model
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "layers", "spatial", "training", "quantization"):
     print(tinytorch_lib.origin(name))
@@ -73,8 +74,11 @@ for name in ("tensor", "layers", "spatial", "training", "quantization"):
 #         [0, 1, 0]]
 # ```
 #
-# The count removed is `round(amount * w.size)`; ties at the threshold are
-# broken by position (a stable sort), so the count is always exact.
+# The count removed is `round(amount * w.size)`, but never all of them:
+# `amount` 0.96 of 10 weights rounds to 10, and a layer with no weight left
+# computes nothing, which is what `amount = 1.0` (refused) would ask for. So
+# the count is capped at `w.size - 1`. Ties at the threshold are broken by
+# position (a stable sort), so the count is always exact.
 #
 # **Structured pruning** removes whole output channels: row `o` of a
 # `Linear` weight (one neuron) or filter `o` of a `Conv2d` weight, ranked by
@@ -89,12 +93,15 @@ for name in ("tensor", "layers", "spatial", "training", "quantization"):
 # weight's shape, `True` = keep. `amount` must be a number in `[0, 1)`:
 # otherwise `ValueError` (`magnitude_mask: amount must be in [0, 1), got 1.0; 1.0 would remove every weight`).
 #
-# - `magnitude_mask(w, amount)`: remove exactly `round(amount * w.size)`
-#   weights, those of smallest `|w|` (`np.argsort(np.abs(w), axis=None, kind="stable")`).
+# - `magnitude_mask(w, amount)`: remove exactly
+#   `min(round(amount * w.size), w.size - 1)` weights (rounding never removes
+#   the last one), those of smallest `|w|`
+#   (`np.argsort(np.abs(w), axis=None, kind="stable")`).
 # - `structured_mask(w, amount)`: channels are indexed by axis 0; remove
-#   exactly `round(amount * w.shape[0])` of them, those of smallest L2 norm
-#   over all their other axes (stable sort again); a removed channel is
-#   `False` everywhere.
+#   exactly `min(round(amount * w.shape[0]), w.shape[0] - 1)` of them (one
+#   channel always stays: `amount` 0.75 of 2 units removes 1, not 2), those
+#   of smallest L2 norm over all their other axes (stable sort again); a
+#   removed channel is `False` everywhere.
 
 # %% nbgrader={"grade": false, "grade_id": "masks", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
 def _check_amount(where: str, amount) -> float:
@@ -107,12 +114,12 @@ def _check_amount(where: str, amount) -> float:
 
 
 def magnitude_mask(w, amount) -> np.ndarray:
-    """bool mask of w's shape: False for the round(amount * w.size) smallest |w|."""
+    """bool mask of w's shape: False for the round(amount * w.size) smallest |w| (at most w.size - 1)."""
     w = np.asarray(w.data if isinstance(w, Tensor) else w)
     amount = _check_amount("magnitude_mask", amount)
-    # Task 16.1: stable argsort of |w| over all entries; the first k are removed
+    # Task 16.1: stable argsort of |w| over all entries; the first k are removed (k < w.size)
     ### BEGIN SOLUTION
-    k = int(round(amount * w.size))
+    k = min(int(round(amount * w.size)), max(w.size - 1, 0))
     mask = np.ones(w.size, dtype=bool)
     mask[np.argsort(np.abs(w), axis=None, kind="stable")[:k]] = False
     return mask.reshape(w.shape)
@@ -123,10 +130,10 @@ def structured_mask(w, amount) -> np.ndarray:
     """bool mask of w's shape: whole channels (axis 0) of smallest L2 norm removed."""
     w = np.asarray(w.data if isinstance(w, Tensor) else w)
     amount = _check_amount("structured_mask", amount)
-    # Task 16.1: L2 norm of each channel; stable argsort; remove round(amount * channels) of them
+    # Task 16.1: L2 norm of each channel; stable argsort; remove round(amount * channels) of them, never all
     ### BEGIN SOLUTION
     norms = np.sqrt((w.reshape(w.shape[0], -1).astype(np.float64) ** 2).sum(axis=1))
-    k = int(round(amount * w.shape[0]))
+    k = min(int(round(amount * w.shape[0])), max(w.shape[0] - 1, 0))
     keep = np.ones(w.shape[0], dtype=bool)
     keep[np.argsort(norms, kind="stable")[:k]] = False
     return np.broadcast_to(keep.reshape((-1,) + (1,) * (w.ndim - 1)), w.shape).copy()
@@ -135,20 +142,29 @@ def structured_mask(w, amount) -> np.ndarray:
 
 # %% nbgrader={"grade": true, "grade_id": "test_16_1_masks", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 16.1
-w = np.array([[0.9, -0.1, 0.3], [-0.05, 0.7, -0.2]], dtype=np.float32)
-m = magnitude_mask(w, 0.5)
-assert isinstance(m, np.ndarray) and m.dtype == bool and m.shape == (2, 3), f"expected a bool (2, 3) mask, got {type(m).__name__} {getattr(m, 'dtype', '')}"
-assert m.tolist() == [[True, False, True], [False, True, False]], f"magnitude_mask({w.tolist()}, 0.5): expected [[T, F, T], [F, T, F]], got {m.tolist()}"
-assert magnitude_mask(w, 0.0).all(), "amount 0 keeps every weight"
-s = structured_mask(w, 0.5)
-assert s.tolist() == [[True, True, True], [False, False, False]], \
-    f"structured_mask of rows with norms 0.955 and 0.732, amount 0.5: expected row 1 removed, got {s.tolist()}"
-try:
-    magnitude_mask(w, 1.0)
-except ValueError as e:
-    assert "amount" in str(e) and "1.0" in str(e), f"amount 1.0: the error should name amount and 1.0, got: {e}"
-else:
-    raise AssertionError("magnitude_mask with amount 1.0 should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("16.1"):
+    w = np.array([[0.9, -0.1, 0.3], [-0.05, 0.7, -0.2]], dtype=np.float32)
+    m = magnitude_mask(w, 0.5)
+    assert isinstance(m, np.ndarray) and m.dtype == bool and m.shape == (2, 3), f"expected a bool (2, 3) mask, got {type(m).__name__} {getattr(m, 'dtype', '')}"
+    assert m.tolist() == [[True, False, True], [False, True, False]], f"magnitude_mask({w.tolist()}, 0.5): expected [[T, F, T], [F, T, F]], got {m.tolist()}"
+    assert magnitude_mask(w, 0.0).all(), "amount 0 keeps every weight"
+    s = structured_mask(w, 0.5)
+    assert s.tolist() == [[True, True, True], [False, False, False]], \
+        f"structured_mask of rows with norms 0.955 and 0.732, amount 0.5: expected row 1 removed, got {s.tolist()}"
+    try:
+        magnitude_mask(w, 1.0)
+    except ValueError as e:
+        assert "amount" in str(e) and "1.0" in str(e), f"amount 1.0: the error should name amount and 1.0, got: {e}"
+    else:
+        raise AssertionError("magnitude_mask with amount 1.0 should raise ValueError")
+    ten = np.arange(1, 11, dtype=np.float32)
+    kept = int(magnitude_mask(ten, 0.96).sum())
+    assert kept == 1, f"magnitude_mask of 10 weights [1, ..., 10], amount 0.96: round(9.6) = 10, capped at 9 removed; expected 1 kept, got {kept}"
+    two = np.stack([np.full(30, 1.0), np.full(30, 2.0)]).astype(np.float32)
+    rows = structured_mask(two, 0.75)[:, 0].tolist()
+    assert rows == [False, True], f"structured_mask of a (2, 30) weight (row norms 5.48, 10.95), amount 0.75: round(1.5) = 2, capped at 1; expected rows kept [False, True], got {rows}"
 print("Task 16.1 visible tests passed")
 
 # %% [markdown]
@@ -172,7 +188,8 @@ print("Task 16.1 visible tests passed")
 # Three methods: `"magnitude"` (each layer loses `amount` of its own
 # weights), `"global"` (one threshold over all layers' `|w|` together: layers
 # with many small weights lose more, and the total removed is `amount`), and
-# `"structured"` (each layer loses `amount` of its output channels). The
+# `"structured"` (each layer loses `amount` of its output channels; every
+# layer keeps at least one weight or channel, as Task 16.1's masks do). The
 # last layer's outputs are the class scores: structured pruning leaves that
 # layer alone (removing a class's row would remove the class).
 #
@@ -271,31 +288,37 @@ def prune(model: Module, amount, method: str = "magnitude") -> Module:
 
 # %% nbgrader={"grade": true, "grade_id": "test_16_2_prune", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 16.2
-from tinytorch_lib.activations import ReLU
-from tinytorch_lib.layers import Sequential
-from tinytorch_lib.optimizers import SGD
+from tinytorch_lib.testing import task
 
-net = Sequential(Linear(10, 20, rng=0), ReLU(), Linear(20, 5, rng=1))
-original = net[0].weight.data.copy()
-p = prune(net, 0.6)
-assert np.array_equal(net[0].weight.data, original) and "weight_mask" not in net[0]._buffers, "prune must leave the original model unchanged"
-sp = sparsity(p)
-assert abs(sp["0"] - 0.6) < 1e-9 and abs(sp["2"] - 0.6) < 1e-9, f"magnitude 0.6: expected each layer 60% zeros, got {sp}"
-assert "0.weight_mask" in p.state_dict() and p.state_dict()["0.weight_mask"].dtype == bool, "the mask should be a bool buffer in state_dict"
-x = Tensor(np.random.default_rng(0).standard_normal((4, 10)).astype(np.float32))
-opt = SGD(p.parameters(), lr=0.5)
-p(x).sum().backward()
-opt.step()
-p(x)
-assert (p[0].weight.data[~p[0].weight_mask.data] == 0).all(), "after an optimizer step and a forward pass, pruned weights must be 0 again"
-g = prune(net, 0.5, "global")
-assert abs(sparsity(g)["total"] - 0.5) < 1e-9, f"global 0.5: expected 50% zeros over all weights, got {sparsity(g)}"
-try:
-    prune(net, 0.5, "random")
-except ValueError as e:
-    assert "random" in str(e), f"method 'random': the error should name it, got: {e}"
-else:
-    raise AssertionError("prune with method 'random' should raise ValueError")
+with task("16.2", uses={"16.1": "magnitude_mask, structured_mask"}):
+    from tinytorch_lib.activations import ReLU
+    from tinytorch_lib.layers import Sequential
+    from tinytorch_lib.optimizers import SGD
+
+    net = Sequential(Linear(10, 20, rng=0), ReLU(), Linear(20, 5, rng=1))
+    original = net[0].weight.data.copy()
+    p = prune(net, 0.6)
+    assert np.array_equal(net[0].weight.data, original) and "weight_mask" not in net[0]._buffers, "prune must leave the original model unchanged"
+    sp = sparsity(p)
+    assert abs(sp["0"] - 0.6) < 1e-9 and abs(sp["2"] - 0.6) < 1e-9, f"magnitude 0.6: expected each layer 60% zeros, got {fmt(sp)}"
+    assert "0.weight_mask" in p.state_dict() and p.state_dict()["0.weight_mask"].dtype == bool, "the mask should be a bool buffer in state_dict"
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 10)).astype(np.float32))
+    opt = SGD(p.parameters(), lr=0.5)
+    p(x).sum().backward()
+    opt.step()
+    p(x)
+    assert (p[0].weight.data[~p[0].weight_mask.data] == 0).all(), "after an optimizer step and a forward pass, pruned weights must be 0 again"
+    g = prune(net, 0.5, "global")
+    assert abs(sparsity(g)["total"] - 0.5) < 1e-9, f"global 0.5: expected 50% zeros over all weights, got {fmt(sparsity(g))}"
+    try:
+        prune(net, 0.5, "random")
+    except ValueError as e:
+        assert "random" in str(e), f"method 'random': the error should name it, got: {e}"
+    else:
+        raise AssertionError("prune with method 'random' should raise ValueError")
+    small = Sequential(Linear(30, 2, rng=0), ReLU(), Linear(2, 3, rng=1))
+    units = int(prune(small, 0.75, "structured")[0].weight_mask.data.any(axis=1).sum())
+    assert units == 1, f"prune(Linear(30, 2), ReLU, Linear(2, 3)), 0.75, 'structured'): layer 0 should keep 1 of its 2 units (never all removed), got {units}"
 print("Task 16.2 visible tests passed")
 
 # %% [markdown]
@@ -382,17 +405,20 @@ def from_csr(values, indices, indptr, shape) -> np.ndarray:
 
 # %% nbgrader={"grade": true, "grade_id": "test_16_3_formats", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 16.3
-w = np.array([[0, 5, 0, 0], [0, 0, 7, 8]], dtype=np.float32)
-bits, values = to_bitmask(w)
-assert bits.dtype == np.uint8 and bits.tolist() == [0x43] and values.tolist() == [5, 7, 8], \
-    f"to_bitmask of {w.tolist()}: expected bits [0x43] and values [5, 7, 8], got {bits.tolist()}, {values.tolist()}"
-back = from_bitmask(bits, values, w.shape)
-assert back.dtype == np.float32 and np.array_equal(back, w), f"from_bitmask: expected {w.tolist()}, got {back.tolist()}"
-v, idx, ptr = to_csr(w)
-assert v.tolist() == [5, 7, 8] and idx.tolist() == [1, 2, 3] and ptr.tolist() == [0, 1, 3], \
-    f"to_csr of {w.tolist()}: expected values [5, 7, 8], indices [1, 2, 3], indptr [0, 1, 3], got {v.tolist()}, {idx.tolist()}, {ptr.tolist()}"
-assert idx.dtype == np.int16 and ptr.dtype == np.int32, f"expected int16 indices and int32 indptr, got {idx.dtype}, {ptr.dtype}"
-assert np.array_equal(from_csr(v, idx, ptr, w.shape), w), "from_csr should rebuild w exactly"
+from tinytorch_lib.testing import task
+
+with task("16.3"):
+    w = np.array([[0, 5, 0, 0], [0, 0, 7, 8]], dtype=np.float32)
+    bits, values = to_bitmask(w)
+    assert bits.dtype == np.uint8 and bits.tolist() == [0x43] and values.tolist() == [5, 7, 8], \
+        f"to_bitmask of {w.tolist()}: expected bits [0x43] and values [5, 7, 8], got {bits.tolist()}, {values.tolist()}"
+    back = from_bitmask(bits, values, w.shape)
+    assert back.dtype == np.float32 and np.array_equal(back, w), f"from_bitmask: expected {w.tolist()}, got {back.tolist()}"
+    v, idx, ptr = to_csr(w)
+    assert v.tolist() == [5, 7, 8] and idx.tolist() == [1, 2, 3] and ptr.tolist() == [0, 1, 3], \
+        f"to_csr of {w.tolist()}: expected values [5, 7, 8], indices [1, 2, 3], indptr [0, 1, 3], got {v.tolist()}, {idx.tolist()}, {ptr.tolist()}"
+    assert idx.dtype == np.int16 and ptr.dtype == np.int32, f"expected int16 indices and int32 indptr, got {idx.dtype}, {ptr.dtype}"
+    assert np.array_equal(from_csr(v, idx, ptr, w.shape), w), "from_csr should rebuild w exactly"
 print("Task 16.3 visible tests passed")
 
 # %% [markdown]
@@ -593,24 +619,27 @@ def load_compressed(path) -> tuple:
 
 # %% nbgrader={"grade": true, "grade_id": "test_16_4_save_load", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 16.4
-import tempfile
+from tinytorch_lib.testing import task
 
-tmp = Path(tempfile.mkdtemp())
-net = Sequential(Linear(30, 40, rng=0), ReLU(), Linear(40, 10, rng=1))
-pruned = make_permanent(prune(net, 0.8))
-size = save_compressed(tmp / "p.ttc", pruned, lzma=False)
-assert size == (tmp / "p.ttc").stat().st_size, f"save_compressed should return the file's size {(tmp / 'p.ttc').stat().st_size}, got {size}"
-loaded, meta = load_compressed(tmp / "p.ttc")
-x = Tensor(np.random.default_rng(0).uniform(0, 1, (5, 30)).astype(np.float32))
-assert np.array_equal(loaded(x).data, pruned(x).data), "the loaded model should give exactly the pruned model's outputs"
-dense = sum(a.nbytes for a in pruned.state_dict().values())
-assert size < 0.5 * dense, f"80% pruned, bitmask + float32 values, no lzma: expected under half of the {dense:,} dense bytes, got {size:,}"
-try:
-    save_compressed(tmp / "m.ttc", prune(net, 0.5))
-except ValueError as e:
-    assert "make_permanent" in str(e), f"saving with masks: the error should say make_permanent, got: {e}"
-else:
-    raise AssertionError("save_compressed of a model with pruning masks should raise ValueError")
+with task("16.4", uses={"16.2": "prune", "16.3": "to_bitmask, from_bitmask"}):
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp())
+    net = Sequential(Linear(30, 40, rng=0), ReLU(), Linear(40, 10, rng=1))
+    pruned = make_permanent(prune(net, 0.8))
+    size = save_compressed(tmp / "p.ttc", pruned, lzma=False)
+    assert size == (tmp / "p.ttc").stat().st_size, f"save_compressed should return the file's size {(tmp / 'p.ttc').stat().st_size}, got {size}"
+    loaded, meta = load_compressed(tmp / "p.ttc")
+    x = Tensor(np.random.default_rng(0).uniform(0, 1, (5, 30)).astype(np.float32))
+    assert np.array_equal(loaded(x).data, pruned(x).data), "the loaded model should give exactly the pruned model's outputs"
+    dense = sum(a.nbytes for a in pruned.state_dict().values())
+    assert size < 0.5 * dense, f"80% pruned, bitmask + float32 values, no lzma: expected under half of the {dense:,} dense bytes, got {size:,}"
+    try:
+        save_compressed(tmp / "m.ttc", prune(net, 0.5))
+    except ValueError as e:
+        assert "make_permanent" in str(e), f"saving with masks: the error should say make_permanent, got: {e}"
+    else:
+        raise AssertionError("save_compressed of a model with pruning masks should raise ValueError")
 print("Task 16.4 visible tests passed")
 
 # %% [markdown]

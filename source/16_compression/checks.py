@@ -8,6 +8,7 @@ from functools import partial
 
 import numpy as np
 
+from tinytorch_lib import fmt
 from tito.checks import Plain, StudentError, check, requires as shared_requires, task_first
 
 
@@ -20,7 +21,7 @@ from tito.checks import Plain, StudentError, check, requires as shared_requires,
 def ref_magnitude(w, amount):
     w = np.asarray(w)
     keep = np.ones(w.size, bool)
-    keep[np.argsort(np.abs(w), axis=None, kind="stable")[:int(round(amount * w.size))]] = False
+    keep[np.argsort(np.abs(w), axis=None, kind="stable")[:min(int(round(amount * w.size)), max(w.size - 1, 0))]] = False
     return keep.reshape(w.shape)
 
 
@@ -28,15 +29,15 @@ def ref_structured(w, amount):
     w = np.asarray(w)
     norms = np.sqrt((w.reshape(w.shape[0], -1).astype(np.float64) ** 2).sum(axis=1))
     keep = np.ones(w.shape[0], bool)
-    keep[np.argsort(norms, kind="stable")[:int(round(amount * w.shape[0]))]] = False
+    keep[np.argsort(norms, kind="stable")[:min(int(round(amount * w.shape[0])), max(w.shape[0] - 1, 0))]] = False
     return np.broadcast_to(keep.reshape((-1,) + (1,) * (w.ndim - 1)), w.shape).copy()
 
 
 def array_shape_brief(got) -> str:
     """What came back, for requires(): an array by its shape."""
-    brief = f"it raised {got.type}: {got.message}" if isinstance(got, StudentError) else \
+    brief = f"it raised {got.said}" if isinstance(got, StudentError) else \
         (f"got an array of shape {got.shape}" if isinstance(got, np.ndarray) else f"got {got!r}")
-    return brief[:300]
+    return brief if isinstance(got, StudentError) else brief[:300]  # said is short and keeps `at`
 
 
 # The dependency hint words what came back with array_shape_brief.
@@ -51,7 +52,7 @@ def masks(s):
     s = Plain(s)
     w = np.array([[0.9, -0.1, 0.3], [-0.05, 0.7, -0.2]], dtype=np.float32)
     kind, m = s.value(MASK.format(call="magnitude_mask(w, 0.5)"), w=w)
-    assert kind == "ndarray" and m.dtype == bool and m.shape == (2, 3), f"expected a bool (2, 3) mask, got {kind} {m.dtype} {m.shape}"
+    assert kind == "ndarray" and m.dtype == bool and m.shape == (2, 3), f"expected a bool (2, 3) mask, got {fmt(kind)} {m.dtype} {m.shape}"
     assert m.tolist() == [[True, False, True], [False, True, False]], \
         f"magnitude_mask({w.tolist()}, 0.5): expected [[T, F, T], [F, T, F]], got {m.tolist()}"
     _, m = s.value(MASK.format(call="magnitude_mask(w, 0.0)"), w=w)
@@ -62,7 +63,7 @@ def masks(s):
     s.expect_error("magnitude_mask(w, 1.0)", "magnitude_mask with amount 1.0", ("amount", "1.0"), w=w)
     ties = np.ones((4, 5), dtype=np.float32)
     _, m = s.value(MASK.format(call="magnitude_mask(w, 0.35)"), w=ties)
-    assert (~m).sum() == 7, f"20 equal weights, amount 0.35: exactly round(7.0) = 7 removed, got {(~m).sum()}"
+    assert (~m).sum() == 7, f"20 equal weights, amount 0.35: exactly round(7.0) = 7 removed, got {fmt((~m).sum())}"
     assert (~m).ravel()[:7].all(), f"ties are removed in position order (stable sort): expected the first 7 removed, got {m.tolist()}"
     rng = np.random.default_rng(0)
     conv = rng.standard_normal((6, 2, 3, 3)).astype(np.float32)
@@ -78,8 +79,8 @@ def masks(s):
         _, m = s.value(MASK.format(call=f"magnitude_mask(w, {amount})"), w=x)
         want = ref_magnitude(x, amount)
         assert m.shape == want.shape and np.array_equal(m, want), \
-            f"magnitude_mask of a random {shape} array, amount {amount}: expected the {int(round(amount * x.size))} smallest |w| removed, " \
-            f"got {(~m).sum()} removed, {int((m != want).sum()) if m.shape == want.shape else m.shape} positions differ"
+            f"magnitude_mask of a random {shape} array, amount {fmt(amount)}: expected the {fmt(int(round(amount * x.size)))} smallest |w| removed, " \
+            f"got {fmt((~m).sum())} removed, {int((m != want).sum()) if m.shape == want.shape else m.shape} positions differ"
     x = rng.standard_normal((10, 4)).astype(np.float32) * rng.uniform(0.1, 3, (10, 1)).astype(np.float32)
     _, m = s.value(MASK.format(call="structured_mask(w, 0.45)"), w=x)
     want = ref_structured(x, 0.45)
@@ -88,6 +89,17 @@ def masks(s):
     for bad in ("-0.1", "1.5", "'half'"):
         s.expect_error(f"structured_mask(w, {bad})", f"structured_mask with amount {bad}", w=conv)
     s.expect_error("magnitude_mask(w, True)", "magnitude_mask with amount True (a bool is not an amount)", w=w)
+    for w_, amount in ((np.arange(1, 11, dtype=np.float32), 0.96), (rng.standard_normal((3, 3)).astype(np.float32), 0.99)):
+        _, m = s.value(MASK.format(call=f"magnitude_mask(w, {amount})"), w=w_)
+        assert int(m.sum()) == 1, (f"magnitude_mask of {fmt(w_.size)} weights, amount {fmt(amount)}: round({amount * w_.size:.3g}) "
+                                   f"removes all, capped at {w_.size - 1}: expected 1 kept, got {int(m.sum())}")
+    for shape, amount in (((2, 30), 0.75), ((3, 2, 3, 3), 0.9)):
+        w_ = rng.standard_normal(shape).astype(np.float32)
+        _, m = s.value(MASK.format(call=f"structured_mask(w, {amount})"), w=w_)
+        want = ref_structured(w_, amount)
+        assert np.array_equal(m, want), (f"structured_mask of a {shape} weight, amount {fmt(amount)}: never every channel; "
+                                         f"expected channels kept {want.reshape(shape[0], -1)[:, 0].tolist()}, got "
+                                         f"{m.reshape(shape[0], -1)[:, 0].tolist() if m.shape == shape else m.shape}")
 
 
 NET = """
@@ -119,7 +131,7 @@ def prune_(s):
     assert np.array_equal(got[0], w0) and not got[1] and got[2], "prune must leave the original model unchanged (work on copy.deepcopy(model))"
     pw0, pw2 = s.value("(p[0].weight.data, p[2].weight.data)")
     sp = sparsity_of((pw0, pw2))
-    assert abs(sp[0] - 0.6) < 1e-9 and abs(sp[1] - 0.6) < 1e-9, f"magnitude 0.6: expected each layer 60% zeros, got layers 0 and 2: {sp}"
+    assert abs(sp[0] - 0.6) < 1e-9 and abs(sp[1] - 0.6) < 1e-9, f"magnitude 0.6: expected each layer 60% zeros, got layers 0 and 2: {fmt(sp)}"
     want0, want2 = ref_magnitude(w0, 0.6), ref_magnitude(w2, 0.6)
     assert np.array_equal(pw0 != 0, want0) and np.array_equal(pw2 != 0, want2), \
         "magnitude 0.6: each layer should lose its own 60% of smallest |w| (magnitude_mask of its weight)"
@@ -134,7 +146,7 @@ def prune_(s):
     s.run("g = prune(net, 0.5, 'global')")
     gw = s.value("[l.weight.data for _, l in prunable_layers(g)]")
     total = sum(int((w == 0).sum()) for w in gw) / sum(w.size for w in gw)
-    assert abs(total - 0.5) < 1e-9, f"global 0.5: expected 50% zeros over all weights, got {total}"
+    assert abs(total - 0.5) < 1e-9, f"global 0.5: expected 50% zeros over all weights, got {fmt(total)}"
     keep = ref_magnitude(np.concatenate([w0.ravel(), w2.ravel()]), 0.5)
     assert np.array_equal(np.concatenate([w.ravel() for w in gw]) != 0, keep), \
         "global 0.5: the 50% smallest |w| over both layers together should be removed"
@@ -150,14 +162,17 @@ g2 = prune(Sequential(big, ReLU(), small), 0.5, 'global')
     gw, gm = s.value("([l.weight.data for _, l in prunable_layers(g2)], [l.weight_mask.data for _, l in prunable_layers(g2)])")
     sp = sparsity_of(gw)
     assert sp[1] == 0.0 and abs(sp[0] - 0.55) < 1e-9, \
-        f"global 0.5 over Linear(40, 10) and a Linear(10, 4) of 100x larger weights: expected 220 of layer 0's 400 removed (0.55) and none of layer 2's, got {sp}"
+        f"global 0.5 over Linear(40, 10) and a Linear(10, 4) of 100x larger weights: expected 220 of layer 0's 400 removed (0.55) and none of layer 2's, got {fmt(sp)}"
     assert sum(int((~m).sum()) for m in gm) == 220, "global 0.5 of 440 weights: exactly 220 removed"
     s.run("st = prune(net, 0.25, 'structured')")
     sw0, sw2 = s.value("(st[0].weight.data, st[2].weight.data)")
     rows = (sw0 == 0).all(axis=1)
     assert rows.sum() == 5 and (sw2 == 0).mean() == 0.0, \
-        f"structured 0.25: 5 of layer 0's 20 rows removed, the last layer untouched; got {rows.sum()} rows, last layer {(sw2 == 0).mean():.2f} zeros"
+        f"structured 0.25: 5 of layer 0's 20 rows removed, the last layer untouched; got {fmt(rows.sum())} rows, last layer {(sw2 == 0).mean():.2f} zeros"
     assert np.array_equal(~rows, ref_structured(w0, 0.25)[:, 0]), "structured 0.25: the 5 rows of smallest L2 norm should be removed"
+    units = s.value("int(prune(Sequential(Linear(30, 2, rng=0), ReLU(), Linear(2, 3, rng=1)), 0.75, 'structured')[0]"
+                    ".weight_mask.data.any(axis=1).sum())")
+    assert units == 1, f"prune(Linear(30, 2), ReLU, Linear(2, 3)), 0.75, 'structured'): layer 0 should keep 1 of its 2 units, got {units}"
     s.run("perm = make_permanent(prune(net, 0.6))")
     got = s.value("('weight_mask' in perm[0]._buffers, bool(perm[0]._forward_pre_hooks), perm[0].weight.data)")
     assert not got[0] and not got[1] and abs((got[2] == 0).mean() - 0.6) < 1e-9, "make_permanent: hooks and masks gone, zeros kept"
@@ -192,9 +207,9 @@ def formats(s):
         name = f"a random {shape} {np.dtype(dtype).name} array, 70% zeros"
         b, vals = s.value(BITMASK, x=x)
         assert b.nbytes == -(-x.size // 8) and np.array_equal(b, np.packbits((x != 0).ravel())), \
-            f"to_bitmask of {name}: expected {x.size} bits packed into {-(-x.size // 8)} bytes (np.packbits of w != 0), got {b.nbytes} bytes"
+            f"to_bitmask of {name}: expected {x.size} bits packed into {fmt(-(-x.size // 8))} bytes (np.packbits of w != 0), got {b.nbytes} bytes"
         assert vals.dtype == x.dtype and np.array_equal(vals, x[x != 0]), \
-            f"to_bitmask of {name}: values should be the {np.count_nonzero(x)} nonzeros in row-major order, as {x.dtype}; got {vals.size} of {vals.dtype}"
+            f"to_bitmask of {name}: values should be the {fmt(np.count_nonzero(x))} nonzeros in row-major order, as {x.dtype}; got {fmt(vals.size)} of {vals.dtype}"
         y = s.value("np.asarray(from_bitmask(b, v, shape, dtype))", b=b, v=vals, shape=shape, dtype=np.dtype(dtype))
         assert y.dtype == dtype and np.array_equal(y, x), f"bitmask round trip of {name} is not exact"
         if len(shape) == 2:
@@ -238,7 +253,7 @@ def save_load(s):
              lambda r: r == ([0x43], [5, 7, 8]), "to_bitmask([[0, 5, 0, 0], [0, 0, 7, 8]]) did not give ([0x43], [5, 7, 8])", "16.3", "16.4")
     s.run(SETUP, w0=w0, w2=w2)
     size, on_disk = s.value("(save_compressed(tmp / 'p.ttc', pruned, lzma=False), (tmp / 'p.ttc').stat().st_size)")
-    assert size == on_disk, f"save_compressed should return the file's size {on_disk}, got {size!r}"
+    assert size == on_disk, f"save_compressed should return the file's size {fmt(on_disk)}, got {size!r}"
     x = np.random.default_rng(0).uniform(0, 1, (5, 30)).astype(np.float32)
     s.run("loaded, meta = load_compressed(tmp / 'p.ttc')")
     got, want = s.value("(loaded(Tensor(x)).data, pruned(Tensor(x)).data)", x=x)
@@ -253,7 +268,7 @@ def save_load(s):
                                 "(_unpack((tmp / 'p.ttc').read_bytes()))")
     want_entries = {k: ("bitmask" if v.ndim >= 2 and (v == 0).mean() >= 0.5 else "dense", v.dtype.str, v.shape) for k, v in state.items()}
     assert entries == want_entries, \
-        f"header entries (format, dtype, shape): expected {want_entries} (bitmask where ndim >= 2 and at least half zeros), got {entries}"
+        f"header entries (format, dtype, shape): expected {want_entries} (bitmask where ndim >= 2 and at least half zeros), got {fmt(entries)}"
     want_blob = sum(-(-v.size // 8) + int(np.count_nonzero(v)) * v.itemsize if entries[k][0] == "bitmask" else v.nbytes
                     for k, v in state.items())
     assert blob_len == want_blob, f"the blob should hold the packed bits and nonzero values of bitmask entries and the raw bytes of dense ones: {want_blob:,} bytes expected, got {blob_len:,}"
@@ -267,7 +282,7 @@ q2, meta2 = load_compressed(tmp / 'q.ttc')
 """, x=x)
     got, want, meta2, qsize = s.value("(q2(Tensor(x)).data, q(Tensor(x)).data, meta2, qsize)", x=x)
     assert np.array_equal(got, want) and meta2 == {"note": "pruned + int8"}, \
-        f"pruned + int8 with lzma: same outputs and meta after loading; meta {meta2!r}, outputs {'equal' if np.array_equal(got, want) else 'different'}"
+        f"pruned + int8 with lzma: same outputs and meta after loading; meta {meta2!r}, outputs {fmt('equal' if np.array_equal(got, want) else 'different')}"
     codes, orig = s.value("(q2[0].weight_q.data, q[0].weight_q.data)")
     assert codes.dtype == np.int8 and np.array_equal(codes, orig), f"int8 codes come back as int8, exactly; got {codes.dtype}"
     assert isinstance(qsize, int) and qsize < size, f"int8 + lzma ({qsize:,} bytes) should be smaller than float32 bitmask without lzma ({size:,})"

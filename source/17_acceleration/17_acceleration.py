@@ -76,6 +76,7 @@ from tinytorch_lib.transformer import GPT, MLP, LayerNorm, TransformerBlock
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "layers", "autograd", "spatial", "attention", "training", "transformer"):
     print(tinytorch_lib.origin(name))
@@ -237,19 +238,22 @@ def conv2d_positions(x, weight, bias=None, stride: int = 1, padding: int = 0) ->
 
 # %% nbgrader={"grade": true, "grade_id": "test_17_1_positions", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 17.1
-got = conv2d_positions(x_ex, w_ex)
-assert isinstance(got, np.ndarray) and got.shape == (1, 1, 2, 2), \
-    f"worked example (1, 1, 3, 3) input, (1, 1, 2, 2) filter: expected an array (1, 1, 2, 2), got {type(got).__name__} {getattr(got, 'shape', '')}"
-assert np.array_equal(got[0, 0], [[6, 8], [12, 14]]), f"worked example: expected [[6, 8], [12, 14]], got {got[0, 0].tolist()}"
-assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
-rng = np.random.default_rng(0)
-for shape_x, shape_w, s, p in [((2, 3, 6, 7), (4, 3, 3, 3), 1, 1), ((2, 2, 7, 7), (3, 2, 3, 2), 2, 0)]:
-    xr, wr, br = rng.standard_normal(shape_x), rng.standard_normal(shape_w), rng.standard_normal(shape_w[0])
-    want = conv2d_reference(xr, wr, br, s, p)
-    got = conv2d_positions(xr, wr, br, s, p)
-    assert got.shape == want.shape, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: expected shape {want.shape}, got {got.shape}"
-    err = relative_error(got, want)
-    assert err < TOLERANCE, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: relative error {err:.2e} from Module 09's conv2d (need < 1e-5)"
+from tinytorch_lib.testing import task
+
+with task("17.1"):
+    got = conv2d_positions(x_ex, w_ex)
+    assert isinstance(got, np.ndarray) and got.shape == (1, 1, 2, 2), \
+        f"worked example (1, 1, 3, 3) input, (1, 1, 2, 2) filter: expected an array (1, 1, 2, 2), got {type(got).__name__} {getattr(got, 'shape', '')}"
+    assert np.array_equal(got[0, 0], [[6, 8], [12, 14]]), f"worked example: expected [[6, 8], [12, 14]], got {got[0, 0].tolist()}"
+    assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
+    rng = np.random.default_rng(0)
+    for shape_x, shape_w, s, p in [((2, 3, 6, 7), (4, 3, 3, 3), 1, 1), ((2, 2, 7, 7), (3, 2, 3, 2), 2, 0)]:
+        xr, wr, br = rng.standard_normal(shape_x), rng.standard_normal(shape_w), rng.standard_normal(shape_w[0])
+        want = conv2d_reference(xr, wr, br, s, p)
+        got = conv2d_positions(xr, wr, br, s, p)
+        assert got.shape == want.shape, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: expected shape {want.shape}, got {got.shape}"
+        err = relative_error(got, want)
+        assert err < TOLERANCE, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: relative error {err:.2e} from Module 09's conv2d (need < 1e-5)"
 print("Task 17.1 visible tests passed")
 
 # %% [markdown]
@@ -329,41 +333,44 @@ def im2col(x, kh: int, kw: int, stride: int = 1, padding: int = 0) -> np.ndarray
 
 # %% nbgrader={"grade": true, "grade_id": "test_17_2_im2col", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 17.2: against a loop that reads the definition cols[(n, y, z), (c, i, j)] = xpad[n, c, y*s + i, z*s + j]
-def im2col_loops(x, kh, kw, s, p):
-    n, c, h, w = x.shape
-    xpad = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
-    h_out, w_out = (h + 2 * p - kh) // s + 1, (w + 2 * p - kw) // s + 1
-    return np.array([[xpad[b, ch, y * s + i, z * s + j] for ch in range(c) for i in range(kh) for j in range(kw)]
-                     for b in range(n) for y in range(h_out) for z in range(w_out)], dtype=x.dtype)
+from tinytorch_lib.testing import task
+
+with task("17.2"):
+    def im2col_loops(x, kh, kw, s, p):
+        n, c, h, w = x.shape
+        xpad = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+        h_out, w_out = (h + 2 * p - kh) // s + 1, (w + 2 * p - kw) // s + 1
+        return np.array([[xpad[b, ch, y * s + i, z * s + j] for ch in range(c) for i in range(kh) for j in range(kw)]
+                         for b in range(n) for y in range(h_out) for z in range(w_out)], dtype=x.dtype)
 
 
-def first_difference(got, want, x_shape, kh, kw, s, p):
-    """Where cols first differ, named as (image, output position) for the row and (channel, offset) for the column."""
-    h_out, w_out = (x_shape[2] + 2 * p - kh) // s + 1, (x_shape[3] + 2 * p - kw) // s + 1
-    r, col = (int(v) for v in np.argwhere(got != want)[0])
-    b, y, z = r // (h_out * w_out), r // w_out % h_out, r % w_out
-    ch, i, j = col // (kh * kw), col // kw % kh, col % kw
-    return (f"first difference at row {r} (image {b}, output position ({y}, {z})), column {col} (channel {ch}, "
-            f"kernel offset ({i}, {j})): expected {want[r, col]:.4g}, got {got[r, col]:.4g}")
+    def first_difference(got, want, x_shape, kh, kw, s, p):
+        """Where cols first differ, named as (image, output position) for the row and (channel, offset) for the column."""
+        h_out, w_out = (x_shape[2] + 2 * p - kh) // s + 1, (x_shape[3] + 2 * p - kw) // s + 1
+        r, col = (int(v) for v in np.argwhere(got != want)[0])
+        b, y, z = r // (h_out * w_out), r // w_out % h_out, r % w_out
+        ch, i, j = col // (kh * kw), col // kw % kh, col % kw
+        return (f"first difference at row {r} (image {b}, output position ({y}, {z})), column {col} (channel {ch}, "
+                f"kernel offset ({i}, {j})): expected {want[r, col]:.4g}, got {got[r, col]:.4g}")
 
 
-got = im2col(x_ex, 2, 2)
-want = np.array([[1, 2, 4, 5], [2, 3, 5, 6], [4, 5, 7, 8], [5, 6, 8, 9]], dtype=np.float32)
-assert isinstance(got, np.ndarray) and got.shape == (4, 4), f"worked example (1, 1, 3, 3), 2x2 kernel: expected shape (4, 4), got {getattr(got, 'shape', type(got).__name__)}"
-assert np.array_equal(got, want), f"worked example: expected\n{want}\ngot\n{got}"
-assert got.dtype == np.float32, f"float32 input: cols should be float32, got {got.dtype}"
-row = im2col(np.arange(18.0).reshape(1, 2, 3, 3), 2, 2)[0].tolist()
-assert row == [0, 1, 3, 4, 9, 10, 12, 13], \
-    (f"two channels 0..8 and 9..17 (1, 2, 3, 3), 2x2 kernel: the first row holds channel 0's 2x2 patch, then channel 1's: "
-     f"expected [0, 1, 3, 4, 9, 10, 12, 13], got {row} (columns run over (channel, kernel row, kernel column))")
-rng = np.random.default_rng(1)
-for shape_x, kh, kw, s, p in [((2, 3, 5, 6), 3, 3, 1, 1), ((2, 2, 7, 7), 3, 2, 2, 0)]:
-    xr = rng.standard_normal(shape_x)
-    want = im2col_loops(xr, kh, kw, s, p)
-    got = im2col(xr, kh, kw, s, p)
-    assert got.shape == want.shape, f"x {shape_x}, kernel {kh}x{kw}, stride={s}, padding={p}: expected cols {want.shape}, got {got.shape}"
-    assert np.array_equal(got, want), (f"x {shape_x}, kernel {kh}x{kw}, stride={s}, padding={p}: cols differ from the definition; "
-                                       + first_difference(got, want, shape_x, kh, kw, s, p))
+    got = im2col(x_ex, 2, 2)
+    want = np.array([[1, 2, 4, 5], [2, 3, 5, 6], [4, 5, 7, 8], [5, 6, 8, 9]], dtype=np.float32)
+    assert isinstance(got, np.ndarray) and got.shape == (4, 4), f"worked example (1, 1, 3, 3), 2x2 kernel: expected shape (4, 4), got {getattr(got, 'shape', type(got).__name__)}"
+    assert np.array_equal(got, want), f"worked example: expected\n{fmt(want)}\ngot\n{fmt(got)}"
+    assert got.dtype == np.float32, f"float32 input: cols should be float32, got {got.dtype}"
+    row = im2col(np.arange(18.0).reshape(1, 2, 3, 3), 2, 2)[0].tolist()
+    assert row == [0, 1, 3, 4, 9, 10, 12, 13], \
+        (f"two channels 0..8 and 9..17 (1, 2, 3, 3), 2x2 kernel: the first row holds channel 0's 2x2 patch, then channel 1's: "
+         f"expected [0, 1, 3, 4, 9, 10, 12, 13], got {row} (columns run over (channel, kernel row, kernel column))")
+    rng = np.random.default_rng(1)
+    for shape_x, kh, kw, s, p in [((2, 3, 5, 6), 3, 3, 1, 1), ((2, 2, 7, 7), 3, 2, 2, 0)]:
+        xr = rng.standard_normal(shape_x)
+        want = im2col_loops(xr, kh, kw, s, p)
+        got = im2col(xr, kh, kw, s, p)
+        assert got.shape == want.shape, f"x {shape_x}, kernel {kh}x{kw}, stride={s}, padding={p}: expected cols {want.shape}, got {got.shape}"
+        assert np.array_equal(got, want), (f"x {shape_x}, kernel {kh}x{kw}, stride={s}, padding={p}: cols differ from the definition; "
+                                           + first_difference(got, want, shape_x, kh, kw, s, p))
 print("Task 17.2 visible tests passed")
 
 # %% [markdown]
@@ -397,25 +404,28 @@ def conv2d_im2col(x, weight, bias=None, stride: int = 1, padding: int = 0) -> np
 
 # %% nbgrader={"grade": true, "grade_id": "test_17_3_conv2d_im2col", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 17.3 (they rely on Task 17.2's im2col)
-try:   # two channels: the column order (channel, then kernel offset) matters here
-    row = np.asarray(im2col(np.arange(18.0).reshape(1, 2, 3, 3), 2, 2))[0].tolist()
-except Exception as e:
-    row = repr(e)
-if row != [0, 1, 3, 4, 9, 10, 12, 13]:
-    raise AssertionError(f"Task 17.3 calls im2col from Task 17.2: the first row of im2col(np.arange(18.0).reshape(1, 2, 3, 3), 2, 2) "
-                         f"should be [0, 1, 3, 4, 9, 10, 12, 13], got {row}: make Task 17.2's tests pass first")
-got = conv2d_im2col(x_ex, w_ex)
-assert isinstance(got, np.ndarray) and got.shape == (1, 1, 2, 2) and np.array_equal(got[0, 0], [[6, 8], [12, 14]]), \
-    f"worked example: expected an array (1, 1, 2, 2) [[6, 8], [12, 14]], got {got!r}"
-assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
-rng = np.random.default_rng(2)
-for shape_x, shape_w, s, p in [((2, 3, 6, 7), (4, 3, 3, 3), 1, 1), ((2, 2, 7, 7), (3, 2, 3, 2), 2, 0)]:
-    xr, wr, br = rng.standard_normal(shape_x), rng.standard_normal(shape_w), rng.standard_normal(shape_w[0])
-    want = conv2d_reference(xr, wr, br, s, p)
-    got = conv2d_im2col(xr, wr, br, s, p)
-    assert got.shape == want.shape, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: expected shape {want.shape}, got {got.shape}"
-    err = relative_error(got, want)
-    assert err < TOLERANCE, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: relative error {err:.2e} from Module 09's conv2d"
+from tinytorch_lib.testing import task
+
+with task("17.3", uses={"17.2": "im2col"}):
+    try:   # two channels: the column order (channel, then kernel offset) matters here
+        row = np.asarray(im2col(np.arange(18.0).reshape(1, 2, 3, 3), 2, 2))[0].tolist()
+    except Exception as e:
+        row = repr(e)
+    if row != [0, 1, 3, 4, 9, 10, 12, 13]:
+        raise AssertionError(f"Task 17.3 calls im2col from Task 17.2: the first row of im2col(np.arange(18.0).reshape(1, 2, 3, 3), 2, 2) "
+                             f"should be [0, 1, 3, 4, 9, 10, 12, 13], got {row}: make Task 17.2's tests pass first")
+    got = conv2d_im2col(x_ex, w_ex)
+    assert isinstance(got, np.ndarray) and got.shape == (1, 1, 2, 2) and np.array_equal(got[0, 0], [[6, 8], [12, 14]]), \
+        f"worked example: expected an array (1, 1, 2, 2) [[6, 8], [12, 14]], got {got!r}"
+    assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
+    rng = np.random.default_rng(2)
+    for shape_x, shape_w, s, p in [((2, 3, 6, 7), (4, 3, 3, 3), 1, 1), ((2, 2, 7, 7), (3, 2, 3, 2), 2, 0)]:
+        xr, wr, br = rng.standard_normal(shape_x), rng.standard_normal(shape_w), rng.standard_normal(shape_w[0])
+        want = conv2d_reference(xr, wr, br, s, p)
+        got = conv2d_im2col(xr, wr, br, s, p)
+        assert got.shape == want.shape, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: expected shape {want.shape}, got {got.shape}"
+        err = relative_error(got, want)
+        assert err < TOLERANCE, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: relative error {err:.2e} from Module 09's conv2d"
 print("Task 17.3 visible tests passed")
 
 # %% [markdown]
@@ -572,23 +582,26 @@ def attention_batched(q, k, v, causal: bool = True, return_weights: bool = False
 
 # %% nbgrader={"grade": true, "grade_id": "test_17_4_attention", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 17.4
-q1 = np.array([[[[1.0, 0.0], [0.0, 1.0]]]], dtype=np.float32)   # (1, 1, 2, 2): two queries
-v1 = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], dtype=np.float32)
-got = attention_batched(q1, q1, v1, causal=True)
-assert isinstance(got, np.ndarray) and got.shape == (1, 1, 2, 2), f"q = k (1, 1, 2, 2): expected an array (1, 1, 2, 2), got {got!r}"
-assert np.allclose(got[0, 0, 0], [1.0, 2.0]), f"causal: query 0 sees only key 0, so its output is v[0] = [1, 2]; got {got[0, 0, 0]}"
-assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
-rng = np.random.default_rng(3)
-for shape_q, shape_k, causal in [((2, 4, 6, 8), (2, 4, 6, 8), True), ((1, 2, 5, 4), (1, 2, 5, 4), False), ((2, 2, 3, 4), (2, 2, 7, 4), True)]:
-    qr = rng.standard_normal(shape_q).astype(np.float32)
-    kr, vr = (rng.standard_normal(shape_k).astype(np.float32) for _ in range(2))
-    want = attention_reference(qr, kr, vr, causal)
-    got = attention_batched(qr, kr, vr, causal)
-    err = relative_error(got, want)
-    assert got.shape == want.shape and err < TOLERANCE, f"q {shape_q}, k, v {shape_k}, causal={causal}: relative error {err:.2e} from Module 12 (shape {got.shape})"
-out, weights = attention_batched(qr, kr, vr, causal=True, return_weights=True)
-assert weights.shape == (2, 2, 3, 7) and np.allclose(weights.sum(-1), 1, atol=1e-6), f"return_weights: expected weights (2, 2, 3, 7) whose rows sum to 1, got {weights.shape}"
-assert np.all(weights[:, :, 0, 5:] == 0), "q (2, 2, 3, 4), k (2, 2, 7, 4), causal: query 0 sits at position 4 and must give keys 5, 6 weight 0"
+from tinytorch_lib.testing import task
+
+with task("17.4"):
+    q1 = np.array([[[[1.0, 0.0], [0.0, 1.0]]]], dtype=np.float32)   # (1, 1, 2, 2): two queries
+    v1 = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], dtype=np.float32)
+    got = attention_batched(q1, q1, v1, causal=True)
+    assert isinstance(got, np.ndarray) and got.shape == (1, 1, 2, 2), f"q = k (1, 1, 2, 2): expected an array (1, 1, 2, 2), got {got!r}"
+    assert np.allclose(got[0, 0, 0], [1.0, 2.0]), f"causal: query 0 sees only key 0, so its output is v[0] = [1, 2]; got {fmt(got[0, 0, 0])}"
+    assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
+    rng = np.random.default_rng(3)
+    for shape_q, shape_k, causal in [((2, 4, 6, 8), (2, 4, 6, 8), True), ((1, 2, 5, 4), (1, 2, 5, 4), False), ((2, 2, 3, 4), (2, 2, 7, 4), True)]:
+        qr = rng.standard_normal(shape_q).astype(np.float32)
+        kr, vr = (rng.standard_normal(shape_k).astype(np.float32) for _ in range(2))
+        want = attention_reference(qr, kr, vr, causal)
+        got = attention_batched(qr, kr, vr, causal)
+        err = relative_error(got, want)
+        assert got.shape == want.shape and err < TOLERANCE, f"q {shape_q}, k, v {shape_k}, causal={causal}: relative error {err:.2e} from Module 12 (shape {got.shape})"
+    out, weights = attention_batched(qr, kr, vr, causal=True, return_weights=True)
+    assert weights.shape == (2, 2, 3, 7) and np.allclose(weights.sum(-1), 1, atol=1e-6), f"return_weights: expected weights (2, 2, 3, 7) whose rows sum to 1, got {weights.shape}"
+    assert np.all(weights[:, :, 0, 5:] == 0), "q (2, 2, 3, 4), k (2, 2, 7, 4), causal: query 0 sits at position 4 and must give keys 5, 6 weight 0"
 print("Task 17.4 visible tests passed")
 
 # %% tags=["export"]
@@ -673,37 +686,40 @@ def conv2d_im2col_backward(grad: np.ndarray, out: Tensor) -> tuple:
 # %% nbgrader={"grade": true, "grade_id": "test_17_5_backward", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 17.5 (they rely on Task 17.2's im2col): the same node built twice, once as Module 09's
 # "conv2d" and once as "conv2d_im2col"; both rules must give the same gradients.
-from tinytorch_lib.spatial import conv2d_backward
+from tinytorch_lib.testing import task
 
-try:   # two channels: the column order (channel, then kernel offset) matters here
-    row = np.asarray(im2col(np.arange(18.0).reshape(1, 2, 3, 3), 2, 2))[0].tolist()
-except Exception as e:
-    row = repr(e)
-if row != [0, 1, 3, 4, 9, 10, 12, 13]:
-    raise AssertionError(f"Task 17.5 calls im2col from Task 17.2: the first row of im2col(np.arange(18.0).reshape(1, 2, 3, 3), 2, 2) "
-                         f"should be [0, 1, 3, 4, 9, 10, 12, 13], got {row}: make Task 17.2's tests pass first")
+with task("17.5", uses={"17.2": "im2col"}):
+    from tinytorch_lib.spatial import conv2d_backward
 
-
-def both_rules(x, w, b, s, p, g, needs=(True, True, True)):
-    """(gradients from conv2d_im2col_backward, gradients from Module 09's conv2d_backward) for one hand-built node."""
-    results = []
-    for op, rule in (("conv2d_im2col", conv2d_im2col_backward), ("conv2d", conv2d_backward)):
-        ins = tuple(None if a is None else Tensor(a, requires_grad=r) for a, r in zip((x, w, b), needs))
-        out = record(op, Tensor(conv2d_reference(x, w, b, s, p)), ins, stride=s, padding=p)
-        results.append(rule(g, out))
-    return results
+    try:   # two channels: the column order (channel, then kernel offset) matters here
+        row = np.asarray(im2col(np.arange(18.0).reshape(1, 2, 3, 3), 2, 2))[0].tolist()
+    except Exception as e:
+        row = repr(e)
+    if row != [0, 1, 3, 4, 9, 10, 12, 13]:
+        raise AssertionError(f"Task 17.5 calls im2col from Task 17.2: the first row of im2col(np.arange(18.0).reshape(1, 2, 3, 3), 2, 2) "
+                             f"should be [0, 1, 3, 4, 9, 10, 12, 13], got {row}: make Task 17.2's tests pass first")
 
 
-rng = np.random.default_rng(4)
-for shape_x, shape_w, s, p in [((2, 2, 5, 5), (3, 2, 3, 3), 1, 1), ((1, 2, 7, 6), (2, 2, 2, 3), 2, 0)]:
-    x, w, b = rng.standard_normal(shape_x), rng.standard_normal(shape_w), rng.standard_normal(shape_w[0])
-    g = rng.standard_normal(conv2d_output_shape(shape_x, shape_w, s, p))
-    got, want = both_rules(x, w, b, s, p, g)
-    assert isinstance(got, tuple) and len(got) == 3, f"expected a tuple (dx, dweight, dbias), got {type(got).__name__}"
-    for name, gv, wv in zip(("dx", "dweight", "dbias"), got, want):
-        assert gv is not None and gv.shape == wv.shape, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: {name} should have shape {wv.shape}, got {None if gv is None else gv.shape}"
-        err = relative_error(gv, wv)
-        assert err < TOLERANCE, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: {name} differs from Module 09's rule by {err:.2e} (relative)"
+    def both_rules(x, w, b, s, p, g, needs=(True, True, True)):
+        """(gradients from conv2d_im2col_backward, gradients from Module 09's conv2d_backward) for one hand-built node."""
+        results = []
+        for op, rule in (("conv2d_im2col", conv2d_im2col_backward), ("conv2d", conv2d_backward)):
+            ins = tuple(None if a is None else Tensor(a, requires_grad=r) for a, r in zip((x, w, b), needs))
+            out = record(op, Tensor(conv2d_reference(x, w, b, s, p)), ins, stride=s, padding=p)
+            results.append(rule(g, out))
+        return results
+
+
+    rng = np.random.default_rng(4)
+    for shape_x, shape_w, s, p in [((2, 2, 5, 5), (3, 2, 3, 3), 1, 1), ((1, 2, 7, 6), (2, 2, 2, 3), 2, 0)]:
+        x, w, b = rng.standard_normal(shape_x), rng.standard_normal(shape_w), rng.standard_normal(shape_w[0])
+        g = rng.standard_normal(conv2d_output_shape(shape_x, shape_w, s, p))
+        got, want = both_rules(x, w, b, s, p, g)
+        assert isinstance(got, tuple) and len(got) == 3, f"expected a tuple (dx, dweight, dbias), got {type(got).__name__}"
+        for name, gv, wv in zip(("dx", "dweight", "dbias"), got, want):
+            assert gv is not None and gv.shape == wv.shape, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: {name} should have shape {wv.shape}, got {None if gv is None else gv.shape}"
+            err = relative_error(gv, wv)
+            assert err < TOLERANCE, f"x {shape_x}, weight {shape_w}, stride={s}, padding={p}: {name} differs from Module 09's rule by {err:.2e} (relative)"
 print("Task 17.5 visible tests passed")
 
 # %% [markdown]
@@ -991,34 +1007,44 @@ def vectorize(model: Module) -> Module:
 
 # %% nbgrader={"grade": true, "grade_id": "test_17_6_vectorize", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 17.6: a small CNN (Module 09), checked against the original; outputs, gradients, the original untouched.
-from tinytorch_lib.spatial import small_cnn
+from tinytorch_lib.testing import task
 
-cnn_small = small_cnn(channels=4, rng=np.random.default_rng(0))
-before = {k: v.copy() for k, v in cnn_small.state_dict().items()}
-fast_small = vectorize(cnn_small)
-assert fast_small is not cnn_small, "vectorize must return a new model"
-assert type(cnn_small.get_submodule("0")) is Conv2d, f"the original model's layer '0' must stay a Conv2d, got {type(cnn_small.get_submodule('0')).__name__}"
-assert type(fast_small.get_submodule("0")) is FastConv2d, f"small_cnn's layer '0': expected FastConv2d in the new model, got {type(fast_small.get_submodule('0')).__name__}"
-assert fast_small.get_submodule("0").weight is not cnn_small.get_submodule("0").weight, "the new model must hold copies of the parameters (deepcopy), not the original's"
-xb = Tensor(np.random.default_rng(1).standard_normal((5, 1, 8, 8)).astype(np.float32))
-want, got = cnn_small(xb), fast_small(xb)
-err = relative_error(got.data, want.data)
-assert err < TOLERANCE, f"small_cnn(channels=4) on a (5, 1, 8, 8) batch: vectorized output differs by {err:.2e} (relative)"
-for m in (cnn_small, fast_small):
-    m.zero_grad()
-    (m(xb) * Tensor(np.arange(50, dtype=np.float32).reshape(5, 10))).sum().backward()
-for (name, p), q in zip(cnn_small.named_parameters(), fast_small.parameters()):
-    err = relative_error(q.grad.data, p.grad.data)
-    assert err < TOLERANCE, f"gradient of {name}: vectorized model differs by {err:.2e} (relative)"
-assert all(np.array_equal(before[k], v) for k, v in cnn_small.state_dict().items()), "vectorize changed the original model's parameters"
-root_swapped = type(vectorize(MultiHeadAttention(8, 2, rng=0))).__name__
-assert root_swapped == "FastMultiHeadAttention", f"vectorize(MultiHeadAttention(8, 2)): the model itself is a layer to swap; expected a FastMultiHeadAttention, got {root_swapped}"
-try:
-    vectorize(small_cnn(channels=2, rng=0)[3:])
-except ValueError as e:
-    assert "Sequential" in str(e) and "Linear" in str(e), f"vectorize of Sequential(Flatten, Linear): the message should name the class and the layer types, got {str(e)!r}"
-else:
-    raise AssertionError("vectorize of Sequential(Flatten, Linear) (nothing to swap) should raise ValueError")
+with task("17.6", uses={"17.3": "conv2d_im2col"}):
+    from tinytorch_lib.spatial import small_cnn
+
+    cnn_small = small_cnn(channels=4, rng=np.random.default_rng(0))
+    before = {k: v.copy() for k, v in cnn_small.state_dict().items()}
+    fast_small = vectorize(cnn_small)
+    assert fast_small is not cnn_small, "vectorize must return a new model"
+    assert type(cnn_small.get_submodule("0")) is Conv2d, f"the original model's layer '0' must stay a Conv2d, got {type(cnn_small.get_submodule('0')).__name__}"
+    assert type(fast_small.get_submodule("0")) is FastConv2d, f"small_cnn's layer '0': expected FastConv2d in the new model, got {type(fast_small.get_submodule('0')).__name__}"
+    assert fast_small.get_submodule("0").weight is not cnn_small.get_submodule("0").weight, "the new model must hold copies of the parameters (deepcopy), not the original's"
+    xb = Tensor(np.random.default_rng(1).standard_normal((5, 1, 8, 8)).astype(np.float32))
+    want, got = cnn_small(xb), fast_small(xb)
+    err = relative_error(got.data, want.data)
+    assert err < TOLERANCE, f"small_cnn(channels=4) on a (5, 1, 8, 8) batch: vectorized output differs by {err:.2e} (relative)"
+    for m in (cnn_small, fast_small):
+        m.zero_grad()
+        (m(xb) * Tensor(np.arange(50, dtype=np.float32).reshape(5, 10))).sum().backward()
+    for (name, p), q in zip(cnn_small.named_parameters(), fast_small.parameters()):
+        err = relative_error(q.grad.data, p.grad.data)
+        assert err < TOLERANCE, f"gradient of {name}: vectorized model differs by {err:.2e} (relative)"
+    assert all(np.array_equal(before[k], v) for k, v in cnn_small.state_dict().items()), "vectorize changed the original model's parameters"
+    root_swapped = type(vectorize(MultiHeadAttention(8, 2, rng=0))).__name__
+    assert root_swapped == "FastMultiHeadAttention", f"vectorize(MultiHeadAttention(8, 2)): the model itself is a layer to swap; expected a FastMultiHeadAttention, got {root_swapped}"
+    try:
+        again = vectorize(fast_small)
+    except ValueError as e:
+        raise AssertionError(f"vectorize of an already vectorized model (nothing left to swap, but it holds a FastConv2d) should "
+                             f"return a plain copy, got ValueError: {e}") from None
+    assert again is not fast_small and type(again.get_submodule("0")) is FastConv2d, \
+        f"vectorize of an already vectorized model: expected a new copy with its FastConv2d, got {'the same object' if again is fast_small else type(again.get_submodule('0')).__name__}"
+    try:
+        vectorize(small_cnn(channels=2, rng=0)[3:])
+    except ValueError as e:
+        assert "Sequential" in str(e) and "Linear" in str(e), f"vectorize of Sequential(Flatten, Linear): the message should name the class and the layer types, got {str(e)!r}"
+    else:
+        raise AssertionError("vectorize of Sequential(Flatten, Linear) (nothing to swap) should raise ValueError")
 print("Task 17.6 visible tests passed")
 
 # %% [markdown]

@@ -9,6 +9,7 @@ reference library run here, in the grader (never the student's copy of it in the
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from tinytorch_lib import fmt
 from tito.checks import StudentError, check, requires, task_first
 
 TOLERANCE = 1e-5
@@ -84,9 +85,9 @@ ARRAY = "(lambda r: (type(r).__name__, np.asarray(r)))({call})"
 def conv_cases(s, fn: str, seed: int):
     kind, got = s.value(ARRAY.format(call=f"{fn}(x, w)"), x=X_EX, w=W_EX)
     assert kind == "ndarray" and got.shape == (1, 1, 2, 2), \
-        f"{fn}, worked example (1, 1, 3, 3) input 1..9, (1, 1, 2, 2) filter [[1, 0], [0, 1]]: expected an array (1, 1, 2, 2), got {kind} {got.shape}"
-    assert np.array_equal(got[0, 0], [[6, 8], [12, 14]]), f"{fn}, worked example: expected [[6, 8], [12, 14]], got {got[0, 0].tolist()}"
-    assert got.dtype == np.float32, f"{fn}: float32 in should give float32 out, got {got.dtype}"
+        f"{fmt(fn)}, worked example (1, 1, 3, 3) input 1..9, (1, 1, 2, 2) filter [[1, 0], [0, 1]]: expected an array (1, 1, 2, 2), got {fmt(kind)} {got.shape}"
+    assert np.array_equal(got[0, 0], [[6, 8], [12, 14]]), f"{fmt(fn)}, worked example: expected [[6, 8], [12, 14]], got {got[0, 0].tolist()}"
+    assert got.dtype == np.float32, f"{fmt(fn)}: float32 in should give float32 out, got {got.dtype}"
     rng = np.random.default_rng(seed)
     cases = []
     for shape_x, shape_w, st, p in [((2, 3, 6, 7), (4, 3, 3, 3), 1, 1), ((2, 2, 7, 7), (3, 2, 3, 2), 2, 0)]:
@@ -116,8 +117,8 @@ def positions(s):
 def im2col_(s):
     kind, got = s.value(ARRAY.format(call="im2col(x, 2, 2)"), x=X_EX)
     want = np.array([[1, 2, 4, 5], [2, 3, 5, 6], [4, 5, 7, 8], [5, 6, 8, 9]], dtype=np.float32)
-    assert kind == "ndarray" and got.shape == (4, 4), f"worked example (1, 1, 3, 3), 2x2 kernel: expected an array (4, 4), got {kind} {got.shape}"
-    assert np.array_equal(got, want), f"worked example: expected\n{want}\ngot\n{got}"
+    assert kind == "ndarray" and got.shape == (4, 4), f"worked example (1, 1, 3, 3), 2x2 kernel: expected an array (4, 4), got {fmt(kind)} {got.shape}"
+    assert np.array_equal(got, want), f"worked example: expected\n{fmt(want)}\ngot\n{fmt(got)}"
     assert got.dtype == np.float32, f"float32 input: cols should be float32, got {got.dtype}"
     row = s.value(IM2COL_ROW)
     assert row == [0, 1, 3, 4, 9, 10, 12, 13], \
@@ -150,8 +151,8 @@ def attention(s):
     q1 = np.array([[[[1.0, 0.0], [0.0, 1.0]]]], dtype=np.float32)
     v1 = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], dtype=np.float32)
     kind, got = s.value(ARRAY.format(call="attention_batched(q, q, v, causal=True)"), q=q1, v=v1)
-    assert kind == "ndarray" and got.shape == (1, 1, 2, 2), f"q = k (1, 1, 2, 2): expected an array (1, 1, 2, 2), got {kind} {got.shape}"
-    assert np.allclose(got[0, 0, 0], [1.0, 2.0]), f"causal: query 0 sees only key 0, so its output is v[0] = [1, 2]; got {got[0, 0, 0]}"
+    assert kind == "ndarray" and got.shape == (1, 1, 2, 2), f"q = k (1, 1, 2, 2): expected an array (1, 1, 2, 2), got {fmt(kind)} {got.shape}"
+    assert np.allclose(got[0, 0, 0], [1.0, 2.0]), f"causal: query 0 sees only key 0, so its output is v[0] = [1, 2]; got {fmt(got[0, 0, 0])}"
     assert np.allclose(got, ref_attention(q1, q1, v1), atol=1e-6), f"q = k = [[1, 0], [0, 1]], v = [[1, 2], [3, 4]], causal: got {got.tolist()}"
     assert got.dtype == np.float32, f"float32 in should give float32 out, got {got.dtype}"
     rng = np.random.default_rng(3)
@@ -277,9 +278,9 @@ def vectorize_(s):
           state=state)
     assert s.value("fast_small is not cnn_small"), "vectorize must return a new model"
     got = classes(s, "cnn_small", "0")[0]
-    assert got == CONV, f"the original model's layer '0' must stay a Conv2d, got {got}"
+    assert got == CONV, f"the original model's layer '0' must stay a Conv2d, got {fmt(got)}"
     got = classes(s, "fast_small", "0")[0]
-    assert got == FAST + "FastConv2d", f"small_cnn's layer '0': expected FastConv2d in the new model, got {got}"
+    assert got == FAST + "FastConv2d", f"small_cnn's layer '0': expected FastConv2d in the new model, got {fmt(got)}"
     assert s.value("fast_small.get_submodule('0').weight is not cnn_small.get_submodule('0').weight"), \
         "the new model must hold copies of the parameters (deepcopy), not the original's"
     xb = np.random.default_rng(1).standard_normal((5, 1, 8, 8)).astype(np.float32)
@@ -304,8 +305,8 @@ def vectorize_(s):
     s.run("mha = MultiHeadAttention(8, 2, rng=0); mha.load_state_dict(state); fast_mha = vectorize(mha)", state=state_of(mha))
     got = classes(s, "fast_mha", "")[0], classes(s, "mha", "")[0]
     assert got[0] == FAST + "FastMultiHeadAttention", \
-        f"vectorize(MultiHeadAttention(8, 2)): the model itself is a layer to swap; expected a FastMultiHeadAttention, got {got[0]}"
-    assert got[1] == MHA, f"vectorize of a bare MultiHeadAttention changed the original's class to {got[1]}"
+        f"vectorize(MultiHeadAttention(8, 2)): the model itself is a layer to swap; expected a FastMultiHeadAttention, got {fmt(got[0])}"
+    assert got[1] == MHA, f"vectorize of a bare MultiHeadAttention changed the original's class to {fmt(got[1])}"
     xa = np.random.default_rng(2).standard_normal((2, 5, 8)).astype(np.float32)
     err = relative_error(s.value("fast_mha(Tensor(x)).data", x=xa), mha(Tensor(xa)).data)
     assert err < TOLERANCE, f"MultiHeadAttention(8, 2) on (2, 5, 8): vectorized output differs by {err:.2e}"
@@ -315,12 +316,12 @@ def vectorize_(s):
     s.run("again = vectorize(fast_small)")
     got = s.value("again is not fast_small"), classes(s, "again", "0")[0]
     assert got == (True, FAST + "FastConv2d"), \
-        f"vectorize of an already vectorized model: expected a new copy with its FastConv2d, got {'a copy' if got[0] else 'the same object'} with {got[1]}"
+        f"vectorize of an already vectorized model: expected a new copy with its FastConv2d, got {fmt('a copy' if got[0] else 'the same object')} with {fmt(got[1])}"
     s.run("nested = Sequential(Sequential(Conv2d(1, 2, 3, rng=0)), Conv2d(2, 3, 1, rng=1)); fast_nested = vectorize(nested)")
     got = classes(s, "fast_nested", "0.0", "1")
-    assert got == [FAST + "FastConv2d"] * 2, f"nested Conv2d layers ('0.0' and '1'): both must be swapped for FastConv2d, got {got}"
+    assert got == [FAST + "FastConv2d"] * 2, f"nested Conv2d layers ('0.0' and '1'): both must be swapped for FastConv2d, got {fmt(got)}"
     got = classes(s, "nested", "0.0")[0]
-    assert got == CONV, f"the original nested model must keep its Conv2d, got {got}"
+    assert got == CONV, f"the original nested model must keep its Conv2d, got {fmt(got)}"
     # a GPT: the root first, then the layers in it
     gpt = ref["GPT"](vocab_size=11, d_model=8, n_heads=2, n_layers=2, context=16, max_len=16, rng=0)
     s.run("""
@@ -336,7 +337,7 @@ fast_gpt_small = vectorize(small_gpt)
         f"vectorize(GPT(d_model=8, n_layers=2)): the root, 'blocks.0' and 'blocks.1.attn' should be FastGPT, FastTransformerBlock, FastMultiHeadAttention (the root first, then the others in it), got {dict(zip(names, swapped))}"
     got = classes(s, "small_gpt", "", "blocks.0")
     assert got == ["tinytorch_lib.transformer.GPT", "tinytorch_lib.transformer.TransformerBlock"], \
-        f"vectorize changed the original GPT's layers: they are now {got}"
+        f"vectorize changed the original GPT's layers: they are now {fmt(got)}"
     gids = np.random.default_rng(3).integers(0, 11, size=(2, 7))
     with ref["no_grad"]():
         want = gpt(gids).data

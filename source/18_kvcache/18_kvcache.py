@@ -51,6 +51,7 @@ from tinytorch_lib.transformer import next_token
 
 # %%
 import tinytorch_lib
+from tinytorch_lib import fmt  # test messages: floats rounded, arrays short
 
 for name in ("tensor", "layers", "attention", "transformer", "acceleration"):
     print(tinytorch_lib.origin(name))
@@ -76,8 +77,10 @@ for name in ("tensor", "layers", "attention", "transformer", "acceleration"):
 #
 # Its size is fixed by the shapes: `2 x n_layers x batch x n_heads x max_len x head_dim x itemsize`
 # bytes. For the course GPT (2 layers, 4 heads of 32, `max_len` 1024, float32,
-# batch 1): `2 * 2 * 1 * 4 * 1024 * 32 * 4` = 2,097,152 bytes, the same as
-# the model's own weights (about 1.7 MB). At 7B-parameter scale the cache of
+# batch 1): `2 * 2 * 1 * 4 * 1024 * 32 * 4` = 2,097,152 bytes (2.1 MB), about
+# the size of the model itself: the plot in section 4 draws the model's stored
+# arrays beside it, measured (its trained weights plus the buffer holding its
+# position table), and prints both. At 7B-parameter scale the cache of
 # a long context outgrows the weights; that is why serving systems page it
 # (vLLM) or quantize it.
 #
@@ -143,24 +146,27 @@ class KVCache:
 
 # %% nbgrader={"grade": true, "grade_id": "test_18_1_kvcache", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 18.1
-c = KVCache(2, 1, 4, 16, 8)
-assert c.keys.shape == c.values.shape == (2, 1, 4, 16, 8), \
-    f"KVCache(2, 1, 4, 16, 8): expected keys and values of shape (2, 1, 4, 16, 8), got {c.keys.shape}, {c.values.shape}"
-assert c.keys.dtype == np.float32 and c.keys is not c.values, "keys and values: two separate float32 arrays"
-assert c.lengths == [0, 0] and c.get_seq_length() == 0 and c.get_seq_length(1) == 0, \
-    f"a new cache holds 0 positions in every layer, got lengths {c.lengths}"
-assert c.nbytes == 2 * 2 * 1 * 4 * 16 * 8 * 4, f"KVCache(2, 1, 4, 16, 8) float32: expected nbytes 8192, got {c.nbytes}"
-c.lengths = [5, 3]
-assert c.get_seq_length(1) == 3, f"get_seq_length(1) with lengths [5, 3]: expected 3, got {c.get_seq_length(1)}"
-keys = c.keys
-c.reset()
-assert c.lengths == [0, 0] and c.keys is keys, "reset() sets the lengths to 0 and keeps the same arrays"
-try:
-    KVCache(2, 1, 4, 0, 8)
-except ValueError as e:
-    assert "max_len" in str(e) and "0" in str(e), f"KVCache(2, 1, 4, 0, 8): the error should name max_len and 0, got: {e}"
-else:
-    raise AssertionError("KVCache with max_len 0 should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("18.1"):
+    c = KVCache(2, 1, 4, 16, 8)
+    assert c.keys.shape == c.values.shape == (2, 1, 4, 16, 8), \
+        f"KVCache(2, 1, 4, 16, 8): expected keys and values of shape (2, 1, 4, 16, 8), got {c.keys.shape}, {c.values.shape}"
+    assert c.keys.dtype == np.float32 and c.keys is not c.values, "keys and values: two separate float32 arrays"
+    assert c.lengths == [0, 0] and c.get_seq_length() == 0 and c.get_seq_length(1) == 0, \
+        f"a new cache holds 0 positions in every layer, got lengths {c.lengths}"
+    assert c.nbytes == 2 * 2 * 1 * 4 * 16 * 8 * 4, f"KVCache(2, 1, 4, 16, 8) float32: expected nbytes 8192, got {c.nbytes}"
+    c.lengths = [5, 3]
+    assert c.get_seq_length(1) == 3, f"get_seq_length(1) with lengths [5, 3]: expected 3, got {c.get_seq_length(1)}"
+    keys = c.keys
+    c.reset()
+    assert c.lengths == [0, 0] and c.keys is keys, "reset() sets the lengths to 0 and keeps the same arrays"
+    try:
+        KVCache(2, 1, 4, 0, 8)
+    except ValueError as e:
+        assert "max_len" in str(e) and "0" in str(e), f"KVCache(2, 1, 4, 0, 8): the error should name max_len and 0, got: {e}"
+    else:
+        raise AssertionError("KVCache with max_len 0 should raise ValueError")
 print("Task 18.1 visible tests passed")
 
 # %% [markdown]
@@ -226,32 +232,47 @@ KVCache.update = kvcache_update  # given: the method attention calls (this file'
 
 # %% nbgrader={"grade": true, "grade_id": "test_18_2_update", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 18.2
-c = KVCache(2, 1, 2, 6, 3)
-rng = np.random.default_rng(0)
-k1, v1 = rng.standard_normal((1, 2, 4, 3)).astype(np.float32), rng.standard_normal((1, 2, 4, 3)).astype(np.float32)
-ka, va = c.update(Tensor(k1), Tensor(v1), 1)
-assert isinstance(ka, Tensor) and ka.shape == (1, 2, 4, 3) and np.array_equal(ka.data, k1) and np.array_equal(va.data, v1), \
-    f"update of an empty layer with k (1, 2, 4, 3): expected those keys and values back, got shape {getattr(ka, 'shape', ka)}"
-assert c.lengths == [0, 4], f"after 4 positions into layer 1: expected lengths [0, 4], got {c.lengths}"
-k2, v2 = rng.standard_normal((1, 2, 1, 3)).astype(np.float32), rng.standard_normal((1, 2, 1, 3)).astype(np.float32)
-kb, vb = c.update(k2, v2, 1)
-assert kb.shape == (1, 2, 5, 3) and np.array_equal(kb.data, np.concatenate([k1, k2], axis=2)) \
-    and np.array_equal(vb.data, np.concatenate([v1, v2], axis=2)), \
-    f"a second update with 1 position: expected the 5 keys so far (1, 2, 5, 3) in order, got shape {kb.shape}"
-assert c.get_seq_length(1) == 5 and c.get_seq_length(0) == 0, f"expected lengths [0, 5], got {c.lengths}"
-try:
-    c.update(k1[:, :, :2], v1[:, :, :2], 1)
-except ValueError as e:
-    assert "5" in str(e) and "6" in str(e) and "2" in str(e), f"adding 2 to a layer holding 5 of 6: the error should say so, got: {e}"
-else:
-    raise AssertionError("update past max_len (5 held, 6 max, 2 more) should raise ValueError")
-assert c.lengths == [0, 5], f"a refused update must change nothing: lengths {c.lengths}"
-try:
-    c.update(k2, v2, 2)
-except ValueError as e:
-    assert "layer_idx" in str(e) and "2" in str(e), f"layer_idx 2 of 2 layers: the error should name layer_idx 2, got: {e}"
-else:
-    raise AssertionError("update with layer_idx 2 on a 2-layer cache should raise ValueError")
+from tinytorch_lib.testing import task
+
+with task("18.2", uses={"18.1": "KVCache"}):
+    c = KVCache(2, 1, 2, 6, 3)
+    rng = np.random.default_rng(0)
+    k1, v1 = rng.standard_normal((1, 2, 4, 3)).astype(np.float32), rng.standard_normal((1, 2, 4, 3)).astype(np.float32)
+    ka, va = c.update(Tensor(k1), Tensor(v1), 1)
+    assert isinstance(ka, Tensor) and ka.shape == (1, 2, 4, 3) and np.array_equal(ka.data, k1) and np.array_equal(va.data, v1), \
+        f"update of an empty layer with k (1, 2, 4, 3): expected those keys and values back, got shape {getattr(ka, 'shape', ka)}"
+    assert c.lengths == [0, 4], f"after 4 positions into layer 1: expected lengths [0, 4], got {c.lengths}"
+    k2, v2 = rng.standard_normal((1, 2, 1, 3)).astype(np.float32), rng.standard_normal((1, 2, 1, 3)).astype(np.float32)
+    kb, vb = c.update(k2, v2, 1)
+    assert kb.shape == (1, 2, 5, 3) and np.array_equal(kb.data, np.concatenate([k1, k2], axis=2)) \
+        and np.array_equal(vb.data, np.concatenate([v1, v2], axis=2)), \
+        f"a second update with 1 position: expected the 5 keys so far (1, 2, 5, 3) in order, got shape {kb.shape}"
+    assert c.get_seq_length(1) == 5 and c.get_seq_length(0) == 0, f"expected lengths [0, 5], got {c.lengths}"
+    try:
+        c.update(k1[:, :, :2], v1[:, :, :2], 1)
+    except ValueError as e:
+        assert "5" in str(e) and "6" in str(e) and "2" in str(e), f"adding 2 to a layer holding 5 of 6: the error should say so, got: {e}"
+    else:
+        raise AssertionError("update past max_len (5 held, 6 max, 2 more) should raise ValueError")
+    assert c.lengths == [0, 5], f"a refused update must change nothing: lengths {c.lengths}"
+    try:
+        c.update(k2, v2, 2)
+    except ValueError as e:
+        assert "layer_idx" in str(e) and "2" in str(e), f"layer_idx 2 of 2 layers: the error should name layer_idx 2, got: {e}"
+    else:
+        raise AssertionError("update with layer_idx 2 on a 2-layer cache should raise ValueError")
+    try:
+        c.update(np.zeros((1, 2, 1, 3)), np.zeros((1, 2, 1, 4)), 0)
+    except ValueError as e:
+        assert "(1, 2, 1, 3)" in str(e) and "(1, 2, 1, 4)" in str(e), f"k (1, 2, 1, 3) and v (1, 2, 1, 4): the error should name both shapes, got: {e}"
+    else:
+        raise AssertionError("update with k (1, 2, 1, 3) and v (1, 2, 1, 4) (shapes differ) should raise ValueError")
+    assert c.lengths == [0, 5], f"refused updates must change nothing: lengths {c.lengths}"
+    try:
+        kc, _ = c.update(k2, v2, 1)
+    except ValueError as e:
+        raise AssertionError(f"1 more position into a layer holding 5 of 6 fills it exactly and should work; got ValueError: {e}") from None
+    assert c.lengths == [0, 6] and kc.shape == (1, 2, 6, 3), f"a layer filled to max_len 6: expected lengths [0, 6] and 6 keys back, got {c.lengths}, {kc.shape}"
 print("Task 18.2 visible tests passed")
 
 # %% [markdown]
@@ -310,10 +331,16 @@ print(f"9 positions whole vs one at a time through the cache: max |difference| =
 #   `generate_without_cache` for a single token, with the model replaced by a
 #   stand-in (`ChecksOnly`, zero logits, no forward pass: the same trick as
 #   Module 13's bigram test model), raises Module 13's clear errors at no cost.
-#   Then, in eval mode under `no_grad()` (and the model's training mode put
-#   back afterwards), run the loop above with
+#   Then, in eval mode under `no_grad()`, run the loop above with
 #   `rng = np.random.default_rng(seed)` and `next_token(logits, temperature, top_k, rng)`,
-#   so that the draws match Module 13's one for one.
+#   so that the draws match Module 13's one for one. `next_token` (Module 13)
+#   takes the last position's logits as a numpy array `(vocab,)` (so pass
+#   `model(...).data[0, -1]`, not a `Tensor`) and returns a Python `int`.
+# - Put the model's training mode back afterwards, also when a call raises:
+#   remember `was_training = model.training`, and at the end (`finally:`) call
+#   `model.train(was_training)` (Module 03: `train(mode=True)` sets
+#   `training` to `mode` on the model and every submodule; `eval()` is
+#   `train(False)`).
 
 # %% nbgrader={"grade": false, "grade_id": "generate", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
 class ChecksOnly:
@@ -368,30 +395,45 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 0.0, t
 
 # %% nbgrader={"grade": true, "grade_id": "test_18_3_generate", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 # Tests for Task 18.3
-from tinytorch_lib.transformer import GPT
+from tinytorch_lib.testing import task
 
-small = GPT(vocab_size=11, d_model=16, n_heads=2, n_layers=2, context=24, max_len=24, rng=3)
-prompt = np.array([1, 4, 2, 7])
-slow = generate(small, prompt, 12, use_cache=False)
-fast = generate(small, prompt, 12)
-assert isinstance(fast, np.ndarray) and fast.dtype == np.int64 and fast.shape == (16,), \
-    f"generate(prompt of 4, 12 new): expected an int64 array of 16 ids, got {type(fast).__name__} {getattr(fast, 'shape', '')}"
-assert fast.tolist() == slow.tolist(), f"greedy, random GPT(11, 16, 2 heads, 2 layers): with cache {fast.tolist()} != without {slow.tolist()}"
-a = generate(small, prompt, 12, temperature=1.0, seed=5)
-b = generate(small, prompt, 12, temperature=1.0, seed=5, use_cache=False)
-assert a.tolist() == b.tolist(), f"sampling at temperature 1 with seed 5: with cache {a.tolist()} != without {b.tolist()}"
-calls = []
-handle = small.register_forward_hook(lambda m, args, out: calls.append(np.asarray(args[0]).shape))
-generate(small, prompt, 5)
-handle.remove()
-assert calls[-5:] == [(1, 4), (1, 1), (1, 1), (1, 1), (1, 1)], \
-    f"5 new tokens after a prompt of 4: expected model calls of shapes [(1, 4), (1, 1) x 4] (prefill, then one per step), got {calls[-5:]}"
-try:
-    generate(small, prompt, 21)
-except ValueError as e:
-    assert "24" in str(e) and "25" in str(e), f"4 + 21 positions with max_len 24: the error should name 25 and 24, got: {e}"
-else:
-    raise AssertionError("generate with 4 prompt + 21 new tokens on max_len 24 should raise ValueError")
+with task("18.3", uses={"18.1": "KVCache", "18.2": "KVCache.update"}):
+    from tinytorch_lib.transformer import GPT
+
+    small = GPT(vocab_size=11, d_model=16, n_heads=2, n_layers=2, context=24, max_len=24, rng=3)
+    prompt = np.array([1, 4, 2, 7])
+    slow = generate(small, prompt, 12, use_cache=False)
+    fast = generate(small, prompt, 12)
+    assert isinstance(fast, np.ndarray) and fast.dtype == np.int64 and fast.shape == (16,), \
+        f"generate(prompt of 4, 12 new): expected an int64 array of 16 ids, got {type(fast).__name__} {getattr(fast, 'shape', '')}"
+    assert fast.tolist() == slow.tolist(), f"greedy, random GPT(11, 16, 2 heads, 2 layers): with cache {fast.tolist()} != without {slow.tolist()}"
+    a = generate(small, prompt, 12, temperature=1.0, seed=5)
+    b = generate(small, prompt, 12, temperature=1.0, seed=5, use_cache=False)
+    assert a.tolist() == b.tolist(), f"sampling at temperature 1 with seed 5: with cache {a.tolist()} != without {b.tolist()}"
+    calls, modes = [], []
+    handle = small.register_forward_hook(lambda m, args, out: calls.append(np.asarray(args[0]).shape) or modes.append(m.training))  # returns None: the output stays
+    small.train()
+    generate(small, prompt, 5)
+    handle.remove()
+    want = [(1, 4), (1, 1), (1, 1), (1, 1), (1, 1)]
+    assert calls == want, (f"5 new tokens after a prompt of 4: expected {len(want)} model calls of input shapes {fmt(want)} (a prefill "
+                           f"of the whole prompt, then one position per step, none after the last token); got {len(calls)} calls: {calls}")
+    assert not any(modes), f"generate should run the model in eval mode: model.training during the 5 calls was {modes}"
+    assert small.training, "generate on a model in training mode: afterwards model.training should be True again (put the mode back)"
+    small.eval()
+    generate(small, prompt, 3)
+    assert not small.training, "generate on a model in eval mode: afterwards model.training should still be False"
+    try:
+        fits = generate(small, prompt, 20)
+    except ValueError as e:
+        raise AssertionError(f"4 prompt + 20 new tokens = 24 positions, exactly max_len 24, fit in the cache; got ValueError: {e}") from None
+    assert len(fits) == 24, f"4 prompt + 20 new tokens: expected 24 ids, got {len(fits)}"
+    try:
+        generate(small, prompt, 21)
+    except ValueError as e:
+        assert "24" in str(e) and "25" in str(e), f"4 + 21 positions with max_len 24: the error should name 25 and 24, got: {e}"
+    else:
+        raise AssertionError("generate with 4 prompt + 21 new tokens on max_len 24 should raise ValueError")
 print("Task 18.3 visible tests passed")
 
 # %% [markdown]
@@ -587,7 +629,7 @@ for row, (_, a0, b0, _, _) in zip(generation_rows(fast_gpt), rows):
 # %%
 import matplotlib.pyplot as plt
 
-from tinytorch_lib.plotting import place_legend, plain_axis
+from tinytorch_lib.plotting import format_bytes, place_legend, plain_axis
 
 lengths = np.array([r[0] for r in rows])
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
@@ -601,9 +643,10 @@ measured = [KVCache(gpt.n_layers, 1, gpt.n_heads, n, gpt.d_model // gpt.n_heads)
 formula = [2 * gpt.n_layers * gpt.n_heads * n * (gpt.d_model // gpt.n_heads) * 4 for n in mem_lengths]
 assert measured == formula, (measured, formula)
 ax2.plot(mem_lengths, measured, marker="o", label="KVCache.nbytes")
-weights_bytes = sum(a.nbytes for a in gpt.state_dict().values())
-ax2.axhline(weights_bytes, color="gray", ls="--", label="model's stored arrays")
-ax2.set_ylim(0, 1.15 * max(weights_bytes, measured[-1]))
+model_bytes = sum(a.nbytes for a in gpt.state_dict().values())
+weight_bytes = sum(p.data.nbytes for p in gpt.parameters())
+ax2.axhline(model_bytes, color="gray", ls="--", label="model's stored arrays (weights + position table)")
+ax2.set_ylim(0, 1.15 * max(model_bytes, measured[-1]))
 plain_axis(ax2, "y", "bytes")
 ax2.set_xlabel("cache length (positions)")
 ax2.set_ylabel("cache size (1 MB = 1,000,000 bytes)")
@@ -614,6 +657,8 @@ place_legend(ax2)
 plt.show()
 for n, b in zip(mem_lengths, measured):
     print(f"cache for {n:5d} positions: {b:>10,} bytes (formula: {2 * gpt.n_layers * gpt.n_heads * n * (gpt.d_model // gpt.n_heads) * 4:,})")
+print(f"the model's stored arrays (state_dict): {model_bytes:,} bytes ({format_bytes(model_bytes)}): trained weights "
+      f"{weight_bytes:,}, buffers (the position table) {model_bytes - weight_bytes:,}")
 
 # %% [markdown]
 # Takeaway: the cache trades memory that grows linearly with the length for

@@ -7,6 +7,7 @@ from Module 13's generate in the course's reference library, run here in the gra
 """
 import numpy as np
 
+from tinytorch_lib import fmt
 from tito.checks import Plain, StudentError, check, requires, task_first
 
 
@@ -23,25 +24,25 @@ CACHE = "(lambda c: (tuple(c.keys.shape), tuple(c.values.shape), c.keys.dtype, c
 def kvcache(s):
     s = Plain(s)
     ks, vs, kd, vd, same, lengths, nbytes = s.value(CACHE.format("KVCache(2, 1, 4, 16, 8)"))
-    assert ks == vs == (2, 1, 4, 16, 8), f"KVCache(2, 1, 4, 16, 8): expected keys and values of shape (2, 1, 4, 16, 8), got {ks}, {vs}"
-    assert kd == vd == np.float32 and not same, f"keys and values: two separate float32 arrays, got {kd}, {vd}{' (the same array)' if same else ''}"
+    assert ks == vs == (2, 1, 4, 16, 8), f"KVCache(2, 1, 4, 16, 8): expected keys and values of shape (2, 1, 4, 16, 8), got {fmt(ks)}, {fmt(vs)}"
+    assert kd == vd == np.float32 and not same, f"keys and values: two separate float32 arrays, got {fmt(kd)}, {fmt(vd)}{fmt(' (the same array)' if same else '')}"
     assert lengths == [0, 0], f"a new cache holds 0 positions in every layer, got lengths {lengths}"
     assert nbytes == 2 * 2 * 1 * 4 * 16 * 8 * 4, f"KVCache(2, 1, 4, 16, 8) float32: expected nbytes 8192, got {nbytes!r}"
     s.run("c = KVCache(2, 1, 4, 16, 8)")
     got = s.value("(c.get_seq_length(), c.get_seq_length(1))")
-    assert got == (0, 0), f"a new cache: get_seq_length() and get_seq_length(1) should be 0, got {got}"
+    assert got == (0, 0), f"a new cache: get_seq_length() and get_seq_length(1) should be 0, got {fmt(got)}"
     s.run("c.lengths = [5, 3]")
     got = s.value("(c.get_seq_length(1), c.get_seq_length(0), c.get_seq_length())")
-    assert got == (3, 5, 5), f"get_seq_length(1), (0) and () with lengths [5, 3]: expected (3, 5, 5), got {got}"
+    assert got == (3, 5, 5), f"get_seq_length(1), (0) and () with lengths [5, 3]: expected (3, 5, 5), got {fmt(got)}"
     got = s.value("(lambda keys, values: (c.reset(), list(c.lengths), c.keys is keys, c.values is values)[1:])(c.keys, c.values)")
-    assert got == ([0, 0], True, True), f"reset() sets the lengths to 0 and keeps the same arrays; got lengths {got[0]}, same arrays {got[1:]}"
+    assert got == ([0, 0], True, True), f"reset() sets the lengths to 0 and keeps the same arrays; got lengths {fmt(got[0])}, same arrays {got[1:]}"
     s.expect_error("KVCache(2, 1, 4, 0, 8)", "KVCache(2, 1, 4, 0, 8)", ("max_len", "0"))
     ks, _, kd, _, _, lengths, nbytes = s.value(CACHE.format("KVCache(3, 2, 2, 10, 4, dtype=np.float64)"))
     assert kd == np.float64 and ks == (3, 2, 2, 10, 4) and nbytes == 2 * 3 * 2 * 2 * 10 * 4 * 8, \
-        f"KVCache(3, 2, 2, 10, 4, dtype=float64): expected float64 arrays (3, 2, 2, 10, 4) and nbytes 7680, got {kd} {ks}, nbytes {nbytes!r}"
+        f"KVCache(3, 2, 2, 10, 4, dtype=float64): expected float64 arrays (3, 2, 2, 10, 4) and nbytes 7680, got {fmt(kd)} {fmt(ks)}, nbytes {nbytes!r}"
     assert lengths == [0, 0, 0], f"3 layers: expected lengths [0, 0, 0], got {lengths}"
     _, _, kd, _, _, _, nbytes = s.value(CACHE.format("KVCache(1, 1, 1, 6, 2, dtype=np.float16)"))
-    assert kd == np.float16 and nbytes == 2 * 6 * 2 * 2, f"KVCache(1, 1, 1, 6, 2, dtype=float16): expected nbytes 48 (from the arrays), got {kd}, {nbytes!r}"
+    assert kd == np.float16 and nbytes == 2 * 6 * 2 * 2, f"KVCache(1, 1, 1, 6, 2, dtype=float16): expected nbytes 48 (from the arrays), got {fmt(kd)}, {nbytes!r}"
     for bad in ({"n_layers": 0}, {"batch": -1}, {"n_heads": 2.0}, {"head_dim": True}, {"max_len": "4"}):
         args = {"n_layers": 1, "batch": 1, "n_heads": 1, "max_len": 4, "head_dim": 2, **bad}
         name = next(iter(bad))
@@ -65,7 +66,7 @@ def update(s):
     kind, ka, va = s.value("(lambda r: (type(r[0]).__name__, np.asarray(r[0].data), np.asarray(r[1].data)))(c.update(Tensor(k), Tensor(v), 1))",
                            k=k1, v=v1)
     assert kind == "Tensor" and ka.shape == (1, 2, 4, 3) and np.array_equal(ka, k1) and np.array_equal(va, v1), \
-        f"update of an empty layer with k, v (1, 2, 4, 3) (Tensors): expected those keys and values back as Tensors, got {kind} of shape {ka.shape}"
+        f"update of an empty layer with k, v (1, 2, 4, 3) (Tensors): expected those keys and values back as Tensors, got {fmt(kind)} of shape {ka.shape}"
     lengths = s.value("list(c.lengths)")
     assert lengths == [0, 4], f"after 4 positions into layer 1: expected lengths [0, 4], got {lengths}"
     k2, v2 = rng.standard_normal((1, 2, 1, 3)).astype(np.float32), rng.standard_normal((1, 2, 1, 3)).astype(np.float32)
@@ -74,7 +75,7 @@ def update(s):
         and np.array_equal(vb, np.concatenate([v1, v2], axis=2)), \
         f"a second update with 1 position (arrays): expected the 5 keys and values so far (1, 2, 5, 3) in order, got shape {kb.shape}"
     got = s.value("(c.get_seq_length(1), c.get_seq_length(0))")
-    assert got == (5, 0), f"expected lengths [0, 5], got get_seq_length(1), (0) = {got}"
+    assert got == (5, 0), f"expected lengths [0, 5], got get_seq_length(1), (0) = {fmt(got)}"
     stored = s.value("(c.keys[1, :, :, :5], c.values[1, :, :, :5], c.keys[0])")
     assert np.array_equal(stored[0], kb) and np.array_equal(stored[1], vb) and not stored[2].any(), \
         "update should write into keys[layer_idx, :, :, n:n + s_new] (and values) of the preallocated arrays, and leave layer 0 alone"
@@ -90,13 +91,16 @@ def update(s):
     lengths = s.value("list(c.lengths)")
     assert lengths == [0, 5], f"refused updates must change nothing: lengths {lengths}"
     s.expect_error("c.update(k, v, -1)", "update with layer_idx -1 (not wrap around to the last layer)", k=k2, v=v2)
+    full = s.raises("c.update(k, v, 1)", k=k2, v=v2)
+    assert full is None, f"1 more position into layer 1 holding 5 of 6 fills it exactly and should work; raised {full}"
+    assert s.value("list(c.lengths)") == [0, 6], f"a layer filled to max_len 6: expected lengths [0, 6], got {s.value('list(c.lengths)')}"
     kc = s.value("(c.reset(), np.asarray(c.update(k, v, 1)[0].data))[1]", k=k2, v=v2)
     assert kc.shape == (1, 2, 1, 3) and np.array_equal(kc, k2), f"after reset(), update starts again at position 0: expected (1, 2, 1, 3), got {kc.shape}"
     # layers are independent; the returned keys are the cache's own memory
     k3 = rng.standard_normal((1, 2, 2, 3)).astype(np.float32)
     got = s.value("(lambda r: (np.asarray(r[0].data), list(c.lengths), np.shares_memory(r[0].data, c.keys)))(c.update(k, k, 0))", k=k3)
     assert np.array_equal(got[0], k3) and got[1] == [2, 1], \
-        f"2 positions into layer 0 after 1 into layer 1: expected layer 0's 2 keys back and lengths [2, 1], got {got[0].shape}, {got[1]}"
+        f"2 positions into layer 0 after 1 into layer 1: expected layer 0's 2 keys back and lengths [2, 1], got {got[0].shape}, {fmt(got[1])}"
     assert got[2], "the returned keys should be a view of the cache's array (keys[layer_idx, :, :, :n + s_new]), not a copy"
 
 
@@ -137,7 +141,7 @@ def generate_(s):
     want = generate_without_cache(small, prompt, 12)
     fast = s.value("(lambda r: (type(r).__name__, np.asarray(r)))(generate(small, p, 12))", p=prompt)
     assert fast[0] == "ndarray" and fast[1].dtype == np.int64 and fast[1].shape == (16,), \
-        f"generate(prompt of 4, 12 new): expected an int64 array of 16 ids, got {fast[0]} {fast[1].dtype} {fast[1].shape}"
+        f"generate(prompt of 4, 12 new): expected an int64 array of 16 ids, got {fmt(fast[0])} {fast[1].dtype} {fast[1].shape}"
     assert fast[1].tolist() == want.tolist(), \
         f"greedy, random GPT(11, 16, 2 heads, 2 layers), prompt {prompt.tolist()}: with the cache {fast[1].tolist()}, Module 13's generate gives {want.tolist()}"
     slow = s.value("np.asarray(generate(small, p, 12, use_cache=False))", p=prompt)
@@ -150,7 +154,13 @@ def generate_(s):
         small.register_forward_hook(lambda m, args, out: calls.append(tuple(np.shape(np.asarray(getattr(args[0], 'data', args[0]))))))))([])""",
                     p=prompt)
     assert calls == [(1, 4), (1, 1), (1, 1), (1, 1), (1, 1)], \
-        f"5 new tokens after a prompt of 4: expected model calls of shapes [(1, 4), (1, 1) x 4] (prefill, then one per step), got {calls}"
+        (f"5 new tokens after a prompt of 4: expected 5 model calls of input shapes [(1, 4), (1, 1), (1, 1), (1, 1), (1, 1)] "
+         f"(a prefill of the whole prompt, then one position per step, none after the last token); got {len(calls)} calls: {calls}")
+    modes = s.value("""(lambda modes: (lambda h: (small.train(), generate(small, p, 3), h.remove(), modes)[-1])(
+        small.register_forward_hook(lambda m, args, out: modes.append(bool(m.training)))))([])""", p=prompt)
+    assert modes and not any(modes), f"generate should run the model in eval mode: model.training during its calls was {modes}"
+    fits = s.value("len(generate(small, p, 20))", p=prompt)
+    assert fits == 24, f"4 prompt + 20 new tokens = 24 positions, exactly max_len 24, fit in the cache: expected 24 ids, got {fmt(fits)}"
     s.expect_error("generate(small, p, 21)", "generate with 4 prompt + 21 new tokens on max_len 24", ("24", "25"), p=prompt)
     assert s.value("small.training") is True, "generate should put the model's training mode back (small was in training mode)"
     s.run("small.eval(); generate(small, p, 3)", p=prompt)
