@@ -506,7 +506,7 @@ with task("15.4", uses={"15.2": "quantize_tensor"}):
         f"QuantizedLinear(3, 2) of x (2, 3): expected a float32 Tensor (2, 2), got {type(got).__name__} {getattr(got, 'shape', '')}"
     assert np.allclose(got.data, want, atol=0.02), (
         f"x = {fmt(x)}: expected about {fmt(want)} (the float layer, within 0.02), got {fmt(got.data)}; got - expected = "
-        f"{fmt(got.data - want)}. The same offset in every row usually means the input zero point is missing: "
+        f"{fmt(got.data - want)}. An offset that repeats in every row (one value per column) usually means the input zero point is missing: "
         "acc = (q_x - z_x) @ q_w.T")
     assert ql.weight_q.dtype == np.int8 and sum(a.nbytes for a in ql.state_dict().values()) == 6 + 8 + 4 + 4 + 8, \
         f"stored: weight_q 6 bytes, weight_scale 8, input_scale 4, input_zero_point 4, bias 8; got {fmt(ql.state_dict())}"

@@ -150,6 +150,15 @@ with task("16.1"):
     assert isinstance(m, np.ndarray) and m.dtype == bool and m.shape == (2, 3), f"expected a bool (2, 3) mask, got {type(m).__name__} {getattr(m, 'dtype', '')}"
     assert m.tolist() == [[True, False, True], [False, True, False]], f"magnitude_mask({w.tolist()}, 0.5): expected [[T, F, T], [F, T, F]], got {m.tolist()}"
     assert magnitude_mask(w, 0.0).all(), "amount 0 keeps every weight"
+    neg = np.array([[-0.95, 0.2, 0.1, -0.3]], dtype=np.float32)
+    m = magnitude_mask(neg, 0.5)
+    assert m.tolist() == [[True, False, False, True]], \
+        f"magnitude_mask({neg.tolist()}, 0.5): rank by |w|, so -0.95 is the largest; expected [[T, F, F, T]], got {m.tolist()}"
+    signs = np.array([[1.0, -1.0, 1.0, -1.0], [0.3, 0.3, 0.3, 0.3]], dtype=np.float32)
+    s = structured_mask(signs, 0.5)
+    assert s[:, 0].tolist() == [True, False], \
+        (f"structured_mask({signs.tolist()}, 0.5): row L2 norms 2.0 and 0.6 (sums 0 and 1.2): expected row 1 removed, "
+         f"rows kept {s[:, 0].tolist()}")
     s = structured_mask(w, 0.5)
     assert s.tolist() == [[True, True, True], [False, False, False]], \
         f"structured_mask of rows with norms 0.955 and 0.732, amount 0.5: expected row 1 removed, got {s.tolist()}"
