@@ -259,7 +259,7 @@ def test_a_student_works_through_the_whole_kit(kit, tmp_path):
     assert proc.returncode != 0, proc.stdout[-2000:]
     assert "the first: Module 01 (tensor), Task 01.1, Tensor.__init__\n" in proc.stderr, proc.stderr[-2000:]
     assert "Module 02 (activations)" not in proc.stderr  # the first one, then a count per file
-    assert "tito module export NN" in proc.stderr and not (tmp_path / "results" / "table2_static.json").exists()
+    assert "tito module export 01" in proc.stderr and "Traceback" not in proc.stderr and not (tmp_path / "results" / "table2_static.json").exists()
 
     # The untouched notebook: visible tests only, every task fails, and it says who runs the hidden ones.
     assert kit_tito(student, "module", "start", "01").returncode == 0

@@ -30,11 +30,12 @@ def task_summary(grades: dict[str, NotebookGrade]) -> list[str]:
                 failed += 1
                 first = next(c.error for c in cells if c.score < c.max_score)
                 first = first.strip().splitlines()[0] if first.strip() else ""  # errors may span lines
-                firsts[first or "no error shown (a wrong answer that printed nothing)"] += 1
+                # counted by what the table shows: the first 100 characters (the rest names each input)
+                firsts[first[:100] or "no error shown (a wrong answer that printed nothing)"] += 1
         common = ""
         if firsts:
             error, n = firsts.most_common(1)[0]
-            common = f"{error[:100]} ({n} student{'s' if n > 1 else ''})"
+            common = f"{error} ({n} student{'s' if n > 1 else ''})"
         mean = f"{sum(scores) / len(scores):.1f}/{max_score:g}"
         lines.append(f"{task:<10} {mean:>9} {f'{failed}/{len(scores)}':>7}  {common}".rstrip())
     return lines
