@@ -33,7 +33,6 @@ def _hold_blas_threads() -> None:
     n = blas_threads_wanted()
     if n is None:
         return
-    import numpy  # noqa: F401  (threadpoolctl finds the BLAS numpy loaded)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n, user_api="blas")  # not a context: holds for the whole process

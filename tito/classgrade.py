@@ -30,7 +30,7 @@ import nbformat
 from .grading import env_with_library, failure_reason, nbgrader
 from .intake import changed_grade_ids, read_without_outputs, stripped_metadata, submitted_refusal
 from .modules import Module, TitoError, all_modules
-from .sandbox import BLAS_ENV, grading_env
+from .sandbox import grading_env, one_blas_thread
 from . import roster
 
 
@@ -197,9 +197,7 @@ def grade_class(root: Path, module: Module, students: dict[str, Path], library: 
     course_db = root / "gradebook.db"
     if not course_db.exists():
         raise TitoError(f"{course_db} does not exist: run `nbgrader generate_assignment {module.name}` first")
-    env = grading_env(env_with_library(library) if library else dict(os.environ), sandboxed)
-    for name in BLAS_ENV:
-        env.setdefault(name, "1")
+    env = one_blas_thread(grading_env(env_with_library(library) if library else dict(os.environ), sandboxed))
     failed: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="tito-classgrade-") as tmp:
         tmp = Path(tmp)

@@ -19,6 +19,7 @@ from . import classgrade, classreport, feedback, grading, sandbox
 from .build import build
 from .export import export_notebook, export_reference, is_reference, remaining_stubs
 from .modules import RELEASE, ROOT, WORKSPACE, Module, TitoError, all_modules, find_module
+from .student import print_cell_progress
 
 STATUS_FILE = WORKSPACE / ".tito-status.json"
 
@@ -270,12 +271,6 @@ def _library_digests(module: Module) -> dict[str, str]:
     """Digests of the earlier modules' tinytorch_lib files, which `module`'s notebook imports."""
     return {m.library_file.name: _digest(m.library_file) for m in all_modules()
             if m.number < module.number and m.library_file.exists()}
-
-
-def print_cell_progress(grade_id: str, passed: bool, seconds: float) -> None:
-    """One line per graded cell as the notebook runs: task, its test cell, pass/FAIL, seconds."""
-    task = grading.CellGrade(grade_id, 0, 0).task
-    print(f"  {task:<12} {grade_id:<40} {'pass' if passed else 'FAIL':<5} {seconds:6.1f} s", flush=True)
 
 
 def cmd_test(args) -> int:

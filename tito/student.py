@@ -176,11 +176,17 @@ def _cell_finished(cell, cell_index, execute_reply) -> None:
     if not meta.get("grade") or meta.get("solution"):
         return
     gid = meta.get("grade_id", "?")
-    m = TEST_ID.match(gid)
-    task = f"Task {m.group(1)}.{int(m.group(2))}" if m else gid
     seconds = time.monotonic() - _started.pop(cell_index, time.monotonic())
     failed = (execute_reply or {}).get("content", {}).get("status") == "error" or bool(_error(cell))
-    print(f"  {task:<12} {gid:<40} {'FAIL' if failed else 'pass':<5} {seconds:6.1f} s", flush=True)
+    print_cell_progress(gid, not failed, seconds)
+
+
+def print_cell_progress(grade_id: str, passed: bool, seconds: float) -> None:
+    """One line per graded cell as the notebook runs: task, its test cell, pass/FAIL, seconds
+    (also the instructor's `tito module test`, tito/cli.py)."""
+    m = TEST_ID.match(grade_id)
+    task = f"Task {m.group(1)}.{int(m.group(2))}" if m else grade_id
+    print(f"  {task:<12} {grade_id:<40} {'pass' if passed else 'FAIL':<5} {seconds:6.1f} s", flush=True)
 
 
 def _error(cell) -> str:
