@@ -218,3 +218,35 @@ def int8_update(cache: Int8KVCache, k, v, layer_idx: int) -> tuple:
 
 
 Int8KVCache.update = int8_update  # given: the method attention calls
+
+# cell cell-7759a4f024
+def validation_prompts(tokenizer, count: int, length: int) -> np.ndarray:
+    """Given: `count` prompts of `length` characters, evenly spaced over the corpus's validation split -> (count, length) int64."""
+    from tinytorch_lib.tokenization import load_corpus
+
+    text = load_corpus("val")
+    starts = np.linspace(0, len(text) - length, count).astype(int)
+    return np.stack([tokenizer.encode(text[i:i + length]) for i in starts]).astype(np.int64)
+
+
+def compare_caches(model, prompts, max_new_tokens: int, cache_class=None) -> dict:
+    """Given: greedy generation of every row of prompts (B, n) with the float32 KVCache and with `cache_class`
+    (default Int8KVCache), batched. -> {"tokens": (float32 ids, other ids) each (B, n + new),
+    "first_divergence": per row the index of the first new token that differs, or None,
+    "max_logit_diff": the largest |logit difference| of any row, step and id when both caches are fed the
+    float32 cache's tokens}."""
+    cache_class = cache_class or Int8KVCache
+    ref = generate_batch(model, prompts, max_new_tokens)
+    other = generate_batch(model, prompts, max_new_tokens, cache_class=cache_class)
+    n = ref.shape[1] - max_new_tokens
+    logits = []
+    with no_grad():
+        for cls in (KVCache, cache_class):
+            cache = cls(model.n_layers, ref.shape[0], model.n_heads, ref.shape[1], model.d_model // model.n_heads)
+            steps = [model(ref[:, :n], cache=cache).data[:, -1]]
+            steps += [model(ref[:, i:i + 1], cache=cache).data[:, -1] for i in range(n, ref.shape[1] - 1)]
+            logits.append(np.stack(steps))
+    differ = ref[:, n:] != other[:, n:]
+    first = [int(np.argmax(row)) if row.any() else None for row in differ]
+    return {"tokens": (ref, other), "first_divergence": first,
+            "max_logit_diff": float(np.abs(logits[0] - logits[1]).max())}
