@@ -377,7 +377,7 @@ def test_batching_int8_draws_both_caches_beside_the_baseline_and_their_bytes(bat
     rate_ax, mem_ax = fig.axes
     assert tick_texts(rate_ax.xaxis) == [str(b) for b in batches]
     legend = [t.get_text() for t in rate_ax.get_legend().get_texts()]
-    assert legend and {"float32 cache", "int8 cache", "batch 1, no cache"} <= set(legend), legend
+    assert legend and {"float32 cache", "int8 cache", "batch 1, no cache (170 tokens/s)"} <= set(legend), legend
     shown = {t.get_text() for t in rate_ax.texts}
     assert {format_number(r["tokens_per_s"]) for r in rows if r["cache"] != "none"} <= shown, shown
     assert all(re.fullmatch(r"[\d.,]+ (kB|MB)", t) for t in tick_texts(mem_ax.yaxis))

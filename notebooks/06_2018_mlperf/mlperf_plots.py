@@ -270,8 +270,10 @@ def batching_int8(table3c: list, cache_memory: list):
         label_points(ax1, x, y, "number", color=color, offset=(0, 7 if kind == "float32" else -12))
     for r in table3c:
         if r["cache"] == "none":
-            ax1.axhline(r["tokens_per_s"], color="tab:blue", ls="--", label="batch 1, no cache")
+            ax1.axhline(r["tokens_per_s"], color="tab:blue", ls="--",
+                        label=f"batch 1, no cache ({format_number(r['tokens_per_s'])} tokens/s)")
     log_axis(ax1, "x", "count", ticks=batches, base=2)
+    ax1.set_xlim(batches[0] / 1.5, batches[-1] * 1.5)  # room for the first and last values' labels
     log_axis(ax1, "y", "number")
     ax1.set_xlabel("batch size B (prompts per step, log scale)")
     ax1.set_ylabel("tokens per second (log scale)")
