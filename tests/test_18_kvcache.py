@@ -194,8 +194,9 @@ def test_trained_gpt_batched_rows_equal_single_prompts_on_both_models(trained):
             assert row.tolist() == generate(m, p, 40).tolist()
 
 
-@pytest.mark.parametrize("prompts, pattern", [([[1, 2, 3], [4, 5]], r"lengths \[3, 2\]"), ([], "lengths"),
-                                              (np.zeros((2, 2, 2), int), "rows"), ([[1, 9]], "9")])
+@pytest.mark.parametrize("prompts, pattern", [([[1, 2, 3], [4, 5]], r"same length.*lengths \[3, 2\]"), ([], "2-d"),
+                                              (np.zeros((2, 2, 2), int), r"shapes \[\(2, 2\)"), ([1, 2, 3], "2-d"),
+                                              ([[1, 9]], "9")])
 def test_batched_bad_prompts_are_clear_errors(prompts, pattern):
     model = GPT(vocab_size=6, d_model=8, n_heads=2, n_layers=1, context=10, max_len=10, rng=0)
     with pytest.raises(ValueError, match=pattern):

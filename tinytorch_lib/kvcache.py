@@ -141,10 +141,13 @@ def batch_prompts(model, prompts, max_new_tokens) -> np.ndarray:
     """Given: prompts (B rows of n ids) -> an int64 array (B, n), checked; a clear ValueError otherwise."""
     rows = [np.asarray(p.data if isinstance(p, Tensor) else p) for p in
             (prompts.data if isinstance(prompts, Tensor) else prompts)]
-    lengths = [r.size for r in rows]
-    if not rows or any(r.ndim != 1 for r in rows) or len(set(lengths)) != 1:
-        raise ValueError(f"generate_batch: prompts must be B >= 1 rows of the same length (a 2-d array); got "
-                         f"{len(rows)} rows of lengths {lengths}")
+    shapes = [r.shape for r in rows]
+    if not rows or any(len(shape) != 1 for shape in shapes):
+        raise ValueError(f"generate_batch: prompts must be B >= 1 rows of ids, a 2-d array (B, n); got rows of "
+                         f"shapes {shapes[:4]}{' ...' if len(shapes) > 4 else ''}")
+    if len(set(shapes)) != 1:
+        raise ValueError(f"generate_batch: the prompts must have the same length (no padding here); got lengths "
+                         f"{[shape[0] for shape in shapes]}")
     count_ok = isinstance(max_new_tokens, (int, np.integer)) and not isinstance(max_new_tokens, bool) and max_new_tokens >= 1
     for row in rows:  # Module 13's checks of each row (ids, dtype) and of max_new_tokens, without a forward pass
         generate_without_cache(ChecksOnly(model), row, 1 if count_ok else max_new_tokens)

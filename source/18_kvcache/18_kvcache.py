@@ -698,8 +698,9 @@ print(f"the model's stored arrays (state_dict): {model_bytes:,} bytes ({format_b
 #     logits = model(ids[:, None], cache=cache)      (3, 1, vocab): one position, every row
 # ```
 #
-# Each row's arithmetic is the row's own (no operation mixes rows), so each
-# row's tokens are those of generating that prompt alone. The cache here is
+# No operation mixes rows, so each row's logits are those of its prompt
+# alone, to float32 rounding (a matmul of more rows may add in another
+# order), and so are its tokens: the tests check them token for token. The cache here is
 # sized to the positions it will hold, `n + max_new_tokens`, so its `nbytes`
 # is the memory this generation needs.
 #
@@ -731,10 +732,13 @@ def batch_prompts(model, prompts, max_new_tokens) -> np.ndarray:
     """Given: prompts (B rows of n ids) -> an int64 array (B, n), checked; a clear ValueError otherwise."""
     rows = [np.asarray(p.data if isinstance(p, Tensor) else p) for p in
             (prompts.data if isinstance(prompts, Tensor) else prompts)]
-    lengths = [r.size for r in rows]
-    if not rows or any(r.ndim != 1 for r in rows) or len(set(lengths)) != 1:
-        raise ValueError(f"generate_batch: prompts must be B >= 1 rows of the same length (a 2-d array); got "
-                         f"{len(rows)} rows of lengths {lengths}")
+    shapes = [r.shape for r in rows]
+    if not rows or any(len(shape) != 1 for shape in shapes):
+        raise ValueError(f"generate_batch: prompts must be B >= 1 rows of ids, a 2-d array (B, n); got rows of "
+                         f"shapes {shapes[:4]}{' ...' if len(shapes) > 4 else ''}")
+    if len(set(shapes)) != 1:
+        raise ValueError(f"generate_batch: the prompts must have the same length (no padding here); got lengths "
+                         f"{[shape[0] for shape in shapes]}")
     count_ok = isinstance(max_new_tokens, (int, np.integer)) and not isinstance(max_new_tokens, bool) and max_new_tokens >= 1
     for row in rows:  # Module 13's checks of each row (ids, dtype) and of max_new_tokens, without a forward pass
         generate_without_cache(ChecksOnly(model), row, 1 if count_ok else max_new_tokens)
