@@ -700,9 +700,9 @@ print(f"the model's stored arrays (state_dict): {model_bytes:,} bytes ({format_b
 #
 # No operation mixes rows, so each row's logits are those of its prompt
 # alone, to float32 rounding (a matmul of more rows may add in another
-# order), and so are its tokens: the tests check them token for token. The cache here is
-# sized to the positions it will hold, `n + max_new_tokens`, so its `nbytes`
-# is the memory this generation needs.
+# order), and so are its tokens: the tests check them token for token. The
+# cache here is sized to the positions it will hold, `n + max_new_tokens`,
+# so its `nbytes` is the memory this generation needs.
 #
 # Two limits keep it simple. The prompts have the same length: the cache
 # keeps one length per layer for all rows (rows of different lengths need
@@ -854,12 +854,13 @@ print("Task 18.4 visible tests passed")
 #   `value_scales`: float16 zeros `(n_layers, batch, n_heads, max_len)`;
 # - `nbytes`: the bytes of the codes and of the scales (four arrays);
 # - `int8_update(cache, k, v, layer_idx)`: quantize `k` and `v` as above with
-#   `quantize_tensor` (symmetric, per row); store the codes with
+#   `quantize_tensor` (symmetric, one scale per row of `head_dim`; the scales
+#   it returns are float32: store `scale.astype(np.float16)`); store the codes with
 #   `kvcache_update(cache, codes_k, codes_v, layer_idx)` (Task 18.2: it checks
 #   `layer_idx`, the shapes and the room, writes, advances the length, and
 #   raises before changing anything); then store the scales of the `s_new`
-#   new positions, and return the first `n + s_new` positions dequantized, as
-#   float32 Tensors `(batch, n_heads, n + s_new, head_dim)`.
+#   new positions, and return all `n + s_new` positions held (`n` were there
+#   before) dequantized, as float32 Tensors `(batch, n_heads, n + s_new, head_dim)`.
 
 # %% nbgrader={"grade": false, "grade_id": "int8_cache", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
 from tinytorch_lib.quantization import quantize_tensor
