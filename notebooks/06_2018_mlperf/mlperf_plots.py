@@ -267,7 +267,7 @@ def batching_int8(table3c: list, cache_memory: list):
         low = [r.get("tokens_per_s_p90", r["tokens_per_s"]) for r in rows]
         ax1.errorbar(x, y, yerr=[np.maximum(np.array(y) - low, 0), np.zeros(len(y))], color=color, marker=marker,
                      capsize=2, label=label)
-        label_points(ax1, x, y, "number", color=color, offset=(0, 7 if kind == "float32" else -12))
+        label_points(ax1, x, y, "number", color=color, offset=(0, -12))  # below: the legend may sit above
     for r in table3c:
         if r["cache"] == "none":
             ax1.axhline(r["tokens_per_s"], color="tab:blue", ls="--",
