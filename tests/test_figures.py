@@ -355,3 +355,30 @@ def test_profiler_plot_report_keeps_its_legend_off_the_bars():
              "bytes": 4000 * (i % 2 == 0) * (5 - i)} for i in range(6)]
     fig = plot_report(rows, "MLP: where time and bytes go (batch 32)")
     assert figure_problems(fig) == []
+
+
+def synthetic_table3c(batches=(1, 8, 32, 64)) -> tuple:
+    """Table 3c rows and cache memory shaped like 02_generation_speedup.py's, made up."""
+    rows = [{"cache": "none", "batch": 1, "tokens_per_s": 170.0, "tokens_per_s_p90": 160.0}]
+    for kind, per_step in (("float32", 3e-4), ("int8", 6e-4)):
+        for b in batches:
+            rate = b / (per_step * (1 + b / 16))
+            rows.append({"cache": kind, "batch": b, "tokens_per_s": rate, "tokens_per_s_p90": rate * 0.93})
+    memory = [{"length": n, "float32": 2048 * n, "int8": 544 * n} for n in (64, 128, 256, 512, 1024)]
+    return rows, memory
+
+
+@pytest.mark.parametrize("batches", [(1, 8, 32, 64), (1, 8)])
+def test_batching_int8_draws_both_caches_beside_the_baseline_and_their_bytes(batches):
+    rows, memory = synthetic_table3c(batches)
+    fig = mlperf_plots.batching_int8(rows, memory)
+    assert figure_problems(fig) == []
+    one_unit(fig)
+    rate_ax, mem_ax = fig.axes
+    assert tick_texts(rate_ax.xaxis) == [str(b) for b in batches]
+    legend = [t.get_text() for t in rate_ax.get_legend().get_texts()]
+    assert legend and {"float32 cache", "int8 cache", "batch 1, no cache (170 tokens/s)"} <= set(legend), legend
+    shown = {t.get_text() for t in rate_ax.texts}
+    assert {format_number(r["tokens_per_s"]) for r in rows if r["cache"] != "none"} <= shown, shown
+    assert all(re.fullmatch(r"[\d.,]+ (kB|MB)", t) for t in tick_texts(mem_ax.yaxis))
+    assert {format_bytes(memory[-1]["float32"]), format_bytes(memory[-1]["int8"])} <= {t.get_text() for t in mem_ax.texts}

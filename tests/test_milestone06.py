@@ -141,6 +141,27 @@ def test_part2_tokens_identical_memory_measured_and_files_written(part2):
     for png in ("generation_profile.png", "generation_speedup.png"):
         assert (results / png).stat().st_size > 10_000
     assert "Table 3, generation" in out
+    assert (results / "batching_int8.png").stat().st_size > 10_000
+
+
+def test_part2_table3c_batched_rows_identical_int8_bytes_a_quarter_and_agreement_measured(part2):
+    results, out, data = part2
+    rows = {(r["cache"], r["batch"]): r for r in data["table3c"]}
+    assert set(rows) == {("none", 1)} | {(k, b) for k in ("float32", "int8") for b in (1, 8)}
+    assert all(r["identical_to_batch_1"] for r in rows.values())
+    for (kind, b), r in rows.items():
+        assert spread_fields(r) == [], r
+        assert f"{r['speedup']:.1f}x ({r['speedup_lo']:.1f}-{r['speedup_hi']:.1f})" in out
+        if kind != "none":
+            assert r["cache_bytes"] > 0 and r["tokens_per_s"] > 0
+            assert 0.9 <= rows[("int8", b)]["cache_bytes"] / (rows[("float32", b)]["cache_bytes"] / 4) <= 1.1
+        if kind == "int8":
+            assert 0 <= r["rows_agreeing"] <= b and f"{r['rows_agreeing']}/{b} rows" in out
+    assert rows[("float32", 8)]["cache_bytes"] == 8 * rows[("float32", 1)]["cache_bytes"]
+    agreement = data["int8_agreement"]
+    assert agreement["prompts"] == 8 and len(agreement["first_divergence"]) == 8 and 0 <= agreement["max_logit_diff"] < 1
+    assert all(m["int8"] * 128 == m["float32"] * 34 for m in data["table3c_cache_memory"])
+    assert "Table 3c" in out
 
 
 def test_part2_speedups_carry_their_range_rise_with_length_and_the_text_holds(part2):

@@ -42,7 +42,7 @@ class KVCache:
         return int(self.keys.nbytes + self.values.nbytes)
 
     def __repr__(self) -> str:
-        return (f"KVCache(n_layers={self.n_layers}, batch={self.batch}, n_heads={self.n_heads}, "
+        return (f"{type(self).__name__}(n_layers={self.n_layers}, batch={self.batch}, n_heads={self.n_heads}, "
                 f"max_len={self.max_len}, head_dim={self.head_dim}, lengths={self.lengths})")
 
 # cell update
@@ -135,3 +135,121 @@ def time_generation(model, prompt_ids, max_new_tokens: int, repeats: int = 3) ->
     return {"new_tokens": max_new_tokens, "without": t_without, "with": t_with,
             "speedup": t_without.median / t_with.median,
             "identical": bool(np.array_equal(tokens[False], tokens[True])), "tokens": tokens}
+
+# cell generate_batch
+def batch_prompts(model, prompts, max_new_tokens) -> np.ndarray:
+    """Given: prompts (B rows of n ids) -> an int64 array (B, n), checked; a clear ValueError otherwise."""
+    rows = [np.asarray(p.data if isinstance(p, Tensor) else p) for p in
+            (prompts.data if isinstance(prompts, Tensor) else prompts)]
+    shapes = [r.shape for r in rows]
+    if not rows or any(len(shape) != 1 for shape in shapes):
+        raise ValueError(f"generate_batch: prompts must be B >= 1 rows of ids, a 2-d array (B, n); got rows of "
+                         f"shapes {shapes[:4]}{' ...' if len(shapes) > 4 else ''}")
+    if len(set(shapes)) != 1:
+        raise ValueError(f"generate_batch: the prompts must have the same length (no padding here); got lengths "
+                         f"{[shape[0] for shape in shapes]}")
+    count_ok = isinstance(max_new_tokens, (int, np.integer)) and not isinstance(max_new_tokens, bool) and max_new_tokens >= 1
+    for row in rows:  # Module 13's checks of each row (ids, dtype) and of max_new_tokens, without a forward pass
+        generate_without_cache(ChecksOnly(model), row, 1 if count_ok else max_new_tokens)
+    return np.stack(rows).astype(np.int64)
+
+
+def generate_batch(model, prompts, max_new_tokens: int, cache_class=KVCache) -> np.ndarray:
+    """prompts: (B, n) ints -> (B, n + max_new_tokens) int64, greedy; one model call per step for all B rows."""
+    ids = batch_prompts(model, prompts, max_new_tokens)
+    batch, n = ids.shape
+    # Task 18.4: check the length fits; a cache of cache_class for B rows; prefill, then one call per new token
+    total = n + max_new_tokens
+    if total > model.max_len:
+        raise ValueError(f"generate_batch: {n} prompt + {max_new_tokens} new tokens = {total} positions do not "
+                         f"fit in max_len {model.max_len}")
+    cache = cache_class(model.n_layers, batch, model.n_heads, total, model.d_model // model.n_heads)
+    out = np.zeros((batch, total), dtype=np.int64)
+    out[:, :n] = ids
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            logits = model(ids, cache=cache).data[:, -1]
+            for step in range(max_new_tokens):
+                out[:, n + step] = logits.argmax(axis=-1)
+                if step + 1 < max_new_tokens:
+                    logits = model(out[:, n + step:n + step + 1], cache=cache).data[:, -1]
+    finally:
+        model.train(was_training)
+    return out
+
+# cell int8_cache
+from tinytorch_lib.quantization import quantize_tensor
+
+
+class Int8KVCache(KVCache):
+    """A KVCache of int8 codes, with a float16 scale per (layer, batch, head, position): about 4x fewer bytes."""
+
+    def __init__(self, n_layers: int, batch: int, n_heads: int, max_len: int, head_dim: int):
+        # Task 18.5: KVCache's arrays as int8, then the two float16 scale arrays
+        super().__init__(n_layers, batch, n_heads, max_len, head_dim, dtype=np.int8)
+        shape = (self.n_layers, self.batch, self.n_heads, self.max_len)
+        self.key_scales = np.zeros(shape, dtype=np.float16)
+        self.value_scales = np.zeros(shape, dtype=np.float16)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored codes and scales."""
+        # Task 18.5
+        return int(self.keys.nbytes + self.values.nbytes + self.key_scales.nbytes + self.value_scales.nbytes)
+
+
+def int8_update(cache: Int8KVCache, k, v, layer_idx: int) -> tuple:
+    """k, v (batch, n_heads, s_new, head_dim) float -> stored as codes and scales; all so far, dequantized (float32)."""
+    k = k.data if isinstance(k, Tensor) else np.asarray(k)
+    v = v.data if isinstance(v, Tensor) else np.asarray(v)
+    # Task 18.5: quantize rows of head_dim; kvcache_update stores the codes; then the scales; dequantize all so far
+    codes, scales = [], []
+    for x in (k, v):
+        q, scale, _ = quantize_tensor(x.reshape(-1, x.shape[-1]), axis=0)
+        codes.append(q.reshape(x.shape))
+        scales.append(scale.reshape(x.shape[:-1]).astype(np.float16))
+    kvcache_update(cache, codes[0], codes[1], layer_idx)
+    m = cache.lengths[layer_idx]
+    n = m - k.shape[2]
+    cache.key_scales[layer_idx, :, :, n:m] = scales[0]
+    cache.value_scales[layer_idx, :, :, n:m] = scales[1]
+    keys = cache.keys[layer_idx, :, :, :m] * cache.key_scales[layer_idx, :, :, :m, None].astype(np.float32)
+    values = cache.values[layer_idx, :, :, :m] * cache.value_scales[layer_idx, :, :, :m, None].astype(np.float32)
+    return Tensor(keys), Tensor(values)
+
+
+Int8KVCache.update = int8_update  # given: the method attention calls
+
+# cell cell-7759a4f024
+def validation_prompts(tokenizer, count: int, length: int) -> np.ndarray:
+    """Given: `count` prompts of `length` characters, evenly spaced over the corpus's validation split -> (count, length) int64."""
+    from tinytorch_lib.tokenization import load_corpus
+
+    text = load_corpus("val")
+    starts = np.linspace(0, len(text) - length, count).astype(int)
+    return np.stack([tokenizer.encode(text[i:i + length]) for i in starts]).astype(np.int64)
+
+
+def compare_caches(model, prompts, max_new_tokens: int, cache_class=None) -> dict:
+    """Given: greedy generation of every row of prompts (B, n) with the float32 KVCache and with `cache_class`
+    (default Int8KVCache), batched. -> {"tokens": (float32 ids, other ids) each (B, n + new),
+    "first_divergence": per row the index of the first new token that differs, or None,
+    "max_logit_diff": the largest |logit difference| of any row, step and id when both caches are fed the
+    float32 cache's tokens}."""
+    cache_class = cache_class or Int8KVCache
+    ref = generate_batch(model, prompts, max_new_tokens)
+    other = generate_batch(model, prompts, max_new_tokens, cache_class=cache_class)
+    n = ref.shape[1] - max_new_tokens
+    logits = []
+    with no_grad():
+        for cls in (KVCache, cache_class):
+            cache = cls(model.n_layers, ref.shape[0], model.n_heads, ref.shape[1], model.d_model // model.n_heads)
+            steps = [model(ref[:, :n], cache=cache).data[:, -1]]
+            steps += [model(ref[:, i:i + 1], cache=cache).data[:, -1] for i in range(n, ref.shape[1] - 1)]
+            logits.append(np.stack(steps))
+    differ = ref[:, n:] != other[:, n:]
+    first = [int(np.argmax(row)) if row.any() else None for row in differ]
+    return {"tokens": (ref, other), "first_divergence": first,
+            "max_logit_diff": float(np.abs(logits[0] - logits[1]).max())}

@@ -250,3 +250,48 @@ def generation_speedup(table3: list, table3_as_trained: list, cache_memory: list
     for ax in (ax1, ax2):
         place_legend(ax)
     return fig
+
+
+def batching_int8(table3c: list, cache_memory: list):
+    """table3_generation.json's "table3c" rows (cache, batch, tokens_per_s(+_p90)) and "table3c_cache_memory"
+    (length, float32, int8 bytes): throughput against batch size per cache, beside batch 1 without a cache;
+    cache bytes against length. -> Figure (two panels)."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    style = {"float32": ("tab:orange", "s", "float32 cache"), "int8": ("tab:green", "^", "int8 cache")}
+    batches = sorted({r["batch"] for r in table3c if r["cache"] in style})
+    for kind, (color, marker, label) in style.items():
+        rows = sorted((r for r in table3c if r["cache"] == kind), key=lambda r: r["batch"])
+        if not rows:
+            continue
+        x, y = [r["batch"] for r in rows], [r["tokens_per_s"] for r in rows]
+        low = [r.get("tokens_per_s_p90", r["tokens_per_s"]) for r in rows]
+        ax1.errorbar(x, y, yerr=[np.maximum(np.array(y) - low, 0), np.zeros(len(y))], color=color, marker=marker,
+                     capsize=2, label=label)
+        label_points(ax1, x, y, "number", color=color, offset=(0, -12))  # below: the legend may sit above
+    for r in table3c:
+        if r["cache"] == "none":
+            ax1.axhline(r["tokens_per_s"], color="tab:blue", ls="--",
+                        label=f"batch 1, no cache ({format_number(r['tokens_per_s'])} tokens/s)")
+    log_axis(ax1, "x", "count", ticks=batches, base=2)
+    ax1.set_xlim(batches[0] / 1.5, batches[-1] * 1.5)  # room for the first and last values' labels
+    log_axis(ax1, "y", "number")
+    ax1.set_xlabel("batch size B (prompts per step, log scale)")
+    ax1.set_ylabel("tokens per second (log scale)")
+    ax1.set_title("Offline throughput (bars: down to the p90 time's rate)")
+    ax1.grid(True, which="major", alpha=0.25)
+
+    pos = [m["length"] for m in cache_memory]
+    for kind, (color, marker, label) in style.items():
+        nbytes = [m[kind] for m in cache_memory]
+        ax2.plot(pos, nbytes, marker=marker, color=color, label=label)
+        label_points(ax2, pos[-1:], nbytes[-1:], "bytes", color=color, offset=(-4, 6), ha="right")
+    log_axis(ax2, "x", "count", ticks=pos, base=2)
+    log_axis(ax2, "y", "bytes")
+    ax2.set_xlabel("cached positions, one sequence (log scale)")
+    ax2.set_ylabel("cache size, measured nbytes (log scale; 1 kB = 1000 bytes)")
+    ax2.set_title("KV cache memory: float32 and int8 (scales counted)")
+    ax2.grid(True, which="major", alpha=0.25)
+    fig.tight_layout()
+    for ax in (ax1, ax2):
+        place_legend(ax)
+    return fig

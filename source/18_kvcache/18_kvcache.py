@@ -29,9 +29,13 @@
 # | 18.1 | `KVCache`: preallocated key and value arrays, `nbytes`, `get_seq_length`, `reset` | 4 |
 # | 18.2 | `KVCache.update(k, v, layer_idx)`: checks, append, return everything so far | 4 |
 # | 18.3 | `generate(..., use_cache=True)`: prefill once, then one token per step | 5 |
+# | 18.4 | `generate_batch`: B prompts of one length, one model call per step for all rows | 4 |
+# | 18.5 | `Int8KVCache`: int8 codes and float16 scales, dequantized on read | 4 |
 #
 # The systems analysis times generation with and without your cache in the
 # same run, checks the tokens are identical, and measures the cache's memory.
+# Part B (18.4-18.5) generates for many prompts at once and stores the cache
+# as int8.
 
 # %% tags=["export"]
 import numpy as np
@@ -140,7 +144,7 @@ class KVCache:
         ### END SOLUTION
 
     def __repr__(self) -> str:
-        return (f"KVCache(n_layers={self.n_layers}, batch={self.batch}, n_heads={self.n_heads}, "
+        return (f"{type(self).__name__}(n_layers={self.n_layers}, batch={self.batch}, n_heads={self.n_heads}, "
                 f"max_len={self.max_len}, head_dim={self.head_dim}, lengths={self.lengths})")
 
 
@@ -667,6 +671,375 @@ print(f"the model's stored arrays (state_dict): {model_bytes:,} bytes ({format_b
 # to 992 new tokens (the positions the course GPT has), checks the logits at
 # every step, and prints the table.
 #
+# ## Part B: many sequences at once, and a smaller cache
+#
+# A server rarely generates for one user at a time. Part A made one step cost
+# one position; that position's work is a `(1, 128) @ (128, 128)` matmul and
+# dozens of small operations, so most of the step is fixed cost. Run `B`
+# prompts together and the same operations carry `B` rows: the fixed cost is
+# paid once per step for all of them. That is MLPerf's **Offline** scenario
+# (tokens per second over a large batch), beside **SingleStream** (one
+# sequence, milliseconds per token). And a cache for `B` sequences is `B`
+# times the bytes, so the second task stores it as int8 codes, with Module
+# 15's `quantize_tensor`.
+#
+# ## 5. Batched generation
+#
+# The model and the cache already take a batch dimension: `GPT.forward(ids
+# (B, n), cache)` and `KVCache(n_layers, B, ...)`. Generation for `B` prompts
+# of the same length `n` is Task 18.3's loop with `B` rows:
+#
+# ```
+# prompts (B, n)                                    3 prompts of 4 tokens: (3, 4)
+# cache = cache_class(n_layers, B, n_heads, n + max_new_tokens, head_dim)
+# logits = model(prompts, cache=cache)               (3, 4, vocab): one prefill for all rows
+# repeat max_new_tokens times:
+#     ids = argmax of logits[:, -1] per row          (3,): greedy, one new id per row
+#     logits = model(ids[:, None], cache=cache)      (3, 1, vocab): one position, every row
+# ```
+#
+# No operation mixes rows, so each row's logits are those of its prompt
+# alone, to float32 rounding (a matmul of more rows may add in another
+# order), and so are its tokens: the tests check them token for token. The
+# cache here is sized to the positions it will hold, `n + max_new_tokens`,
+# so its `nbytes` is the memory this generation needs.
+#
+# Two limits keep it simple. The prompts have the same length: the cache
+# keeps one length per layer for all rows (rows of different lengths need
+# left padding and a mask that hides the padding; not done here). And it is
+# greedy: a sampled row would have to draw from its own random generator, in
+# the order a single run does, to match it.
+#
+# ### Task 18.4: `generate_batch`
+#
+# `generate_batch(model, prompts, max_new_tokens, cache_class=KVCache)`
+# returns a `(B, n + max_new_tokens)` `np.int64` array: each row its prompt
+# followed by its new ids. Given: the checks of the prompts (a 2-d array or
+# equal-length lists of ids; each row passes Module 13's checks) and of
+# `max_new_tokens`. Yours:
+#
+# - if `n + max_new_tokens > model.max_len`, raise `ValueError`:
+#   `generate_batch: 30 prompt + 1000 new tokens = 1030 positions do not fit in max_len 1024`;
+# - `cache = cache_class(model.n_layers, B, model.n_heads, n + max_new_tokens, model.d_model // model.n_heads)`;
+# - in eval mode under `no_grad()`, the loop above: one model call for the
+#   prefill, then one per new token but the last; the next ids are
+#   `logits.data[:, -1].argmax(axis=-1)` (the same first-maximum rule as
+#   Module 13's greedy `next_token`);
+# - put the training mode back afterwards (`finally:`), as in Task 18.3.
+
+# %% nbgrader={"grade": false, "grade_id": "generate_batch", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+def batch_prompts(model, prompts, max_new_tokens) -> np.ndarray:
+    """Given: prompts (B rows of n ids) -> an int64 array (B, n), checked; a clear ValueError otherwise."""
+    rows = [np.asarray(p.data if isinstance(p, Tensor) else p) for p in
+            (prompts.data if isinstance(prompts, Tensor) else prompts)]
+    shapes = [r.shape for r in rows]
+    if not rows or any(len(shape) != 1 for shape in shapes):
+        raise ValueError(f"generate_batch: prompts must be B >= 1 rows of ids, a 2-d array (B, n); got rows of "
+                         f"shapes {shapes[:4]}{' ...' if len(shapes) > 4 else ''}")
+    if len(set(shapes)) != 1:
+        raise ValueError(f"generate_batch: the prompts must have the same length (no padding here); got lengths "
+                         f"{[shape[0] for shape in shapes]}")
+    count_ok = isinstance(max_new_tokens, (int, np.integer)) and not isinstance(max_new_tokens, bool) and max_new_tokens >= 1
+    for row in rows:  # Module 13's checks of each row (ids, dtype) and of max_new_tokens, without a forward pass
+        generate_without_cache(ChecksOnly(model), row, 1 if count_ok else max_new_tokens)
+    return np.stack(rows).astype(np.int64)
+
+
+def generate_batch(model, prompts, max_new_tokens: int, cache_class=KVCache) -> np.ndarray:
+    """prompts: (B, n) ints -> (B, n + max_new_tokens) int64, greedy; one model call per step for all B rows."""
+    ids = batch_prompts(model, prompts, max_new_tokens)
+    batch, n = ids.shape
+    # Task 18.4: check the length fits; a cache of cache_class for B rows; prefill, then one call per new token
+    ### BEGIN SOLUTION
+    total = n + max_new_tokens
+    if total > model.max_len:
+        raise ValueError(f"generate_batch: {n} prompt + {max_new_tokens} new tokens = {total} positions do not "
+                         f"fit in max_len {model.max_len}")
+    cache = cache_class(model.n_layers, batch, model.n_heads, total, model.d_model // model.n_heads)
+    out = np.zeros((batch, total), dtype=np.int64)
+    out[:, :n] = ids
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            logits = model(ids, cache=cache).data[:, -1]
+            for step in range(max_new_tokens):
+                out[:, n + step] = logits.argmax(axis=-1)
+                if step + 1 < max_new_tokens:
+                    logits = model(out[:, n + step:n + step + 1], cache=cache).data[:, -1]
+    finally:
+        model.train(was_training)
+    return out
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_18_4_generate_batch", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 18.4
+from tinytorch_lib.testing import task
+
+with task("18.4", uses={"18.1": "KVCache", "18.2": "KVCache.update"}):
+    from tinytorch_lib.transformer import GPT
+
+    small = GPT(vocab_size=11, d_model=16, n_heads=2, n_layers=2, context=24, max_len=24, rng=3)
+    prompts = np.array([[1, 4, 2, 7], [0, 0, 9, 3], [5, 10, 1, 1]])
+    got = generate_batch(small, prompts, 10)
+    assert isinstance(got, np.ndarray) and got.dtype == np.int64 and got.shape == (3, 14), \
+        f"generate_batch(3 prompts of 4, 10 new): expected an int64 array (3, 14), got {type(got).__name__} {getattr(got, 'shape', '')}"
+    for row, p in zip(got, prompts):
+        alone = generate_without_cache(small, p, 10)
+        assert row.tolist() == alone.tolist(), f"prompt {p.tolist()} in a batch of 3: {row.tolist()}; generated alone: {alone.tolist()}"
+    calls = []
+    handle = small.register_forward_hook(lambda m, args, out: calls.append(np.asarray(args[0]).shape))
+    small.train()
+    generate_batch(small, prompts[:2].tolist(), 4)
+    handle.remove()
+    want = [(2, 4), (2, 1), (2, 1), (2, 1)]
+    assert calls == want, (f"2 prompts of 4, 4 new tokens: expected model calls of input shapes {want} (one prefill, "
+                           f"then one position of every row per step); got {calls}")
+    assert small.training, "generate_batch on a model in training mode: afterwards model.training should be True again"
+    small.eval()
+    sizes = []
+
+    class Recorded(KVCache):
+        def __init__(self, *args):
+            sizes.append(args)
+            super().__init__(*args)
+
+    generate_batch(small, prompts, 6, cache_class=Recorded)
+    assert sizes == [(2, 3, 2, 10, 8)], \
+        f"3 prompts of 4 + 6 new tokens: expected one cache_class(2 layers, batch 3, 2 heads, 10 positions, head_dim 8), got calls {sizes}"
+    try:
+        generate_batch(small, prompts, 21)
+    except ValueError as e:
+        assert "25" in str(e) and "24" in str(e), f"4 + 21 positions with max_len 24: the error should name 25 and 24, got: {e}"
+    else:
+        raise AssertionError("generate_batch with 4 prompt + 21 new tokens on max_len 24 should raise ValueError")
+    try:
+        generate_batch(small, [[1, 2, 3], [4, 5]], 2)
+    except ValueError as e:
+        assert "[3, 2]" in str(e), f"prompts of lengths 3 and 2: the error should name the lengths [3, 2], got: {e}"
+    else:
+        raise AssertionError("generate_batch with prompts of lengths 3 and 2 should raise ValueError")
+print("Task 18.4 visible tests passed")
+
+# %% [markdown]
+# ## 6. An INT8 cache
+#
+# A float32 cache spends 4 bytes on every number. Module 15 stored weights as
+# int8 codes with one float scale per row; the same works for keys and values,
+# one scale per (layer, sequence, head, position): the `head_dim` numbers of
+# one key share a scale. Written as it arrives, read back dequantized:
+#
+# ```
+# k (B, H, s_new, D) float32 -> rows (B*H*s_new, D) -> quantize_tensor(rows, axis=0)
+#     -> codes (B*H*s_new, D) int8, scale (B*H*s_new,)     symmetric: zero point 0
+# store: keys[layer, :, :, n:n+s_new] = codes (B, H, s_new, D)     int8
+#        key_scales[layer, :, :, n:n+s_new] = scale (B, H, s_new)  float16
+# read:  keys[layer, :, :, :m] * key_scales[layer, :, :, :m, None] -> (B, H, m, D) float32
+# ```
+#
+# The scales count: per head and position, `D` = 32 codes and one scale. A
+# float32 scale would add 4 bytes to 32 (12.5%); a float16 one adds 2, so the
+# cache is `4 * 32 / 34` = 3.8x smaller than float32. Rounding the scale to
+# float16 moves it by at most 2^-11 of itself, which moves the largest code's
+# value by 127 x 2^-11, about 0.06 of a step: small next to the half step that
+# int8 rounding already costs.
+#
+# ### Task 18.5: `Int8KVCache`
+#
+# `Int8KVCache(n_layers, batch, n_heads, max_len, head_dim)` is a `KVCache`
+# (Tasks 18.1-18.2) whose `keys` and `values` hold int8 codes:
+#
+# - `__init__`: `KVCache.__init__` with `dtype=np.int8`, then `key_scales` and
+#   `value_scales`: float16 zeros `(n_layers, batch, n_heads, max_len)`;
+# - `nbytes`: the bytes of the codes and of the scales (four arrays);
+# - `int8_update(cache, k, v, layer_idx)`: quantize `k` and `v` as above with
+#   `quantize_tensor` (symmetric, one scale per row of `head_dim`; the scales
+#   it returns are float32: store `scale.astype(np.float16)`); store the codes with
+#   `kvcache_update(cache, codes_k, codes_v, layer_idx)` (Task 18.2: it checks
+#   `layer_idx`, the shapes and the room, writes, advances the length, and
+#   raises before changing anything); then store the scales of the `s_new`
+#   new positions, and return all `n + s_new` positions held (`n` were there
+#   before) dequantized, as float32 Tensors `(batch, n_heads, n + s_new, head_dim)`.
+
+# %% nbgrader={"grade": false, "grade_id": "int8_cache", "locked": false, "schema_version": 3, "solution": true, "task": false} tags=["export"]
+from tinytorch_lib.quantization import quantize_tensor
+
+
+class Int8KVCache(KVCache):
+    """A KVCache of int8 codes, with a float16 scale per (layer, batch, head, position): about 4x fewer bytes."""
+
+    def __init__(self, n_layers: int, batch: int, n_heads: int, max_len: int, head_dim: int):
+        # Task 18.5: KVCache's arrays as int8, then the two float16 scale arrays
+        ### BEGIN SOLUTION
+        super().__init__(n_layers, batch, n_heads, max_len, head_dim, dtype=np.int8)
+        shape = (self.n_layers, self.batch, self.n_heads, self.max_len)
+        self.key_scales = np.zeros(shape, dtype=np.float16)
+        self.value_scales = np.zeros(shape, dtype=np.float16)
+        ### END SOLUTION
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored codes and scales."""
+        # Task 18.5
+        ### BEGIN SOLUTION
+        return int(self.keys.nbytes + self.values.nbytes + self.key_scales.nbytes + self.value_scales.nbytes)
+        ### END SOLUTION
+
+
+def int8_update(cache: Int8KVCache, k, v, layer_idx: int) -> tuple:
+    """k, v (batch, n_heads, s_new, head_dim) float -> stored as codes and scales; all so far, dequantized (float32)."""
+    k = k.data if isinstance(k, Tensor) else np.asarray(k)
+    v = v.data if isinstance(v, Tensor) else np.asarray(v)
+    # Task 18.5: quantize rows of head_dim; kvcache_update stores the codes; then the scales; dequantize all so far
+    ### BEGIN SOLUTION
+    codes, scales = [], []
+    for x in (k, v):
+        q, scale, _ = quantize_tensor(x.reshape(-1, x.shape[-1]), axis=0)
+        codes.append(q.reshape(x.shape))
+        scales.append(scale.reshape(x.shape[:-1]).astype(np.float16))
+    kvcache_update(cache, codes[0], codes[1], layer_idx)
+    m = cache.lengths[layer_idx]
+    n = m - k.shape[2]
+    cache.key_scales[layer_idx, :, :, n:m] = scales[0]
+    cache.value_scales[layer_idx, :, :, n:m] = scales[1]
+    keys = cache.keys[layer_idx, :, :, :m] * cache.key_scales[layer_idx, :, :, :m, None].astype(np.float32)
+    values = cache.values[layer_idx, :, :, :m] * cache.value_scales[layer_idx, :, :, :m, None].astype(np.float32)
+    return Tensor(keys), Tensor(values)
+    ### END SOLUTION
+
+
+Int8KVCache.update = int8_update  # given: the method attention calls
+
+# %% nbgrader={"grade": true, "grade_id": "test_18_5_int8_cache", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+# Tests for Task 18.5
+from tinytorch_lib.testing import task
+
+with task("18.5", uses={"18.1": "KVCache", "18.2": "kvcache_update"}):
+    c = Int8KVCache(2, 1, 2, 6, 4)
+    assert c.keys.dtype == c.values.dtype == np.int8 and c.keys.shape == (2, 1, 2, 6, 4), \
+        f"Int8KVCache(2, 1, 2, 6, 4): expected int8 keys and values (2, 1, 2, 6, 4), got {c.keys.dtype} {c.keys.shape}"
+    assert c.key_scales.dtype == c.value_scales.dtype == np.float16 and c.key_scales.shape == c.value_scales.shape == (2, 1, 2, 6), \
+        f"expected float16 key_scales and value_scales (2, 1, 2, 6), got {c.key_scales.dtype} {c.key_scales.shape}"
+    assert c.nbytes == 2 * 96 + 2 * 48, f"Int8KVCache(2, 1, 2, 6, 4): expected nbytes 288 (codes 2 x 96, scales 2 x 48), got {c.nbytes}"
+    rng = np.random.default_rng(0)
+    k1, v1 = rng.standard_normal((2, 1, 2, 3, 4)).astype(np.float32) * np.array([1, 20], np.float32)[:, None, None, None, None]
+    ka, va = c.update(Tensor(k1), Tensor(v1), 1)
+    assert isinstance(ka, Tensor) and ka.dtype == np.float32 and ka.shape == (1, 2, 3, 4), \
+        f"update with k (1, 2, 3, 4): expected float32 Tensors (1, 2, 3, 4), got {type(ka).__name__} {getattr(ka, 'shape', '')}"
+    step = np.abs(k1).max(axis=-1, keepdims=True) / 127
+    assert np.all(np.abs(ka.data - k1) <= 0.6 * step), \
+        f"dequantized keys should be within 0.6 of a step (max |key| of its row / 127) of the keys; worst {fmt(np.abs(ka.data - k1).max())}"
+    assert np.all(np.abs(va.data - v1) <= 0.6 * np.abs(v1).max(axis=-1, keepdims=True) / 127), "values: the same bound as keys"
+    q, s, _ = quantize_tensor(k1.reshape(-1, 4), axis=0)
+    assert np.array_equal(c.keys[1, :, :, :3], q.reshape(1, 2, 3, 4)), "keys[1, :, :, :3] should hold quantize_tensor's codes of the rows of k"
+    assert np.array_equal(c.key_scales[1, :, :, :3], s.reshape(1, 2, 3).astype(np.float16)), "key_scales[1, :, :, :3] should hold the rows' scales, as float16"
+    k2 = rng.standard_normal((1, 2, 1, 4)).astype(np.float32)
+    kb, _ = c.update(k2, k2, 1)
+    assert kb.shape == (1, 2, 4, 4) and np.array_equal(kb.data[:, :, :3], ka.data), \
+        f"a second update of 1 position: expected the 4 keys so far (1, 2, 4, 4), the first 3 unchanged; got {kb.shape}"
+    assert c.lengths == [0, 4], f"expected lengths [0, 4], got {c.lengths}"
+    scales = c.key_scales.copy()
+    try:
+        c.update(np.ones((1, 2, 3, 4)), np.ones((1, 2, 3, 4)), 1)
+    except ValueError as e:
+        assert "4" in str(e) and "6" in str(e) and "3" in str(e), f"adding 3 to a layer holding 4 of 6: the error should say so, got: {e}"
+    else:
+        raise AssertionError("update past max_len (4 held, 6 max, 3 more) should raise ValueError")
+    assert c.lengths == [0, 4] and np.array_equal(c.key_scales, scales), "a refused update must change nothing (lengths, scales)"
+    f32, i8 = KVCache(2, 1, 4, 1024, 32), Int8KVCache(2, 1, 4, 1024, 32)
+    assert f32.nbytes / i8.nbytes > 3.7, f"course GPT shape: float32 {f32.nbytes:,} bytes, int8 {i8.nbytes:,}: expected about 3.8x fewer"
+print("Task 18.5 visible tests passed")
+
+# %% [markdown]
+# ### Systems analysis: batch sizes, and what int8 costs
+#
+# The course GPT, vectorized (Module 17), generating greedily after the
+# prompt above, every row the same prompt. Each batch size is timed with
+# `measure` in this cell; tokens per second is `B x new tokens` over the
+# median time of a whole `generate_batch` call, with the rate at the p90
+# time beside it. Both caches run at each batch size.
+
+# %%
+BATCH_TOKENS = 16 if grading else 64
+BATCHES = [1, 8] if grading else [1, 8, 32]
+print(f"{'B':>3} {'cache':>8} {'tokens/s (p90)':>20} {'cache bytes':>12} {'rows = batch 1':>15}")
+alone = generate_batch(fast_gpt, [prompt_ids], BATCH_TOKENS)[0]
+notes = []
+for b in BATCHES:
+    for cls in (KVCache, Int8KVCache):
+        out = {}
+        t = measure(lambda: out.update(ids=generate_batch(fast_gpt, [prompt_ids] * b, BATCH_TOKENS, cache_class=cls)),
+                    repeats=3, warmup=1, number=1)
+        nbytes = cls(gpt.n_layers, b, gpt.n_heads, len(prompt_ids) + BATCH_TOKENS, gpt.d_model // gpt.n_heads).nbytes
+        same = all(np.array_equal(row, alone) for row in out["ids"]) if cls is KVCache else None
+        rate = f"{b * BATCH_TOKENS / t.median:,.0f} ({b * BATCH_TOKENS / t.p90:,.0f})"
+        print(f"{b:>3} {'float32' if cls is KVCache else 'int8':>8} {rate:>20} {nbytes:>12,} "
+              f"{('yes' if same else 'NO') if same is not None else '':>15}")
+        notes += [t.noisy] if t.noisy else []
+if notes:
+    print(f"note: {notes[0]}")
+
+# %% [markdown]
+# Read the tokens per second down the float32 rows: a step for `B` rows costs
+# far less than `B` steps, as long as the fixed cost of a step dominates. The
+# int8 rows pay for quantizing each new position and for dequantizing every
+# stored position at every step: the price of the smaller cache is paid in
+# time, and it grows with the length.
+#
+# How close are its logits? `compare_caches` (given) generates greedily from
+# each prompt with both caches, and also feeds the float32 cache's tokens
+# through both (teacher forcing), so the logits of every step can be compared
+# on the same input. Here on prompts from the validation text, the same
+# length as the prompt above:
+
+# %% tags=["export"]
+def validation_prompts(tokenizer, count: int, length: int) -> np.ndarray:
+    """Given: `count` prompts of `length` characters, evenly spaced over the corpus's validation split -> (count, length) int64."""
+    from tinytorch_lib.tokenization import load_corpus
+
+    text = load_corpus("val")
+    starts = np.linspace(0, len(text) - length, count).astype(int)
+    return np.stack([tokenizer.encode(text[i:i + length]) for i in starts]).astype(np.int64)
+
+
+def compare_caches(model, prompts, max_new_tokens: int, cache_class=None) -> dict:
+    """Given: greedy generation of every row of prompts (B, n) with the float32 KVCache and with `cache_class`
+    (default Int8KVCache), batched. -> {"tokens": (float32 ids, other ids) each (B, n + new),
+    "first_divergence": per row the index of the first new token that differs, or None,
+    "max_logit_diff": the largest |logit difference| of any row, step and id when both caches are fed the
+    float32 cache's tokens}."""
+    cache_class = cache_class or Int8KVCache
+    ref = generate_batch(model, prompts, max_new_tokens)
+    other = generate_batch(model, prompts, max_new_tokens, cache_class=cache_class)
+    n = ref.shape[1] - max_new_tokens
+    logits = []
+    with no_grad():
+        for cls in (KVCache, cache_class):
+            cache = cls(model.n_layers, ref.shape[0], model.n_heads, ref.shape[1], model.d_model // model.n_heads)
+            steps = [model(ref[:, :n], cache=cache).data[:, -1]]
+            steps += [model(ref[:, i:i + 1], cache=cache).data[:, -1] for i in range(n, ref.shape[1] - 1)]
+            logits.append(np.stack(steps))
+    differ = ref[:, n:] != other[:, n:]
+    first = [int(np.argmax(row)) if row.any() else None for row in differ]
+    return {"tokens": (ref, other), "first_divergence": first,
+            "max_logit_diff": float(np.abs(logits[0] - logits[1]).max())}
+
+# %%
+val_prompts = validation_prompts(tok, 8 if grading else 32, len(prompt_ids))
+agree = compare_caches(fast_gpt, val_prompts, BATCH_TOKENS)
+diverged = [i for i in agree["first_divergence"] if i is not None]
+print(f"{len(val_prompts)} validation prompts of {val_prompts.shape[1]} characters, {BATCH_TOKENS} new tokens each: "
+      f"int8 and float32 caches agree on every greedy token for {len(val_prompts) - len(diverged)} of them"
+      + (f"; the others first differ at new tokens {sorted(diverged)}" if diverged else ""))
+print(f"largest |logit difference| at any step, same input: {agree['max_logit_diff']:.3g}")
+
+# %% [markdown]
+# A token can differ where the float32 logits of its top two ids are closer
+# than the int8 error; from there on the two texts go separate ways. Milestone
+# 06 (part 2, Table 3c) measures all of this with batches up to 64 and 256
+# new tokens, beside generation without any cache.
+#
 # ## Summary
 #
 # - A KV cache stores each layer's keys and values, preallocated as
@@ -682,5 +1055,9 @@ print(f"the model's stored arrays (state_dict): {model_bytes:,} bytes ({format_b
 # - A cached step is one position, so its time is mostly the library's
 #   per-operation overhead; on Module 17's fused GPT the step is several times
 #   cheaper (measured above) and the cache's speedup larger.
+# - Part B: `B` prompts share each step's fixed cost (`generate_batch`, each
+#   row's tokens those of the prompt alone), and an int8 cache with a float16
+#   scale per head and position stores `D + 2` bytes where float32 stores `4D`,
+#   paying for it in time per step and in logits that differ slightly.
 #
 # Next: `tito module export 18`. Milestone 06 runs this on your GPT.

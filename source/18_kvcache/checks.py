@@ -177,3 +177,114 @@ def generate_(s):
     for kwargs, word in (({"prompt_ids": []}, "empty"), ({"max_new_tokens": 0}, "max_new_tokens"), ({"top_k": 99}, "top_k")):
         args = {"prompt_ids": [1], "max_new_tokens": 3, **kwargs}
         s.expect_error("generate(small, **args)", f"generate({args})", (word,), args=args)
+
+
+UPDATE_WORKS = ("(lambda c: (c.update(np.ones((1, 1, 2, 1)), np.ones((1, 1, 2, 1)), 0), "
+                "np.asarray(c.update(np.full((1, 1, 1, 1), 2.0), np.ones((1, 1, 1, 1)), 0)[0].data).ravel().tolist(), list(c.lengths))[1:])"
+                "(KVCache(1, 1, 1, 4, 1))")
+UPDATE_OK = "KVCache(1, 1, 1, 4, 1): update of 2 positions, then of 1, should return all 3 keys so far and leave lengths [3]"
+
+
+@check("test_18_4_generate_batch")
+def generate_batch_(s):
+    s = Plain(s)
+    GPT, generate_without_cache = _reference()
+    models = {}
+    for name, kwargs in GPT_ARGS.items():
+        models[name] = GPT(**kwargs)
+        s.run(BUILD.format(name=name), kwargs=kwargs,
+              state={k: np.array(v) for k, v in models[name].state_dict().items()})
+    task_first(s, "generate_batch(small, [[1]], 1)", "18.4")
+    requires(s, UPDATE_WORKS, lambda r: r == ([1.0, 1.0, 2.0], [3]), UPDATE_OK, "18.1 and 18.2", "18.4")
+    small, wide = models["small"], models["wide"]
+    prompts = np.array([[1, 4, 2, 7], [0, 0, 9, 3], [5, 10, 1, 1]])
+    kind, got = s.value("(lambda r: (type(r).__name__, np.asarray(r)))(generate_batch(small, p, 10))", p=prompts)
+    assert kind == "ndarray" and got.dtype == np.int64 and got.shape == (3, 14), \
+        f"generate_batch(3 prompts of 4, 10 new): expected an int64 array (3, 14), got {fmt(kind)} {got.dtype} {got.shape}"
+    for row, p in zip(got, prompts):
+        alone = generate_without_cache(small, p, 10)
+        assert row.tolist() == alone.tolist(), f"prompt {p.tolist()} in a batch of 3: {row.tolist()}; Module 13's generate alone: {alone.tolist()}"
+    rng = np.random.default_rng(4)
+    for batch, n, new in ((5, 3, 27), (1, 1, 29), (2, 29, 1), (4, 6, 8)):   # wide: max_len 30, up to it
+        p = rng.integers(0, 7, size=(batch, n))
+        got = s.value("np.asarray(generate_batch(wide, p.tolist(), new))", p=p, new=new)
+        want = np.stack([generate_without_cache(wide, row, new) for row in p])
+        assert got.shape == want.shape and np.array_equal(got, want), \
+            (f"GPT(7, 24, 3 heads, 3 layers), {batch} prompts of {n} (as lists), {new} new tokens: expected rows "
+             f"{fmt(want)}, got {fmt(got)}")
+    calls = s.value("""(lambda calls: (lambda h: (small.train(), generate_batch(small, p, 4), h.remove(), calls)[-1])(
+        small.register_forward_hook(lambda m, args, out: calls.append((tuple(np.shape(np.asarray(getattr(args[0], 'data', args[0])))), bool(m.training))))))([])""",
+                    p=prompts[:2])
+    want = [(2, 4), (2, 1), (2, 1), (2, 1)]
+    assert [c[0] for c in calls] == [tuple(w) for w in want], \
+        f"2 prompts of 4, 4 new tokens: expected model calls of input shapes {want} (one prefill, then one position of every row per step); got {[c[0] for c in calls]}"
+    assert not any(c[1] for c in calls), "generate_batch should run the model in eval mode"
+    assert s.value("small.training") is True, "generate_batch should put the model's training mode back (small was in training mode)"
+    s.run("small.eval(); generate_batch(small, p, 2)", p=prompts)
+    assert s.value("small.training") is False, "generate_batch should put the model's training mode back (small was in eval mode)"
+    sizes = s.value("""(lambda sizes: (generate_batch(wide, p, 5, cache_class=type('Recorded', (KVCache,), {
+        '__init__': lambda self, *a: (sizes.append(list(a)), KVCache.__init__(self, *a))[1]})), sizes)[1])([])""",
+                    p=np.ones((4, 7), dtype=np.int64))
+    assert sizes == [[3, 4, 3, 12, 8]], \
+        f"4 prompts of 7 + 5 new tokens on GPT(3 layers, 3 heads, d_model 24): expected one cache_class(3, 4, 3, 12, 8), got calls {sizes}"
+    s.expect_error("generate_batch(small, p, 21)", "generate_batch with 4 prompt + 21 new tokens on max_len 24", ("24", "25"), p=prompts)
+    fits = s.value("np.asarray(generate_batch(small, p, 20)).shape", p=prompts)
+    assert tuple(fits) == (3, 24), f"4 prompt + 20 new tokens = 24 positions, exactly max_len 24: expected (3, 24), got {fmt(fits)}"
+
+
+@check("test_18_5_int8_cache")
+def int8_cache(s):
+    from tinytorch_lib.quantization import quantize_tensor
+    s = Plain(s)
+    task_first(s, "Int8KVCache(1, 1, 1, 2, 1).nbytes", "18.5")
+    requires(s, UPDATE_WORKS, lambda r: r == ([1.0, 1.0, 2.0], [3]), UPDATE_OK, "18.1 and 18.2", "18.5")
+    shapes = "(lambda c: (tuple(c.keys.shape), c.keys.dtype, c.values.dtype, tuple(c.key_scales.shape), tuple(c.value_scales.shape), c.key_scales.dtype, c.value_scales.dtype, c.nbytes, list(c.lengths)))({})"
+    for args in ((2, 1, 2, 6, 4), (3, 2, 1, 5, 7)):
+        ks, kd, vd, ss, vs, sd, svd, nbytes, lengths = s.value(shapes.format(f"Int8KVCache{args}"))
+        layers, batch, heads, max_len, hd = args
+        want = 2 * layers * batch * heads * max_len * hd + 2 * 2 * layers * batch * heads * max_len
+        assert ks == args and kd == vd == np.int8, f"Int8KVCache{args}: expected int8 keys and values {args}, got {fmt(kd)} {fmt(ks)}"
+        assert ss == vs == args[:4] and sd == svd == np.float16, \
+            f"Int8KVCache{args}: expected float16 key_scales and value_scales {args[:4]}, got {fmt(sd)} {fmt(ss)}, {fmt(svd)} {fmt(vs)}"
+        assert nbytes == want, f"Int8KVCache{args}: expected nbytes {want} (int8 codes and float16 scales), got {nbytes!r}"
+        assert lengths == [0] * layers, f"Int8KVCache{args}: a new cache holds 0 positions, got lengths {lengths}"
+    s.run("c = Int8KVCache(2, 2, 3, 7, 5)")
+    rng = np.random.default_rng(1)
+    written = {0: [], 1: []}
+    for layer, size, scale in ((1, 3, 1.0), (0, 2, 30.0), (1, 1, 0.01), (1, 2, 5.0), (0, 5, 1.0)):
+        k = (rng.standard_normal((2, 3, size, 5)) * scale).astype(np.float32)
+        v = (rng.standard_normal((2, 3, size, 5)) * scale * 2).astype(np.float32)
+        if layer == 0 and size == 2:
+            k[0, 1] = 0.0                      # a row of zeros: scale 1, codes 0
+        kind, dtype, ka, va = s.value("(lambda r: (type(r[0]).__name__, r[0].data.dtype, np.asarray(r[0].data), np.asarray(r[1].data)))(c.update(Tensor(k), v, layer))",
+                                      k=k, v=v, layer=layer)
+        written[layer].append((k, v))
+        allk = np.concatenate([w[0] for w in written[layer]], axis=2)
+        allv = np.concatenate([w[1] for w in written[layer]], axis=2)
+        assert kind == "Tensor" and dtype == np.float32 and ka.shape == allk.shape, \
+            f"update of {size} positions into layer {layer}: expected float32 Tensors {allk.shape}, got {fmt(kind)} {fmt(dtype)} {ka.shape}"
+        for got, x, what in ((ka, allk, "keys"), (va, allv, "values")):
+            step = np.abs(x).max(axis=-1, keepdims=True) / 127
+            assert np.all(np.abs(got - x) <= 0.6 * step + 1e-12), \
+                f"layer {layer}, {what} so far {x.shape}: dequantized values should be within 0.6 of a step (max |x| of the row / 127); worst {fmt(np.abs(got - x).max())}"
+    for layer in (0, 1):
+        k = np.concatenate([w[0] for w in written[layer]], axis=2)
+        v = np.concatenate([w[1] for w in written[layer]], axis=2)
+        n = k.shape[2]
+        codes, kscale, vcodes, vscale = s.value(f"(c.keys[{layer}, :, :, :{n}], c.key_scales[{layer}, :, :, :{n}], c.values[{layer}, :, :, :{n}], c.value_scales[{layer}, :, :, :{n}])")
+        for x, q_got, s_got, what in ((k, codes, kscale, "keys"), (v, vcodes, vscale, "values")):
+            q, sc, _ = quantize_tensor(x.reshape(-1, 5), axis=0)
+            assert np.array_equal(q_got, q.reshape(x.shape)), f"layer {layer}: {what}[{layer}, :, :, :{n}] should hold quantize_tensor's codes of each (batch, head, position) row"
+            assert np.array_equal(s_got, sc.reshape(x.shape[:3]).astype(np.float16)), f"layer {layer}: the {what}' scales should be quantize_tensor's per-row scales, as float16"
+    assert s.value("list(c.lengths)") == [7, 6], f"after 7 positions into layer 0 and 6 into layer 1: expected lengths [7, 6], got {s.value('list(c.lengths)')}"
+    before = s.value("(c.key_scales.copy(), c.value_scales.copy(), c.keys.copy(), list(c.lengths))")
+    s.expect_error("c.update(k, k, 1)", "update of 2 positions into layer 1 holding 6 of 7", ("6", "7", "2"), k=np.ones((2, 3, 2, 5), np.float32))
+    s.expect_error("c.update(k, k, 2)", "update with layer_idx 2 on a 2-layer cache", ("layer_idx",), k=np.ones((2, 3, 1, 5), np.float32))
+    s.expect_error("c.update(k, k[:, :2], 1)", "update with k (2, 3, 1, 5) and v (2, 2, 1, 5)", (), k=np.ones((2, 3, 1, 5), np.float32))
+    after = s.value("(c.key_scales.copy(), c.value_scales.copy(), c.keys.copy(), list(c.lengths))")
+    assert all(np.array_equal(a, b) for a, b in zip(before[:3], after[:3])) and before[3] == after[3], \
+        "a refused update must change nothing: codes, scales and lengths as they were"
+    got = s.value("(c.reset(), list(c.lengths), tuple(np.asarray(c.update(k, k, 0)[0].data).shape))[1:]", k=np.ones((2, 3, 1, 5), np.float32))
+    assert got == ([0, 0], (2, 3, 1, 5)), f"reset() then 1 position: expected lengths [0, 0] after reset and (2, 3, 1, 5) back, got {fmt(got)}"
+    ratio = s.value("KVCache(2, 1, 4, 1024, 32).nbytes / Int8KVCache(2, 1, 4, 1024, 32).nbytes")
+    assert abs(ratio - 128 / 34) < 1e-9, f"course GPT shape (2 layers, 4 heads, 1024 positions, head_dim 32): expected float32 / int8 bytes = 128 / 34, got {fmt(ratio)}"
