@@ -345,3 +345,28 @@ def test_the_fusability_decision_is_remembered_until_a_hook_or_a_child_changes(m
     assert run() == (1, 2)
     fast.set_submodule("lm_head", Linear(8, 11, rng=9))     # a new plain Linear: still fused, with its weights
     assert run() == (1, 2)
+
+
+def test_one_query_attention_is_the_last_row_of_causal_attention():
+    from tinytorch_lib.acceleration import attention_batched, attention_reference, one_query_attention
+    rng = np.random.default_rng(8)
+    for batch, heads, s_k, d in ((1, 4, 1, 32), (2, 3, 9, 4), (3, 1, 30, 8)):
+        q = rng.standard_normal((batch, heads, 1, d)).astype(np.float32)
+        k, v = (rng.standard_normal((batch, heads, s_k, d)).astype(np.float32) for _ in range(2))
+        got = one_query_attention(q, k, v)
+        assert got.dtype == np.float32 and np.array_equal(got, attention_batched(q, k, v, causal=True))
+        assert relative_error(got, attention_reference(q, k, v, causal=True)) < TOLERANCE
+    with pytest.raises(ValueError, match=r"expected q \(batch, heads, 1, d\)"):
+        one_query_attention(k, k, v)
+
+
+def test_fused_cached_steps_on_a_batch_equal_the_full_forward():
+    from tinytorch_lib.kvcache import KVCache
+    gpt = GPT(vocab_size=17, d_model=12, n_heads=3, n_layers=2, context=24, max_len=24, rng=12)
+    fast = vectorize(gpt)
+    ids = np.random.default_rng(9).integers(0, 17, size=(3, 12))
+    cache = KVCache(gpt.n_layers, 3, gpt.n_heads, gpt.max_len, gpt.d_model // gpt.n_heads)
+    with no_grad():
+        full = gpt(ids).data
+        steps = [fast(ids[:, :4], cache=cache).data] + [fast(ids[:, t:t + 1], cache=cache).data for t in range(4, 12)]
+    assert relative_error(np.concatenate(steps, axis=1), full) < TOLERANCE

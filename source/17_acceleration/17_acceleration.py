@@ -54,6 +54,7 @@
 # %% tags=["export"]
 import copy
 import functools
+import math
 import weakref
 
 import numpy as np
@@ -819,9 +820,9 @@ class FastMultiHeadAttention(MultiHeadAttention):
 # v weights as one array that the three `Linear` layers view (PyTorch's
 # `in_proj_weight`), so one product projects all three and a write to a
 # weight is a write to it; GELU runs in place on one buffer. Your
-# `attention_batched` does the attention (with one query, a generation
-# step, every key is visible, so the mask is skipped; longer inputs use it),
-# and Module 12's cache seam is called unchanged. `FastGPT` does the same
+# `attention_batched` does the attention of several queries; one query (a
+# generation step) sees every key, so `one_query_attention` skips the mask
+# and normalises in place. Module 12's cache seam is called unchanged. `FastGPT` does the same
 # for the whole model: the embedding rows plus the positions, every block,
 # the final norm and the head.
 #
@@ -848,7 +849,9 @@ class FastMultiHeadAttention(MultiHeadAttention):
 def linear_arrays(layer: Linear, x: np.ndarray) -> np.ndarray:
     """Module 03's Linear on rows x (n, in), the same two operations: x @ W.T (one BLAS product), then + b."""
     y = np.dot(x, layer.weight.data.T)
-    return y + layer.bias.data if layer.bias is not None else y
+    if layer.bias is not None:
+        y += layer.bias.data
+    return y
 
 
 @functools.lru_cache(maxsize=None)
@@ -867,7 +870,9 @@ def layer_norm_arrays(norm: LayerNorm, x: np.ndarray) -> np.ndarray:
     var = np.dot(centred * centred, avg)
     var += norm.eps
     centred /= np.sqrt(var)
-    return (centred * norm.weight.data + norm.bias.data).astype(x.dtype, copy=False)
+    centred *= norm.weight.data
+    centred += norm.bias.data
+    return centred
 
 
 GELU_C32 = np.sqrt(2.0 / np.pi).astype(np.float32)
@@ -946,6 +951,20 @@ def packed_qkv(attn: MultiHeadAttention):
     return None
 
 
+def one_query_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Attention of one query (a generation step: q (batch, heads, 1, d)) over every key, as attention_batched
+    computes it (the causal mask would keep every key), the softmax in place on the scores."""
+    if not (q.shape[2] == 1 and k.shape == v.shape and k.shape[:2] == q.shape[:2] and k.shape[3] == q.shape[3]):
+        raise ValueError(f"one_query_attention: expected q (batch, heads, 1, d) and k, v (batch, heads, s_k, d), "
+                         f"got q {q.shape}, k {k.shape}, v {v.shape}")
+    scores = q @ k.swapaxes(-1, -2)                                   # (batch, heads, 1, s_k)
+    scores *= 1.0 / math.sqrt(q.shape[3])                             # the same float as 1 / np.sqrt(d)
+    scores -= scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    return scores @ v
+
+
 def block_inference(block: TransformerBlock, x: np.ndarray, cache=None, layer_idx: int = 0) -> np.ndarray:
     """One TransformerBlock on an array (batch, seq, d_model), no graph: the arithmetic of its children, fused.
     Inside, the positions are the rows of one 2-d array, so each Linear is a single matrix product."""
@@ -958,7 +977,8 @@ def block_inference(block: TransformerBlock, x: np.ndarray, cache=None, layer_id
     h = layer_norm_arrays(block.ln1, rows)
     packed = packed_qkv(attn)
     if packed is not None:                                            # one product for q, k and v
-        qkv = np.dot(h, packed[0].T) + packed[1]                      # (batch*seq, 3*d_model)
+        qkv = np.dot(h, packed[0].T)                                  # (batch*seq, 3*d_model)
+        qkv += packed[1]
         q, k, v = qkv.reshape(batch, seq, 3, *split[2:]).transpose(2, 0, 3, 1, 4)
     else:
         q = linear_arrays(attn.q_proj, h).reshape(split).transpose(0, 2, 1, 3)
@@ -967,11 +987,13 @@ def block_inference(block: TransformerBlock, x: np.ndarray, cache=None, layer_id
     if cache is not None:
         k, v = cache.update(Tensor(k), Tensor(v), layer_idx)           # Module 12's seam, unchanged
         k, v = k.data, v.data
-    # one query at the last position sees every key: the causal mask would keep them all
-    a = attention_batched(q, k, v, causal=seq > 1).transpose(0, 2, 1, 3).reshape(batch * seq, d_model)
-    rows = rows + linear_arrays(attn.out_proj, a)
-    out = linear_arrays(mlp.proj, gelu_arrays(linear_arrays(mlp.fc, layer_norm_arrays(block.ln2, rows))))
-    return (rows + out).reshape(batch, seq, d_model)
+    a = (one_query_attention(q, k, v) if seq == 1 else attention_batched(q, k, v, causal=True))
+    a = a.transpose(0, 2, 1, 3).reshape(batch * seq, d_model)
+    y = linear_arrays(attn.out_proj, a)                               # every buffer is new: added to in place
+    y += rows
+    out = linear_arrays(mlp.proj, gelu_arrays(linear_arrays(mlp.fc, layer_norm_arrays(block.ln2, y))))
+    out += y
+    return out.reshape(batch, seq, d_model)
 
 
 class FastTransformerBlock(TransformerBlock):
