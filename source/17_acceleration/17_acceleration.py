@@ -826,8 +826,8 @@ class FastMultiHeadAttention(MultiHeadAttention):
 # for the whole model: the embedding rows plus the positions, every block,
 # the final norm and the head.
 #
-# A fused pass is only taken when it computes exactly what the layer-by-layer
-# pass would:
+# A fused pass is only taken when it computes what the layer-by-layer pass
+# would (to float32 rounding):
 #
 # - gradients are off (`no_grad()`): with them on, the block runs its
 #   children, so training records the graph as before; the block's input
