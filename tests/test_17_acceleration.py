@@ -264,3 +264,109 @@ def test_unusual_ids_take_the_layered_path_and_its_clear_errors(ids, pattern):
     fast = vectorize(GPT(vocab_size=11, d_model=8, n_heads=2, n_layers=1, context=16, max_len=16, rng=0))
     with no_grad(), pytest.raises(ValueError, match=pattern):
         fast(ids)
+
+
+def _fused_and_layered(model, ids):
+    """(logits of the fused pass under no_grad, logits of the layered path: gradients on) of one model."""
+    with no_grad():
+        fused = model(ids).data
+    return fused, model(ids).data
+
+
+def test_packed_qkv_follows_writes_to_the_weights_and_unpacks_when_an_array_is_replaced():
+    from tinytorch_lib.acceleration import packed_qkv
+    from tinytorch_lib.losses import CrossEntropyLoss
+    from tinytorch_lib.optimizers import SGD
+    gpt = GPT(vocab_size=13, d_model=12, n_heads=3, n_layers=2, context=16, max_len=16, rng=5)
+    fast = vectorize(gpt)
+    ids = np.random.default_rng(6).integers(0, 13, size=(2, 7))
+    attn = fast.blocks[0].attn
+    assert all(packed_qkv(b.attn) is not None for b in fast.blocks), "vectorize packs q, k, v of each attention"
+    assert gpt.blocks[0].attn.q_proj.weight.data.base is None, "the original model is unchanged"
+    attn.k_proj.weight.data[:, :4] *= -3.0                 # in place: the packed array sees it
+    attn.v_proj.bias.data += 0.5
+    assert packed_qkv(attn) is not None
+    fused, layered = _fused_and_layered(fast, ids)
+    assert relative_error(fused, layered) < TOLERANCE
+    with no_grad():
+        assert relative_error(fused, gpt(ids).data) > 1e-3, "the writes changed the model"
+    opt = SGD(fast.parameters(), lr=0.5)                   # a training step updates p.data in place
+    logits = fast(ids)
+    CrossEntropyLoss()(logits.reshape(-1, 13), Tensor(np.roll(ids, 1).reshape(-1))).backward()
+    opt.step()
+    assert packed_qkv(attn) is not None
+    fused, layered = _fused_and_layered(fast, ids)
+    assert relative_error(fused, layered) < TOLERANCE
+    attn.q_proj.weight.data = attn.q_proj.weight.data * 2  # a new array: that attention runs unpacked
+    assert packed_qkv(attn) is None and packed_qkv(fast.blocks[1].attn) is not None
+    fused, layered = _fused_and_layered(fast, ids)
+    assert relative_error(fused, layered) < TOLERANCE
+    twin = copy.deepcopy(fast)                             # a copy's arrays share no memory: unpacked, still right
+    twin.blocks[1].attn.q_proj.weight.data[:] = 0.0
+    assert packed_qkv(twin.blocks[1].attn) is None
+    fused, layered = _fused_and_layered(twin, ids)
+    assert relative_error(fused, layered) < TOLERANCE
+    assert np.any(fast.blocks[1].attn.q_proj.weight.data != 0), "the copy's write left the original alone"
+
+
+def test_the_fusability_decision_is_remembered_until_a_hook_or_a_child_changes(monkeypatch):
+    from tinytorch_lib import acceleration
+    from tinytorch_lib.activations import ReLU
+    gpt = GPT(vocab_size=11, d_model=8, n_heads=2, n_layers=2, context=16, max_len=16, rng=3)
+    fast = vectorize(gpt)
+    ids = np.random.default_rng(4).integers(0, 11, size=(1, 6))
+    checks, calls = [], []
+    real_check, real_block = acceleration.gpt_layers_fusable, acceleration.block_inference
+    monkeypatch.setattr(acceleration, "gpt_layers_fusable", lambda m: checks.append(1) or real_check(m))
+    monkeypatch.setattr(acceleration, "block_inference", lambda *a, **k: calls.append(1) or real_block(*a, **k))
+
+    def run():
+        checks.clear(), calls.clear()
+        fused, layered = _fused_and_layered(fast, ids)
+        assert relative_error(fused, layered) < TOLERANCE
+        return len(checks), len(calls)
+
+    assert run() == (1, 2) and run() == (0, 2), "checked once, then remembered"
+    seen = []
+    handle = fast.blocks[0].attn.v_proj.register_forward_hook(lambda m, a, out: seen.append(out.shape))
+    assert run() == (1, 1) and seen, "a new hook: checked again; the hooked block runs its layers and the hook"
+    handle.remove()
+    assert run() == (1, 2)
+    fast.blocks[1].mlp.act = ReLU()                         # a plain attribute, not a submodule
+    assert run() == (1, 1)
+    with no_grad():
+        assert relative_error(fast(ids).data, gpt(ids).data) > 1e-4, "ReLU, not GELU, ran in block 1"
+    fast.blocks[1].mlp.act = gpt.blocks[1].mlp.act
+    assert run() == (1, 2)
+    mlp = fast.blocks[0].mlp
+    fast.blocks[0].set_submodule("mlp", Sequential(mlp.fc, ReLU(), mlp.proj))
+    assert run() == (1, 1), "a swapped child: that block runs layer by layer"
+    fast.blocks[0].set_submodule("mlp", mlp)
+    assert run() == (1, 2)
+    fast.set_submodule("lm_head", Linear(8, 11, rng=9))     # a new plain Linear: still fused, with its weights
+    assert run() == (1, 2)
+
+
+def test_one_query_attention_is_the_last_row_of_causal_attention():
+    from tinytorch_lib.acceleration import attention_batched, attention_reference, one_query_attention
+    rng = np.random.default_rng(8)
+    for batch, heads, s_k, d in ((1, 4, 1, 32), (2, 3, 9, 4), (3, 1, 30, 8)):
+        q = rng.standard_normal((batch, heads, 1, d)).astype(np.float32)
+        k, v = (rng.standard_normal((batch, heads, s_k, d)).astype(np.float32) for _ in range(2))
+        got = one_query_attention(q, k, v)
+        assert got.dtype == np.float32 and np.array_equal(got, attention_batched(q, k, v, causal=True))
+        assert relative_error(got, attention_reference(q, k, v, causal=True)) < TOLERANCE
+    with pytest.raises(ValueError, match=r"expected q \(batch, heads, 1, d\)"):
+        one_query_attention(k, k, v)
+
+
+def test_fused_cached_steps_on_a_batch_equal_the_full_forward():
+    from tinytorch_lib.kvcache import KVCache
+    gpt = GPT(vocab_size=17, d_model=12, n_heads=3, n_layers=2, context=24, max_len=24, rng=12)
+    fast = vectorize(gpt)
+    ids = np.random.default_rng(9).integers(0, 17, size=(3, 12))
+    cache = KVCache(gpt.n_layers, 3, gpt.n_heads, gpt.max_len, gpt.d_model // gpt.n_heads)
+    with no_grad():
+        full = gpt(ids).data
+        steps = [fast(ids[:, :4], cache=cache).data] + [fast(ids[:, t:t + 1], cache=cache).data for t in range(4, 12)]
+    assert relative_error(np.concatenate(steps, axis=1), full) < TOLERANCE

@@ -53,6 +53,9 @@
 
 # %% tags=["export"]
 import copy
+import functools
+import math
+import weakref
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -488,9 +491,13 @@ CONV_LADDER = {
 # a batch: `(b, h, s_q, d) @ (b, h, d, s_k) -> (b, h, s_q, s_k)`, one call.
 
 # %% tags=["export"]
+def as_array(t) -> np.ndarray:
+    return t.data if isinstance(t, Tensor) else np.asarray(t)
+
+
 def qkv_arrays(q, k, v, causal: bool) -> tuple:
     """Arrays or Tensors -> arrays (q, k, v), checked as Module 12 checks them."""
-    q, k, v = (t.data if isinstance(t, Tensor) else np.asarray(t) for t in (q, k, v))
+    q, k, v = as_array(q), as_array(k), as_array(v)
     if not (q.ndim == k.ndim == v.ndim == 4 and k.shape == v.shape and q.shape[:2] == k.shape[:2]
             and q.shape[3] == k.shape[3]):
         raise ValueError(f"attention: q {q.shape}, k {k.shape}, v {v.shape}: expected q (batch, heads, s_q, d) "
@@ -805,16 +812,22 @@ class FastMultiHeadAttention(MultiHeadAttention):
 # The standard fix is **fusion**: run a whole block as one function on raw
 # arrays, with no graph, the way inference engines fuse kernels or replay a
 # captured graph for each decoding step. `block_inference` is Module 13's
-# block written that way: the same arithmetic, step for step, each operation
-# a plain numpy call of about a microsecond instead of a `Tensor` operation
-# of several; your `attention_batched` does the attention (with one query,
-# a generation step, every key is visible, so the mask is skipped; longer
-# inputs use it), and Module 12's cache seam is called unchanged. `FastGPT`
-# does the same for the whole model: the embedding rows plus the positions,
-# every block, the final norm and the head.
+# block written that way: the same arithmetic on the positions as the rows
+# of one array, each operation a plain numpy call of about a microsecond
+# instead of a `Tensor` operation of several. Three details save calls: a
+# layer norm's means are products with a column of `1/dim` (float32 sums in
+# another order, so a last bit may differ); `vectorize` stores the q, k and
+# v weights as one array that the three `Linear` layers view (PyTorch's
+# `in_proj_weight`), so one product projects all three and a write to a
+# weight is a write to it; GELU runs in place on one buffer. Your
+# `attention_batched` does the attention of several queries; one query (a
+# generation step) sees every key, so `one_query_attention` skips the mask
+# and normalises in place. Module 12's cache seam is called unchanged. `FastGPT` does the same
+# for the whole model: the embedding rows plus the positions, every block,
+# the final norm and the head.
 #
-# A fused pass is only taken when it computes exactly what the layer-by-layer
-# pass would:
+# A fused pass is only taken when it computes what the layer-by-layer pass
+# would (to float32 rounding):
 #
 # - gradients are off (`no_grad()`): with them on, the block runs its
 #   children, so training records the graph as before; the block's input
@@ -829,20 +842,55 @@ class FastMultiHeadAttention(MultiHeadAttention):
 #   layer-by-layer way, which raises Module 13's clear errors.
 #
 # Otherwise `FastTransformerBlock` and `FastGPT` call Module 13's `forward`.
+# `FastGPT` checks its layers once and remembers the answer until a hook is
+# registered, a child swapped or removed, or an activation replaced.
 
 # %% tags=["export"]
 def linear_arrays(layer: Linear, x: np.ndarray) -> np.ndarray:
-    """Module 03's Linear on an array, the same two operations: x @ W.T, then + b."""
-    y = x @ layer.weight.data.T
-    return y + layer.bias.data if layer.bias is not None else y
+    """Module 03's Linear on rows x (n, in), the same two operations: x @ W.T (one BLAS product), then + b."""
+    y = np.dot(x, layer.weight.data.T)
+    if layer.bias is not None:
+        y += layer.bias.data
+    return y
+
+
+@functools.lru_cache(maxsize=None)
+def averaging_column(n: int, dtype) -> np.ndarray:
+    """(n, 1) of 1/n (read-only): rows @ it is each row's mean, one product instead of a numpy reduction."""
+    column = np.full((n, 1), 1.0 / n, dtype=dtype)
+    column.flags.writeable = False
+    return column
 
 
 def layer_norm_arrays(norm: LayerNorm, x: np.ndarray) -> np.ndarray:
-    """Module 13's layer_norm on an array; np.add.reduce / n is np.mean without its Python-level checks."""
-    n = x.shape[-1]
-    centred = x - np.add.reduce(x, axis=-1, keepdims=True) / n
-    rstd = 1.0 / np.sqrt(np.add.reduce(centred * centred, axis=-1, keepdims=True) / n + norm.eps)
-    return (centred * rstd * norm.weight.data + norm.bias.data).astype(x.dtype, copy=False)
+    """Module 13's layer_norm on rows x (n, dim): the same formula; the means are products with a column of
+    1/dim (the float32 sums come in another order, so the result may differ in the last bit)."""
+    avg = averaging_column(x.shape[-1], x.dtype)
+    centred = x - np.dot(x, avg)
+    var = np.dot(centred * centred, avg)
+    var += norm.eps
+    centred /= np.sqrt(var)
+    centred *= norm.weight.data
+    centred += norm.bias.data
+    return centred
+
+
+GELU_C32 = np.sqrt(2.0 / np.pi).astype(np.float32)
+
+
+def gelu_arrays(v: np.ndarray) -> np.ndarray:
+    """Module 02's GELU on an array: its operations in its order (so the same bits), in place on one buffer."""
+    c = GELU_C32 if v.dtype == np.float32 else np.sqrt(2.0 / np.pi).astype(v.dtype)
+    u = v * 0.044715
+    u *= v
+    u *= v
+    u += v
+    u *= c
+    np.tanh(u, out=u)
+    u += 1
+    out = v * 0.5
+    out *= u
+    return out
 
 
 def unhooked(*modules) -> bool:
@@ -855,35 +903,97 @@ def unhooked(*modules) -> bool:
 
 def fusable(block: TransformerBlock) -> bool:
     """Can one fused pass replace the block's children? Only if each is the type it reads, with no hooks on it."""
+    def is_a(m, kind) -> bool:
+        return (type(m) is kind or type(m) is FAST_LAYERS.get(kind)) and unhooked(m)
+
     attn, mlp = block.attn, block.mlp
-    parts = ((block.ln1, LayerNorm), (block.ln2, LayerNorm), (attn, MultiHeadAttention), (mlp, MLP),
-             (attn.q_proj, Linear), (attn.k_proj, Linear), (attn.v_proj, Linear), (attn.out_proj, Linear),
-             (mlp.fc, Linear), (mlp.act, GELU), (mlp.proj, Linear))
-    for m, kind in parts:
-        if (type(m) is not kind and type(m) is not FAST_LAYERS.get(kind)) or not unhooked(m):
-            return False
-    return True
+    if not (is_a(block.ln1, LayerNorm) and is_a(block.ln2, LayerNorm) and is_a(attn, MultiHeadAttention)
+            and is_a(mlp, MLP)):                          # their children are only read once these are known
+        return False
+    return all(is_a(m, kind) for m, kind in ((attn.q_proj, Linear), (attn.k_proj, Linear), (attn.v_proj, Linear),
+                                             (attn.out_proj, Linear), (mlp.fc, Linear), (mlp.act, GELU),
+                                             (mlp.proj, Linear)))
+
+
+def pack_qkv(attn: MultiHeadAttention) -> None:
+    """Lay q_proj, k_proj and v_proj's weights out as the row blocks of one (3*d_model, d_model) array and their
+    biases as one (3*d_model,) array (PyTorch's in_proj_weight): each Linear keeps its Parameters, whose data
+    become views of the packed arrays, so a write to them (an optimizer step, a load) is a write to the packed
+    ones. Anything but three distinct Linear layers with distinct weights and biases of one shape and dtype is
+    left unpacked."""
+    layers = (attn.q_proj, attn.k_proj, attn.v_proj)
+    params = [p for layer in layers for p in (layer.weight, getattr(layer, "bias", None))]
+    if (any(type(layer) is not Linear for layer in layers) or any(p is None for p in params)
+            or len({id(x) for x in (*layers, *params, *(p.data for p in params))}) != 15
+            or len({(p.shape, p.dtype) for p in params[0::2]}) != 1 or len({(p.shape, p.dtype) for p in params[1::2]}) != 1):
+        return
+    weight = np.concatenate([p.data for p in params[0::2]])
+    bias = np.concatenate([p.data for p in params[1::2]])
+    n = params[0].shape[0]
+    for i, (w, b) in enumerate(zip(params[0::2], params[1::2])):
+        w.data, b.data = weight[i * n:(i + 1) * n], bias[i * n:(i + 1) * n]
+    attn.qkv_packed = (weight, bias, tuple(p.data for p in params))
+
+
+def packed_qkv(attn: MultiHeadAttention):
+    """(weight, bias) packed by pack_qkv while the q, k, v Parameters still hold its views, else None (a layer or
+    an array was replaced, or this is a deep copy, whose arrays no longer share memory: the fused pass then runs
+    the three Linear layers)."""
+    packed = attn.__dict__.get("qkv_packed")
+    if packed is None:
+        return None
+    weight, bias, views = packed
+    q, k, v = attn.q_proj, attn.k_proj, attn.v_proj
+    now = (q.weight.data, getattr(q.bias, "data", None), k.weight.data, getattr(k.bias, "data", None),
+           v.weight.data, getattr(v.bias, "data", None))
+    if views[0].base is weight and views[1].base is bias and all(a is b for a, b in zip(now, views)):
+        return weight, bias
+    return None
+
+
+def one_query_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Attention of one query (a generation step: q (batch, heads, 1, d)) over every key, as attention_batched
+    computes it (the causal mask would keep every key), the softmax in place on the scores."""
+    if not (q.shape[2] == 1 and k.shape == v.shape and k.shape[:2] == q.shape[:2] and k.shape[3] == q.shape[3]):
+        raise ValueError(f"one_query_attention: expected q (batch, heads, 1, d) and k, v (batch, heads, s_k, d), "
+                         f"got q {q.shape}, k {k.shape}, v {v.shape}")
+    scores = q @ k.swapaxes(-1, -2)                                   # (batch, heads, 1, s_k)
+    scores *= 1.0 / math.sqrt(q.shape[3])                             # the same float as 1 / np.sqrt(d)
+    scores -= scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    return scores @ v
 
 
 def block_inference(block: TransformerBlock, x: np.ndarray, cache=None, layer_idx: int = 0) -> np.ndarray:
-    """One TransformerBlock on an array (batch, seq, d_model), no graph: the arithmetic of its children, fused."""
+    """One TransformerBlock on an array (batch, seq, d_model), no graph: the arithmetic of its children, fused.
+    Inside, the positions are the rows of one 2-d array, so each Linear is a single matrix product."""
     attn, mlp = block.attn, block.mlp
     if x.ndim != 3 or x.shape[-1] != attn.d_model:
         raise ValueError(f"MultiHeadAttention: expected x of shape (batch, seq, {attn.d_model}), got {x.shape}")
     batch, seq, d_model = x.shape
     split = (batch, seq, attn.n_heads, attn.head_dim)                 # split_heads on arrays: reshape, transpose
-    h = layer_norm_arrays(block.ln1, x)
-    q = linear_arrays(attn.q_proj, h).reshape(split).transpose(0, 2, 1, 3)
-    k = linear_arrays(attn.k_proj, h).reshape(split).transpose(0, 2, 1, 3)
-    v = linear_arrays(attn.v_proj, h).reshape(split).transpose(0, 2, 1, 3)
+    rows = x.reshape(batch * seq, d_model)
+    h = layer_norm_arrays(block.ln1, rows)
+    packed = packed_qkv(attn)
+    if packed is not None:                                            # one product for q, k and v
+        qkv = np.dot(h, packed[0].T)                                  # (batch*seq, 3*d_model)
+        qkv += packed[1]
+        q, k, v = qkv.reshape(batch, seq, 3, *split[2:]).transpose(2, 0, 3, 1, 4)
+    else:
+        q = linear_arrays(attn.q_proj, h).reshape(split).transpose(0, 2, 1, 3)
+        k = linear_arrays(attn.k_proj, h).reshape(split).transpose(0, 2, 1, 3)
+        v = linear_arrays(attn.v_proj, h).reshape(split).transpose(0, 2, 1, 3)
     if cache is not None:
         k, v = cache.update(Tensor(k), Tensor(v), layer_idx)           # Module 12's seam, unchanged
         k, v = k.data, v.data
-    # one query at the last position sees every key: the causal mask would keep them all
-    a = attention_batched(q, k, v, causal=seq > 1).transpose(0, 2, 1, 3).reshape(batch, seq, d_model)
-    x = x + linear_arrays(attn.out_proj, a)
-    h = layer_norm_arrays(block.ln2, x)
-    return x + linear_arrays(mlp.proj, mlp.act.forward(Tensor(linear_arrays(mlp.fc, h))).data)
+    a = (one_query_attention(q, k, v) if seq == 1 else attention_batched(q, k, v, causal=True))
+    a = a.transpose(0, 2, 1, 3).reshape(batch * seq, d_model)
+    y = linear_arrays(attn.out_proj, a)                               # every buffer is new: added to in place
+    y += rows
+    out = linear_arrays(mlp.proj, gelu_arrays(linear_arrays(mlp.fc, layer_norm_arrays(block.ln2, y))))
+    out += y
+    return out.reshape(batch, seq, d_model)
 
 
 class FastTransformerBlock(TransformerBlock):
@@ -896,16 +1006,65 @@ class FastTransformerBlock(TransformerBlock):
         return Tensor(block_inference(self, x.data, cache, layer_idx))
 
 
+def gpt_layers_fusable(model: GPT) -> bool:
+    """The GPT's own layers are the types the fused pass reads, unhooked, and every block is fusable."""
+    layers = ((model.tok_emb, Embedding), (model.pos, SinusoidalPositionalEncoding), (model.ln_f, LayerNorm),
+              (model.lm_head, Linear), (model.blocks, Sequential))
+    blocks = list(model.blocks)
+    return (all(type(m) is kind for m, kind in layers) and unhooked(*(m for m, _ in layers), *blocks)
+            and all(type(b) is FastTransformerBlock and fusable(b) for b in blocks))
+
+
+def ids_pass_gpt_checks(model: GPT, ids: np.ndarray, offset: int) -> bool:
+    """Would GPT's own checks pass these ids (integers in the vocabulary, positions within max_len)?"""
+    if ids.ndim != 2 or ids.dtype.kind not in "iu" or ids.size == 0 or ids.shape[1] > model.max_len - offset:
+        return False
+    if ids.size == 1:                               # a generation step: one id, no numpy reduction needed
+        return 0 <= ids.item() < model.vocab_size
+    return 0 <= ids.min() and ids.max() < model.vocab_size
+
+
 def gpt_fusable(model: GPT, ids: np.ndarray, offset: int) -> bool:
     """Can one fused pass replace the GPT's layers for these ids? Only with the layers it reads, unhooked, fusable
     blocks, and ids that GPT's own checks would pass (anything unusual takes the layered path, with its messages)."""
-    blocks = list(model.blocks)
-    layers = ((model.tok_emb, Embedding), (model.pos, SinusoidalPositionalEncoding), (model.ln_f, LayerNorm),
-              (model.lm_head, Linear), (model.blocks, Sequential))
-    return (all(type(m) is kind for m, kind in layers) and unhooked(*(m for m, _ in layers), *blocks)
-            and all(type(b) is FastTransformerBlock and fusable(b) for b in blocks)
-            and ids.ndim == 2 and ids.dtype.kind in "iu" and 0 < ids.size and ids.shape[1] <= model.max_len - offset
-            and 0 <= ids.min() and ids.max() < model.vocab_size)
+    return gpt_layers_fusable(model) and ids_pass_gpt_checks(model, ids, offset)
+
+
+class LayersUnchanged:
+    """gpt_layers_fusable's True for one model, kept while nothing it looked at can have changed.
+
+    It remembers each `_modules` store the fused pass walks (with a copy), every hook dict of the model's
+    layers, and each MLP's activation (a plain attribute). `holds()`, a few C-level comparisons, is False once
+    a submodule was swapped or removed, a hook registered, or an activation replaced.
+    """
+
+    def __init__(self, model: GPT):
+        blocks = list(model.blocks)
+        walked = [model, model.blocks, *blocks, *(m for b in blocks for m in (b.attn, b.mlp))]
+        self.stores = [m._modules for m in walked]
+        self.copies = [dict(store) for store in self.stores]
+        layers = [m for _, m in model.named_modules()][1:]        # the model's own hooks run around forward
+        self.hooks = [hooks for m in layers for hooks in (m._forward_pre_hooks, m._forward_hooks)]
+        self.acts = [(b.mlp, b.mlp.act) for b in blocks]
+
+    def holds(self) -> bool:
+        return (self.stores == self.copies and not any(self.hooks)
+                and all(mlp.act is act for mlp, act in self.acts))
+
+
+UNCHANGED = weakref.WeakKeyDictionary()   # FastGPT -> LayersUnchanged, while its layers are fusable
+
+
+def layers_fusable_now(model: GPT) -> bool:
+    """gpt_layers_fusable(model), answered from UNCHANGED while that still holds, else checked again."""
+    known = UNCHANGED.get(model)
+    if known is not None and known.holds():
+        return True
+    if gpt_layers_fusable(model):
+        UNCHANGED[model] = LayersUnchanged(model)
+        return True
+    UNCHANGED.pop(model, None)
+    return False
 
 
 class FastGPT(GPT):
@@ -914,12 +1073,14 @@ class FastGPT(GPT):
     def forward(self, ids, cache=None) -> Tensor:
         ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
         offset = cache.get_seq_length(0) if cache is not None else 0
-        if AUTOGRAD["enabled"] or not gpt_fusable(self, ids, offset):
+        if AUTOGRAD["enabled"] or not (layers_fusable_now(self) and ids_pass_gpt_checks(self, ids, offset)):
             return super().forward(ids, cache=cache)
-        x = self.tok_emb.weight.data[ids] + self.pos.pe.data[offset:offset + ids.shape[1]]   # (batch, seq, d_model)
+        batch, seq = ids.shape
+        x = self.tok_emb.weight.data[ids] + self.pos.pe.data[offset:offset + seq]   # (batch, seq, d_model)
         for i, block in enumerate(self.blocks):
             x = block_inference(block, x, cache, i)
-        return Tensor(linear_arrays(self.lm_head, layer_norm_arrays(self.ln_f, x)))
+        logits = linear_arrays(self.lm_head, layer_norm_arrays(self.ln_f, x.reshape(batch * seq, -1)))
+        return Tensor(logits.reshape(batch, seq, -1))
 
 
 FAST_LAYERS = {Conv2d: FastConv2d, MultiHeadAttention: FastMultiHeadAttention,  # exact type -> fast subclass
@@ -928,11 +1089,13 @@ FAST_LAYERS = {Conv2d: FastConv2d, MultiHeadAttention: FastMultiHeadAttention,  
 
 def as_fast(layer: Module) -> Module:
     """A layer whose exact type is a key of FAST_LAYERS -> its fast subclass, holding the same parameters,
-    buffers, hooks and training mode."""
+    buffers, hooks and training mode (an attention's q, k, v parameters packed by pack_qkv)."""
     cls = FAST_LAYERS[type(layer)]
     fast = cls.__new__(cls)
     fast.__dict__.update({key: dict(value) if isinstance(value, dict) else value
                           for key, value in vars(layer).items()})
+    if cls is FastMultiHeadAttention:
+        pack_qkv(fast)
     return fast
 
 
