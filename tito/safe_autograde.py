@@ -9,13 +9,26 @@ subclass checks the folder with lstat (tito/intake.py) before nbgrader touches
 it, and fails that one submission, naming the offending entries and nothing of
 what they point to; the other students are graded as usual.
 
-nbgrader builds its Autograde converter by name inside AutogradeApp and offers
-no option for the class, so nbgrader_config.py puts this one in its place
-(`install()`).
+It also grades every submission against the course's current test cells. nbgrader
+replaces each locked cell of a submission with the copy recorded in gradebook.db, and
+logs "Attribute 'checksum' for cell ... has changed!" for each one that differs. The
+gradebook holds what the last `generate_assignment` recorded; release/ is committed and
+changes with a git pull. A gradebook recorded before the pull would grade every student
+with the old tests and log that warning for every test cell of every untouched
+submission, which reads as tampering. So before grading an assignment, its locked cells
+in the gradebook are compared with the current source (source/NN/NN.py as
+`tito.hooks.build_before_generate` builds it, which is what release/ is made from);
+when they differ, `nbgrader generate_assignment` records the current ones first (into a
+scratch release folder: release/ is left alone), as `tito grade` always does.
+
+nbgrader builds its Autograde converter by name inside AutogradeApp, and formgrader's
+Autograde button by a name imported in nbgrader.apps.api, and offers no option for the
+class, so nbgrader_config.py puts this one in both places (`install()`).
 """
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -46,6 +59,10 @@ class SafeAutograde(Autograde):
 
     exporter_class = Type(OutputlessExporter, klass=Exporter).tag(config=True)
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._recorded: set[str] = set()  # assignments whose gradebook cells were checked in this run
+
     def init_destination(self, assignment_id: str, student_id: str) -> bool:
         # The first step nbgrader takes for a submission (it reads timestamp.txt when not --force).
         refused = submitted_refusal(Path(self.coursedir.root) / self.coursedir.submitted_directory,
@@ -55,6 +72,41 @@ class SafeAutograde(Autograde):
             raise NbGraderException(f"{student_id}'s {assignment_id}: {refused}")
         return super().init_destination(assignment_id, student_id)
 
+
+    def init_assignment(self, assignment_id: str, student_id: str) -> None:
+        self._record_current_cells(assignment_id)
+        super().init_assignment(assignment_id, student_id)
+
+    def _record_current_cells(self, assignment_id: str) -> None:
+        """Record the assignment's current locked cells in the gradebook when it holds others (once a run)."""
+        if assignment_id in self._recorded:
+            return
+        self._recorded.add(assignment_id)
+        stale = stale_cells(self.coursedir, assignment_id)
+        if not stale:
+            return
+        from .grading import nbgrader
+        from .modules import TitoError
+
+        cells = [f"{name}: {', '.join(ids[:3])}{f' and {len(ids) - 3} more' if len(ids) > 3 else ''}"
+                 for name, ids in stale.items()]
+        self.log.info("gradebook.db holds other locked cells for %s than its current source (%s): recording the "
+                      "current ones first (nbgrader generate_assignment; release/ is not touched)",
+                      assignment_id, "; ".join(cells))
+        with tempfile.TemporaryDirectory(prefix="tito-record-") as tmp:
+            try:
+                nbgrader(Path(self.coursedir.root), "generate_assignment", assignment_id, "--force",
+                         f"--CourseDirectory.release_directory={tmp}/release")
+            except TitoError as error:
+                msg = (f"gradebook.db holds other locked cells for {assignment_id} than its source, and recording "
+                       f"the current ones failed: {error}")
+                self.log.error(msg)
+                raise NbGraderException(msg) from None
+        left = stale_cells(self.coursedir, assignment_id)
+        if left:  # cannot happen unless generate_assignment converts something else than we read
+            msg = f"gradebook.db still holds other locked cells for {assignment_id} than its source: {left}"
+            self.log.error(msg)
+            raise NbGraderException(msg)
 
     def _unclear(self, assignment_id: str, student_id: str) -> str | None:
         """Why a notebook cannot be graded (nbgrader metadata stripped, a grade_id changed), when the
@@ -76,8 +128,40 @@ class SafeAutograde(Autograde):
         return None
 
 
+def stale_cells(coursedir, assignment_id: str) -> dict[str, list[str]]:
+    """notebook -> grade_ids of the locked cells whose text the gradebook records differently from the
+    assignment's current source (tito.hooks.current_source), or not at all, or no longer has."""
+    from nbgrader import utils
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from .hooks import current_source
+
+    source = Path(coursedir.format_path(coursedir.source_directory, ".", assignment_id))
+    stale = {}
+    with Gradebook(coursedir.db_url, coursedir.course_id) as gb:
+        try:
+            notebooks = gb.find_assignment(assignment_id).notebooks
+        except MissingEntry:
+            return {}  # nbgrader says so
+        for notebook in notebooks:
+            nb = current_source(source / f"{notebook.name}.ipynb")
+            if nb is None:
+                continue
+            recorded = {c.name: c.checksum for c in notebook.source_cells if c.locked}
+            current = {}
+            for cell in nb.cells:
+                if "grade_id" in cell.metadata.get("nbgrader", {}) and utils.is_locked(cell):
+                    current[cell.metadata.nbgrader["grade_id"]] = utils.compute_checksum(cell)
+            differ = sorted(gid for gid in recorded.keys() | current.keys() if recorded.get(gid) != current.get(gid))
+            if differ:
+                stale[f"{notebook.name}.ipynb"] = differ
+    return stale
+
+
 def install() -> None:
-    """Make `nbgrader autograde` (and formgrader) use SafeAutograde."""
+    """Make `nbgrader autograde` and formgrader's Autograde button use SafeAutograde."""
+    import nbgrader.apps.api as api
     import nbgrader.apps.autogradeapp as app
 
     app.Autograde = SafeAutograde
+    api.Autograde = SafeAutograde
