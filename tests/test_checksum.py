@@ -7,7 +7,9 @@ is committed. After a git pull that changed the test cells (as the "Locked test 
 the task(...) test cells did), formgrader's Autograde button (nbgrader.apps.api) and `nbgrader
 autograde` graded every student with the old tests and logged that warning for every test cell
 of every untouched submission. tito grade records the current assignment first and showed none of
-nbgrader's log. An edited locked cell must still be flagged and replaced by the course's copy.
+nbgrader's log. An edited locked cell must still be flagged and replaced by the course's copy; a
+test cell handed in as an earlier release had it (fetched before the instructor changed it) is
+graded with the current copy and noted, not flagged as an edit. Module 01 only; about 40 s of CPU.
 """
 import json
 import os
@@ -34,15 +36,16 @@ def _only_module_01(root: Path) -> None:
                 shutil.rmtree(folder)
 
 
-def _gradebook_before_pull(root: Path) -> bytes:
-    """gradebook.db as `tito release 01` wrote it at an earlier commit whose test cells read otherwise."""
+def _gradebook_before_pull(root: Path) -> tuple[bytes, bytes]:
+    """(gradebook.db, the release notebook) as `tito release 01` wrote them at an earlier commit whose test
+    cells read otherwise."""
     py = root / "source" / A / f"{A}.py"
     text = py.read_text()
     assert text.count("# Tests for Task") >= 6
     py.write_text(text.replace("# Tests for Task", "# Tests of Task"))
     released = run_tito(root, "release", "01")
     assert released.returncode == 0, released.stderr
-    stale = (root / "gradebook.db").read_bytes()
+    stale = (root / "gradebook.db").read_bytes(), (root / "release" / A / f"{A}.ipynb").read_bytes()
     # The pull: today's source/ and release/ (the gradebook stays), then `make lab-instructor`'s build.
     py.write_text(text)
     shutil.copy(ROOT / "release" / A / f"{A}.ipynb", root / "release" / A / f"{A}.ipynb")
@@ -50,9 +53,9 @@ def _gradebook_before_pull(root: Path) -> bytes:
     return stale
 
 
-def _submissions(root: Path) -> dict[str, Path]:
+def _submissions(root: Path, earlier_release: bytes) -> dict[str, Path]:
     release = root / "release" / A / f"{A}.ipynb"
-    subs = {s: root / "submitted" / s / A / f"{A}.ipynb" for s in ("untouched", "honest", "edited")}
+    subs = {s: root / "submitted" / s / A / f"{A}.ipynb" for s in ("untouched", "honest", "edited", "earlier")}
     for path in subs.values():
         path.parent.mkdir(parents=True)
     shutil.copy(release, subs["untouched"])
@@ -62,6 +65,7 @@ def _submissions(root: Path) -> dict[str, Path]:
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == TAMPERED)
     cell.source = cell.source.split("with task(")[0] + "pass  # every check removed\n"
     nbformat.write(nb, subs["edited"])
+    subs["earlier"].write_bytes(earlier_release)  # fetched before the instructor changed the test cells
     return subs
 
 
@@ -88,8 +92,8 @@ def changed_cells(log: str) -> list[str]:
 def test_no_checksum_warning_for_untouched_or_honest_submissions(tmp_path):
     root = scratch_root(tmp_path / "course")
     _only_module_01(root)
-    stale = _gradebook_before_pull(root)
-    subs = _submissions(root)
+    stale, earlier_release = _gradebook_before_pull(root)
+    subs = _submissions(root, earlier_release)
     env = dict(os.environ, TITO_ROOT=str(root), PYTHONPATH=str(ROOT),
                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 
@@ -98,7 +102,7 @@ def test_no_checksum_warning_for_untouched_or_honest_submissions(tmp_path):
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     logs = json.loads(proc.stdout.splitlines()[-1])
-    for student in ("untouched", "honest"):
+    for student in ("untouched", "honest", "earlier"):
         assert logs[student]["success"], logs[student]
         assert changed_cells(logs[student]["log"]) == [], f"{student}: {logs[student]['log']}"
     assert "recording the current ones first" in logs["untouched"]["log"]
@@ -110,6 +114,11 @@ def test_no_checksum_warning_for_untouched_or_honest_submissions(tmp_path):
     course_copy = {c.metadata.nbgrader["grade_id"]: c.source for c in release.cells if "nbgrader" in c.metadata}
     graded_copy = {c.metadata.nbgrader["grade_id"]: c.source for c in graded.cells if "nbgrader" in c.metadata}
     assert graded_copy[TAMPERED] == course_copy[TAMPERED], "the edited test cell was graded as edited"
+    assert logs["earlier"]["log"].count("is as an earlier release of the assignment had it") == 6, logs["earlier"]
+    graded = nbformat.read(root / "autograded" / "earlier" / A / f"{A}.ipynb", as_version=4)
+    assert {c.metadata.nbgrader["grade_id"]: c.source for c in graded.cells if "nbgrader" in c.metadata
+            and c.metadata.nbgrader["grade_id"].startswith("test_")} == \
+           {k: v for k, v in course_copy.items() if k.startswith("test_")}, "an earlier release graded with its own tests"
 
     # tito grade, on the same gradebook from before the pull: it shows nbgrader's warnings.
     (root / "gradebook.db").write_bytes(stale)
@@ -118,9 +127,11 @@ def test_no_checksum_warning_for_untouched_or_honest_submissions(tmp_path):
     assert graded.returncode == 0, graded.stdout + graded.stderr
     out = graded.stdout
     rows = {line.split()[0]: line.split()[-1] for line in out.splitlines() if line.split()[:1] in ([s] for s in subs)}
-    assert rows == {"untouched": "0/24", "honest": "24/24", "edited": "0/24"}, out
+    assert rows == {"untouched": "0/24", "honest": "24/24", "edited": "0/24", "earlier": "0/24"}, out
     assert "nbgrader's warnings" in out, out
     warned = out.split("nbgrader's warnings", 1)[1]
     assert f"locked cell {TAMPERED} differs from the course's copy (edited in the submission): graded with the " \
            f"course's copy: edited\n" in warned, out
+    assert f"locked cell {TAMPERED} is as an earlier release of the assignment had it" in warned, out
     assert "untouched" not in warned and "honest" not in warned, out
+    assert "has changed" not in out and warned.count(": earlier\n") == 6, out

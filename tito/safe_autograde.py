@@ -33,7 +33,9 @@ from pathlib import Path
 
 import nbformat
 from nbconvert.exporters import Exporter, NotebookExporter
+from nbgrader import utils
 from nbgrader.converters import Autograde, NbGraderException
+from nbgrader.preprocessors import OverwriteCells as _OverwriteCells
 from traitlets import Type
 
 from .intake import changed_grade_ids, read_without_outputs, stripped_metadata, submitted_refusal
@@ -128,10 +130,38 @@ class SafeAutograde(Autograde):
         return None
 
 
+# What OverwriteCells logs (INFO) for a locked cell of an earlier release; tito grade shows it (grading.logged_warnings).
+EARLIER_RELEASE = ("locked cell {name} is as an earlier release of the assignment had it (it matches the checksum "
+                   "it was released with), not as the course has it now: graded with the current copy")
+
+
+class OverwriteCells(_OverwriteCells):
+    """nbgrader's OverwriteCells (it puts the course's copy of every locked cell back), telling a cell
+    from an earlier release apart from an edited one. A student who got the assignment before the
+    instructor changed a test cell hands in that cell untouched: nbgrader logs it as "Attribute
+    'checksum' ... has changed!", as if edited. Such a cell still matches the checksum nbgrader wrote into
+    its metadata when it was released; an edit in JupyterLab or in the file leaves that checksum behind,
+    and is logged by nbgrader as before. The cell is replaced either way: only the log line differs
+    (a student who recomputes nbgrader's md5 by hand gets this line instead of the warning)."""
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        meta = cell.metadata.get("nbgrader", {})
+        try:
+            self._as_released = bool(meta.get("checksum")) and meta["checksum"] == utils.compute_checksum(cell)
+        except (KeyError, TypeError, ValueError):  # metadata nbgrader cannot checksum: nbgrader reports it
+            self._as_released = False
+        return super().preprocess_cell(cell, resources, cell_index)
+
+    def report_change(self, name, attr, old, new):
+        if attr == "checksum" and self._as_released:
+            self.log.info(EARLIER_RELEASE.format(name=name))
+        else:
+            super().report_change(name, attr, old, new)
+
+
 def stale_cells(coursedir, assignment_id: str) -> dict[str, list[str]]:
     """notebook -> grade_ids of the locked cells whose text the gradebook records differently from the
     assignment's current source (tito.hooks.current_source), or not at all, or no longer has."""
-    from nbgrader import utils
     from nbgrader.api import Gradebook, MissingEntry
 
     from .hooks import current_source
