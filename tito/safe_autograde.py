@@ -74,7 +74,6 @@ class SafeAutograde(Autograde):
             raise NbGraderException(f"{student_id}'s {assignment_id}: {refused}")
         return super().init_destination(assignment_id, student_id)
 
-
     def init_assignment(self, assignment_id: str, student_id: str) -> None:
         self._record_current_cells(assignment_id)
         super().init_assignment(assignment_id, student_id)
@@ -83,9 +82,9 @@ class SafeAutograde(Autograde):
         """Record the assignment's current locked cells in the gradebook when it holds others (once a run)."""
         if assignment_id in self._recorded:
             return
-        self._recorded.add(assignment_id)
         stale = stale_cells(self.coursedir, assignment_id)
         if not stale:
+            self._recorded.add(assignment_id)
             return
         from .grading import nbgrader
         from .modules import TitoError
@@ -109,6 +108,7 @@ class SafeAutograde(Autograde):
             msg = f"gradebook.db still holds other locked cells for {assignment_id} than its source: {left}"
             self.log.error(msg)
             raise NbGraderException(msg)
+        self._recorded.add(assignment_id)  # not before: after a failure, every student of the run fails likewise
 
     def _unclear(self, assignment_id: str, student_id: str) -> str | None:
         """Why a notebook cannot be graded (nbgrader metadata stripped, a grade_id changed), when the
