@@ -147,6 +147,16 @@ c.ExchangeFactory.submit = "tito.student_exchange.Submit"
 c.ExchangeFactory.fetch_feedback = "tito.student_exchange.FetchFeedback"
 c.ExchangeFactory.list = "tito.student_exchange.List"
 
+# Each locked cell of a submission is put back from the gradebook (nbgrader's OverwriteCells), which logs
+# "Attribute 'checksum' for cell ... has changed!" for an edited one; tito's OverwriteCells logs a cell of an
+# earlier release (a test cell changed after the student got the assignment) as such, not as an edit
+# (tito/safe_autograde.py). nbgrader's sanitize list otherwise.
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput", "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec", "tito.safe_autograde.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
 # OutsideChecks: each test cell also scores on its module's check in source/NN/checks.py, run on the
 # student's exported cells in a sandboxed process of its own and compared here (tito/checks.py):
 # what the student's code does inside the kernel cannot change that half of the grade.

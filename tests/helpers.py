@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 
+from tito.build import build
 from tito.export import MARKERS
 from tito.modules import Module
 
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def fill_in(module: Module, out: Path) -> Path:
     """The release notebook with the reference solutions pasted into its stubs
     (markers removed), as a student who solved every task would hand it in."""
+    build(module)  # source/NN/NN.ipynb is git-ignored: a fresh checkout has not built it yet
     release = nbformat.read(module.release_ipynb, as_version=4)
     source = nbformat.read(module.source_ipynb, as_version=4)
     solutions = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells

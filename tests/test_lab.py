@@ -112,6 +112,11 @@ def test_course_config_is_serializable_and_keeps_nbgrader_autograde_steps(tmp_pa
     # ... and, last, tito's sanitizer of what formgrader and the feedback HTML show (tito/sanitize.py).
     assert app.config.Autograde.autograde_preprocessors == names + ["tito.sanitize.SanitizeSubmission"]
     assert app.config.GenerateFeedback.exporter_class == "tito.sanitize.FeedbackExporter"
+    # Sanitizing before grading: nbgrader's list with tito's OverwriteCells (tito/safe_autograde.py).
+    sanitize = [f"{c.__module__.rsplit('.', 1)[0]}.{c.__name__}"
+                for c in Autograde.class_traits()["sanitize_preprocessors"].default()]
+    assert app.config.Autograde.sanitize_preprocessors == [
+        "tito.safe_autograde.OverwriteCells" if n == "nbgrader.preprocessors.OverwriteCells" else n for n in sanitize]
     # generate_assignment: nbgrader's own list with tito's NameStubs right after ClearSolutions.
     from nbgrader.converters.generate_assignment import GenerateAssignment
     steps = [f"{c.__module__.rsplit('.', 1)[0]}.{c.__name__}"

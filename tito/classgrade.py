@@ -27,7 +27,7 @@ from pathlib import Path
 
 import nbformat
 
-from .grading import env_with_library, failure_reason, nbgrader
+from .grading import env_with_library, failure_reason, logged_warnings, nbgrader
 from .intake import changed_grade_ids, read_without_outputs, stripped_metadata, submitted_refusal
 from .modules import Module, TitoError, all_modules
 from .sandbox import grading_env, one_blas_thread
@@ -176,18 +176,20 @@ def merge(course_db: Path, scratch_db: Path, assignment: str, student: str) -> N
 
 
 def _grade_one(scratch: Path, root: Path, module: Module, student: str, notebook: Path, snapshot: Path,
-               env: dict, options: tuple[str, ...]) -> Path:
+               env: dict, options: tuple[str, ...]) -> tuple[Path, str]:
     course = _scratch_course(scratch, root, module, student, notebook, snapshot)
-    nbgrader(course, "autograde", module.name, "--student", student, "--force", *options, env=env)
-    return course
+    log = nbgrader(course, "autograde", module.name, "--student", student, "--force", *options, env=env)
+    return course, log
 
 
 def grade_class(root: Path, module: Module, students: dict[str, Path], library: Path | None,
                 jobs: int | None = None, options: tuple[str, ...] = (), sandboxed: bool = True,
-                progress: bool = False) -> dict[str, str]:
+                progress: bool = False, warnings: dict[str, list[str]] | None = None) -> dict[str, str]:
     """Autograde `students` (student -> notebook) for `module` with `jobs` nbgrader processes at once,
     into root/gradebook.db and root/autograded/; returns student -> one-line reason for those that
-    could not be graded. The assignment must already be in the gradebook (grading.generate)."""
+    could not be graded. The assignment must already be in the gradebook (grading.generate).
+    `warnings`, when given, gets student -> nbgrader's warning lines for each graded student that had any
+    (an edited locked cell among them: grading.logged_warnings)."""
     from nbgrader.api import MissingEntry
     from tqdm import tqdm
 
@@ -211,7 +213,9 @@ def grade_class(root: Path, module: Module, students: dict[str, Path], library: 
             for done in bar:
                 student = running[done]
                 try:
-                    course = done.result()
+                    course, log = done.result()
+                    if warnings is not None and logged_warnings(log):
+                        warnings[student] = logged_warnings(log)
                     merge(course_db, course / "gradebook.db", module.name, student)
                     graded = root / "autograded" / student / module.name
                     if graded.exists():

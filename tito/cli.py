@@ -132,8 +132,9 @@ def cmd_grade(args) -> int:
         # Records the assignment in gradebook.db without touching release/.
         grading.generate(ROOT, module, release_dir=Path(tmp) / "release")
         lib = grading.reference_library(Path(tmp) / "lib", module)
+        warned: dict[str, list[str]] = {}
         failed = classgrade.grade_class(ROOT, module, intake.ready, lib, jobs=args.jobs, progress=True,
-                                        sandboxed=not args.no_sandbox)
+                                        sandboxed=not args.no_sandbox, warnings=warned)
     failed.update(intake.rejected)
     grades = grading.read_grades(ROOT, module, [s for s in students if s not in failed])
     tasks = sorted({t for g in grades.values() for t in g.by_task()})
@@ -149,6 +150,16 @@ def cmd_grade(args) -> int:
         print("\nTest cells missing from the submission, restored from the source before grading:")
         for student, ids in restored.items():
             print(f"  {student}: {', '.join(ids)}")
+    warned = {s: lines for s, lines in warned.items() if s in grades}
+    if warned:
+        by_text: dict[str, list[str]] = {}
+        for student, lines in sorted(warned.items()):
+            for line in dict.fromkeys(lines):
+                by_text.setdefault(line, []).append(student)
+        print(f"\nnbgrader's warnings ({sum(map(len, warned.values()))} lines; one student's whole log: "
+              f"nbgrader autograde {module.name} --student <id> --force):")
+        for line, who in by_text.items():
+            print(f"  {line}: " + (f"all {len(who)} graded" if len(who) == len(grades) > 1 else ", ".join(who)))
     notes = {s: n for s, n in intake.notes.items() if s in grades}
     if notes:
         print("\nGraded, with a note:")

@@ -149,6 +149,30 @@ def _streamed(cmd: list, cwd: Path, env: dict, timeout: float, on_cell) -> tuple
     return proc.returncode, "".join(lines)
 
 
+NBGRADER_LINE = re.compile(r"^\[[\w.]+ \| (INFO|WARNING|ERROR|CRITICAL)\] (.+)$", re.M)
+CHECKSUM_CHANGED = re.compile(r"Attribute 'checksum' for cell (\S+) has changed!")
+# Said elsewhere in tito grade's report ("Test cells missing from the submission, restored ...").
+ALREADY_REPORTED = ("Missing grade cell ",)
+
+
+def logged_warnings(log: str) -> list[str]:
+    """nbgrader's warning and error lines in a run's log, without their prefix, and the note on a locked
+    cell of an earlier release (tito.safe_autograde.OverwriteCells); an edited locked cell (nbgrader:
+    "Attribute 'checksum' for cell X has changed!") is said in plain words."""
+    found = []
+    for m in NBGRADER_LINE.finditer(log):
+        level, text = m.group(1), m.group(2).strip()
+        if level == "INFO" and not text.startswith("locked cell "):
+            continue
+        changed = CHECKSUM_CHANGED.match(text)
+        if changed:
+            text = (f"locked cell {changed.group(1)} differs from the course's copy (edited in the submission): "
+                    "graded with the course's copy")
+        if not text.startswith(ALREADY_REPORTED):
+            found.append(text[:300])
+    return found
+
+
 def failure_reason(error: TitoError) -> str:
     """The last exception line of a failed nbgrader run ('NotJSONError: ...'), else its last line."""
     lines = str(error).splitlines()

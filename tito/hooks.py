@@ -23,6 +23,21 @@ def _hand_edited(py: Path, ipynb: Path, module: Module) -> bool:
     return ipynb.read_text() != nbformat.writes(read_source(module, py)) + "\n"
 
 
+def current_source(ipynb: Path):
+    """The notebook `nbgrader generate_assignment` would convert for `ipynb` now, read without writing
+    anything: what build_before_generate would build from the .py next to it, else the .ipynb as it is
+    (hand-edited, a broken .py, or a course with notebooks only). None when neither file exists."""
+    py = ipynb.with_suffix(".py")
+    if py.exists():
+        module = Module(py.stem[:2], py.stem)
+        try:
+            if not _hand_edited(py, ipynb, module):
+                return read_source(module, py)
+        except TitoError:
+            pass  # generate_assignment logs it and converts the last build
+    return nbformat.read(ipynb, as_version=4) if ipynb.exists() else None
+
+
 def build_before_generate(assignment: str, student: str, notebooks: list[str], **_) -> None:
     log = get_logger()
     for notebook in notebooks:
