@@ -24,6 +24,9 @@ if str(ROOT) not in sys.path:
 
 # Seconds a test took in a full `make test` (2 cores, load about 5; `--durations`); unlisted ones count 1.
 # Keyed by file::function (every parameter alike). Only the order depends on them: stale numbers cost time.
+# Not listed on purpose: test_milestone06.py's runs (about 150 s) check timing claims (a time per token that
+# grows with the tokens), which the heaviest grading tests beside them at the start can upset: they start
+# after those.
 EXPECTED_SECONDS = {
     "test_classgrade.py::test_jobs_2_grades_exactly_as_jobs_1_and_reports_bad_input": 634,
     "test_xss.py::test_nothing_a_student_wrote_runs_in_the_instructors_browser": 440,
@@ -41,7 +44,6 @@ EXPECTED_SECONDS = {
     "test_sandbox.py::test_without_bwrap_grading_refuses_unless_told_to_run_unsandboxed": 102,
     "test_tito.py::test_status_start_export_reset": 92,
     "test_lab.py::test_instructor_lab": 90,
-    "test_milestone06.py::test_part2_tokens_identical_memory_measured_and_files_written": 90,  # its fixture
     "test_intake.py::test_every_submission_gets_a_clear_outcome": 85,
     "test_tito.py::test_module_test_scores_each_task_and_status_remembers": 79,
     "test_delegation.py::test_a_submission_delegating_to_the_reference_scores_zero_under_tito_grade": 73,
@@ -49,7 +51,6 @@ EXPECTED_SECONDS = {
     "test_cascades.py::test_deliberate_mistakes_are_reported_where_they_are": 69,
     "test_pipeline.py::test_reference_scores_full_marks_and_release_scores_zero": 65,
     "test_delegation.py::test_a_submission_delegating_to_the_reference_scores_zero_under_plain_nbgrader": 66,
-    "test_milestone06.py::test_part1_sizes_are_files_on_disk_and_accuracies_are_the_loaded_files": 59,  # its fixture
     "test_tito.py::test_grade_prints_a_student_by_task_table": 53,
     "test_demos.py::test_demo_in_voila": 40,
     "test_demos.py::test_demo_in_lab": 40,
