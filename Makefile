@@ -101,10 +101,11 @@ selfcheck: $(STAMP) sandbox
 
 # Tests run in parallel (pytest-xdist), one worker more than cores: most of a grading or browser test
 # is spent waiting on a kernel, a sandbox or Chromium (on 2 cores, 3 workers: 17 min where 2 took 19).
-# TEST_JOBS=1 runs them in one process.
+# TEST_JOBS=1 runs them in one process. Longest first, one unit at a time per worker, tests sharing a
+# module-scoped fixture as one unit (tests/conftest.py): --dist loadgroup --no-loadscope-reorder.
 TEST_JOBS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(STAMP) sandbox browser hub-deps
-	$(BIN)/python -m pytest -n $(TEST_JOBS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup --no-loadscope-reorder
 
 release: $(STAMP)
 	$(BIN)/tito release
