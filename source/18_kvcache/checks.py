@@ -120,22 +120,35 @@ from tinytorch_lib.transformer import GPT
 """
 
 
-@check("test_18_3_generate")
-def generate_(s):
-    s = Plain(s)
+UPDATE_WORKS = ("(lambda c: (c.update(np.ones((1, 1, 2, 1)), np.ones((1, 1, 2, 1)), 0), "
+                "np.asarray(c.update(np.full((1, 1, 1, 1), 2.0), np.ones((1, 1, 1, 1)), 0)[0].data).ravel().tolist(), list(c.lengths))[1:])"
+                "(KVCache(1, 1, 1, 4, 1))")
+UPDATE_OK = "KVCache(1, 1, 1, 4, 1): update of 2 positions, then of 1, should return all 3 keys so far and leave lengths [3]"
+
+
+def requires_update(s, task_id: str) -> None:
+    """Task `task_id` stores through KVCache.update: stop first, naming 18.1 and 18.2, if it does not append."""
+    requires(s, UPDATE_WORKS, lambda r: r == ([1.0, 1.0, 2.0], [3]), UPDATE_OK, "18.1 and 18.2", task_id)
+
+
+def sandbox_models(s) -> tuple:
+    """Module 13's reference generate, and the GPT_ARGS models (reference GPTs here, the same weights built in
+    the student's process as `small`, `wide`, ...)."""
     GPT, generate_without_cache = _reference()
     models = {}
     for name, kwargs in GPT_ARGS.items():
         models[name] = GPT(**kwargs)
         s.run(BUILD.format(name=name), kwargs=kwargs,
               state={k: np.array(v) for k, v in models[name].state_dict().items()})
+    return generate_without_cache, models
+
+
+@check("test_18_3_generate")
+def generate_(s):
+    s = Plain(s)
+    generate_without_cache, models = sandbox_models(s)
     task_first(s, "generate(small, [1], 1)", "18.3")
-    requires(s, "(lambda c: (c.update(np.ones((1, 1, 2, 1)), np.ones((1, 1, 2, 1)), 0), "
-                "np.asarray(c.update(np.full((1, 1, 1, 1), 2.0), np.ones((1, 1, 1, 1)), 0)[0].data).ravel().tolist(), list(c.lengths))[1:])"
-                "(KVCache(1, 1, 1, 4, 1))",
-             lambda r: r == ([1.0, 1.0, 2.0], [3]),
-             "KVCache(1, 1, 1, 4, 1): update of 2 positions, then of 1, should return all 3 keys so far and leave lengths [3]",
-             "18.1 and 18.2", "18.3")
+    requires_update(s, "18.3")
     small, wide = models["small"], models["wide"]
     prompt = np.array([1, 4, 2, 7])
     want = generate_without_cache(small, prompt, 12)
@@ -179,23 +192,14 @@ def generate_(s):
         s.expect_error("generate(small, **args)", f"generate({args})", (word,), args=args)
 
 
-UPDATE_WORKS = ("(lambda c: (c.update(np.ones((1, 1, 2, 1)), np.ones((1, 1, 2, 1)), 0), "
-                "np.asarray(c.update(np.full((1, 1, 1, 1), 2.0), np.ones((1, 1, 1, 1)), 0)[0].data).ravel().tolist(), list(c.lengths))[1:])"
-                "(KVCache(1, 1, 1, 4, 1))")
-UPDATE_OK = "KVCache(1, 1, 1, 4, 1): update of 2 positions, then of 1, should return all 3 keys so far and leave lengths [3]"
 
 
 @check("test_18_4_generate_batch")
 def generate_batch_(s):
     s = Plain(s)
-    GPT, generate_without_cache = _reference()
-    models = {}
-    for name, kwargs in GPT_ARGS.items():
-        models[name] = GPT(**kwargs)
-        s.run(BUILD.format(name=name), kwargs=kwargs,
-              state={k: np.array(v) for k, v in models[name].state_dict().items()})
+    generate_without_cache, models = sandbox_models(s)
     task_first(s, "generate_batch(small, [[1]], 1)", "18.4")
-    requires(s, UPDATE_WORKS, lambda r: r == ([1.0, 1.0, 2.0], [3]), UPDATE_OK, "18.1 and 18.2", "18.4")
+    requires_update(s, "18.4")
     small, wide = models["small"], models["wide"]
     prompts = np.array([[1, 4, 2, 7], [0, 0, 9, 3], [5, 10, 1, 1]])
     kind, got = s.value("(lambda r: (type(r).__name__, np.asarray(r)))(generate_batch(small, p, 10))", p=prompts)
@@ -237,7 +241,7 @@ def int8_cache(s):
     from tinytorch_lib.quantization import quantize_tensor
     s = Plain(s)
     task_first(s, "Int8KVCache(1, 1, 1, 2, 1).nbytes", "18.5")
-    requires(s, UPDATE_WORKS, lambda r: r == ([1.0, 1.0, 2.0], [3]), UPDATE_OK, "18.1 and 18.2", "18.5")
+    requires_update(s, "18.5")
     shapes = "(lambda c: (tuple(c.keys.shape), c.keys.dtype, c.values.dtype, tuple(c.key_scales.shape), tuple(c.value_scales.shape), c.key_scales.dtype, c.value_scales.dtype, c.nbytes, list(c.lengths)))({})"
     for args in ((2, 1, 2, 6, 4), (3, 2, 1, 5, 7)):
         ks, kd, vd, ss, vs, sd, svd, nbytes, lengths = s.value(shapes.format(f"Int8KVCache{args}"))
