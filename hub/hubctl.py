@@ -81,6 +81,8 @@ def build_env(env: Path) -> Path:
     (env / "constraints.txt").write_text(constraints)
     subprocess.run([str(env / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                     "-c", str(env / "constraints.txt"), *packages], check=True)
+    # As in the Makefile: without rfc3987-syntax every process that reads a notebook starts 1.2 s sooner.
+    subprocess.run([str(env / "bin" / "python"), "-m", "pip", "uninstall", "--quiet", "-y", "rfc3987-syntax"], check=True)
     subprocess.run(["chmod", "-R", "a+rX,go-w", str(env)], check=True)
     (env / ".stamp").write_text(stamp)
     return _tito_command(env)

@@ -35,6 +35,7 @@ from nbclient import NotebookClient
 
 from browser import SHOTS, browser_page, jupyter_server, require_chromium, run_command, server_errors, wait_for_kernel
 from helpers import ROOT
+from tito.local_kernel import LocalKernelManager
 
 DEMOS_DIR = ROOT / "notebooks" / "demos"
 DEMOS = ["quantization", "pruning", "kvcache", "vectorization"]
@@ -192,7 +193,7 @@ print("DEMO-RESULTS" + _j.dumps(_seen))
 def run_demo(demo: str, settings: list) -> list:
     nb = jupytext.read(DEMOS_DIR / f"{demo}.py")
     nb.cells.append(nbformat.v4.new_code_cell(EXTRA_CELL.format(settings=settings)))
-    NotebookClient(nb, timeout=300, kernel_name="python3",
+    NotebookClient(nb, timeout=300, kernel_name="python3", kernel_manager_class=LocalKernelManager,
                    resources={"metadata": {"path": str(DEMOS_DIR)}}).execute()
     text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.get("name") == "stdout")
     return json.loads(text.split("DEMO-RESULTS", 1)[1])

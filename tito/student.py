@@ -140,6 +140,8 @@ def run_notebook(notebook: Path) -> nbformat.NotebookNode:
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
 
+    from .local_kernel import LocalKernelManager
+
     try:
         nb = nbformat.read(notebook, as_version=4)
     except Exception as e:  # a notebook file that is not JSON
@@ -151,7 +153,7 @@ def run_notebook(notebook: Path) -> nbformat.NotebookNode:
     with tempfile.TemporaryDirectory(prefix="tito-test-") as tmp:
         # A cell over the time limit is interrupted and counts as an error; the next cells still run.
         client = NotebookClient(nb, timeout=CELL_TIMEOUT, interrupt_on_timeout=True, kernel_name="python3",
-                                allow_errors=True, resources={"metadata": {"path": tmp}},
+                                kernel_manager_class=LocalKernelManager, allow_errors=True, resources={"metadata": {"path": tmp}},
                                 on_cell_start=_cell_started, on_cell_executed=_cell_finished)
         try:
             client.execute(env=env, stderr=subprocess.DEVNULL)  # the kernel's log lines (cell errors are outputs)
