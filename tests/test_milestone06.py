@@ -160,6 +160,8 @@ def test_part2_table3c_batched_rows_identical_int8_bytes_a_quarter_and_agreement
     assert rows[("float32", 8)]["cache_bytes"] == 8 * rows[("float32", 1)]["cache_bytes"]
     agreement = data["int8_agreement"]
     assert agreement["prompts"] == 8 and len(agreement["first_divergence"]) == 8 and 0 <= agreement["max_logit_diff"] < 1
+    assert agreement["first_divergence"].count(None) == rows[("int8", 8)]["rows_agreeing"]  # the table's own runs
+    assert data["table3c_rows_checked_alone"] == list(range(8))  # quick: every row of B = 8
     assert all(m["int8"] * 128 == m["float32"] * 34 for m in data["table3c_cache_memory"])
     assert "Table 3c" in out
 

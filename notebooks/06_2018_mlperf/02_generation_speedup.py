@@ -279,8 +279,10 @@ save_figure(generation_speedup(table3, table3_plain, mem, table3_long), "generat
 # time), beside the baseline, **batch 1 without any cache** (Module 13's
 # loop). Tokens per second is `B x new tokens` over the median time of a
 # whole call (p90 beside it); the speedup is over the baseline's tokens per
-# second, from the paired repeats (p10-p90). "identical to batch 1": every
-# row's tokens equal generating that prompt alone with the same cache.
+# second, from the paired repeats (p10-p90). "identical to batch 1": the
+# rows checked (the first 8, and the last row of each batch) have the tokens
+# of that prompt generated alone with the same cache. (Module 18's tests
+# check every row; here 10 prompts alone cost what 64 would not.)
 # "agreement": rows whose int8 tokens equal the float32 cache's, and the
 # first new token where any row differs.
 
@@ -305,9 +307,11 @@ def name3c(kind, b):
     return f"{kind} B={b}"
 
 
-# batch 1, one prompt at a time, each cache: what every batched row must equal (and the timed code's warm-up)
+# batch 1, one prompt at a time, each cache: what the checked rows of every batch must equal (and the timed
+# code's warm-up)
+CHECKED = sorted(set(range(min(8, max(BATCHES)))) | {b - 1 for b in BATCHES})
 with blas_threads(1):
-    alone = {kind: np.vstack([generate_batch(fast_model, p[None], BATCH_NEW, cache_class=cls) for p in batch_prompts])
+    alone = {kind: {i: generate_batch(fast_model, batch_prompts[i][None], BATCH_NEW, cache_class=cls)[0] for i in CHECKED}
              for kind, cls in CACHES.items()}
 sides = {"no cache": side("no cache", lambda: generate(fast_model, prompt_ids, BATCH_NEW, use_cache=False)[None])}
 for kind, cls in CACHES.items():
@@ -330,7 +334,7 @@ for kind, cls in CACHES.items():
                **time_fields("ms_per_token", t, 1e3 / BATCH_NEW),
                "speedup": b * r.median, "speedup_lo": b * r.lo, "speedup_hi": b * r.hi,
                "cache_bytes": cls(model.n_layers, b, model.n_heads, ids.shape[1], hd).nbytes,
-               "identical_to_batch_1": bool(np.array_equal(ids, alone[kind][:b]))}
+               "identical_to_batch_1": all(np.array_equal(ids[i], alone[kind][i]) for i in CHECKED if i < b)}
         if kind == "int8":
             ref = tokens3c[name3c("float32", b)]
             differ = ref[:, len(prompt_ids):] != ids[:, len(prompt_ids):]
@@ -352,16 +356,20 @@ print_table(table3c, TABLE3C_COLUMNS)
 # %% [markdown]
 # "ms per step" is a whole call's time over its new tokens: for `B` = 1 it is
 # the SingleStream latency per token (p50, p90); for larger `B` each step
-# yields `B` tokens. The int8 logits against the float32 ones, on the same
-# input (both caches fed the float32 cache's tokens, `compare_caches`), over
-# all the prompts of the largest batch:
+# yields `B` tokens. Greedy agreement over all the prompts of the largest
+# batch, from its two rows of the table; and the int8 logits against the
+# float32 ones on the same input (both caches fed the float32 cache's
+# tokens, `compare_caches`), over its first 8 prompts:
 
 # %%
-agree = compare_caches(fast_model, batch_prompts, BATCH_NEW)
-diverged = sorted(i for i in agree["first_divergence"] if i is not None)
+n_prompt = len(prompt_ids)
+differ = tokens3c[name3c("float32", max(BATCHES))][:, n_prompt:] != tokens3c[name3c("int8", max(BATCHES))][:, n_prompt:]
+first_divergence = [int(np.argmax(d)) if d.any() else None for d in differ]
+diverged = sorted(i for i in first_divergence if i is not None)
+agree = compare_caches(fast_model, batch_prompts[:8], BATCH_NEW)
 print(f"{len(batch_prompts)} prompts, {BATCH_NEW} new tokens: greedy tokens identical with int8 and float32 caches for "
-      f"{len(batch_prompts) - len(diverged)}; first divergences at new tokens {diverged or 'none'}; "
-      f"largest |logit difference| {agree['max_logit_diff']:.3g}")
+      f"{len(batch_prompts) - len(diverged)}; first divergences at new tokens {diverged or 'none'}")
+print(f"largest |logit difference| over {len(agree['first_divergence'])} prompts, same input: {agree['max_logit_diff']:.3g}")
 mem3c = [{"length": n, "float32": KVCache(model.n_layers, 1, model.n_heads, n, hd).nbytes,
           "int8": Int8KVCache(model.n_layers, 1, model.n_heads, n, hd).nbytes} for n in (64, 128, 256, 512, 1024)]
 rows3c = {(r["cache"], r["batch"]): r for r in table3c}
@@ -374,7 +382,8 @@ claim(f"caching and batching together (float32 cache, B = {check_b}) give at lea
       rows3c[("float32", check_b)]["speedup_lo"] >= (20 if not QUICK else 10),
       f"{show_ratio(rows3c[('float32', check_b)], 'speedup')} at {BATCH_NEW} new tokens; the largest, at B = "
       f"{best['batch']}: {show_ratio(best, 'speedup')}")
-claim("each batched row's tokens are those of its prompt generated alone, with either cache",
+claim(f"each checked row of every batch (rows {', '.join(map(str, CHECKED))}) has the tokens of its prompt "
+      "generated alone, with either cache",
       all(r["identical_to_batch_1"] for r in table3c), ", ".join(f"{r['cache']} B={r['batch']}: "
                                                                   f"{'yes' if r['identical_to_batch_1'] else 'NO'}" for r in table3c[1:]))
 claim("the int8 cache, scales counted, holds within 10% of a quarter of the float32 cache's bytes",
@@ -391,9 +400,11 @@ save_json("table3_generation.json", {"quick": QUICK, "prompt": PROMPT, "prompt_t
                                      "long_prompt": LONG_PROMPT, "table3_long_prompt": table3_long,
                                      "cache_memory": mem,
                                      "table3c": table3c, "table3c_new_tokens": BATCH_NEW, "table3c_cache_memory": mem3c,
+                                     "table3c_rows_checked_alone": CHECKED,
                                      "int8_agreement": {"prompts": len(batch_prompts), "new_tokens": BATCH_NEW,
-                                                        "first_divergence": agree["first_divergence"],
-                                                        "max_logit_diff": agree["max_logit_diff"]},
+                                                        "first_divergence": first_divergence,
+                                                        "max_logit_diff": agree["max_logit_diff"],
+                                                        "max_logit_diff_prompts": len(agree["first_divergence"])},
                                      "sample": tokenizer.decode(sample), "claims": CLAIMS})
 
 # %% [markdown]
@@ -422,8 +433,8 @@ save_json("table3_generation.json", {"quick": QUICK, "prompt": PROMPT, "prompt_t
 # - **Validate**: identical tokens at every length, timed side by side in one
 #   run; the cache costs `2 x layers x heads x length x head_dim x 4` bytes,
 #   measured.
-# - **Batch and shrink**: `B` prompts share each step (Table 3c), every row
-#   the tokens of its prompt alone; the int8 cache stores 3.8x fewer bytes
+# - **Batch and shrink**: `B` prompts share each step (Table 3c), each
+#   checked row the tokens of its prompt alone; the int8 cache stores 3.8x fewer bytes
 #   (measured `nbytes`, scales counted), costs time per step, and its greedy
 #   tokens follow float32's for most prompts (the agreement column says how
 #   many in this run).
