@@ -243,6 +243,9 @@ def test_instructor_lab(tmp_path):
         assert page.locator("#warning-exchange").count() == 0
         page.get_by_text("Current configuration (click to expand)").click()
         page.locator("#config pre").first.wait_for()
+        # Bootstrap's collapse animates the panel open, moving the table below it: a click on Generate
+        # during the animation can land on the panel instead. Its end: `.collapse.in`, no `.collapsing`.
+        page.locator("#collapseConfig.collapse.in").wait_for()
         config = page.locator("#config pre").first.inner_text()
         assert "tito.sandbox_kernel.SandboxedExecute" in config and "[, ," not in config
         assert token not in page.content(), "Formgrader shows the server token"
