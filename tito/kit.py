@@ -37,7 +37,7 @@ from .export import reference_text
 from .modules import LIBRARY, LIBRARY_FILES, ROOT, Module, TitoError, all_modules, find_module
 
 KIT_FILES = Path(__file__).resolve().parent / "kit_files"  # README, Makefile, tests of the kit
-TITO_FILES = ["__init__.py", "modules.py", "build.py", "export.py", "student.py", "student_exchange.py"]
+TITO_FILES = ["__init__.py", "modules.py", "build.py", "export.py", "student.py", "student_exchange.py", "local_kernel.py"]
 MILESTONE = "notebooks/06_2018_mlperf"
 # The lecture demos hold no solution (tests/test_kit.py checks it by content) and run on the student's
 # own library, so students can replay the lecture: they come with the milestone.
