@@ -227,7 +227,8 @@ def generate_batch_(s):
     s.run("small.eval(); generate_batch(small, p, 2)", p=prompts)
     assert s.value("small.training") is False, "generate_batch should put the model's training mode back (small was in eval mode)"
     sizes = s.value("""(lambda sizes: (generate_batch(wide, p, 5, cache_class=type('Recorded', (KVCache,), {
-        '__init__': lambda self, *a: (sizes.append(list(a)), KVCache.__init__(self, *a))[1]})), sizes)[1])([])""",
+        '__init__': lambda self, *a, **k: (sizes.append(list(__import__('inspect').signature(KVCache).bind(*a, **k).arguments.values())),
+                                           KVCache.__init__(self, *a, **k))[1]})), sizes)[1])([])""",
                     p=np.ones((4, 7), dtype=np.int64))
     assert sizes == [[3, 4, 3, 12, 8]], \
         f"4 prompts of 7 + 5 new tokens on GPT(3 layers, 3 heads, d_model 24): expected one cache_class(3, 4, 3, 12, 8), got calls {sizes}"
