@@ -295,6 +295,7 @@ BATCH_NEW = 32 if QUICK else 256
 CACHES = {"float32": KVCache, "int8": Int8KVCache}
 batch_prompts = np.vstack([np.asarray(prompt_ids)[None], validation_prompts(tokenizer, max(BATCHES) - 1, len(prompt_ids))])
 tokens3c = {}
+divergence = {}  # B -> per row, the first new token where int8's tokens differ from float32's (None: none)
 
 
 def side(name, fn):
@@ -338,7 +339,8 @@ for kind, cls in CACHES.items():
         if kind == "int8":
             ref = tokens3c[name3c("float32", b)]
             differ = ref[:, len(prompt_ids):] != ids[:, len(prompt_ids):]
-            firsts = [int(np.argmax(d)) for d in differ if d.any()]
+            divergence[b] = [int(np.argmax(d)) if d.any() else None for d in differ]
+            firsts = [i for i in divergence[b] if i is not None]
             row["rows_agreeing"] = int(b - len(firsts))
             row["first_divergence"] = min(firsts) if firsts else None
             row["agreement"] = f"{b - len(firsts)}/{b} rows" + (f"; first differs at new token {min(firsts)}" if firsts else "")
@@ -362,9 +364,7 @@ print_table(table3c, TABLE3C_COLUMNS)
 # tokens, `compare_caches`), over its first 8 prompts:
 
 # %%
-n_prompt = len(prompt_ids)
-differ = tokens3c[name3c("float32", max(BATCHES))][:, n_prompt:] != tokens3c[name3c("int8", max(BATCHES))][:, n_prompt:]
-first_divergence = [int(np.argmax(d)) if d.any() else None for d in differ]
+first_divergence = divergence[max(BATCHES)]
 diverged = sorted(i for i in first_divergence if i is not None)
 agree = compare_caches(fast_model, batch_prompts[:8], BATCH_NEW)
 print(f"{len(batch_prompts)} prompts, {BATCH_NEW} new tokens: greedy tokens identical with int8 and float32 caches for "
